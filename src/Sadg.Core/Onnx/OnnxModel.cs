@@ -1,0 +1,201 @@
+using Google.Protobuf;
+using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Onnx;
+
+/// <summary>
+/// An ONNX model read from a file and checked well enough that later stages can trust it: it parses, it has a
+/// graph and an opset, and every tensor's declared size matches the data it carries (checked before any
+/// tensor is allocated). External data stays inside the model's folder.
+/// </summary>
+public sealed class OnnxModel
+{
+    OnnxModel(ModelProto proto, string? path)
+    {
+        Proto = proto;
+        Path = path;
+        BaseDirectory = path is null ? null : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+    }
+
+    public ModelProto Proto { get; }
+
+    public GraphProto Graph => Proto.Graph;
+
+    /// <summary>The file the model came from; null for models built in memory.</summary>
+    public string? Path { get; }
+
+    /// <summary>The folder external data is resolved against.</summary>
+    public string? BaseDirectory { get; }
+
+    /// <summary>The opset version of the default ONNX domain ("" or "ai.onnx").</summary>
+    public long Opset => OpsetOf(Proto);
+
+    public static long OpsetOf(ModelProto proto) =>
+        proto.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
+
+    /// <summary>Graph inputs that are fed at run time (older IR versions also list initializers as inputs).</summary>
+    public IReadOnlyList<ValueInfoProto> RuntimeInputs
+    {
+        get
+        {
+            var initializers = Graph.Initializer.Select(i => i.Name).ToHashSet();
+            return Graph.Input.Where(i => !initializers.Contains(i.Name)).ToList();
+        }
+    }
+
+    /// <summary>Reads and checks a model file. Every failure is a <see cref="SadgException"/> naming the file.</summary>
+    public static OnnxModel Load(string path)
+    {
+        if (Directory.Exists(path))
+            throw new SadgException(SadgErrorCode.ModelNotFound, $"'{path}' is a folder; give the path of an .onnx file.", path);
+        if (!File.Exists(path))
+            throw new SadgException(SadgErrorCode.ModelNotFound,
+                $"No model file at '{path}' (looked in '{System.IO.Path.GetFullPath(path)}'). Check the path.", path);
+        var info = new FileInfo(path);
+        if (info.Length == 0)
+            throw new SadgException(SadgErrorCode.ModelEmpty, $"'{path}' is empty (0 bytes). The export or copy that wrote it did not finish; export the model again.", path);
+
+        ModelProto proto;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using var coded = new CodedInputStream(stream);
+            proto = ModelProto.Parser.ParseFrom(coded);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new SadgException(SadgErrorCode.ModelNotProtobuf,
+                $"'{path}' is not an ONNX model: it is not valid protobuf ({e.Message.TrimEnd('.')}). The file is truncated, corrupt, or of another format; export the model again.", path, inner: e);
+        }
+        return FromProto(proto, path);
+    }
+
+    /// <summary>Wraps and checks a model held in memory; <paramref name="path"/> (if any) locates external data.</summary>
+    public static OnnxModel FromProto(ModelProto proto, string? path = null)
+    {
+        var model = new OnnxModel(proto, path);
+        model.Check();
+        return model;
+    }
+
+    void Check()
+    {
+        if (Proto.Graph is null || Proto.IrVersion <= 0 || Proto.OpsetImport.Count == 0 || Proto.Graph.Output.Count == 0)
+        {
+            string missing = Proto.Graph is null ? "no graph" : Proto.IrVersion <= 0 ? "no IR version" :
+                Proto.OpsetImport.Count == 0 ? "no opset import" : "no graph outputs";
+            throw new SadgException(SadgErrorCode.ModelNotOnnx,
+                $"'{Path ?? "model"}' parses as protobuf but is not an ONNX model ({missing}). Give the .onnx file the exporter wrote.", Path);
+        }
+        if (Opset == 0)
+            throw new SadgException(SadgErrorCode.ModelNotOnnx,
+                $"'{Path ?? "model"}' imports no opset of the default ONNX domain; Sadg only runs standard ONNX operators.", Path);
+
+        foreach (var t in Graph.Initializer) OnnxTensors.Validate(t, Path);
+        foreach (var node in AllNodes(Graph))
+            foreach (var attribute in node.Attribute)
+            {
+                if (attribute.T is not null) OnnxTensors.Validate(attribute.T, Path);
+                foreach (var t in attribute.Tensors) OnnxTensors.Validate(t, Path);
+            }
+        // External locations are checked now, so a hostile model is refused before anything runs.
+        foreach (var t in Graph.Initializer.Where(t => t.DataLocation == TensorProto.Types.DataLocation.External))
+        {
+            string? location = t.ExternalData.FirstOrDefault(e => e.Key == "location")?.Value;
+            if (location is not null && BaseDirectory is not null)
+                ExternalData.ResolveInside(BaseDirectory, location, t.Name, Path);
+        }
+    }
+
+    static IEnumerable<NodeProto> AllNodes(GraphProto graph)
+    {
+        foreach (var node in graph.Node)
+        {
+            yield return node;
+            foreach (var attribute in node.Attribute)
+            {
+                if (attribute.G is not null)
+                    foreach (var inner in AllNodes(attribute.G)) yield return inner;
+                foreach (var g in attribute.Graphs)
+                    foreach (var inner in AllNodes(g)) yield return inner;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The image input Sadg calibrates: the single float input of rank 4 (N, C, H, W). Errors say what the
+    /// model has instead.
+    /// </summary>
+    public ImageInput GetImageInput()
+    {
+        var inputs = RuntimeInputs;
+        var candidates = inputs.Where(IsImageLike).ToList();
+        if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0]);
+        string have = inputs.Count == 0 ? "no inputs" :
+            string.Join(", ", inputs.Select(i => $"'{i.Name}' {Describe(i)}"));
+        string why = candidates.Count > 1 || (candidates.Count == 1 && inputs.Count > 1)
+            ? "Sadg quantizes models with exactly one input, an image batch"
+            : "Sadg needs one float input shaped (N, C, H, W), an image batch";
+        throw new SadgException(SadgErrorCode.NoImageInput,
+            $"{why}; this model has {have}. Export the classifier with a single NCHW float input.", Path);
+    }
+
+    static bool IsImageLike(ValueInfoProto v) =>
+        v.Type?.TensorType is { } t && (DataType)t.ElemType is DataType.Float or DataType.Float16 or DataType.Double
+        && t.Shape?.Dim.Count == 4 && t.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
+
+    static string Describe(ValueInfoProto v)
+    {
+        var t = v.Type?.TensorType;
+        if (t is null) return "(not a tensor)";
+        string dims = t.Shape is null ? "unknown shape" :
+            "[" + string.Join(", ", t.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue.ToString() : string.IsNullOrEmpty(d.DimParam) ? "?" : d.DimParam)) + "]";
+        return $"{(DataType)t.ElemType} {dims}";
+    }
+
+    /// <summary>Writes the model atomically: to a temporary file beside the target, then renamed over it.</summary>
+    public static void Save(ModelProto proto, string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        string dir = System.IO.Path.GetDirectoryName(full)!;
+        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                proto.WriteTo(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{path}': {e.Message}", path, inner: e);
+        }
+        catch
+        {
+            TryDelete(tmp);
+            throw;
+        }
+    }
+
+    public void Save(string path) => Save(Proto, path);
+
+    static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
+
+/// <summary>The image input of a classifier: name, channels, height, width, and whether the batch is fixed.</summary>
+public sealed record ImageInput(string Name, int Channels, int Height, int Width, long DeclaredBatch)
+{
+    public static ImageInput From(ValueInfoProto v)
+    {
+        var d = v.Type.TensorType.Shape.Dim;
+        return new ImageInput(v.Name, (int)d[1].DimValue, (int)d[2].DimValue, (int)d[3].DimValue, d[0].DimValue);
+    }
+}

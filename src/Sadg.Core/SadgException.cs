@@ -1,0 +1,59 @@
+namespace Sadg;
+
+/// <summary>
+/// Stable error codes. The number is part of the contract with users and the build task: never reuse or
+/// renumber one. Each is documented in docs/errors.md.
+/// </summary>
+public enum SadgErrorCode
+{
+    // 1000–1099: reading a model file.
+    ModelNotFound = 1001,
+    ModelEmpty = 1002,
+    ModelNotProtobuf = 1003,
+    ModelNotOnnx = 1004,
+    TensorTooLarge = 1005,
+    ExternalDataOutsideModelFolder = 1006,
+    ExternalDataMissing = 1007,
+    TensorDataInvalid = 1008,
+    UnsupportedDataType = 1009,
+
+    // 1100–1199: building or running the graph.
+    UnsupportedOperator = 1101,
+    NoImageInput = 1102,
+    InvalidGraph = 1103,
+    InvalidNode = 1104,
+    UnsupportedAttribute = 1105,
+    DeviceUnavailable = 1106,
+
+    // 1200–1299: writing a model.
+    WriteFailed = 1201,
+}
+
+/// <summary>
+/// An error a user can act on: a stable code, the file it concerns, the node where one applies, and a message
+/// that says what to do. <see cref="ToDiagnostic"/> formats it the way compilers do, so MSBuild can map it.
+/// </summary>
+public class SadgException : Exception
+{
+    public SadgException(SadgErrorCode code, string message, string? file = null, string? node = null, Exception? inner = null)
+        : base(message, inner)
+    {
+        Code = code;
+        File = file;
+        Node = node;
+    }
+
+    public SadgErrorCode Code { get; }
+
+    /// <summary>The file the error concerns, when there is one.</summary>
+    public string? File { get; }
+
+    /// <summary>The ONNX node (name, else op type and index) the error concerns, when there is one.</summary>
+    public string? Node { get; }
+
+    /// <summary>"SADG1001" etc.</summary>
+    public string CodeText => $"SADG{(int)Code:D4}";
+
+    /// <summary><c>path(0,0): error SADGnnnn: message</c>; line and column do not apply to binary models.</summary>
+    public string ToDiagnostic() => $"{File ?? "sadg"}(0,0): error {CodeText}: {Message}";
+}
