@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
+using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
+using Tensor = TorchSharp.torch.Tensor;
 using Onnx;
 using Sadg.Graph;
 using Sadg.Onnx;
@@ -19,7 +20,7 @@ public static class OrtReference
         var values = inputs.Select(kv =>
         {
             var cpu = kv.Value.detach().cpu().to_type(ScalarType.Float32).contiguous();
-            var dense = new DenseTensor<float>(cpu.data<float>().ToArray(), cpu.shape.Select(d => (int)d).ToArray());
+            var dense = new DenseTensor(cpu.data<float>().ToArray(), cpu.shape.Select(d => (int)d).ToArray());
             return NamedOnnxValue.CreateFromTensor(kv.Key, dense);
         }).ToList();
         using var results = session.Run(values);
