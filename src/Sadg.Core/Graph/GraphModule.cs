@@ -30,6 +30,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     public GraphModule(OnnxModel model, Device? device = null) : base("GraphModule")
     {
         Model = model;
+        Device = device ?? CPU;
+        CheckDevice(Device);
         var graph = model.Graph;
         InputNames = model.RuntimeInputs.Select(i => i.Name).ToArray();
         OutputNames = graph.Output.Select(o => o.Name).ToArray();
@@ -56,8 +58,17 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
                 Classify(node);
             }
         }
-        Device = device ?? CPU;
         if (Device.type != DeviceType.CPU) MoveConstants(Device);
+    }
+
+    /// <summary>Refuses a CUDA device when the TorchSharp backend in use has none (the CPU package, or no GPU).</summary>
+    public static void CheckDevice(Device device)
+    {
+        if (device.type == DeviceType.CUDA && !cuda.is_available())
+            throw new SadgException(SadgErrorCode.DeviceUnavailable,
+                "CUDA was requested but TorchSharp sees no CUDA device. Either this machine has no NVIDIA GPU/driver, " +
+                "or Sadg was built with the CPU backend (libtorch-cpu-linux-x64); build with the CUDA backend " +
+                "(TorchSharp-cuda-linux, from your own feed) or use the CPU.");
     }
 
     public OnnxModel Model { get; }
@@ -365,6 +376,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
     void MoveConstants(Device device)
     {
+        CheckDevice(device);
         foreach (var name in constants.Keys.ToList())
         {
             var t = constants[name];
