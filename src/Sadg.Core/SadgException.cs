@@ -27,6 +27,10 @@ public enum SadgErrorCode
 
     // 1200–1299: writing a model.
     WriteFailed = 1201,
+
+    // 1300–1399: reading data sets.
+    DataNotFound = 1301,
+    DataInvalid = 1302,
 }
 
 /// <summary>

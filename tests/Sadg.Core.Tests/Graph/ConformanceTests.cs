@@ -61,6 +61,20 @@ public class ConformanceTests(ITestOutputHelper output)
         string data = Path.Combine(dir, "test_data_set_0");
         var inputs = Directory.GetFiles(data, "input_*.pb").OrderBy(IndexOf).Select(Read).ToList();
         var expected = Directory.GetFiles(data, "output_*.pb").OrderBy(IndexOf).Select(Read).ToList();
+        var declared = proto.Graph.Input.Where(i => proto.Graph.Initializer.All(t => t.Name != i.Name)).Concat(proto.Graph.Output).ToList();
+        if (declared.FirstOrDefault(v => v.Type?.TensorType is null) is { } notTensor)
+        {
+            excluded = true;
+            return $"'{notTensor.Name}' is a {notTensor.Type?.ValueCase.ToString().ToLowerInvariant() ?? "untyped"} value; the executor runs tensors only";
+        }
+        var graphInputs = declared.Take(declared.Count - proto.Graph.Output.Count).ToList();
+        var pairs = graphInputs.Zip(inputs).Concat(proto.Graph.Output.Zip(expected));
+        if (pairs.FirstOrDefault(p => p.First.Type.TensorType.ElemType != p.Second.DataType) is { First: not null } mismatch)
+        {
+            excluded = true;
+            return $"the test data stores '{mismatch.First.Name}' as {(DataType)mismatch.Second.DataType} while the model declares " +
+                $"{(DataType)mismatch.First.Type.TensorType.ElemType} (ONNX 1.12's bfloat16 data are raw UINT16 bits with truncating rounding)";
+        }
         var unreadable = inputs.Concat(expected).Select(t => (DataType)t.DataType)
             .FirstOrDefault(t => OnnxTensors.ElementSize(t) < 0 || t is DataType.Int4 or DataType.Uint4);
         if (unreadable != default)
