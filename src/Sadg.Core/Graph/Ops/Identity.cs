@@ -12,7 +12,7 @@ sealed class IdentityOp(OpContext context) : OnnxOp(context)
 /// <summary>
 /// Dropout at inference: the output is the input and the optional mask is all true (the input's type before
 /// opset 10, bool from 10). The ratio (attribute before opset 12, input from 12) has no effect; a true
-/// training_mode input (opset 12+) is refused, since random dropout is not what an executor for inference does.
+/// training_mode input (opset 12+) with a non-zero ratio is refused: random dropout is not inference.
 /// </summary>
 [OnnxOperator("Dropout")]
 sealed class DropoutOp : OnnxOp
@@ -30,12 +30,17 @@ sealed class DropoutOp : OnnxOp
         {
             if (training.numel() != 1)
                 throw Context.Error(SadgErrorCode.InvalidNode, "training_mode must be a scalar");
-            if (training.detach().cpu().to_type(ScalarType.Bool).reshape([]).item<bool>())
-                throw Context.Unsupported("Dropout with training_mode = true");
+            // Training with ratio 0 drops nothing, so it is the identity too.
+            if (training.detach().cpu().to_type(ScalarType.Bool).reshape([]).item<bool>() && RatioIn(inputs) != 0)
+                throw Context.Unsupported("Dropout with training_mode = true and a non-zero ratio");
         }
         bool wantsMask = Context.Node.Output.Count > 1 && Context.Node.Output[1].Length > 0;
         if (!wantsMask) return [x.alias()];
         var mask = Context.Opset < 10 ? ones_like(x) : ones(x.shape, ScalarType.Bool, x.device);
         return [x.alias(), mask];
     }
+
+    static float RatioIn(IReadOnlyList<Tensor?> inputs) => Optional(inputs, 1) is { } ratio
+        ? OpHelpers.ToFloats(ratio) is [var r] ? r : float.NaN
+        : 0.5f;
 }
