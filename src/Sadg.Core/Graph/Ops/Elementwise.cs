@@ -35,11 +35,5 @@ sealed class UnaryMathOp(OpContext context) : OnnxOp(context)
         var other => throw new InvalidOperationException($"UnaryMathOp does not implement {other}."),
     };
 
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
-    {
-        var x = Required(inputs, 0);
-        // Unsigned integers are held in wider signed types; their absolute value is themselves.
-        if (Context.Node.OpType == "Abs" && x.dtype == ScalarType.Byte) return [x.alias()];
-        return [function(x)];
-    }
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [function(Required(inputs, 0))];
 }
