@@ -7,3 +7,195 @@ sealed class ReluOp(OpContext context) : OnnxOp(context)
 {
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.relu(Required(inputs, 0))];
 }
+
+/// <summary>LeakyRelu: x for x ≥ 0, alpha·x otherwise (alpha defaults to 0.01).</summary>
+[OnnxOperator("LeakyRelu")]
+sealed class LeakyReluOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 0.01f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.leaky_relu(Required(inputs, 0), alpha)];
+}
+
+/// <summary>
+/// PRelu: x for x ≥ 0, slope·x otherwise. The slope broadcasts to x as numpy does (so [C,1,1] is per channel for
+/// NCHW); a 1-D slope of C values that does not broadcast that way but matches dimension 1 of x is taken per
+/// channel, as older exporters meant it.
+/// </summary>
+[OnnxOperator("PRelu")]
+sealed class PReluOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var slope = OpHelpers.OnDeviceOf(Required(inputs, 1), x);
+        if (!BroadcastsTo(slope.shape, x.shape))
+        {
+            if (slope.dim() == 1 && x.dim() >= 2 && slope.shape[0] == x.shape[1])
+                slope = slope.reshape([slope.shape[0], .. Enumerable.Repeat(1L, (int)x.dim() - 2)]);
+            else
+                throw Context.Error(SadgErrorCode.InvalidNode,
+                    $"slope of shape [{string.Join(", ", slope.shape)}] does not broadcast to input [{string.Join(", ", x.shape)}]");
+        }
+        return [where(x.lt(0), x * slope, x)];
+    }
+
+    static bool BroadcastsTo(long[] from, long[] to)
+    {
+        if (from.Length > to.Length) return false;
+        for (int i = 1; i <= from.Length; i++)
+        {
+            long f = from[^i], t = to[^i];
+            if (f != 1 && f != t) return false;
+        }
+        return true;
+    }
+}
+
+/// <summary>
+/// Clip: bounds from the min/max attributes before opset 11, from the optional inputs 1 and 2 from opset 11 on;
+/// an absent bound leaves that side unbounded. Works for integer tensors too.
+/// </summary>
+[OnnxOperator("Clip")]
+sealed class ClipOp : OnnxOp
+{
+    readonly double? minAttribute;
+    readonly double? maxAttribute;
+
+    public ClipOp(OpContext context) : base(context)
+    {
+        if (context.Opset < 11)
+        {
+            minAttribute = context.Has("min") ? context.Float("min", 0) : null;
+            maxAttribute = context.Has("max") ? context.Float("max", 0) : null;
+        }
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (Context.Opset < 11)
+        {
+            if (minAttribute is { } lo && maxAttribute is { } hi) return [x.clamp(lo, hi)];
+            if (minAttribute is { } lo2) return [x.clamp_min(lo2)];
+            if (maxAttribute is { } hi2) return [x.clamp_max(hi2)];
+            return [x.alias()];
+        }
+        var min = Optional(inputs, 1) is { } a ? Bound(a, x, "min") : null;
+        var max = Optional(inputs, 2) is { } b ? Bound(b, x, "max") : null;
+        if (min is null && max is null) return [x.alias()];
+        return [x.clamp(min, max)];
+    }
+
+    Tensor Bound(Tensor bound, Tensor x, string name)
+    {
+        if (bound.numel() != 1)
+            throw Context.Error(SadgErrorCode.InvalidNode, $"'{name}' must be a scalar, got shape [{string.Join(", ", bound.shape)}]");
+        bound = OpHelpers.OnDeviceOf(bound, x).reshape([]);
+        return bound.dtype == x.dtype ? bound : bound.to_type(x.dtype);
+    }
+}
+
+[OnnxOperator("Sigmoid")]
+sealed class SigmoidOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).sigmoid()];
+}
+
+/// <summary>HardSigmoid: max(0, min(1, alpha·x + beta)), alpha = 0.2 and beta = 0.5 by default.</summary>
+[OnnxOperator("HardSigmoid")]
+sealed class HardSigmoidOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 0.2f);
+    readonly double beta = context.Float("beta", 0.5f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [(Required(inputs, 0) * alpha + beta).clamp(0.0, 1.0)];
+}
+
+/// <summary>HardSwish (opset 14): x · max(0, min(1, x/6 + 1/2)).</summary>
+[OnnxOperator("HardSwish")]
+sealed class HardSwishOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.hardswish(Required(inputs, 0))];
+}
+
+[OnnxOperator("Tanh")]
+sealed class TanhOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).tanh()];
+}
+
+/// <summary>Elu: x for x &gt; 0, alpha·(exp(x) − 1) otherwise (alpha defaults to 1).</summary>
+[OnnxOperator("Elu")]
+sealed class EluOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 1f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.elu(Required(inputs, 0), alpha)];
+}
+
+/// <summary>Selu: gamma · (x for x &gt; 0, alpha·(exp(x) − 1) otherwise), with the self-normalizing defaults.</summary>
+[OnnxOperator("Selu")]
+sealed class SeluOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 1.67326319217681884765625f);
+    readonly double gamma = context.Float("gamma", 1.05070102214813232421875f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.elu(Required(inputs, 0), alpha) * gamma];
+}
+
+/// <summary>Softplus: log(exp(x) + 1).</summary>
+[OnnxOperator("Softplus")]
+sealed class SoftplusOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.softplus(Required(inputs, 0))];
+}
+
+/// <summary>Softsign: x / (1 + |x|).</summary>
+[OnnxOperator("Softsign")]
+sealed class SoftsignOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        return [x / (x.abs() + 1)];
+    }
+}
+
+/// <summary>Gelu (opset 20): exact (erf) or, with approximate = "tanh", the tanh approximation.</summary>
+[OnnxOperator("Gelu")]
+sealed class GeluOp : OnnxOp
+{
+    readonly bool tanhApproximation;
+
+    public GeluOp(OpContext context) : base(context)
+    {
+        string approximate = context.String("approximate", "none");
+        tanhApproximation = approximate switch
+        {
+            "none" => false,
+            "tanh" => true,
+            _ => throw context.Unsupported($"Gelu approximate = '{approximate}'"),
+        };
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (!tanhApproximation) return [nn.functional.gelu(x)];
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        var inner = (x + x.pow(3) * 0.044715) * Math.Sqrt(2 / Math.PI);
+        return [x * 0.5 * (inner.tanh() + 1)];
+    }
+}
+
+/// <summary>Mish (opset 18): x · tanh(softplus(x)).</summary>
+[OnnxOperator("Mish")]
+sealed class MishOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        return [x * nn.functional.softplus(x).tanh()];
+    }
+}

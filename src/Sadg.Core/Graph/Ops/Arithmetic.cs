@@ -2,7 +2,10 @@ using static TorchSharp.torch;
 
 namespace Sadg.Graph.Ops;
 
-/// <summary>Add, Sub, Mul, Div with numpy-style broadcasting (opset 7+).</summary>
+/// <summary>
+/// Add, Sub, Mul, Div with numpy-style broadcasting (opset 7+). Integer Div truncates toward zero, as ONNX
+/// Runtime's C++ division does; unsigned and narrow integer types wrap as their ONNX counterparts do.
+/// </summary>
 [OnnxOperator("Add")]
 [OnnxOperator("Sub")]
 [OnnxOperator("Mul")]
@@ -20,9 +23,7 @@ sealed class BinaryArithmeticOp : OnnxOp
 
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
-        var a = Required(inputs, 0);
-        var b = OpHelpers.OnDeviceOf(Required(inputs, 1), a);
-        if (a.device != b.device) a = OpHelpers.OnDeviceOf(a, b);
+        var (a, b) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         return op switch
         {
             "Add" => [a + b],
@@ -30,5 +31,53 @@ sealed class BinaryArithmeticOp : OnnxOp
             "Mul" => [a * b],
             _ => [a.is_floating_point() ? a / b : a.div(b, RoundingMode.trunc)],
         };
+    }
+}
+
+/// <summary>
+/// Pow with broadcasting. From opset 12 the exponent may have another type than the base; the result keeps the
+/// base's type either way (an integer base with a float exponent is computed in floating point, then truncated).
+/// </summary>
+[OnnxOperator("Pow")]
+sealed class PowOp(OpContext context) : OnnxOp(context)
+{
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var (x, y) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        if (x.is_floating_point() && y.dtype != x.dtype && y.is_floating_point()) y = y.to_type(x.dtype);
+        if (!x.is_floating_point() && y.is_floating_point())
+            return [x.to_type(ScalarType.Float64).pow(y.to_type(ScalarType.Float64)).to_type(x.dtype)];
+        var result = x.pow(y);
+        return [result.dtype == x.dtype ? result : result.to_type(x.dtype)];
+    }
+}
+
+/// <summary>Min, Max, Sum, Mean over one or more inputs with numpy-style broadcasting (Min/Max on integers too).</summary>
+[OnnxOperator("Min")]
+[OnnxOperator("Max")]
+[OnnxOperator("Sum")]
+[OnnxOperator("Mean")]
+sealed class VariadicOp(OpContext context) : OnnxOp(context)
+{
+    readonly string op = context.Node.OpType;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var present = inputs.Where(t => t is not null).Select(t => t!).ToList();
+        if (present.Count == 0) throw Context.Error(SadgErrorCode.InvalidNode, "at least one input is required");
+        var device = ElementwiseHelpers.CommonDevice(present);
+        var result = ElementwiseHelpers.To(present[0], device);
+        if (present.Count == 1) return [result.alias()];
+        for (int i = 1; i < present.Count; i++)
+        {
+            var next = ElementwiseHelpers.To(present[i], device);
+            result = op switch
+            {
+                "Min" => minimum(result, next),
+                "Max" => maximum(result, next),
+                _ => result + next,
+            };
+        }
+        return [op == "Mean" ? result / present.Count : result];
     }
 }
