@@ -75,12 +75,12 @@ sealed class ResizeOp : OnnxOp
             {
                 long a = resized[i];
                 outLen[a] = sizes![i];
-                scale[a] = (double)sizes[i] / x.shape[a];
+                scale[a] = (float)sizes[i] / (float)x.shape[a];
             }
         }
         else
         {
-            var ratios = resized.Select((a, i) => (double)sizes![i] / x.shape[a]).ToArray();
+            var ratios = resized.Select((a, i) => (float)sizes![i] / (float)x.shape[a]).ToArray();
             double common = policy == "not_larger" ? ratios.Min() : ratios.Max();
             foreach (long a in resized)
             {
@@ -128,41 +128,47 @@ sealed class UpsampleOp : OnnxOp
 
 static class NearestResize
 {
-    /// <summary>For each output position along one axis, the input position nearest mode picks.</summary>
-    public static long[] Indices(long inLen, long outLen, double scale, string transform, string nearestMode)
+    /// <summary>
+    /// For each output position along one axis, the input position nearest mode picks. Computed in single
+    /// precision like ONNX Runtime, so positions that land exactly on .5 round the same way.
+    /// </summary>
+    public static long[] Indices(long inLen, long outLen, double scaleValue, string transform, string nearestMode)
     {
+        float scale = (float)scaleValue;
         var indices = new long[outLen];
         for (long i = 0; i < outLen; i++)
         {
-            double original = transform switch
+            float x = i;
+            float original = transform switch
             {
-                "half_pixel" => (i + 0.5) / scale - 0.5,
-                "half_pixel_symmetric" => HalfPixelSymmetric(i, inLen, outLen, scale),
-                "pytorch_half_pixel" => outLen > 1 ? (i + 0.5) / scale - 0.5 : 0,
-                "align_corners" => outLen == 1 ? 0 : i * (double)(inLen - 1) / (outLen - 1),
-                "tf_half_pixel_for_nn" => (i + 0.5) / scale,
-                _ => i / scale,
+                "half_pixel" => (x + 0.5f) / scale - 0.5f,
+                "half_pixel_symmetric" => HalfPixelSymmetric(x, inLen, outLen, scale),
+                "pytorch_half_pixel" => outLen > 1 ? (x + 0.5f) / scale - 0.5f : 0f,
+                "align_corners" => outLen == 1 ? 0f : x * (inLen - 1) / (outLen - 1),
+                "tf_half_pixel_for_nn" => (x + 0.5f) / scale,
+                _ => x / scale,
             };
-            double floor = Math.Floor(original);
-            bool half = original - floor == 0.5;
+            float floor = MathF.Floor(original);
+            bool half = original - floor == 0.5f;
             long index = nearestMode switch
             {
-                "simple" => scale < 1 ? (long)Math.Ceiling(original) : (long)original,
+                "simple" => scale < 1 ? (long)MathF.Ceiling(original) : (long)original,
                 "floor" => (long)floor,
-                "ceil" => (long)Math.Ceiling(original),
-                "round_prefer_ceil" => half ? (long)floor + 1 : (long)Math.Round(original),
-                _ => half ? (long)floor : (long)Math.Round(original),
+                "ceil" => (long)MathF.Ceiling(original),
+                "round_prefer_ceil" => half ? (long)floor + 1 : (long)MathF.Round(original),
+                _ => half ? (long)floor : (long)MathF.Round(original),
             };
-            indices[i] = Math.Clamp(index, 0, inLen - 1);
+            indices[i] = Math.Clamp(index, 0, Math.Max(inLen - 1, 0));
         }
         return indices;
     }
 
-    static double HalfPixelSymmetric(long i, long inLen, long outLen, double scale)
+    static float HalfPixelSymmetric(float x, long inLen, long outLen, float scale)
     {
-        double adjustment = outLen / (scale * inLen);
-        double center = inLen / 2.0;
-        double offset = center * (1 - adjustment);
-        return offset + (i + 0.5) / scale - 0.5;
+        float outputWidth = scale * inLen;
+        float adjustment = outLen / outputWidth;
+        float center = inLen / 2f;
+        float offset = center * (1 - adjustment);
+        return offset + (x + 0.5f) / scale - 0.5f;
     }
 }
