@@ -316,4 +316,43 @@ public class ShapeOpTests
         Assert.Equal(0.5f, outputs[s].item<float>());
         Assert.Equal([2L, 1L], outputs[t].shape);
     }
+
+    [Fact]
+    public void GatherAndGatherElementsTakeNegativeAxesAndIndices()
+    {
+        MatchesOrt(13, "Gather", [3, 4, 5], ["idx"], b => b.AddInitializer("idx", tensor(new long[] { -1, 0, 2, -4 }).reshape(2, 2)), Attrs(("axis", -2L)));
+        MatchesOrt(11, "Gather", [3, 4, 5], ["idx"], b => b.AddInitializer("idx", tensor(-1L)), Attrs(("axis", 2L)));
+        MatchesOrt(13, "GatherElements", [3, 4], ["idx"], b => b.AddInitializer("idx", tensor(new long[] { -1, 0, 2, 1, 0, -3 }).reshape(3, 2)), Attrs(("axis", 1L)));
+    }
+
+    [Fact]
+    public void ExpandTileTransposeFlattenConcat()
+    {
+        MatchesOrt(13, "Expand", [3, 1], ["shape"], b => b.AddInt64s("shape", 2, 1, 4));
+        MatchesOrt(13, "Tile", [2, 3], ["reps"], b => b.AddInt64s("reps", 2, 3));
+        MatchesOrt(13, "Transpose", [2, 3, 4], []);
+        MatchesOrt(13, "Flatten", [2, 3, 4, 5], [], null, Attrs(("axis", -3L)));
+        MatchesOrt(13, "Concat", [2, 3], ["c"], b => b.AddInitializer("c", randn(2, 1)), Attrs(("axis", -1L)));
+    }
+
+    [Fact]
+    public void ConstantOfShapeFollowsAShapeComputation()
+    {
+        var b = new OnnxGraphBuilder();
+        b.AddInput("x", DataType.Float, -1, 3);
+        var shape = b.AddNode("Shape", ["x"]);
+        var filled = b.AddNode("ConstantOfShape", [shape], attributes: Attrs(("value", OnnxTensors.FromTorch("v", tensor(new float[] { 2.5f })))));
+        var y = b.AddNode("Concat", ["x", filled], attributes: Attrs(("axis", 1L)));
+        b.AddOutput(y);
+        var model = b.Build(13);
+        using var graph = new GraphModule(OnnxModel.FromProto(model));
+        Assert.Equal(NodeKind.ShapeOnly, graph.Nodes.Single(n => n.OpType == "ConstantOfShape").Kind);
+        foreach (long n in new long[] { 2, 3 })
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(n, 3);
+            var reference = OrtReference.Run(model, new Dictionary<string, Tensor> { ["x"] = x })[0];
+            Assert.Null(ConformanceTests.Compare(reference, graph.forward(x)));
+        }
+    }
 }

@@ -39,6 +39,8 @@ sealed class ConstantOp : OnnxOp
 sealed class ConstantOfShapeOp : OnnxOp
 {
     readonly double value;
+    readonly long integer;
+    readonly bool floating = true;
     readonly ScalarType dtype = ScalarType.Float32;
 
     public ConstantOfShapeOp(OpContext context) : base(context)
@@ -49,6 +51,8 @@ sealed class ConstantOfShapeOp : OnnxOp
             if (v.numel() != 1) throw context.Error(SadgErrorCode.InvalidNode, "the value attribute must hold one element");
             dtype = v.dtype;
             value = ShapeOpSupport.Scalar(v);
+            floating = v.is_floating_point();
+            if (!floating && v.dtype != ScalarType.Bool) integer = OpHelpers.ToLongs(v)[0];
         }
     }
 
@@ -56,7 +60,9 @@ sealed class ConstantOfShapeOp : OnnxOp
     {
         long[] shape = OpHelpers.ToLongs(Required(inputs, 0));
         if (shape.Any(d => d < 0)) throw Context.Error(SadgErrorCode.InvalidNode, $"negative dimension in {ShapeOpSupport.Dims(shape)}");
-        return [dtype == ScalarType.Bool ? full(shape, value != 0, dtype: dtype) : full(shape, value, dtype: dtype)];
+        if (dtype == ScalarType.Bool) return [full(shape, value != 0, dtype: dtype)];
+        // Integers keep full 64-bit precision.
+        return [floating ? full(shape, value, dtype: dtype) : full(shape, integer, dtype: dtype)];
     }
 }
 

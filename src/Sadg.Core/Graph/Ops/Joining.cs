@@ -51,7 +51,7 @@ sealed class SplitOp : OnnxOp
         var x = Required(inputs, 0);
         long a = ShapeOpSupport.NormalizeAxis(Context, axis, x.dim());
         long dim = x.shape[a];
-        long[]? sizes = splitAttribute ?? (Context.Opset >= 13 && Optional(inputs, 1) is { } s ? OpHelpers.ToLongs(s) : null);
+        long[]? sizes = splitAttribute ?? (Context.Opset >= 13 && Optional(inputs, 1) is { } s && s.numel() > 0 ? OpHelpers.ToLongs(s) : null);
         if (sizes is null)
         {
             long n = numOutputs;

@@ -143,6 +143,7 @@ sealed class SqueezeOp(OpContext context) : OnnxOp(context)
     {
         var x = Required(inputs, 0);
         long[]? axes = Context.Opset < 13 ? axesAttribute : Optional(inputs, 1) is { } t ? OpHelpers.ToLongs(t) : null;
+        if (axes is { Length: 0 }) axes = null; // an empty axes tensor squeezes every dim of size 1, as ONNX Runtime does
         long rank = x.dim();
         var squeezed = axes is null
             ? Enumerable.Range(0, (int)rank).Where(i => x.shape[i] == 1).Select(i => (long)i).ToArray()
