@@ -1,0 +1,117 @@
+using static TorchSharp.torch;
+
+namespace Sadg.Graph.Ops;
+
+/// <summary>
+/// ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum,
+/// ReduceLogSumExp: axes attribute before opset 18 (ReduceSum: before 13), optional axes input after; keepdims;
+/// noop_with_empty_axes (no axes then returns the input unchanged instead of reducing everything).
+/// </summary>
+[OnnxOperator("ReduceMean")]
+[OnnxOperator("ReduceSum")]
+[OnnxOperator("ReduceMax")]
+[OnnxOperator("ReduceMin")]
+[OnnxOperator("ReduceProd")]
+[OnnxOperator("ReduceL1")]
+[OnnxOperator("ReduceL2")]
+[OnnxOperator("ReduceSumSquare")]
+[OnnxOperator("ReduceLogSum")]
+[OnnxOperator("ReduceLogSumExp")]
+sealed class ReduceOp : OnnxOp
+{
+    readonly string op;
+    readonly bool keepDims;
+    readonly bool noopWithEmptyAxes;
+    readonly bool axesFromInput;
+    readonly long[]? axesAttribute;
+
+    public ReduceOp(OpContext context) : base(context)
+    {
+        op = context.Node.OpType;
+        keepDims = context.Int("keepdims", 1) != 0;
+        noopWithEmptyAxes = context.Int("noop_with_empty_axes", 0) != 0;
+        axesFromInput = context.Opset >= (op == "ReduceSum" ? 13 : 18);
+        axesAttribute = axesFromInput ? null : context.Ints("axes");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long[] axes = axesFromInput
+            ? Optional(inputs, 1) is { } a ? OpHelpers.ToLongs(a) : []
+            : axesAttribute ?? [];
+        if (axes.Length == 0)
+        {
+            if (noopWithEmptyAxes) return [x];
+            axes = Enumerable.Range(0, (int)x.dim()).Select(i => (long)i).ToArray();
+        }
+        var dims = ShapeOpSupport.NormalizeAxes(Context, axes, x.dim());
+        if (x.dim() == 0) return [Apply(x, dims)];
+        var result = Apply(x, dims);
+        return [result.dtype == x.dtype ? result : result.to_type(x.dtype)];
+    }
+
+    Tensor Apply(Tensor x, long[] dims)
+    {
+        if (dims.Length == 0) return op switch
+        {
+            "ReduceL1" => x.abs(),
+            "ReduceL2" => x.abs(),
+            "ReduceSumSquare" => x * x,
+            "ReduceLogSum" => x.log(),
+            _ => x,
+        };
+        switch (op)
+        {
+            case "ReduceMean": return x.mean(dims, keepDims);
+            case "ReduceSum": return x.sum(dims, keepDims);
+            case "ReduceMax": return x.amax(dims, keepDims);
+            case "ReduceMin": return x.amin(dims, keepDims);
+            case "ReduceL1": return x.abs().sum(dims, keepDims);
+            case "ReduceL2": return (x * x).sum(dims, keepDims).sqrt();
+            case "ReduceSumSquare": return (x * x).sum(dims, keepDims);
+            case "ReduceLogSum": return x.sum(dims, keepDims).log();
+            case "ReduceLogSumExp":
+            {
+                var max = x.amax(dims, true).detach();
+                max = where(max.isinf(), zeros_like(max), max);
+                var r = (x - max).exp().sum(dims, true).log() + max;
+                return keepDims ? r : Squeeze(r, dims);
+            }
+            case "ReduceProd":
+            {
+                var r = x;
+                foreach (long d in dims.OrderDescending()) r = r.prod(d, keepDims);
+                return r;
+            }
+            default: throw Context.Error(SadgErrorCode.UnsupportedOperator, $"unknown reduction {op}");
+        }
+    }
+
+    static Tensor Squeeze(Tensor t, long[] dims)
+    {
+        var shape = Enumerable.Range(0, (int)t.dim()).Where(i => !dims.Contains(i)).Select(i => t.shape[i]).ToArray();
+        return t.reshape(shape);
+    }
+}
+
+/// <summary>ArgMax / ArgMin (axis, keepdims, select_last_index from opset 12): int64 indices.</summary>
+[OnnxOperator("ArgMax")]
+[OnnxOperator("ArgMin")]
+sealed class ArgReduceOp(OpContext context) : OnnxOp(context)
+{
+    readonly bool max = context.Node.OpType == "ArgMax";
+    readonly long axis = context.Int("axis", 0);
+    readonly bool keepDims = context.Int("keepdims", 1) != 0;
+    readonly bool last = context.Int("select_last_index", 0) != 0;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long a = ShapeOpSupport.NormalizeAxis(Context, axis, x.dim());
+        var source = last ? x.flip(a) : x;
+        var index = max ? source.argmax(a, keepDims) : source.argmin(a, keepDims);
+        if (last) index = (x.shape[a] - 1) - index;
+        return [index];
+    }
+}

@@ -1,0 +1,174 @@
+using static TorchSharp.torch;
+
+namespace Sadg.Graph.Ops;
+
+/// <summary>
+/// Resize (opsets 10, 11, 13, 18, 19) in nearest mode, with every coordinate_transformation_mode except
+/// tf_crop_and_resize and every nearest_mode; scales or sizes, axes and keep_aspect_ratio_policy (18).
+/// Opset 10 maps coordinates asymmetrically and rounds like ONNX Runtime (floor when enlarging, ceil when shrinking).
+/// The result gathers input elements by index, so it is differentiable w.r.t. the input.
+/// </summary>
+[OnnxOperator("Resize")]
+sealed class ResizeOp : OnnxOp
+{
+    readonly string transform;
+    readonly string nearestMode;
+    readonly string policy;
+    readonly long[]? axes;
+
+    public ResizeOp(OpContext context) : base(context)
+    {
+        string mode = context.String("mode", "nearest");
+        if (mode != "nearest") throw context.Unsupported($"Resize mode '{mode}' (only nearest is implemented)");
+        if (context.Opset < 11)
+        {
+            transform = "asymmetric";
+            nearestMode = "simple";
+        }
+        else
+        {
+            transform = context.String("coordinate_transformation_mode", "half_pixel");
+            nearestMode = context.String("nearest_mode", "round_prefer_floor");
+        }
+        if (transform == "tf_crop_and_resize") throw context.Unsupported("Resize coordinate_transformation_mode 'tf_crop_and_resize'");
+        if (transform is not ("half_pixel" or "half_pixel_symmetric" or "pytorch_half_pixel" or "align_corners" or "asymmetric" or "tf_half_pixel_for_nn"))
+            throw context.Error(SadgErrorCode.InvalidNode, $"unknown coordinate_transformation_mode '{transform}'");
+        if (nearestMode is not ("simple" or "round_prefer_floor" or "round_prefer_ceil" or "floor" or "ceil"))
+            throw context.Error(SadgErrorCode.InvalidNode, $"unknown nearest_mode '{nearestMode}'");
+        policy = context.String("keep_aspect_ratio_policy", "stretch");
+        if (policy is not ("stretch" or "not_larger" or "not_smaller"))
+            throw context.Error(SadgErrorCode.InvalidNode, $"unknown keep_aspect_ratio_policy '{policy}'");
+        axes = context.Opset >= 18 ? context.Ints("axes") : null;
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        Tensor? scalesInput = Context.Opset < 11 ? Optional(inputs, 1) : Optional(inputs, 2);
+        Tensor? sizesInput = Context.Opset < 11 ? null : Optional(inputs, 3);
+        float[]? scales = scalesInput is { } s && s.numel() > 0 ? OpHelpers.ToFloats(s) : null;
+        long[]? sizes = sizesInput is { } z && z.numel() > 0 ? OpHelpers.ToLongs(z) : null;
+        if (scales is not null && sizes is not null) throw Context.Error(SadgErrorCode.InvalidNode, "both scales and sizes are given");
+        if (scales is null && sizes is null) throw Context.Error(SadgErrorCode.InvalidNode, "neither scales nor sizes is given");
+
+        long rank = x.dim();
+        long[] resized = axes is null ? Enumerable.Range(0, (int)rank).Select(i => (long)i).ToArray() : ShapeOpSupport.NormalizeAxes(Context, axes, rank);
+        int count = (scales?.Length ?? sizes!.Length);
+        if (count != resized.Length)
+            throw Context.Error(SadgErrorCode.InvalidNode, $"{(scales is null ? "sizes" : "scales")} has {count} values for {resized.Length} axes");
+
+        var scale = Enumerable.Repeat(1.0, (int)rank).ToArray();
+        var outLen = x.shape.ToArray();
+        if (scales is not null)
+        {
+            for (int i = 0; i < resized.Length; i++)
+            {
+                long a = resized[i];
+                if (scales[i] <= 0) throw Context.Error(SadgErrorCode.InvalidNode, $"scale {scales[i]} is not positive");
+                scale[a] = scales[i];
+                outLen[a] = (long)Math.Floor(scales[i] * (double)x.shape[a]);
+            }
+        }
+        else if (policy == "stretch")
+        {
+            for (int i = 0; i < resized.Length; i++)
+            {
+                long a = resized[i];
+                outLen[a] = sizes![i];
+                scale[a] = (float)sizes[i] / (float)x.shape[a];
+            }
+        }
+        else
+        {
+            var ratios = resized.Select((a, i) => (float)sizes![i] / (float)x.shape[a]).ToArray();
+            double common = policy == "not_larger" ? ratios.Min() : ratios.Max();
+            foreach (long a in resized)
+            {
+                scale[a] = common;
+                outLen[a] = (long)Math.Floor(common * x.shape[a] + 0.5);
+            }
+        }
+
+        var result = x;
+        for (int a = 0; a < rank; a++)
+            result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen[a], scale[a], transform, nearestMode));
+        return [result];
+    }
+}
+
+/// <summary>Upsample in nearest mode: scales attribute (opset 7) or input (opset 9); ONNX Runtime's rounding (asymmetric, floor).</summary>
+[OnnxOperator("Upsample")]
+sealed class UpsampleOp : OnnxOp
+{
+    readonly float[]? scalesAttribute;
+
+    public UpsampleOp(OpContext context) : base(context)
+    {
+        string mode = context.String("mode", "nearest");
+        if (mode != "nearest") throw context.Unsupported($"Upsample mode '{mode}' (only nearest is implemented)");
+        if (context.Opset < 9)
+            scalesAttribute = context.Floats("scales") ?? throw context.Error(SadgErrorCode.InvalidNode, "scales attribute is missing");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        float[] scales = scalesAttribute ?? OpHelpers.ToFloats(Required(inputs, 1));
+        if (scales.Length != x.dim()) throw Context.Error(SadgErrorCode.InvalidNode, $"scales has {scales.Length} values for rank {x.dim()}");
+        var result = x;
+        for (int a = 0; a < scales.Length; a++)
+        {
+            if (scales[a] <= 0) throw Context.Error(SadgErrorCode.InvalidNode, $"scale {scales[a]} is not positive");
+            long outLen = (long)Math.Floor(scales[a] * (double)x.shape[a]);
+            result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen, scales[a], "asymmetric", "simple"));
+        }
+        return [result];
+    }
+}
+
+static class NearestResize
+{
+    /// <summary>
+    /// For each output position along one axis, the input position nearest mode picks. Computed in single
+    /// precision like ONNX Runtime, so positions that land exactly on .5 round the same way.
+    /// </summary>
+    public static long[] Indices(long inLen, long outLen, double scaleValue, string transform, string nearestMode)
+    {
+        float scale = (float)scaleValue;
+        var indices = new long[outLen];
+        for (long i = 0; i < outLen; i++)
+        {
+            float x = i;
+            float original = transform switch
+            {
+                "half_pixel" => (x + 0.5f) / scale - 0.5f,
+                "half_pixel_symmetric" => HalfPixelSymmetric(x, inLen, outLen, scale),
+                "pytorch_half_pixel" => outLen > 1 ? (x + 0.5f) / scale - 0.5f : 0f,
+                "align_corners" => outLen == 1 ? 0f : x * (inLen - 1) / (outLen - 1),
+                "tf_half_pixel_for_nn" => (x + 0.5f) / scale,
+                _ => x / scale,
+            };
+            float floor = MathF.Floor(original);
+            bool half = original - floor == 0.5f;
+            long index = nearestMode switch
+            {
+                "simple" => scale < 1 ? (long)MathF.Ceiling(original) : (long)original,
+                "floor" => (long)floor,
+                "ceil" => (long)MathF.Ceiling(original),
+                "round_prefer_ceil" => half ? (long)floor + 1 : (long)MathF.Round(original),
+                _ => half ? (long)floor : (long)MathF.Round(original),
+            };
+            indices[i] = Math.Clamp(index, 0, Math.Max(inLen - 1, 0));
+        }
+        return indices;
+    }
+
+    static float HalfPixelSymmetric(float x, long inLen, long outLen, float scale)
+    {
+        float outputWidth = scale * inLen;
+        float adjustment = outLen / outputWidth;
+        float center = inLen / 2f;
+        float offset = center * (1 - adjustment);
+        return offset + (x + 0.5f) / scale - 0.5f;
+    }
+}
