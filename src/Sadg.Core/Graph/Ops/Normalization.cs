@@ -1,0 +1,110 @@
+using static TorchSharp.torch;
+
+namespace Sadg.Graph.Ops;
+
+/// <summary>
+/// BatchNormalization in inference mode: (x − mean) / sqrt(var + epsilon) · scale + B, with the per-channel
+/// values broadcast over every dim after the channel dim (any rank >= 2). Training mode (opset 14+
+/// training_mode = 1), spatial = 0 (opsets 7–8) and the saved-statistics outputs of older opsets are refused.
+/// The running_mean/running_var outputs of older opsets, when named, are the inputs unchanged (no update in inference).
+/// </summary>
+[OnnxOperator("BatchNormalization")]
+sealed class BatchNormalizationOp : OnnxOp
+{
+    readonly double epsilon;
+    readonly int outputs;
+
+    public BatchNormalizationOp(OpContext context) : base(context)
+    {
+        epsilon = context.Float("epsilon", 1e-5f);
+        if (context.Opset < 9 && context.Int("spatial", 1) != 1)
+            throw context.Unsupported("BatchNormalization with spatial = 0");
+        if (context.Int("training_mode", 0) != 0)
+            throw context.Unsupported("BatchNormalization in training mode (training_mode = 1)");
+        var named = context.Node.Output;
+        outputs = named.Count;
+        for (int i = 1; i < named.Count; i++)
+        {
+            if (named[i].Length == 0) continue;
+            if (context.Opset >= 14)
+                throw context.Unsupported("BatchNormalization running statistics outputs (training mode)");
+            if (i >= 3)
+                throw context.Unsupported("BatchNormalization saved mean/variance outputs (training mode)");
+        }
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var scale = OpHelpers.OnDeviceOf(Required(inputs, 1), x);
+        var bias = OpHelpers.OnDeviceOf(Required(inputs, 2), x);
+        var mean = OpHelpers.OnDeviceOf(Required(inputs, 3), x);
+        var variance = OpHelpers.OnDeviceOf(Required(inputs, 4), x);
+        if (x.dim() < 2) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 2 is needed");
+
+        long[] shape = [-1, .. Enumerable.Repeat(1L, (int)x.dim() - 2)];
+        Tensor Channel(Tensor t) => (t.dtype == x.dtype ? t : t.to_type(x.dtype)).reshape(shape);
+        var factor = Channel(scale) * (Channel(variance) + epsilon).rsqrt();
+        var y = (x - Channel(mean)) * factor + Channel(bias);
+
+        var result = new Tensor?[outputs];
+        result[0] = y;
+        if (outputs > 1 && Context.Node.Output[1].Length > 0) result[1] = mean;
+        if (outputs > 2 && Context.Node.Output[2].Length > 0) result[2] = variance;
+        return result;
+    }
+}
+
+/// <summary>InstanceNormalization: per sample and channel, (x − mean) / sqrt(biased var + epsilon) · scale + B over the spatial dims.</summary>
+[OnnxOperator("InstanceNormalization")]
+sealed class InstanceNormalizationOp(OpContext context) : OnnxOp(context)
+{
+    readonly double epsilon = context.Float("epsilon", 1e-5f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var scale = OpHelpers.OnDeviceOf(Required(inputs, 1), x);
+        var bias = OpHelpers.OnDeviceOf(Required(inputs, 2), x);
+        if (x.dim() < 3) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 3 is needed");
+        var dims = Enumerable.Range(2, (int)x.dim() - 2).Select(i => (long)i).ToArray();
+        long[] shape = [-1, .. Enumerable.Repeat(1L, dims.Length)];
+        var centered = x - x.mean(dims, keepdim: true);
+        var variance = (centered * centered).mean(dims, keepdim: true);
+        return [centered * (variance + epsilon).rsqrt() * scale.reshape(shape) + bias.reshape(shape)];
+    }
+}
+
+/// <summary>
+/// LRN across channels: x / (bias + alpha / size · Σ x²)^beta, the sum over channels
+/// [c − floor((size − 1) / 2), c + ceil((size − 1) / 2)] (torch's local_response_norm centres even windows differently).
+/// </summary>
+[OnnxOperator("LRN")]
+sealed class LrnOp : OnnxOp
+{
+    readonly long size;
+    readonly double alpha;
+    readonly double beta;
+    readonly double bias;
+
+    public LrnOp(OpContext context) : base(context)
+    {
+        size = context.Int("size", 0);
+        if (size < 1) throw context.Error(SadgErrorCode.InvalidNode, "size must be a positive integer");
+        alpha = context.Float("alpha", 1e-4f);
+        beta = context.Float("beta", 0.75f);
+        bias = context.Float("bias", 1f);
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (x.dim() < 3) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 3 is needed");
+        long n = x.shape[0], c = x.shape[1];
+        var squares = (x * x).reshape(n, 1, c, -1);
+        long before = (size - 1) / 2, after = size - 1 - before;
+        squares = nn.functional.pad(squares, [0, 0, before, after]);
+        var mean = nn.functional.avg_pool2d(squares, [size, 1], [1, 1], [0, 0]).reshape(x.shape);
+        return [x / (mean * alpha + bias).pow(beta)];
+    }
+}

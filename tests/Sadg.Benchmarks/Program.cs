@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Tests.Support;
+using static TorchSharp.torch;
+using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
+
+// Forward-only CPU inference of the ResNet-style test model (batch 64 of 3x32x32): the Sadg executor under
+// no_grad against ONNX Runtime with default optimizations. Writes docs/benchmarks/executor.md.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- executor [--warmup N] [--iterations N]
+
+if (args.Length == 0 || args[0] != "executor")
+{
+    Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
+    return 2;
+}
+int warmup = Option("--warmup", 5);
+int iterations = Option("--iterations", 30);
+const int Batch = 64;
+int cores = Environment.ProcessorCount;
+
+set_num_threads(cores);
+var model = TestModels.ResNet();
+float[] inputData;
+using (var input = TestModels.Input(Batch))
+    inputData = input.contiguous().data<float>().ToArray();
+long[] inputShape = [Batch, 3, 32, 32];
+
+// (a) The executor.
+double[] executor;
+using (var graph = new GraphModule(OnnxModel.FromProto(model)))
+{
+    using var input = tensor(inputData, inputShape);
+    executor = Time(warmup, iterations, () =>
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var y = graph.forward(input);
+        _ = y.data<float>()[0];
+    });
+}
+
+// (b) ONNX Runtime, CPU, default optimizations.
+double[] ort;
+using (var options = new SessionOptions { IntraOpNumThreads = cores })
+using (var session = new InferenceSession(model.ToByteArray(), options))
+{
+    var feed = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor(TestModels.InputName, new DenseTensor(inputData, inputShape.Select(d => (int)d).ToArray())) };
+    ort = Time(warmup, iterations, () =>
+    {
+        using var results = session.Run(feed);
+        _ = results[0].AsTensor<float>().GetValue(0);
+    });
+}
+
+var (eMedian, eP90) = (Percentile(executor, 0.5), Percentile(executor, 0.9));
+var (oMedian, oP90) = (Percentile(ort, 0.5), Percentile(ort, 0.9));
+string torchSharp = Informational(typeof(TorchSharp.torch).Assembly);
+string ortVersion = OrtEnv.Instance().GetVersionString();
+string report = $"""
+    # Executor benchmark: ResNet-style model, CPU inference
+
+    Forward-only inference of the ResNet-style test model (`TestModels.ResNet`: Conv-BN-Relu stem, two basic
+    residual blocks, one with a strided 1x1 projection, GlobalAveragePool, Flatten, Gemm; BatchNormalization
+    nodes kept) on a batch of {Batch} inputs of 3x32x32, float32.
+
+    - (a) Sadg executor (`GraphModule.forward`) under `torch.no_grad()`, one dispose scope per iteration,
+      `torch.set_num_threads({cores})`.
+    - (b) ONNX Runtime CPU execution provider, default graph optimizations, `IntraOpNumThreads = {cores}`.
+
+    Each: {warmup} warm-up iterations, then {iterations} timed iterations.
+
+    ## Machine
+
+    - CPU cores: {cores}
+    - OS: {RuntimeInformation.OSDescription} ({RuntimeInformation.OSArchitecture})
+    - .NET: {RuntimeInformation.FrameworkDescription}
+    - TorchSharp: {torchSharp} (libtorch CPU)
+    - ONNX Runtime: {ortVersion}
+
+    ## Command
+
+    ```
+    dotnet run -c Release --project tests/Sadg.Benchmarks -- executor{(args.Length > 1 ? " " + string.Join(' ', args.Skip(1)) : "")}
+    ```
+
+    ## Results (ms per batch of {Batch})
+
+    | Runner | median | p90 |
+    |---|---:|---:|
+    | Sadg executor | {eMedian:F2} | {eP90:F2} |
+    | ONNX Runtime | {oMedian:F2} | {oP90:F2} |
+
+    Ratio executor / ONNX Runtime (median): {eMedian / oMedian:F2}x
+
+    """;
+string path = Path.Combine(RepoRoot(), "docs", "benchmarks", "executor.md");
+Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+File.WriteAllText(path, report);
+Console.WriteLine(report);
+Console.WriteLine($"written to {path}");
+return 0;
+
+int Option(string name, int fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out int v) && v > 0 ? v : fallback;
+}
+
+static double[] Time(int warmup, int iterations, Action run)
+{
+    for (int i = 0; i < warmup; i++) run();
+    var times = new double[iterations];
+    for (int i = 0; i < iterations; i++)
+    {
+        long start = Stopwatch.GetTimestamp();
+        run();
+        times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+    return times;
+}
+
+static double Percentile(double[] values, double p)
+{
+    var sorted = values.Order().ToArray();
+    double rank = p * (sorted.Length - 1);
+    int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
+    return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+}
+
+static string Informational(Assembly assembly) =>
+    assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
+    ?? assembly.GetName().Version?.ToString() ?? "unknown";
+
+static string RepoRoot()
+{
+    for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+        if (File.Exists(Path.Combine(dir.FullName, "Sadg.BuildTasks.sln"))) return dir.FullName;
+    return Directory.GetCurrentDirectory();
+}

@@ -1,0 +1,191 @@
+using Onnx;
+using Sadg.Onnx;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Tests.Support;
+
+/// <summary>
+/// Small image classifiers built in code with <see cref="OnnxGraphBuilder"/>, with seeded random weights and
+/// BatchNormalization nodes kept (random running statistics, variance > 0). Input "input" [N, 3, 32, 32] with a
+/// symbolic batch; one output (the last node's). Shared by the parity tests and the benchmark (linked into both).
+/// </summary>
+public static class TestModels
+{
+    public const string InputName = "input";
+
+    /// <summary>
+    /// ResNet-style: Conv-BN-Relu stem, a basic residual block (identity shortcut), a basic block with stride 2
+    /// and a 1x1 strided projection shortcut, GlobalAveragePool, Flatten, Gemm.
+    /// </summary>
+    public static ModelProto ResNet(long seed = 1, int width = 16, int classes = 10, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.Input(3, 32, 32);
+        x = m.Relu(m.BatchNorm(m.Conv(x, 3, width, 3, 1, 1), width));
+        x = m.BasicBlock(x, width, width, 1);
+        x = m.BasicBlock(x, width, 2 * width, 2);
+        x = m.B.AddNode("GlobalAveragePool", [x]);
+        x = m.B.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        x = m.Gemm(x, 2 * width, classes);
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>
+    /// MobileNetV2-style: Conv-BN-Clip stem, two inverted residual blocks (1x1 expand Conv-BN-Clip(0, 6),
+    /// depthwise 3x3 Conv-BN-Clip, 1x1 project Conv-BN; the first with a residual Add, the second strided),
+    /// GlobalAveragePool, Flatten, Gemm.
+    /// </summary>
+    public static ModelProto MobileNetV2(long seed = 2, int classes = 10, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.Input(3, 32, 32);
+        x = m.Clip6(m.BatchNorm(m.Conv(x, 3, 16, 3, 2, 1), 16));
+        x = m.InvertedResidual(x, 16, 16, expand: 4, stride: 1);
+        x = m.InvertedResidual(x, 16, 24, expand: 4, stride: 2);
+        x = m.B.AddNode("GlobalAveragePool", [x]);
+        x = m.B.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        x = m.Gemm(x, 24, classes);
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>VGG-style: (Conv-Relu-MaxPool) x 2, Flatten, Gemm-Relu-Gemm.</summary>
+    public static ModelProto Vgg(long seed = 3, int classes = 10, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.Input(3, 32, 32);
+        x = m.MaxPool(m.Relu(m.Conv(x, 3, 8, 3, 1, 1, bias: true)), 2, 2, 0);
+        x = m.MaxPool(m.Relu(m.Conv(x, 8, 16, 3, 1, 1, bias: true)), 2, 2, 0);
+        x = m.B.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        x = m.Relu(m.Gemm(x, 16 * 8 * 8, 64));
+        x = m.Gemm(x, 64, classes);
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>
+    /// A convolutional trunk with only Conv, BatchNormalization, Relu, Add and pooling: stem Conv-BN-Relu,
+    /// MaxPool 3x3/2 (pads 1), a basic block, a strided projection block, an AveragePool with asymmetric pads
+    /// and ceil_mode; the output is the 4-D feature map.
+    /// </summary>
+    public static ModelProto ConvTrunk(long seed = 4, int width = 16, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.Input(3, 32, 32);
+        x = m.Relu(m.BatchNorm(m.Conv(x, 3, width, 3, 1, 1), width));
+        x = m.MaxPool(x, 3, 2, 1);
+        x = m.BasicBlock(x, width, width, 1);
+        x = m.BasicBlock(x, width, 2 * width, 2);
+        x = m.B.AddNode("AveragePool", [x], attributes: new Dictionary<string, object>
+        {
+            ["kernel_shape"] = new long[] { 3, 3 },
+            ["strides"] = new long[] { 2, 2 },
+            ["pads"] = new long[] { 0, 1, 1, 0 },
+            ["ceil_mode"] = 1L,
+        });
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>A two-layer perceptron on [N, 64] inputs: Gemm(transB)-Relu-Gemm, and a MatMul head.</summary>
+    public static ModelProto Mlp(long seed = 5, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.B.AddInput(InputName, DataType.Float, -1, 64);
+        x = m.Relu(m.Gemm(x, 64, 32));
+        var w = m.B.AddInitializer(m.B.Fresh("w"), m.Randn(32, 10) * 0.2f);
+        x = m.B.AddNode("MatMul", [x, w]);
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>A random input batch for these models (seeded).</summary>
+    public static Tensor Input(long batch, long seed = 42, params long[] shape)
+    {
+        var generator = new Generator(0).manual_seed(seed);
+        long[] dims = shape.Length == 0 ? [batch, 3, 32, 32] : [batch, .. shape];
+        return randn(dims, generator: generator);
+    }
+
+    sealed class Maker(long seed)
+    {
+        readonly Generator generator = new Generator(0).manual_seed(seed);
+
+        public OnnxGraphBuilder B { get; } = new("sadg_test_model");
+
+        public Tensor Randn(params long[] shape) => randn(shape, generator: generator);
+
+        Tensor Uniform(float low, float high, params long[] shape) => rand(shape, generator: generator) * (high - low) + low;
+
+        public string Input(params long[] chw) => B.AddInput(InputName, DataType.Float, [-1, .. chw]);
+
+        public ModelProto Finish(string last, long opset)
+        {
+            B.AddOutput(last);
+            return B.Build(opset, irVersion: 8);
+        }
+
+        public string Conv(string x, int cin, int cout, int k, int stride, int pad, int group = 1, bool bias = false)
+        {
+            long fanIn = cin / group * k * k;
+            var w = B.AddInitializer(B.Fresh("conv_w"), Randn(cout, cin / group, k, k) * MathF.Sqrt(2f / fanIn));
+            var inputs = new List<string> { x, w };
+            if (bias) inputs.Add(B.AddInitializer(B.Fresh("conv_b"), Randn(cout) * 0.1f));
+            return B.AddNode("Conv", inputs, attributes: new Dictionary<string, object>
+            {
+                ["kernel_shape"] = new long[] { k, k },
+                ["strides"] = new long[] { stride, stride },
+                ["pads"] = new long[] { pad, pad, pad, pad },
+                ["group"] = (long)group,
+            });
+        }
+
+        public string BatchNorm(string x, int c) => B.AddNode("BatchNormalization",
+        [
+            x,
+            B.AddInitializer(B.Fresh("bn_scale"), Uniform(0.5f, 1.5f, c)),
+            B.AddInitializer(B.Fresh("bn_bias"), Randn(c) * 0.1f),
+            B.AddInitializer(B.Fresh("bn_mean"), Randn(c) * 0.1f),
+            B.AddInitializer(B.Fresh("bn_var"), Uniform(0.5f, 1.5f, c)),
+        ], attributes: new Dictionary<string, object> { ["epsilon"] = 1e-5f });
+
+        public string Relu(string x) => B.AddNode("Relu", [x]);
+
+        public string Add(string a, string b) => B.AddNode("Add", [a, b]);
+
+        public string Clip6(string x)
+        {
+            var low = B.AddInitializer(B.Fresh("clip_min"), tensor(0f));
+            var high = B.AddInitializer(B.Fresh("clip_max"), tensor(6f));
+            return B.AddNode("Clip", [x, low, high]);
+        }
+
+        public string MaxPool(string x, int k, int stride, int pad) => B.AddNode("MaxPool", [x], attributes: new Dictionary<string, object>
+        {
+            ["kernel_shape"] = new long[] { k, k },
+            ["strides"] = new long[] { stride, stride },
+            ["pads"] = new long[] { pad, pad, pad, pad },
+        });
+
+        public string Gemm(string x, int inFeatures, int outFeatures)
+        {
+            var w = B.AddInitializer(B.Fresh("fc_w"), Randn(outFeatures, inFeatures) * MathF.Sqrt(1f / inFeatures));
+            var b = B.AddInitializer(B.Fresh("fc_b"), Randn(outFeatures) * 0.1f);
+            return B.AddNode("Gemm", [x, w, b], attributes: new Dictionary<string, object> { ["transB"] = 1L });
+        }
+
+        public string BasicBlock(string x, int cin, int cout, int stride)
+        {
+            var y = Relu(BatchNorm(Conv(x, cin, cout, 3, stride, 1), cout));
+            y = BatchNorm(Conv(y, cout, cout, 3, 1, 1), cout);
+            var shortcut = stride == 1 && cin == cout ? x : BatchNorm(Conv(x, cin, cout, 1, stride, 0), cout);
+            return Relu(Add(y, shortcut));
+        }
+
+        public string InvertedResidual(string x, int cin, int cout, int expand, int stride)
+        {
+            int hidden = cin * expand;
+            var y = Clip6(BatchNorm(Conv(x, cin, hidden, 1, 1, 0), hidden));
+            y = Clip6(BatchNorm(Conv(y, hidden, hidden, 3, stride, 1, group: hidden), hidden));
+            y = BatchNorm(Conv(y, hidden, cout, 1, 1, 0), cout);
+            return stride == 1 && cin == cout ? Add(x, y) : y;
+        }
+    }
+}
