@@ -65,7 +65,7 @@ public class ConformanceTests(ITestOutputHelper output)
         if (declared.FirstOrDefault(v => v.Type?.TensorType is null) is { } notTensor)
         {
             excluded = true;
-            return $"'{notTensor.Name}' is a {notTensor.Type?.ValueCase.ToString().ToLowerInvariant() ?? "untyped"} value; the executor runs tensors only";
+            return $"'{notTensor.Name}' is not a tensor ({notTensor.Type?.ValueCase.ToString() ?? "no type"}); the executor runs tensors only";
         }
         var graphInputs = declared.Take(declared.Count - proto.Graph.Output.Count).ToList();
         var pairs = graphInputs.Zip(inputs).Concat(proto.Graph.Output.Zip(expected));
