@@ -1,0 +1,53 @@
+using static TorchSharp.torch;
+
+namespace Sadg.Quantization;
+
+/// <summary>
+/// The final integer form of one quantized operator's weight: per output channel (axis 0), asymmetric,
+/// w ≈ Scale[c] · (Integers − ZeroPoint[c]), integers in [0, 2^Bits − 1]. This is exactly what ONNX's
+/// DequantizeLinear(axis = 0) computes from a UINT4/UINT8 initializer.
+/// </summary>
+/// <param name="Node">Name of the Conv/Gemm/MatMul node (in the BN-folded model).</param>
+/// <param name="Weight">Name of the weight initializer the node reads.</param>
+/// <param name="Integers">Int64 tensor with the weight's shape.</param>
+/// <param name="Scale">Float32 [Cout].</param>
+/// <param name="ZeroPoint">Int64 [Cout], in [0, 2^Bits − 1].</param>
+/// <param name="Bits">2–8.</param>
+/// <param name="Axis">The output-channel axis of the weight as stored: 0 for Conv and Gemm with transB = 1; 1 for MatMul and Gemm with transB = 0.</param>
+public sealed record WeightQuantization(string Node, string Weight, Tensor Integers, Tensor Scale, Tensor ZeroPoint, int Bits, int Axis = 0)
+{
+    /// <summary>Scale · (Integers − ZeroPoint), broadcast along <see cref="Axis"/>: the weight the quantized model computes with.</summary>
+    public Tensor Dequantize()
+    {
+        long[] shape = Enumerable.Repeat(1L, (int)Integers.dim()).ToArray();
+        shape[Axis] = Scale.shape[0];
+        return (Integers - ZeroPoint.reshape(shape)).to_type(ScalarType.Float32) * Scale.reshape(shape);
+    }
+}
+
+/// <summary>
+/// The final form of one activation quantizer: per tensor, symmetric (zero point 0), signed INT{Bits} when the
+/// calibration data had negatives, else unsigned UINT{Bits}: x_q = Scale · clamp(round(x / Scale), lo, hi),
+/// rounding half to even, as ONNX QuantizeLinear does.
+/// </summary>
+/// <param name="Value">Name of the quantized tensor (every node that reads it sees the quantized value).</param>
+public sealed record ActivationQuantization(string Value, float Scale, int Bits, bool Signed)
+{
+    public long Min => Signed ? -(1L << (Bits - 1)) : 0;
+
+    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1;
+
+    /// <summary>The fake-quantized value (no gradient tricks: for evaluation).</summary>
+    public Tensor Apply(Tensor x) => x.div(Scale).round().clamp(Min, Max).mul(Scale);
+}
+
+/// <summary>Everything the QDQ writer needs besides the BN-folded model.</summary>
+public sealed class QuantizationSpec
+{
+    public List<WeightQuantization> Weights { get; } = [];
+
+    public List<ActivationQuantization> Activations { get; } = [];
+
+    /// <summary>Written into the model's metadata_props (tool version, bits, method, seed, options hash, …).</summary>
+    public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
+}
