@@ -31,6 +31,11 @@ public enum SadgErrorCode
     // 1300–1399: reading data sets.
     DataNotFound = 1301,
     DataInvalid = 1302,
+
+    // 1400–1499: quantizing.
+    NothingToQuantize = 1401,
+    InvalidBits = 1402,
+    CalibrationDataInvalid = 1403,
 }
 
 /// <summary>

@@ -1,0 +1,82 @@
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Reconstruction;
+using Sadg.Tests.Support;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Tests.Reconstruction;
+
+public class BlockPartitionTests
+{
+    static (GraphModule Graph, IReadOnlyList<Block> Blocks) Partition(global::Onnx.ModelProto proto)
+    {
+        var graph = new GraphModule(OnnxModel.FromProto(proto));
+        return (graph, BlockPartition.Partition(graph, n => BlockPartition.IsQuantizable(graph, n)));
+    }
+
+    [Fact]
+    public void ResidualBlocksAreNotCutInside()
+    {
+        var (graph, blocks) = Partition(TestModels.ResNet());
+        using var _ = graph;
+        // Every Add of a residual block lies inside a block together with both of its branches.
+        foreach (var add in graph.Nodes.Where(n => n.OpType == "Add"))
+        {
+            var block = blocks.Single(b => add.Index >= b.StartNode && add.Index < b.EndNode);
+            foreach (var input in add.Inputs)
+            {
+                var producer = graph.Producer(input)!;
+                Assert.InRange(producer.Index, block.StartNode, block.EndNode - 1);
+            }
+        }
+        // Blocks tile the graph, each starts where the previous ended, and every quantizable op is in one.
+        Assert.Equal(0, blocks[0].StartNode);
+        Assert.Equal(graph.Nodes.Count, blocks[^1].EndNode);
+        for (int i = 1; i < blocks.Count; i++)
+        {
+            Assert.Equal(blocks[i - 1].EndNode, blocks[i].StartNode);
+            Assert.Equal(blocks[i - 1].Output, blocks[i].Input);
+        }
+        int quantizable = graph.Nodes.Count(n => BlockPartition.IsQuantizable(graph, n));
+        Assert.Equal(quantizable, blocks.Sum(b => b.QuantizedNodes.Count));
+        Assert.Equal(graph.InputNames[0], blocks[0].Input);
+        Assert.Equal(graph.OutputNames[0], blocks[^1].Output);
+        // Stem, two residual blocks, and the classifier head.
+        Assert.Equal(4, blocks.Count);
+    }
+
+    [Fact]
+    public void ChainsAreCutAtEveryQuantizedLayer()
+    {
+        var (graph, blocks) = Partition(TestModels.Vgg());
+        using var _ = graph;
+        Assert.All(blocks, b => Assert.Single(b.QuantizedNodes));
+        Assert.Equal(graph.Nodes.Count(n => BlockPartition.IsQuantizable(graph, n)), blocks.Count);
+    }
+
+    [Fact]
+    public void BlockRangesRunOnTheirOwn()
+    {
+        var (graph, blocks) = Partition(TestModels.MobileNetV2());
+        using var _ = graph;
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var x = TestModels.Input(2);
+        var full = graph.forward(x);
+        var value = x;
+        foreach (var block in blocks)
+            value = graph.Run(new Dictionary<string, TorchSharp.torch.Tensor> { [block.Input] = value }, [block.Output], block.StartNode, block.EndNode)[block.Output];
+        Assert.True(value.allclose(full, 1e-5, 1e-6));
+    }
+
+    [Fact]
+    public void AModelWithNothingToQuantizeIsAClearError()
+    {
+        var g = new OnnxGraphBuilder();
+        g.AddInput("image", DataType.Float, -1, 3, 8, 8);
+        g.AddNode("Relu", ["image"], ["r"]);
+        g.AddNode("GlobalAveragePool", ["r"], ["y"]);
+        g.AddOutput("y", DataType.Float, -1, 3, 1, 1);
+        var e = Assert.Throws<SadgException>(() => Partition(g.Build()));
+        Assert.Equal(SadgErrorCode.NothingToQuantize, e.Code);
+    }
+}
