@@ -33,6 +33,8 @@ sealed class BatchNormalizationOp : OnnxOp
         }
     }
 
+    static Tensor Channel(Tensor t, Tensor x) => t.reshape([-1, .. Enumerable.Repeat(1L, (int)x.dim() - 2)]);
+
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
         var x = Required(inputs, 0);
@@ -42,10 +44,11 @@ sealed class BatchNormalizationOp : OnnxOp
         var variance = OpHelpers.OnDeviceOf(Required(inputs, 4), x);
         if (x.dim() < 2) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 2 is needed");
 
-        long[] shape = [-1, .. Enumerable.Repeat(1L, (int)x.dim() - 2)];
-        Tensor Channel(Tensor t) => (t.dtype == x.dtype ? t : t.to_type(x.dtype)).reshape(shape);
-        var factor = Channel(scale) * (Channel(variance) + epsilon).rsqrt();
-        var y = (x - Channel(mean)) * factor + Channel(bias);
+        Tensor Typed(Tensor t) => t.dtype == x.dtype ? t : t.to_type(x.dtype);
+        // libtorch's fused inference kernel: (x − mean) / sqrt(var + ε) · scale + bias in one pass over x.
+        var y = x.dim() == 2 || x.shape[0] == 0
+            ? (x - Channel(Typed(mean), x)) * (Channel(Typed(scale), x) * (Channel(Typed(variance), x) + epsilon).rsqrt()) + Channel(Typed(bias), x)
+            : nn.functional.batch_norm(x, Typed(mean), Typed(variance), Typed(scale), Typed(bias), training: false, eps: epsilon);
 
         var result = new Tensor?[outputs];
         result[0] = y;
