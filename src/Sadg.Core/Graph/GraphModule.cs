@@ -24,6 +24,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     readonly HashSet<string> leaves = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> producers = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<Func<Tensor, Tensor>>> hooks = new(StringComparer.Ordinal);
+    readonly Dictionary<(int Node, int Input), List<Func<Tensor, Tensor>>> inputHooks = [];
     readonly Dictionary<string, int[]> plans = new(StringComparer.Ordinal);
     readonly List<GraphNode> nodes = [];
 
@@ -130,6 +131,28 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         });
     }
 
+    /// <summary>
+    /// Like <see cref="AddHook"/>, but changes what one node sees at one input only; other readers of the value
+    /// see it unchanged (e.g. swing convolution shifts a strided Conv's input, not the shortcut beside it).
+    /// </summary>
+    public IDisposable AddInputHook(GraphNode node, int input, Func<Tensor, Tensor> hook)
+    {
+        if (node.Index >= nodes.Count || !ReferenceEquals(nodes[node.Index], node))
+            throw new ArgumentException($"{node} is not a node of this graph.", nameof(node));
+        if (input < 0 || input >= node.Inputs.Count || node.Inputs[input].Length == 0)
+            throw new ArgumentOutOfRangeException(nameof(input), $"{node} has no input {input}.");
+        if (node.Kind != NodeKind.Dynamic)
+            throw new ArgumentException($"{node} is computed once, not per run, so its inputs cannot be hooked.", nameof(node));
+        var key = (node.Index, input);
+        if (!inputHooks.TryGetValue(key, out var list)) inputHooks[key] = list = [];
+        list.Add(hook);
+        return new HookHandle(() =>
+        {
+            list.Remove(hook);
+            if (list.Count == 0) inputHooks.Remove(key);
+        });
+    }
+
     /// <summary>Records the given values on every run; read them from the returned capture after a run.</summary>
     public ValueCapture Capture(IEnumerable<string> values)
     {
@@ -169,7 +192,11 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             var node = nodes[index];
             var inputs = new Tensor?[node.Inputs.Count];
             for (int i = 0; i < inputs.Length; i++)
+            {
                 inputs[i] = node.Inputs[i].Length == 0 ? null : Lookup(node.Inputs[i], env);
+                if (inputHooks.Count > 0 && inputs[i] is { } value && inputHooks.TryGetValue((index, i), out var list))
+                    foreach (var hook in list.ToArray()) inputs[i] = hook(inputs[i]!);
+            }
 
             Tensor?[] results;
             if (node.Kind == NodeKind.ShapeOnly)

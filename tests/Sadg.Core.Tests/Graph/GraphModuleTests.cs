@@ -127,3 +127,25 @@ public class GraphModuleTests
         Assert.Equal(before, after);
     }
 }
+
+public class InputHookTests
+{
+    [Fact]
+    public void AnInputHookChangesWhatOneNodeSees()
+    {
+        var g = new OnnxGraphBuilder();
+        g.AddInput("x", DataType.Float, -1, 4);
+        g.AddNode("Relu", ["x"], ["a"], name: "relu");
+        g.AddNode("Neg", ["x"], ["b"], name: "neg");
+        g.AddNode("Add", ["a", "b"], ["y"], name: "add");
+        g.AddOutput("y", DataType.Float, -1, 4);
+        using var graph = new GraphModule(OnnxModel.FromProto(g.Build(opset: 13)));
+        using var scope = NewDisposeScope();
+        var x = randn(3, 4);
+        var neg = graph.Nodes.Single(n => n.Name == "neg");
+        using (graph.AddInputHook(neg, 0, t => t * 2))
+            Assert.True(graph.forward(x).allclose(x.relu() - 2 * x));
+        Assert.True(graph.forward(x).allclose(x.relu() - x));
+        Assert.Throws<ArgumentOutOfRangeException>(() => graph.AddInputHook(neg, 1, t => t));
+    }
+}
