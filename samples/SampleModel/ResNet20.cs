@@ -58,31 +58,13 @@ public sealed class ResNet20 : nn.Module<Tensor, Tensor>
         for (int i = 0; i < blocks.Count; i++) x = blocks[i].ToOnnx(g, $"layer{i / 3 + 1}.{i % 3}", x);
         x = g.AddNode("GlobalAveragePool", [x], name: "pool");
         x = g.AddNode("Flatten", [x], name: "flatten", attributes: new Dictionary<string, object> { ["axis"] = 1L });
-        g.AddInitializer("fc.weight", fc.weight!);
-        g.AddInitializer("fc.bias", fc.bias!);
-        g.AddNode("Gemm", [x, "fc.weight", "fc.bias"], ["logits"], name: "fc",
-            attributes: new Dictionary<string, object> { ["transB"] = 1L });
+        ModuleExport.Linear(g, "fc", fc, x, output: "logits");
         g.AddOutput("logits", DataType.Float, -1, fc.out_features);
         return g.Build(opset, irVersion: 8);
     }
 
-    internal static string ConvBn(OnnxGraphBuilder g, string name, Conv2d conv, BatchNorm2d bn, string input)
-    {
-        g.AddInitializer($"{name}.conv.weight", conv.weight!);
-        long k = conv.kernel_size[0], s = conv.stride[0], p = conv.padding is { } pad ? pad[0] : 0;
-        string y = g.AddNode("Conv", [input, $"{name}.conv.weight"], name: $"{name}.conv", attributes: new Dictionary<string, object>
-        {
-            ["kernel_shape"] = new[] { k, k },
-            ["strides"] = new[] { s, s },
-            ["pads"] = new[] { p, p, p, p },
-        });
-        g.AddInitializer($"{name}.bn.scale", bn.weight!);
-        g.AddInitializer($"{name}.bn.bias", bn.bias!);
-        g.AddInitializer($"{name}.bn.mean", bn.running_mean!);
-        g.AddInitializer($"{name}.bn.var", bn.running_var!);
-        return g.AddNode("BatchNormalization", [y, $"{name}.bn.scale", $"{name}.bn.bias", $"{name}.bn.mean", $"{name}.bn.var"],
-            name: $"{name}.bn", attributes: new Dictionary<string, object> { ["epsilon"] = (float)bn.eps });
-    }
+    internal static string ConvBn(OnnxGraphBuilder g, string name, Conv2d conv, BatchNorm2d bn, string input) =>
+        ModuleExport.BatchNorm(g, $"{name}.bn", bn, ModuleExport.Conv(g, $"{name}.conv", conv, input));
 }
 
 /// <summary>Two 3x3 Conv-BN layers with a shortcut (identity, or 1x1 Conv-BN when the shape changes).</summary>
