@@ -14,7 +14,7 @@ public static class FakeQuantSimulation
 {
     /// <summary>
     /// Builds the simulation. Lifetimes: the hooks are never removed and belong to the returned module; the
-    /// dequantized weights are computed once, registered as buffers of the module and disposed with it. The spec's
+    /// dequantized weights are computed once, registered as buffers of the module (they appear in its state_dict) and disposed with it. The spec's
     /// tensors are not referenced after this returns.
     /// <para>A hook on a value affects every reader, while the writer rewires only quantized readers. Where the
     /// two would differ — a float weight also read by a node that is not quantized (or quantized differently), an
@@ -41,7 +41,7 @@ public static class FakeQuantSimulation
                 {
                     dequantized = w.Dequantize().detach().to(original.dtype).to(module.Device).DetachFromDisposeScope();
                 }
-                module.register_buffer($"sadg_dequantized_weight_{i}", dequantized, persistent: false);
+                module.register_buffer($"sadg_dequantized_weight_{i}", dequantized);
                 // The module may have been moved to another device since (buffers are not moved with it).
                 module.AddHook(weightNames[i], t => t.device == dequantized.device ? dequantized : dequantized.to(t.device));
             }

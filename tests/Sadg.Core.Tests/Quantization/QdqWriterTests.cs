@@ -142,4 +142,131 @@ public class QdqWriterTests(ITestOutputHelper output)
             output.WriteLine($"{modelName} {policy} (ORT_ENABLE_ALL): refused: {e.Message.Split('\n')[0]}");
         }
     }
+
+    [Fact]
+    public void W4FileIsSmallAndReadsBackAsUint4AtOpset21()
+    {
+        var folded = Folded("resnet", width: 32);
+        var spec = Spec(folded, "W4A4");
+        spec.Metadata["sadg.seed"] = "7";
+        using var folder = new TempFolder();
+        string fp32 = folder.File("model.onnx"), q4 = folder.File("model.q4.onnx");
+        OnnxModel.Save(folded.Proto, fp32);
+        QdqWriter.Write(folded, spec, q4);
+        double ratio = (double)new FileInfo(q4).Length / new FileInfo(fp32).Length;
+        output.WriteLine($"FP32 {new FileInfo(fp32).Length} B, W4A4 {new FileInfo(q4).Length} B, ratio {ratio:F3}");
+        Assert.True(ratio <= 0.2, $"W4 file is {ratio:P1} of the FP32 file");
+
+        var back = OnnxModel.Load(q4);
+        Assert.Equal(21, back.Opset);
+        Assert.Equal(10, back.Proto.IrVersion);
+        var initializers = back.Graph.Initializer.ToDictionary(t => t.Name);
+        foreach (var w in spec.Weights)
+        {
+            Assert.False(initializers.ContainsKey(w.Weight), $"float weight '{w.Weight}' is still there");
+            Assert.Equal(DataType.Uint4, (DataType)initializers[$"{w.Weight}_quantized"].DataType);
+            Assert.Equal(DataType.Uint4, (DataType)initializers[$"{w.Weight}_zero_point"].DataType);
+            Assert.Equal(DataType.Float, (DataType)initializers[$"{w.Weight}_scale"].DataType);
+            var dq = back.Graph.Node.Single(n => n.Output.Contains($"{w.Weight}_dequantized"));
+            Assert.Equal("DequantizeLinear", dq.OpType);
+            Assert.Contains(back.Graph.Node, n => n.Name == w.Node && n.Input.Contains($"{w.Weight}_dequantized"));
+            using var scope = NewDisposeScope();
+            Assert.True(OnnxTensors.ToTorch(initializers[$"{w.Weight}_quantized"]).to_type(ScalarType.Int64).eq(w.Integers).all().item<bool>());
+        }
+        foreach (var a in spec.Activations)
+            Assert.Equal(a.Signed ? DataType.Int4 : DataType.Uint4, (DataType)initializers[$"{a.Value}_zero_point"].DataType);
+        var metadata = back.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal("qdq", metadata["sadg.format"]);
+        Assert.Equal("7", metadata["sadg.seed"]);
+        Assert.Equal("rtn-test", metadata["sadg.method"]);
+        Assert.Equal("sadg", metadata[QdqWriter.SourceProducerKey]);
+        Assert.Equal("13", metadata[QdqWriter.SourceOpsetKey]);
+        // Every original node keeps its name; names are unique.
+        Assert.All(folded.Graph.Node, n => Assert.Contains(back.Graph.Node, m => m.Name == n.Name));
+        Assert.Equal(back.Graph.Node.Count, back.Graph.Node.Select(n => n.Name).Distinct().Count());
+    }
+
+    [Fact]
+    public void W8WeightsAreUint8AndOtherWidthsUseTheirContainer()
+    {
+        var folded = Folded("vgg");
+        var spec = Spec(folded, "W3A3");
+        var w8 = Spec(folded, "W8A8");
+        spec.Weights[0] = w8.Weights[0];
+        var model = QdqWriter.Write(folded, spec);
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
+        Assert.Equal(DataType.Uint8, (DataType)initializers[$"{spec.Weights[0].Weight}_quantized"].DataType);
+        Assert.Equal(DataType.Uint4, (DataType)initializers[$"{spec.Weights[1].Weight}_quantized"].DataType);
+        // 3-bit activations: INT4/UINT4 container plus a Clip to the 3-bit range.
+        Assert.Contains(model.Graph.Node, n => n.OpType == "Clip" && n.Name == $"{spec.Activations[1].Value}_Clip");
+    }
+
+    /// <summary>
+    /// A float weight read by a quantized Gemm and by one that is not, and a quantized activation that is also a graph
+    /// output: the writer keeps the float weight for the other reader and the float output; the simulation agrees.
+    /// </summary>
+    [Fact]
+    public void SharedWeightAndQuantizedGraphOutputKeepTheirFloatUses()
+    {
+        using var scope = NewDisposeScope();
+        var b = new OnnxGraphBuilder();
+        var x = b.AddInput("input", DataType.Float, -1, 16);
+        var w = b.AddInitializer("w", randn(16, 16, generator: new Generator(0).manual_seed(3)) * 0.3f);
+        var h = b.AddNode("Relu", [b.AddNode("Gemm", [x, w], ["h"], new Dictionary<string, object> { ["transB"] = 1L }, "gemm_q")], ["hr"], name: "relu");
+        var y = b.AddNode("Gemm", [h, w], ["y"], new Dictionary<string, object> { ["transB"] = 1L }, "gemm_float");
+        b.AddOutput(y);
+        b.AddOutput(h);
+        var folded = OnnxModel.FromProto(b.Build(opset: 13));
+        var spec = RtnSpecBuilder.Build(folded, randn(32, 16), (i, _) => (4, 4));
+        spec.Weights.RemoveAt(1);
+        spec.Activations.Clear();
+        spec.Activations.Add(new ActivationQuantization("hr", 0.1f, 4, false));
+
+        var model = QdqWriter.Write(folded, spec);
+        Assert.Contains(model.Graph.Initializer, t => t.Name == "w" && t.DataType == (int)DataType.Float);
+        Assert.Equal(["hr_dequantized", "w"], model.Graph.Node.Single(n => n.Name == "gemm_float").Input.ToArray());
+        using var simulation = FakeQuantSimulation.Create(folded, spec);
+        var input = randn(64, 16, generator: new Generator(0).manual_seed(4));
+        var ort = OrtReference.Run(model, new Dictionary<string, Tensor> { ["input"] = input });
+        var ours = simulation.Run(new Dictionary<string, Tensor> { ["input"] = input }, ["y", "hr"]);
+        Assert.True((ours["y"] - ort[0]).abs().max().item<float>() < 1e-4f);
+        Assert.True((ours["hr"] - ort[1]).abs().max().item<float>() < 1e-6f, "the graph output must stay float");
+        Assert.True(ours["hr"].ne(ours["hr"].div(0.1f).round().clamp(0, 15).mul(0.1f)).any().item<bool>(), "the test needs values the quantizer changes");
+    }
+
+    [Fact]
+    public void SpecThatDoesNotMatchTheModelIsRefusedNamingTheNode()
+    {
+        var folded = Folded("vgg");
+        var spec = Spec(folded, "W4A4");
+        var bad = spec.Weights[1];
+        spec.Weights[1] = bad with { Node = "no_such_node" };
+        var e = Assert.Throws<SadgException>(() => QdqWriter.Write(folded, spec));
+        Assert.Equal("no_such_node", e.Node);
+
+        spec = Spec(folded, "W4A4");
+        using var scope = NewDisposeScope();
+        spec.Weights[0] = spec.Weights[0] with { Integers = spec.Weights[0].Integers + 16 };
+        e = Assert.Throws<SadgException>(() => QdqWriter.Write(folded, spec));
+        Assert.Equal(SadgErrorCode.InvalidNode, e.Code);
+        Assert.Equal(spec.Weights[0].Node, e.Node);
+        Assert.Contains("outside [0, 15]", e.Message);
+
+        spec = Spec(folded, "W4A4");
+        spec.Activations.Add(new ActivationQuantization("missing_value", 0.1f, 4, true));
+        e = Assert.Throws<SadgException>(() => FakeQuantSimulation.Create(folded, spec));
+        Assert.Equal("missing_value", e.Node);
+    }
+
+    [Fact]
+    public void SimulationDisposesItsDequantizedWeightsWithTheModule()
+    {
+        var folded = Folded("vgg");
+        var spec = Spec(folded, "W4A4");
+        var simulation = FakeQuantSimulation.Create(folded, spec);
+        var buffers = simulation.named_buffers().Where(b => b.name.StartsWith("sadg_dequantized_weight_")).Select(b => b.buffer).ToList();
+        Assert.Equal(spec.Weights.Count, buffers.Count);
+        simulation.Dispose();
+        Assert.All(buffers, t => Assert.True(t.IsInvalid));
+    }
 }
