@@ -13,10 +13,26 @@ namespace Sadg.Tests.Support;
 public static class OrtReference
 {
     /// <summary>Runs <paramref name="model"/> in ONNX Runtime on float inputs and returns every graph output as a float tensor.</summary>
-    public static Tensor[] Run(ModelProto model, IReadOnlyDictionary<string, Tensor> inputs)
+    public static Tensor[] Run(ModelProto model, IReadOnlyDictionary<string, Tensor> inputs,
+        GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_DISABLE_ALL)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var options = new SessionOptions { GraphOptimizationLevel = optimization };
         using var session = new InferenceSession(model.ToByteArray(), options);
+        return Run(session, inputs);
+    }
+
+    /// <summary>Runs the model file at <paramref name="path"/> (as a deployed model is run) on float inputs.</summary>
+    public static Tensor[] Run(string path, IReadOnlyDictionary<string, Tensor> inputs,
+        GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_DISABLE_ALL)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = optimization };
+        using var session = new InferenceSession(path, options);
+        return Run(session, inputs);
+    }
+
+    /// <summary>Runs an open session on float inputs and returns every output as a float tensor.</summary>
+    public static Tensor[] Run(InferenceSession session, IReadOnlyDictionary<string, Tensor> inputs)
+    {
         var values = inputs.Select(kv =>
         {
             var cpu = kv.Value.detach().cpu().to_type(ScalarType.Float32).contiguous();

@@ -1,0 +1,248 @@
+using Google.Protobuf;
+using Onnx;
+using Sadg.Onnx;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Quantization;
+
+/// <summary>
+/// Writes a BN-folded model and its <see cref="QuantizationSpec"/> as a standard QDQ ONNX model (opset 21, IR 10):
+/// <list type="bullet">
+/// <item>each quantized weight becomes a UINT4 (2–4 bits) or UINT8 (5–8 bits) initializer with per-channel float
+/// scale and zero point, and a DequantizeLinear(axis) feeding the node that read the float weight (the float
+/// initializer stays only if a node that is not quantized still reads it);</item>
+/// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and zero point 0
+/// (INT4/UINT4 for 2–4 bits, INT8/UINT8 for 5–8), plus a Clip to [Min·scale, Max·scale] after the
+/// DequantizeLinear when the bit width is narrower than its container (3 bits in INT4, …); every node that read v
+/// reads the result instead, graph outputs keep the float v;</item>
+/// <item>biases stay float; nothing else changes (older opsets are first upgraded by <see cref="OpsetUpgrader"/>).</item>
+/// </list>
+/// New values, initializers and nodes are named after the value they quantize ("{v}_quantized", "{v}_scale",
+/// "{v}_zero_point", "{v}_QuantizeLinear", "{v}_DequantizeLinear", "{v}_dequantized").
+/// The model computes exactly what <see cref="FakeQuantSimulation"/> computes, up to float rounding.
+/// </summary>
+public static class QdqWriter
+{
+    public const string FormatKey = "sadg.format";
+
+    public const string FormatValue = "qdq";
+
+    public const string SourceProducerKey = "sadg.source_producer";
+
+    public const string SourceOpsetKey = "sadg.source_opset";
+
+    /// <summary>The QDQ model of <paramref name="foldedModel"/> quantized as <paramref name="spec"/> says.</summary>
+    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(foldedModel);
+        ArgumentNullException.ThrowIfNull(spec);
+        string? file = foldedModel.Path;
+        SpecCheck.Check(foldedModel, spec);
+
+        var model = OpsetUpgrader.Upgrade(foldedModel.Proto, file);
+        var graph = model.Graph;
+        var names = new NameSet(graph);
+
+        // IR ≥ 4 does not list initializers as inputs; listed ones would be overridable and block constant folding.
+        var initializerNames = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var input in graph.Input.Where(i => initializerNames.Contains(i.Name)).ToList()) graph.Input.Remove(input);
+
+        var prefix = new List<NodeProto>();
+        var after = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
+        var nodeByName = graph.Node.ToDictionary(n => n.Name, StringComparer.Ordinal);
+
+        foreach (var w in spec.Weights)
+        {
+            var node = nodeByName[w.Node];
+            var initializer = graph.Initializer.First(t => t.Name == w.Weight);
+            string baseName = spec.Weights.Count(o => o.Weight == w.Weight) > 1 ? $"{w.Weight}_{w.Node}" : w.Weight;
+            string q = names.Unique($"{baseName}_quantized");
+            string scale = names.Unique($"{baseName}_scale");
+            string zeroPoint = names.Unique($"{baseName}_zero_point");
+            string output = names.Unique($"{baseName}_dequantized");
+            long[] dims = initializer.Dims.ToArray();
+            using (NewDisposeScope())
+            {
+                graph.Initializer.Add(IntegerTensor(q, w.Integers, dims, w.Bits, signed: false));
+                graph.Initializer.Add(OnnxTensors.FromTorch(scale, w.Scale.to_type(ScalarType.Float32)));
+                graph.Initializer.Add(IntegerTensor(zeroPoint, w.ZeroPoint, [w.Scale.shape[0]], w.Bits, signed: false));
+            }
+            var dq = new NodeProto { Name = names.Unique($"{baseName}_DequantizeLinear"), OpType = "DequantizeLinear" };
+            dq.Input.AddRange([q, scale, zeroPoint]);
+            dq.Output.Add(output);
+            dq.Attribute.Add(OnnxGraphBuilder.Attribute("axis", (long)w.Axis));
+            prefix.Add(dq);
+            for (int i = 0; i < node.Input.Count; i++)
+                if (node.Input[i] == w.Weight) node.Input[i] = output;
+        }
+
+        var graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var producerOf = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var n in graph.Node)
+            foreach (var o in n.Output.Where(o => o.Length > 0)) producerOf[o] = n;
+
+        foreach (var a in spec.Activations)
+        {
+            var container = a.Bits <= 4 ? (a.Signed ? DataType.Int4 : DataType.Uint4) : (a.Signed ? DataType.Int8 : DataType.Uint8);
+            string v = a.Value;
+            string scale = names.Unique($"{v}_scale");
+            string zeroPoint = names.Unique($"{v}_zero_point");
+            string quantized = names.Unique($"{v}_quantized");
+            graph.Initializer.Add(new TensorProto { Name = scale, DataType = (int)DataType.Float, FloatData = { a.Scale } });
+            graph.Initializer.Add(container is DataType.Int4 or DataType.Uint4
+                ? OnnxTensors.FromInt4(zeroPoint, [0], [], container == DataType.Int4)
+                : new TensorProto { Name = zeroPoint, DataType = (int)container, Int32Data = { 0 } });
+
+            var quantize = new NodeProto { Name = names.Unique($"{v}_QuantizeLinear"), OpType = "QuantizeLinear" };
+            quantize.Input.AddRange([v, scale, zeroPoint]);
+            quantize.Output.Add(quantized);
+            var dequantize = new NodeProto { Name = names.Unique($"{v}_DequantizeLinear"), OpType = "DequantizeLinear" };
+            dequantize.Input.AddRange([quantized, scale, zeroPoint]);
+            var inserted = new List<NodeProto> { quantize, dequantize };
+
+            string result;
+            bool narrower = a.Bits is not (4 or 8);
+            if (narrower)
+            {
+                // QuantizeLinear saturates to the container (INT4 for 3 bits); the spec's range is narrower.
+                // Clipping after DequantizeLinear at Min·scale and Max·scale (float products, as the dequantized
+                // values are) gives exactly ActivationQuantization.Apply.
+                string unclipped = names.Unique($"{v}_dequantized_unclipped");
+                dequantize.Output.Add(unclipped);
+                string lo = names.Unique($"{v}_clip_min");
+                string hi = names.Unique($"{v}_clip_max");
+                graph.Initializer.Add(new TensorProto { Name = lo, DataType = (int)DataType.Float, FloatData = { (float)a.Min * a.Scale } });
+                graph.Initializer.Add(new TensorProto { Name = hi, DataType = (int)DataType.Float, FloatData = { (float)a.Max * a.Scale } });
+                result = names.Unique($"{v}_dequantized");
+                var clip = new NodeProto { Name = names.Unique($"{v}_Clip"), OpType = "Clip" };
+                clip.Input.AddRange([unclipped, lo, hi]);
+                clip.Output.Add(result);
+                inserted.Add(clip);
+            }
+            else
+            {
+                result = names.Unique($"{v}_dequantized");
+                dequantize.Output.Add(result);
+            }
+
+            foreach (var n in graph.Node)
+                for (int i = 0; i < n.Input.Count; i++)
+                    if (n.Input[i] == v) n.Input[i] = result;
+
+            if (producerOf.TryGetValue(v, out var producer))
+                (after.TryGetValue(producer.Name, out var list) ? list : after[producer.Name] = []).AddRange(inserted);
+            else
+                prefix.AddRange(inserted);
+        }
+
+        var nodes = graph.Node.ToList();
+        graph.Node.Clear();
+        graph.Node.AddRange(prefix);
+        foreach (var n in nodes)
+        {
+            graph.Node.Add(n);
+            if (after.TryGetValue(n.Name, out var list)) graph.Node.AddRange(list);
+        }
+
+        // Float weights no node reads any more go; so do their value_info entries.
+        var read = graph.Node.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
+        var replaced = spec.Weights.Select(w => w.Weight).Where(w => !read.Contains(w)).ToHashSet(StringComparer.Ordinal);
+        foreach (var t in graph.Initializer.Where(t => replaced.Contains(t.Name)).ToList()) graph.Initializer.Remove(t);
+        foreach (var vi in graph.ValueInfo.Where(vi => replaced.Contains(vi.Name)).ToList()) graph.ValueInfo.Remove(vi);
+
+        string sourceProducer = $"{foldedModel.Proto.ProducerName} {foldedModel.Proto.ProducerVersion}".Trim();
+        model.ProducerName = "sadg";
+        model.ProducerVersion = typeof(QdqWriter).Assembly.GetName().Version?.ToString() ?? "";
+        SetMetadata(model, SourceProducerKey, sourceProducer);
+        SetMetadata(model, SourceOpsetKey, foldedModel.Opset.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var (key, value) in spec.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) SetMetadata(model, key, value);
+        SetMetadata(model, FormatKey, FormatValue);
+        return model;
+    }
+
+    /// <summary>Writes the QDQ model to <paramref name="path"/> atomically and returns it.</summary>
+    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec, string path)
+    {
+        var model = Write(foldedModel, spec);
+        OnnxModel.Save(model, path);
+        return model;
+    }
+
+    static void SetMetadata(ModelProto model, string key, string value)
+    {
+        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == key);
+        if (existing is not null) existing.Value = value;
+        else model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    }
+
+    /// <summary>UINT4/INT4 (≤ 4 bits, packed) or UINT8/INT8 (5–8 bits) holding integer values already checked to fit.</summary>
+    static TensorProto IntegerTensor(string name, Tensor values, long[] dims, int bits, bool signed)
+    {
+        using var longs = values.detach().cpu().to_type(ScalarType.Int64).contiguous();
+        if (bits <= 4)
+            return OnnxTensors.FromInt4(name, longs.data<long>().ToArray().Select(v => (int)v).ToArray(), dims, signed);
+        using var bytes = longs.to_type(signed ? ScalarType.Int8 : ScalarType.Byte);
+        var t = OnnxTensors.FromTorch(name, bytes);
+        t.Dims.Clear();
+        t.Dims.AddRange(dims);
+        return t;
+    }
+}
+
+/// <summary>Checks a <see cref="QuantizationSpec"/> against the model it quantizes; every error names the node or value.</summary>
+internal static class SpecCheck
+{
+    public static void Check(OnnxModel model, QuantizationSpec spec)
+    {
+        string? file = model.Path;
+        var graph = model.Graph;
+        var nodes = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var n in graph.Node.Where(n => !string.IsNullOrEmpty(n.Name)))
+            if (!nodes.TryAdd(n.Name, n) && spec.Weights.Any(w => w.Node == n.Name))
+                throw new SadgException(SadgErrorCode.InvalidGraph,
+                    $"Two nodes are named '{n.Name}'; the quantization spec cannot say which one it means.", file, n.Name);
+        var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+
+        var seen = new HashSet<(string, string)>();
+        foreach (var w in spec.Weights)
+        {
+            SadgException Bad(string what) => new(SadgErrorCode.InvalidNode,
+                $"Quantized weight '{w.Weight}' of node '{w.Node}': {what}. The quantization spec does not match the model.", file, w.Node);
+            if (!nodes.TryGetValue(w.Node, out var node)) throw Bad("the model has no node of that name");
+            if (!node.Input.Skip(1).Contains(w.Weight)) throw Bad($"the {node.OpType} node does not read it as a weight");
+            if (!initializers.TryGetValue(w.Weight, out var init)) throw Bad("it is not an initializer");
+            if ((DataType)init.DataType != DataType.Float) throw Bad($"it is {(DataType)init.DataType}, not float");
+            if (!seen.Add((w.Node, w.Weight))) throw Bad("it is quantized twice");
+            if (w.Bits is < 2 or > 8) throw Bad($"{w.Bits} bits (2–8 are supported)");
+            long[] dims = init.Dims.ToArray();
+            if (w.Axis < 0 || w.Axis >= dims.Length) throw Bad($"axis {w.Axis} is outside the weight's rank {dims.Length}");
+            if (!w.Integers.shape.SequenceEqual(dims))
+                throw Bad($"the integers have shape [{string.Join(", ", w.Integers.shape)}], the weight [{string.Join(", ", dims)}]");
+            long channels = dims[w.Axis];
+            if (!w.Scale.shape.SequenceEqual([channels]) || !w.ZeroPoint.shape.SequenceEqual([channels]))
+                throw Bad($"scale and zero point must have shape [{channels}] (axis {w.Axis}), not [{string.Join(", ", w.Scale.shape)}] and [{string.Join(", ", w.ZeroPoint.shape)}]");
+            using var scope = NewDisposeScope();
+            long top = (1L << w.Bits) - 1;
+            if (w.Integers.numel() > 0 && (w.Integers.min().item<long>() < 0 || w.Integers.max().item<long>() > top))
+                throw Bad($"integers outside [0, {top}]");
+            if (w.ZeroPoint.min().item<long>() < 0 || w.ZeroPoint.max().item<long>() > top)
+                throw Bad($"zero points outside [0, {top}]");
+            var s = w.Scale.to_type(ScalarType.Float32);
+            if (!s.isfinite().all().item<bool>() || s.le(0).any().item<bool>()) throw Bad("a scale is not a positive finite number");
+        }
+
+        var values = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name))
+            .Concat(graph.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
+        var activations = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var a in spec.Activations)
+        {
+            SadgException Bad(string what) => new(SadgErrorCode.InvalidNode,
+                $"Quantized activation '{a.Value}': {what}. The quantization spec does not match the model.", file, a.Value);
+            if (!values.Contains(a.Value)) throw Bad("the model has no value of that name");
+            if (!activations.Add(a.Value)) throw Bad("it is quantized twice");
+            if (a.Bits is < 2 or > 8) throw Bad($"{a.Bits} bits (2–8 are supported)");
+            if (!float.IsFinite(a.Scale) || a.Scale <= 0) throw Bad($"scale {a.Scale} is not a positive finite number");
+        }
+    }
+}
