@@ -12,10 +12,10 @@ namespace Sadg.Quantization;
 /// <item>each quantized weight becomes a UINT4 (2–4 bits) or UINT8 (5–8 bits) initializer with per-channel float
 /// scale and zero point, and a DequantizeLinear(axis) feeding the node that read the float weight (the float
 /// initializer stays only if a node that is not quantized still reads it);</item>
-/// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and zero point 0
-/// (INT4/UINT4 for 2–4 bits, INT8/UINT8 for 5–8), plus a Clip to [Min·scale, Max·scale] after the
-/// DequantizeLinear when the bit width is narrower than its container (3 bits in INT4, …); every node that read v
-/// reads the result instead, graph outputs keep the float v;</item>
+/// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and zero point 0,
+/// stored as <see cref="ActivationStorage"/> says, plus a Clip to [Min·scale, Max·scale] after the
+/// DequantizeLinear when the bit width is narrower than its container (4 bits in INT8, 3 bits in INT4, …); every
+/// node that read v reads the result instead, graph outputs keep the float v;</item>
 /// <item>biases stay float; nothing else changes (older opsets are first upgraded by <see cref="OpsetUpgrader"/>).</item>
 /// </list>
 /// New values, initializers and nodes are named after the value they quantize ("{v}_quantized", "{v}_scale",
@@ -24,6 +24,27 @@ namespace Sadg.Quantization;
 /// </summary>
 public static class QdqWriter
 {
+    /// <summary>
+    /// How quantized activations are stored. Activations are never stored in the file, so this changes no file
+    /// size; it decides which ONNX Runtime configurations run the model.
+    /// </summary>
+    public enum ActivationStorage
+    {
+        /// <summary>
+        /// INT8/UINT8 Q/DQ pairs; bit widths below 8 are enforced by the Clip after DequantizeLinear. ONNX Runtime
+        /// 1.31 runs these with its default graph optimizations (the default).
+        /// </summary>
+        Compatible,
+
+        /// <summary>
+        /// INT4/UINT4 Q/DQ pairs for 2–4 bits. The literal form, but ONNX Runtime 1.31 with its default graph
+        /// optimizations refuses some of these models (its Clip→QuantizeLinear fusion cannot read a 4-bit zero
+        /// point; Q/DQ propagation leaves a MaxPool reading UINT4) and changes the results of others: run them with
+        /// graph optimizations disabled.
+        /// </summary>
+        Exact,
+    }
+
     public const string FormatKey = "sadg.format";
 
     public const string FormatValue = "qdq";
@@ -33,7 +54,7 @@ public static class QdqWriter
     public const string SourceOpsetKey = "sadg.source_opset";
 
     /// <summary>The QDQ model of <paramref name="foldedModel"/> quantized as <paramref name="spec"/> says.</summary>
-    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec)
+    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec, ActivationStorage storage = ActivationStorage.Compatible)
     {
         ArgumentNullException.ThrowIfNull(foldedModel);
         ArgumentNullException.ThrowIfNull(spec);
@@ -84,7 +105,8 @@ public static class QdqWriter
 
         foreach (var a in spec.Activations)
         {
-            var container = a.Bits <= 4 ? (a.Signed ? DataType.Int4 : DataType.Uint4) : (a.Signed ? DataType.Int8 : DataType.Uint8);
+            bool fourBit = a.Bits <= 4 && storage == ActivationStorage.Exact;
+            var container = fourBit ? (a.Signed ? DataType.Int4 : DataType.Uint4) : (a.Signed ? DataType.Int8 : DataType.Uint8);
             string v = a.Value;
             string scale = names.Unique($"{v}_scale");
             string zeroPoint = names.Unique($"{v}_zero_point");
@@ -102,10 +124,10 @@ public static class QdqWriter
             var inserted = new List<NodeProto> { quantize, dequantize };
 
             string result;
-            bool narrower = a.Bits is not (4 or 8);
+            bool narrower = a.Bits != (fourBit ? 4 : 8);
             if (narrower)
             {
-                // QuantizeLinear saturates to the container (INT4 for 3 bits); the spec's range is narrower.
+                // QuantizeLinear saturates to the container (INT8 for 4 bits, INT4 for 3); the spec's range is narrower.
                 // Clipping after DequantizeLinear at Min·scale and Max·scale (float products, as the dequantized
                 // values are) gives exactly ActivationQuantization.Apply.
                 string unclipped = names.Unique($"{v}_dequantized_unclipped");
@@ -162,9 +184,10 @@ public static class QdqWriter
     }
 
     /// <summary>Writes the QDQ model to <paramref name="path"/> atomically and returns it.</summary>
-    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec, string path)
+    public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec, string path,
+        ActivationStorage storage = ActivationStorage.Compatible)
     {
-        var model = Write(foldedModel, spec);
+        var model = Write(foldedModel, spec, storage);
         OnnxModel.Save(model, path);
         return model;
     }

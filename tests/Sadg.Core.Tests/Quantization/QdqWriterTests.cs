@@ -15,13 +15,14 @@ public class QdqWriterTests(ITestOutputHelper output)
     static readonly string[] ModelNames = ["resnet", "mobilenetv2", "vgg"];
     static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed"];
 
-    public static TheoryData<string, string> Cases
+    public static TheoryData<string, string, QdqWriter.ActivationStorage> Cases
     {
         get
         {
-            var data = new TheoryData<string, string>();
+            var data = new TheoryData<string, string, QdqWriter.ActivationStorage>();
             foreach (var m in ModelNames)
-                foreach (var p in Policies) data.Add(m, p);
+                foreach (var p in Policies)
+                    foreach (var storage in Enum.GetValues<QdqWriter.ActivationStorage>()) data.Add(m, p, storage);
             return data;
         }
     }
@@ -50,8 +51,8 @@ public class QdqWriterTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// ONNX Runtime (no graph optimizations: the model's own Q/DQ semantics) runs every written model, and on 512
-    /// random images its logits agree with <see cref="FakeQuantSimulation"/>.
+    /// ONNX Runtime (graph optimizations off: the model's own Q/DQ semantics) runs every written model, in both
+    /// activation storages, and on 512 random images its logits agree with <see cref="FakeQuantSimulation"/>.
     /// Why they are not bit-identical: ORT's 8-bit QuantizeLinear (MLAS) and TorchSharp compute x / scale slightly
     /// differently, and ORT's convolutions accumulate in another order; an element whose x / scale lies within a few
     /// ulps of k + 0.5 then rounds to the neighbouring level. Such flips must be rare and exactly one level: that is
@@ -62,13 +63,14 @@ public class QdqWriterTests(ITestOutputHelper output)
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public void OnnxRuntimeAgreesWithSimulation(string modelName, string policy)
+    public void OnnxRuntimeAgreesWithSimulation(string modelName, string policy, QdqWriter.ActivationStorage storage)
     {
         var folded = Folded(modelName);
         var spec = Spec(folded, policy);
         using var folder = new TempFolder();
         string path = folder.File("model.qdq.onnx");
-        var written = QdqWriter.Write(folded, spec, path);
+        var written = QdqWriter.Write(folded, spec, path, storage);
+        const GraphOptimizationLevel level = GraphOptimizationLevel.ORT_DISABLE_ALL;
         using var simulation = FakeQuantSimulation.Create(folded, spec);
 
         long agree = 0, total = 0;
@@ -78,7 +80,7 @@ public class QdqWriterTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             var x = TestModels.Input(128, seed: 1000 + batch);
             var ours = simulation.forward(x).detach();
-            var ort = OrtReference.Run(path, new Dictionary<string, Tensor> { [TestModels.InputName] = x })[0];
+            var ort = OrtReference.Run(path, new Dictionary<string, Tensor> { [TestModels.InputName] = x }, level)[0];
             agree += ours.argmax(1).eq(ort.argmax(1)).sum().item<long>();
             total += x.shape[0];
             maxDiff = Math.Max(maxDiff, (ours - ort).abs().max().item<float>());
@@ -93,7 +95,7 @@ public class QdqWriterTests(ITestOutputHelper output)
             var probe = written.Clone();
             foreach (var a in spec.Activations) probe.Graph.Output.Add(new ValueInfoProto { Name = $"{a.Value}_dequantized" });
             var x = TestModels.Input(64, seed: 999);
-            var ort = OrtReference.Run(probe, new Dictionary<string, Tensor> { [TestModels.InputName] = x });
+            var ort = OrtReference.Run(probe, new Dictionary<string, Tensor> { [TestModels.InputName] = x }, level);
             using var capture = simulation.Capture(spec.Activations.Select(a => a.Value));
             simulation.forward(x);
             for (int i = 0; i < spec.Activations.Count; i++)
@@ -105,7 +107,7 @@ public class QdqWriterTests(ITestOutputHelper output)
                 worstSteps = Math.Max(worstSteps, steps.max().item<float>());
             }
         }
-        output.WriteLine($"{modelName} {policy}: top-1 agreement {agree}/{total}, max |logit diff| {maxDiff:G4} " +
+        output.WriteLine($"{modelName} {policy} {storage}: top-1 agreement {agree}/{total}, max |logit diff| {maxDiff:G4} " +
             $"(max |logit| {scale:G4}); activation elements one level apart: {flipped}/{elements}, worst {worstSteps:G4} steps");
         Assert.True(agree >= 0.995 * total, $"top-1 agreement {agree}/{total}");
         Assert.True(maxDiff <= 0.05 * scale, $"max |logit diff| {maxDiff} > 5% of {scale}");
@@ -113,14 +115,26 @@ public class QdqWriterTests(ITestOutputHelper output)
         Assert.True(worstSteps < 1.01, $"an activation differs by {worstSteps} quantization steps");
     }
 
+    public static TheoryData<string, string> DefaultStorageCases
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var m in ModelNames)
+                foreach (var p in Policies) data.Add(m, p);
+            return data;
+        }
+    }
+
     /// <summary>
-    /// What ONNX Runtime 1.31 does with its default graph optimizations (as a deployed app runs the model): reported,
-    /// not asserted. Observed: it refuses some 4-bit models at load (ClipQuantFusion cannot read an INT4/UINT4 zero
-    /// point; Q/DQ propagation leaves a MaxPool on UINT4) and changes the results of others.
+    /// With the default storage, ONNX Runtime with its default graph optimizations (as a deployed app runs the
+    /// model) loads and runs every written model and agrees on top-1 for ≥ 99% of 512 images. Logits are not
+    /// compared tightly here: where weights and activations are both 8-bit, ONNX Runtime fuses Q/DQ into integer
+    /// kernels (QLinearConv) that requantize in fixed point, which legitimately moves activations by a few steps.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Cases))]
-    public void OnnxRuntimeWithOptimizationsIsReported(string modelName, string policy)
+    [MemberData(nameof(DefaultStorageCases))]
+    public void OnnxRuntimeWithDefaultOptimizationsRunsEveryModel(string modelName, string policy)
     {
         var folded = Folded(modelName);
         var spec = Spec(folded, policy);
@@ -129,18 +143,12 @@ public class QdqWriterTests(ITestOutputHelper output)
         QdqWriter.Write(folded, spec, path);
         using var simulation = FakeQuantSimulation.Create(folded, spec);
         using var scope = NewDisposeScope();
-        var x = TestModels.Input(256, seed: 5);
+        var x = TestModels.Input(512, seed: 5);
         var ours = simulation.forward(x).detach();
-        try
-        {
-            var ort = OrtReference.Run(path, new Dictionary<string, Tensor> { [TestModels.InputName] = x }, GraphOptimizationLevel.ORT_ENABLE_ALL)[0];
-            output.WriteLine($"{modelName} {policy} (ORT_ENABLE_ALL): top-1 agreement {ours.argmax(1).eq(ort.argmax(1)).sum().item<long>()}/256, " +
-                $"max |logit diff| {(ours - ort).abs().max().item<float>():G4}");
-        }
-        catch (OnnxRuntimeException e)
-        {
-            output.WriteLine($"{modelName} {policy} (ORT_ENABLE_ALL): refused: {e.Message.Split('\n')[0]}");
-        }
+        var ort = OrtReference.Run(path, new Dictionary<string, Tensor> { [TestModels.InputName] = x }, GraphOptimizationLevel.ORT_ENABLE_ALL)[0];
+        long agree = ours.argmax(1).eq(ort.argmax(1)).sum().item<long>();
+        output.WriteLine($"{modelName} {policy} (ORT_ENABLE_ALL): top-1 agreement {agree}/512, max |logit diff| {(ours - ort).abs().max().item<float>():G4}");
+        Assert.True(agree >= 0.99 * 512, $"top-1 agreement {agree}/512");
     }
 
     [Fact]
@@ -174,7 +182,13 @@ public class QdqWriterTests(ITestOutputHelper output)
             Assert.True(OnnxTensors.ToTorch(initializers[$"{w.Weight}_quantized"]).to_type(ScalarType.Int64).eq(w.Integers).all().item<bool>());
         }
         foreach (var a in spec.Activations)
-            Assert.Equal(a.Signed ? DataType.Int4 : DataType.Uint4, (DataType)initializers[$"{a.Value}_zero_point"].DataType);
+        {
+            Assert.Equal(a.Signed ? DataType.Int8 : DataType.Uint8, (DataType)initializers[$"{a.Value}_zero_point"].DataType);
+            Assert.Equal("Clip", back.Graph.Node.Single(n => n.Output.Contains($"{a.Value}_dequantized")).OpType);
+        }
+        var exact = QdqWriter.Write(folded, spec, QdqWriter.ActivationStorage.Exact);
+        foreach (var a in spec.Activations)
+            Assert.Equal(a.Signed ? DataType.Int4 : DataType.Uint4, (DataType)exact.Graph.Initializer.Single(t => t.Name == $"{a.Value}_zero_point").DataType);
         var metadata = back.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
         Assert.Equal("qdq", metadata["sadg.format"]);
         Assert.Equal("7", metadata["sadg.seed"]);

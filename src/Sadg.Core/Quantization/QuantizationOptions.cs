@@ -1,0 +1,88 @@
+namespace Sadg.Quantization;
+
+/// <summary>
+/// Which bit widths each quantized operator gets (Genie-M's defaults, DESIGN §3): the first operator keeps 8-bit
+/// weights and a float input (the image), the second operator's input is 8-bit, the last operator is W8A8, and
+/// every other operator uses the model's bit widths.
+/// </summary>
+public sealed record BitPolicy
+{
+    /// <summary>Weight bits of the first quantized operator (8).</summary>
+    public int FirstWeightBits { get; init; } = 8;
+
+    /// <summary>Whether the first operator's input (the image) is quantized (no).</summary>
+    public bool QuantizeFirstInput { get; init; }
+
+    /// <summary>Input bits of the second quantized operator (8).</summary>
+    public int SecondInputBits { get; init; } = 8;
+
+    /// <summary>Weight and input bits of the last quantized operator (8).</summary>
+    public int LastBits { get; init; } = 8;
+
+    /// <summary>Every operator at the model's bit widths, the first input included.</summary>
+    public static BitPolicy Uniform(int weightBits, int? activationBits) => new()
+    {
+        FirstWeightBits = weightBits,
+        QuantizeFirstInput = activationBits is not null,
+        SecondInputBits = activationBits ?? weightBits,
+        LastBits = Math.Max(weightBits, activationBits ?? weightBits),
+    };
+}
+
+/// <summary>
+/// Quantization and block reconstruction (Genie-M / BRECQ with QDrop). Each hyper-parameter shows its paper value;
+/// the defaults are the paper's except the iteration count, which is the caller's budget.
+/// </summary>
+public sealed record QuantizationOptions
+{
+    /// <summary>b for weights, 2–8.</summary>
+    public int WeightBits { get; init; } = 4;
+
+    /// <summary>b for activations, 2–8, or null for weight-only quantization.</summary>
+    public int? ActivationBits { get; init; } = 4;
+
+    public BitPolicy Policy { get; init; } = new();
+
+    /// <summary>Reconstruction steps per block (paper: 20000). 0 = round to nearest, no reconstruction.</summary>
+    public int Iterations { get; init; } = 20000;
+
+    /// <summary>Reconstruction batch size (paper: 32).</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Adam learning rate of the rounding variables V (paper: 1e-3).</summary>
+    public double RoundingLearningRate { get; init; } = 1e-3;
+
+    /// <summary>Adam learning rate of the weight scales, with cosine decay (paper: 1e-4).</summary>
+    public double WeightScaleLearningRate { get; init; } = 1e-4;
+
+    /// <summary>Adam learning rate of the activation scales, LSQ (paper: 4e-5).</summary>
+    public double ActivationScaleLearningRate { get; init; } = 4e-5;
+
+    /// <summary>λ, the weight of the rounding regularizer (paper: 1).</summary>
+    public double RoundingLossWeight { get; init; } = 1.0;
+
+    /// <summary>p, the QDrop probability of an element keeping its float value (paper: 0.5).</summary>
+    public double DropProbability { get; init; } = 0.5;
+
+    /// <summary>Calibration images used to set each activation quantizer's initial scale.</summary>
+    public int ActivationCalibrationSamples { get; init; } = 256;
+
+    public int Seed { get; init; }
+
+    /// <summary>Throws <see cref="SadgException"/> (InvalidBits) for bit widths outside 2–8.</summary>
+    public void Validate()
+    {
+        void Check(string what, int bits)
+        {
+            if (bits is < 2 or > 8)
+                throw new SadgException(SadgErrorCode.InvalidBits, $"{what} must be between 2 and 8 bits; got {bits}.");
+        }
+        Check("Weight bits", WeightBits);
+        if (ActivationBits is { } a) Check("Activation bits", a);
+        Check("The first layer's weight bits", Policy.FirstWeightBits);
+        Check("The second layer's input bits", Policy.SecondInputBits);
+        Check("The last layer's bits", Policy.LastBits);
+        if (Iterations < 0) throw new ArgumentOutOfRangeException(nameof(Iterations), "Iterations must be ≥ 0.");
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), "The batch size must be ≥ 1.");
+    }
+}
