@@ -5,7 +5,7 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace Sadg.Quantization;
 
 /// <summary>How <see cref="WeightQuantizer"/> rounds w / s.</summary>
-public enum RoundingMode
+public enum WeightRoundingMode
 {
     /// <summary>Round to nearest (half to even) with the current scale; V is not used.</summary>
     Nearest,
@@ -100,7 +100,7 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     /// <summary>2^b − 1, the largest integer.</summary>
     public long Levels { get; }
 
-    public RoundingMode Mode { get; set; } = RoundingMode.Soft;
+    public WeightRoundingMode Mode { get; set; } = WeightRoundingMode.Soft;
 
     /// <summary>s, [C], learned.</summary>
     public Parameter Scale => s;
@@ -129,8 +129,8 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         var zero = Broadcast(z, weight.dim(), Axis);
         var wInt = Mode switch
         {
-            RoundingMode.Nearest => (weight / scale).round(),
-            RoundingMode.Soft => (weight / scale).floor() + SoftOffset(),
+            WeightRoundingMode.Nearest => (weight / scale).round(),
+            WeightRoundingMode.Soft => (weight / scale).floor() + SoftOffset(),
             _ => (weight / scale).floor() + V.ge(0).to_type(weight.dtype),
         };
         return scale * ((wInt + zero).clamp(0, Levels) - zero);
