@@ -1,0 +1,161 @@
+using Sadg.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Tests.Quantization;
+
+/// <summary>
+/// The per-tensor activation quantizer: signedness from data, the clip-ratio search against a reference, evaluation
+/// output equal to <see cref="ActivationQuantization.Apply"/>, LSQ gradients against their formula, and QDrop.
+/// </summary>
+public class ActivationQuantizerTests
+{
+    static Tensor Randn(long seed, params long[] shape) => randn(shape, generator: new Generator(0).manual_seed(seed));
+
+    static bool SameValues(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
+    [Fact]
+    public void SignednessIsDecidedFromTheCalibrationData()
+    {
+        using var scope = NewDisposeScope();
+        using var unsigned = new ActivationQuantizer(4);
+        unsigned.Calibrate(Randn(1, 4, 8, 6, 6).relu());
+        Assert.False(unsigned.Signed);
+        Assert.Equal((0L, 15L), (unsigned.Min, unsigned.Max));
+        Assert.False(unsigned.Export("relu_out").Signed);
+
+        using var signed = new ActivationQuantizer(4);
+        signed.Calibrate(Randn(2, 4, 8, 6, 6));
+        Assert.True(signed.Signed);
+        Assert.Equal((-8L, 7L), (signed.Min, signed.Max));
+        var exported = signed.Export("conv_out");
+        Assert.True(exported.Signed);
+        Assert.Equal("conv_out", exported.Value);
+        Assert.Equal(4, exported.Bits);
+    }
+
+    /// <summary>The chosen scale is the best of the 100 ratios by the reference criterion, computed here in double.</summary>
+    [Theory]
+    [InlineData(4, true)]
+    [InlineData(4, false)]
+    [InlineData(8, true)]
+    public void CalibrationPicksTheBestClipRatio(int bits, bool withNegatives)
+    {
+        using var scope = NewDisposeScope();
+        var x = Randn(3, 2000);
+        x[0] = 12f; // an outlier
+        if (!withNegatives) x = x.abs();
+        using var q = new ActivationQuantizer(bits);
+        q.Calibrate(x);
+        var values = x.data<float>().ToArray();
+        long lo = q.Min, hi = q.Max;
+        double maxAbs = values.Max(Math.Abs);
+        double Error(double s) => values.Average(v => Math.Pow(Math.Abs(v - s * Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven), lo, hi)), 2.4));
+        var errors = Enumerable.Range(0, 100).Select(i => Error((100 - i) / 100.0 * maxAbs / hi)).ToArray();
+        double chosen = q.Scale.detach().item<float>();
+        Assert.True(Error(chosen) <= errors.Min() * (1 + 1e-3), $"error {Error(chosen)} > reference best {errors.Min()}");
+        if (bits == 4) Assert.True(chosen < 0.99 * maxAbs / hi, "the outlier should be clipped");
+    }
+
+    [Theory]
+    [InlineData(4, true)]
+    [InlineData(4, false)]
+    [InlineData(8, true)]
+    [InlineData(2, false)]
+    public void EvaluationOutputEqualsTheExportedQuantization(int bits, bool withNegatives)
+    {
+        using var scope = NewDisposeScope();
+        var calibration = Randn(4, 16, 8, 5, 5);
+        if (!withNegatives) calibration = calibration.relu();
+        using var q = new ActivationQuantizer(bits);
+        q.Calibrate(calibration);
+        Assert.False(q.Training);
+        var x = Randn(5, 16, 8, 5, 5) * 1.5f;
+        // Exact ties x/s = k + 0.5 must round half to even in both.
+        float s = q.Scale.detach().item<float>();
+        x[0, 0, 0, 0] = 2.5f * s;
+        x[0, 0, 0, 1] = 3.5f * s;
+        var exported = q.Export("value");
+        Assert.True(SameValues(q.forward(x).detach(), exported.Apply(x)), "eval output differs from ActivationQuantization.Apply");
+        // With training mode but p = 0 the output is the same.
+        q.Training = true;
+        q.DropProbability = 0;
+        Assert.True(SameValues(q.forward(x).detach(), exported.Apply(x)));
+    }
+
+    /// <summary>
+    /// For L = Σ Q(x): ∂L/∂x = 1 inside [lo, hi] and 0 outside (straight-through rounding, clamped);
+    /// ∂L/∂s = Σ_in (round(x/s) − x/s) + Σ_out clamp bound (LSQ).
+    /// </summary>
+    [Fact]
+    public void LsqGradientsFollowTheStraightThroughFormula()
+    {
+        using var scope = NewDisposeScope();
+        using var q = new ActivationQuantizer(4);
+        q.Calibrate(Randn(6, 1000));
+        var x = (Randn(7, 1000) * 1.5f).requires_grad_(true);
+        q.forward(x).sum().backward();
+
+        float s = q.Scale.detach().item<float>();
+        var u = x.detach() / s;
+        var inRange = u.round().ge(q.Min).logical_and(u.round().le(q.Max));
+        Assert.True(inRange.logical_not().any().item<bool>(), "the test needs clamped elements");
+        Assert.True(SameValues(x.grad!, inRange.to_type(ScalarType.Float32)), "∂L/∂x is not the in-range mask");
+
+        var expected = where(inRange, u.round() - u, u.round().clamp(q.Min, q.Max)).to_type(ScalarType.Float64).sum().item<double>();
+        double actual = q.Scale.grad!.item<float>();
+        Assert.Equal(expected, actual, Math.Max(1e-3, Math.Abs(expected) * 1e-4));
+    }
+
+    [Fact]
+    public void QDropKeepsAboutHalfTheElementsFloatAndIsSeeded()
+    {
+        using var scope = NewDisposeScope();
+        using var q = new ActivationQuantizer(4) { Training = true, DropProbability = 0.5 };
+        q.Calibrate(Randn(8, 4000));
+        q.Training = true;
+        var x = Randn(9, 10000);
+        var quantized = q.Export("v").Apply(x);
+        Assert.True(quantized.ne(x).all().item<bool>(), "every element must differ from its quantized value");
+
+        q.Generator = new Generator(0).manual_seed(123);
+        var y = q.forward(x).detach();
+        var isFloat = y.eq(x);
+        var isQuantized = y.eq(quantized);
+        Assert.True(isFloat.logical_xor(isQuantized).all().item<bool>(), "each element is either its float or its quantized value");
+        long floats = isFloat.sum().item<long>();
+        Assert.InRange(floats, 4800, 5200);
+
+        q.Generator = new Generator(0).manual_seed(123);
+        Assert.True(SameValues(q.forward(x).detach(), y), "the same seed gives a different mix");
+        q.Generator = new Generator(0).manual_seed(124);
+        Assert.False(SameValues(q.forward(x).detach(), y), "another seed gives the same mix");
+
+        q.Training = false;
+        Assert.True(SameValues(q.forward(x).detach(), quantized), "in evaluation mode every element is quantized");
+    }
+
+    [Fact]
+    public void DropMixFollowsTheProbability()
+    {
+        using var scope = NewDisposeScope();
+        var a = zeros(20000);
+        var b = ones(20000);
+        var generator = new Generator(0).manual_seed(5);
+        double fraction = ActivationQuantizer.DropMix(a, b, 0.25, generator).mean().item<float>();
+        Assert.InRange(fraction, 0.23, 0.27);
+        Assert.True(SameValues(ActivationQuantizer.DropMix(a, b, 0, generator), a));
+        Assert.True(SameValues(ActivationQuantizer.DropMix(a, b, 1, generator), b));
+    }
+
+    [Fact]
+    public void InvalidSettingsAreRejected()
+    {
+        using var q = new ActivationQuantizer(4);
+        Assert.Throws<ArgumentOutOfRangeException>(() => q.DropProbability = 1.5);
+        Assert.Throws<ArgumentOutOfRangeException>(() => q.SetScale(0));
+        Assert.Throws<ArgumentException>(() => q.Calibrate(zeros(0)));
+        q.Calibrate(zeros(10));
+        Assert.Equal(1f / 15, q.Scale.detach().item<float>(), 6);
+    }
+}
