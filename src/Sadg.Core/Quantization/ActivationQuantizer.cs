@@ -155,7 +155,11 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
 
     /// <summary>The final form for the QDQ writer.</summary>
     /// <param name="value">Name of the quantized tensor.</param>
-    public ActivationQuantization Export(string value) => new(value, s.detach().cpu().item<float>(), Bits, Signed);
+    public ActivationQuantization Export(string value)
+    {
+        using var scope = NewDisposeScope();
+        return new(value, s.detach().cpu().item<float>(), Bits, Signed);
+    }
 
     static Tensor Apply(Tensor x, float scale, long min, long max) => x.div(scale).round().clamp(min, max).mul(scale);
 }

@@ -1,0 +1,163 @@
+using Sadg.Graph;
+using Sadg.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Reconstruction;
+
+/// <summary>Where block reconstruction is: block k of n, step s of S, and the current losses.</summary>
+public sealed record ReconstructionProgress(int Block, int Blocks, int Step, int Steps, double ReconstructionLoss, double RoundingLoss);
+
+/// <summary>
+/// Genie-M / BRECQ block reconstruction with QDrop (DESIGN §3). Blocks are reconstructed in order; for each:
+/// its activation quantizers are calibrated on the quantized path's inputs, then its weight rounding (AdaRound),
+/// weight scales and activation scales (LSQ) are learned to minimize
+/// mean over the batch of Σ(y_q − y)² + λ Σ(1 − |2h − 1|^β), where the block input mixes the full-precision
+/// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output.
+/// </summary>
+public static class BlockReconstruction
+{
+    /// <summary>The smallest scale a learned quantization step may take.</summary>
+    const double MinScale = 1e-8;
+
+    /// <summary>
+    /// Quantizes <paramref name="q"/> in place: calibrates every activation quantizer and, when
+    /// <see cref="QuantizationOptions.Iterations"/> &gt; 0, reconstructs every block; weights end in their final
+    /// rounding (hard AdaRound, or round-to-nearest without reconstruction).
+    /// </summary>
+    /// <param name="fp">The full-precision model the blocks are matched to (the same BN-folded graph, no hooks).</param>
+    /// <param name="images">Calibration images, [N, C, H, W], on the models' device.</param>
+    public static void Run(QuantizedGraph q, GraphModule fp, Tensor images, IProgress<ReconstructionProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var options = q.Options;
+        var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n));
+        var generator = new Generator((ulong)options.Seed, images.device);
+        foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
+
+        using var outer = NewDisposeScope();
+        Tensor xFp = images.detach(), xQ = images.detach();
+        foreach (var block in blocks)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            CalibrateActivations(q, block, xQ, options.ActivationCalibrationSamples);
+            var yFp = Forward(fp, block, xFp);
+            if (options.Iterations > 0)
+                Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken);
+            else
+                progress?.Report(new ReconstructionProgress(block.Index + 1, blocks.Count, 0, 0, 0, 0));
+
+            var nextQ = Forward(q.Graph, block, xQ);
+            xQ.Dispose();
+            xFp.Dispose();
+            xQ = nextQ;
+            xFp = yFp;
+        }
+    }
+
+    /// <summary>The block's output for every image, in chunks, without gradients.</summary>
+    static Tensor Forward(GraphModule graph, Block block, Tensor input, int chunk = 128)
+    {
+        using var noGrad = no_grad();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < input.shape[0]; start += chunk)
+        {
+            using var scope = NewDisposeScope();
+            var x = input.narrow(0, start, Math.Min(chunk, input.shape[0] - start));
+            parts.Add(graph.Run(new Dictionary<string, Tensor> { [block.Input] = x }, [block.Output], block.StartNode, block.EndNode)[block.Output]
+                .detach().MoveToOuterDisposeScope());
+        }
+        return cat(parts, 0);
+    }
+
+    /// <summary>The activation quantizers whose values the block's quantized operators read.</summary>
+    static List<(string Value, ActivationQuantizer Quantizer)> BlockActivations(QuantizedGraph q, Block block) =>
+        block.QuantizedNodes.Select(n => n.Inputs[0]).Distinct()
+            .Where(q.ActivationQuantizers.ContainsKey).Select(v => (v, q.ActivationQuantizers[v])).ToList();
+
+    /// <summary>
+    /// Sets each quantizer's initial scale from the values it sees on the quantized path, in execution order, so
+    /// a quantizer is calibrated on inputs that earlier quantizers of the block have already quantized.
+    /// </summary>
+    static void CalibrateActivations(QuantizedGraph q, Block block, Tensor xQ, int samples)
+    {
+        var x = xQ.narrow(0, 0, Math.Min(samples, xQ.shape[0]));
+        foreach (var (value, quantizer) in BlockActivations(q, block))
+        {
+            if (quantizer.Calibrated) continue;
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var captured = value == block.Input ? x
+                : q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = x }, [value], block.StartNode, block.EndNode)[value];
+            quantizer.Calibrate(captured);
+        }
+    }
+
+    static void Optimize(QuantizedGraph q, Block block, int blockCount, Tensor xFp, Tensor xQ, Tensor yFp, Generator generator,
+        IProgress<ReconstructionProgress>? progress, CancellationToken cancellationToken)
+    {
+        var options = q.Options;
+        var weights = block.QuantizedNodes.Select(n => n.Inputs[1]).Distinct().Select(w => q.WeightQuantizers[w]).ToList();
+        var activations = BlockActivations(q, block).Select(a => a.Quantizer).ToList();
+        foreach (var w in weights) w.Mode = WeightRoundingMode.Soft;
+
+        using var roundingOptimizer = optim.Adam(weights.Select(w => w.RoundingVariable), options.RoundingLearningRate);
+        using var weightScaleOptimizer = optim.Adam(weights.Select(w => w.Scale), options.WeightScaleLearningRate);
+        var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
+        TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
+            ? optim.Adam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
+
+        q.SetTraining(true);
+        try
+        {
+            long n = xFp.shape[0];
+            int steps = options.Iterations;
+            int reportEvery = Math.Max(1, steps / 20);
+            for (int step = 0; step < steps; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var index = randint(0, n, [Math.Min(options.BatchSize, n)], generator: generator, device: xFp.device);
+                var fpIn = xFp.index_select(0, index);
+                var qIn = xQ.index_select(0, index);
+                // QDrop on the block input: each element from the quantized path with probability 1 − p.
+                var keep = rand(fpIn.shape, generator: generator, device: fpIn.device).ge(options.DropProbability);
+                var input = where(keep, qIn, fpIn);
+                var target = yFp.index_select(0, index);
+
+                var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
+                var reconstruction = (output - target).square().sum() / output.shape[0];
+                bool warmUp = WeightQuantizer.InWarmUp(step, steps);
+                double beta = WeightQuantizer.Beta(step, steps);
+                Tensor rounding = warmUp ? zeros(1, device: output.device)
+                    : weights.Select(w => w.RoundingLoss(beta)).Aggregate((a, b) => a + b);
+                var loss = reconstruction + options.RoundingLossWeight * rounding;
+
+                roundingOptimizer.zero_grad();
+                weightScaleOptimizer.zero_grad();
+                activationOptimizer?.zero_grad();
+                loss.backward();
+                roundingOptimizer.step();
+                weightScaleOptimizer.step();
+                weightScaleSchedule.step();
+                activationOptimizer?.step();
+                using (no_grad())
+                {
+                    // A learned scale must stay a valid quantization step.
+                    foreach (var w in weights) w.Scale.clamp_(min: MinScale);
+                    foreach (var a in activations) a.Scale.clamp_(min: MinScale);
+                }
+
+                if (progress is not null && (step % reportEvery == 0 || step == steps - 1))
+                    progress.Report(new ReconstructionProgress(block.Index + 1, blockCount, step + 1, steps,
+                        reconstruction.item<float>(), rounding.item<float>()));
+            }
+        }
+        finally
+        {
+            q.SetTraining(false);
+            activationOptimizer?.Dispose();
+            foreach (var w in weights) w.Mode = WeightRoundingMode.Hard;
+        }
+    }
+}
