@@ -46,6 +46,8 @@ public static class CliApp
         var root = new RootCommand(
             "sadg: quantizes ONNX image classifiers to 2-8 bits without data (sharpness-aware data generation, ICML 2024). " +
             "Errors are printed as 'path(line,col): error SADGnnnn: message'; exit codes: 0 ok, 1 error, 2 usage, 3 internal error, 130 cancelled.");
+        // The version of this tool, not of the host process (tests run it inside testhost).
+        foreach (var version in root.Options.OfType<VersionOption>()) version.Action = new PrintVersion();
         root.Options.Add(Quiet);
         root.Options.Add(Verbose);
         root.Subcommands.Add(QuantizeCommand.Create(services));
@@ -53,6 +55,21 @@ public static class CliApp
         root.Subcommands.Add(GenerateCommand.Create(services));
         root.Subcommands.Add(EvaluateCommand.Create(services));
         return root;
+    }
+
+    /// <summary>The informational version of the sadg assembly, e.g. "0.1.0+commit".</summary>
+    public static string Version =>
+        typeof(CliApp).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion
+        ?? typeof(CliApp).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    sealed class PrintVersion : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine(Version);
+            return ExitCodes.Ok;
+        }
     }
 
     /// <summary>Parses and runs <paramref name="args"/>; returns the exit code. Never throws for user errors.</summary>

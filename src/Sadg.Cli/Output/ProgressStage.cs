@@ -30,7 +30,7 @@ public sealed class ProgressStage : IProgress<double>, IDisposable
     readonly ProgressMode mode;
     readonly Stopwatch clock = Stopwatch.StartNew();
     readonly object gate = new();
-    TimeSpan lastDrawn = TimeSpan.MinValue;
+    TimeSpan? lastDrawn;
     long done;
     bool finished;
     int lastWidth;
@@ -62,7 +62,7 @@ public sealed class ProgressStage : IProgress<double>, IDisposable
             if (finished) return;
             var now = clock.Elapsed;
             var interval = mode == ProgressMode.Redraw ? RedrawInterval : LineInterval;
-            if (value < Total && now - lastDrawn < interval) return;
+            if (value < Total && lastDrawn is { } last && now - last < interval) return;
             lastDrawn = now;
             if (mode == ProgressMode.Redraw) Draw(value);
             else if (value < Total) WriteLine(Format(value));
