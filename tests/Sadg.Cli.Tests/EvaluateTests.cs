@@ -140,4 +140,20 @@ public class EvaluateTests
         Assert.Equal(130, r.ExitCode);
         Assert.Contains("cancelled", r.Err);
     }
+
+    [Fact]
+    public async Task Device_cuda_uses_the_CUDA_provider_or_says_what_is_missing()
+    {
+        using var folder = new TempFolder();
+        WriteIdx(folder.Path);
+        string a = Models.Save(Models.Tiny(1), folder, "a.onnx");
+        var r = await CliRunner.RunAsync("evaluate", a, "--data", folder.Path, "--device", "cuda");
+        if (r.ExitCode == 0) Assert.Contains("ONNX Runtime: CUDA provider", r.Err);
+        else
+        {
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains("error SADG1106: ", r.Err);
+            Assert.Contains("CUDA 13", r.Err);
+        }
+    }
 }

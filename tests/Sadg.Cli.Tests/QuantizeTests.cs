@@ -144,4 +144,19 @@ public class QuantizeTests
         Assert.Contains("data generation pipeline not wired yet", r.Err);
         Assert.False(Directory.Exists(folder.File("data")));
     }
+
+    [Fact]
+    public async Task Device_cuda_without_the_CUDA_backend_names_the_package()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Tiny(1), folder, "m.onnx");
+        var r = await CliRunner.RunAsync("quantize", model, "--device", "cuda");
+        if (TorchSharp.torch.cuda.is_available()) Assert.Equal(3, r.ExitCode); // reaches the unwired pipeline
+        else
+        {
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains("error SADG1106: ", r.Err);
+            Assert.Contains("TorchSharp-cuda-linux", r.Err);
+        }
+    }
 }
