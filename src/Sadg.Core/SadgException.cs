@@ -36,6 +36,14 @@ public enum SadgErrorCode
     NothingToQuantize = 1401,
     InvalidBits = 1402,
     CalibrationDataInvalid = 1403,
+
+    // 1500–1599: the sadg command line.
+    UsageError = 1501,
+    InvalidOptionValue = 1502,
+    OutputInvalid = 1503,
+
+    // 1900–1999: Sadg itself.
+    InternalError = 1901,
 }
 
 /// <summary>

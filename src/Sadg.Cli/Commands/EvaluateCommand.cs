@@ -1,0 +1,232 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Data;
+using Sadg.Cli.Output;
+using Sadg.Onnx;
+
+namespace Sadg.Cli.Commands;
+
+/// <summary>One model's evaluation: its top-1 class for every image.</summary>
+public sealed record ModelEvaluation(string Path, long FileBytes, int[] Predictions, double Accuracy, string Standardization);
+
+/// <summary>
+/// <c>sadg evaluate a.onnx b.onnx … --data DIR</c>: top-1 accuracy of each model with ONNX Runtime on labelled
+/// data, side by side, and how often each pair of models predicts the same class.
+/// </summary>
+public static class EvaluateCommand
+{
+    public const string MeanKey = "sadg.input_mean";
+    public const string StdKey = "sadg.input_std";
+
+    public static Command Create(CliServices services)
+    {
+        var models = new Argument<string[]>("models")
+        {
+            Description = "One or more ONNX classifiers with the same input shape.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var data = new Option<string>("--data")
+        {
+            Description = "Labelled images: a folder with IDX files (t10k-/train-images-idx3-ubyte[.gz] + -labels-idx1-ubyte[.gz]) " +
+                          "or a tensor folder with sadg-data.json (docs/cli.md).",
+            Required = true,
+            HelpName = "path",
+        };
+        var split = new Option<string?>("--split") { Description = "For IDX folders: test (t10k-*, the default when present) or train.", HelpName = "test|train" };
+        var limit = new Option<int?>("--limit") { Description = "Evaluate on the first N images only.", HelpName = "N" };
+        var mean = new Option<string?>("--mean")
+        {
+            Description = $"Per-channel mean subtracted from pixels, e.g. 0.2860 or 0.485,0.456,0.406. Overrides the model's '{MeanKey}' metadata; default none.",
+            HelpName = "m[,m...]",
+        };
+        var std = new Option<string?>("--std")
+        {
+            Description = $"Per-channel std pixels are divided by. Overrides the model's '{StdKey}' metadata; default none (pixels in [0, 1]).",
+            HelpName = "s[,s...]",
+        };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per ONNX Runtime run (models with a fixed batch use theirs).", DefaultValueFactory = _ => 64, HelpName = "N" };
+        var device = SharedOptions.Device();
+        var json = new Option<bool>("--json") { Description = "Print the results as JSON on stdout." };
+        var command = new Command("evaluate", "Top-1 accuracy of one or more models on labelled data with ONNX Runtime, and their pairwise agreement.")
+        {
+            models, data, split, limit, mean, std, batchSize, device, json,
+        };
+        command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
+        {
+            int? n = parse.GetValue(limit);
+            if (n is < 1) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--limit {n}: give at least 1.");
+            int batch = parse.GetValue(batchSize);
+            if (batch < 1) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--batch-size {batch}: give at least 1.");
+            var deviceOption = DeviceChoice.Parse(parse.GetValue(device)!);
+            var paths = parse.GetValue(models)!;
+            float[]? meanOverride = ParseChannels(parse.GetValue(mean), "--mean");
+            float[]? stdOverride = ParseChannels(parse.GetValue(std), "--std");
+            if (stdOverride is not null && stdOverride.Any(s => s <= 0))
+                throw new SadgException(SadgErrorCode.InvalidOptionValue, "--std values must be positive.");
+
+            // Check every model before the long part, so a bad path fails at once.
+            var loaded = paths.Select(p => SharedOptions.LoadClassifier(p)).ToList();
+            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n);
+            console.Log.Information("Data: {Count} images {Shape} from {Source}.", set.Count, $"{set.Shape[1]}x{set.Shape[2]}x{set.Shape[3]}", set.Source);
+
+            var results = new List<ModelEvaluation>();
+            for (int m = 0; m < paths.Length; m++)
+            {
+                var (model, input) = loaded[m];
+                results.Add(Evaluate(paths[m], model, input, set, meanOverride, stdOverride, batch, deviceOption, console, announce: m == 0, cancellationToken));
+            }
+            var agreement = Agreement(results);
+            if (parse.GetValue(json)) WriteJson(console.Out, set, results, agreement);
+            else WriteTable(console.Out, set, results, agreement);
+            return Task.FromResult(ExitCodes.Ok);
+        }));
+        return command;
+    }
+
+    /// <summary>"0.5" or "0.485,0.456,0.406" (invariant culture).</summary>
+    public static float[]? ParseChannels(string? text, string what, string? file = null)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var parts = text.Split([',', ' ', ';'], StringSplitOptions.RemoveEmptyEntries);
+        var values = new float[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!float.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) || !float.IsFinite(values[i]))
+                throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
+                    $"{what} '{text}' is not a number or a comma-separated list of numbers.", file);
+        return values;
+    }
+
+    static float[] PerChannel(float[] values, int channels, string what, string? file)
+    {
+        if (values.Length == 1) return Enumerable.Repeat(values[0], channels).ToArray();
+        if (values.Length != channels)
+            throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
+                $"{what} has {values.Length} values; the model has {channels} input channels (give 1 or {channels}).", file);
+        return values;
+    }
+
+    public static ModelEvaluation Evaluate(string path, OnnxModel model, ImageInput input, ImageSet set, float[]? meanOverride, float[]? stdOverride,
+        int batchSize, DeviceOption device, CliConsole console, bool announce, CancellationToken cancellationToken)
+    {
+        int c = set.Shape[1], h = set.Shape[2], w = set.Shape[3];
+        if (input.Channels != c || input.Height != h || input.Width != w)
+            throw new SadgException(SadgErrorCode.DataInvalid,
+                $"The data holds {c}x{h}x{w} images ({set.Source}); '{path}' takes {input.Channels}x{input.Height}x{input.Width}.", path);
+
+        var metadata = model.Proto.MetadataProps.GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Last().Value);
+        float[]? mean = meanOverride ?? ParseChannels(metadata.GetValueOrDefault(MeanKey), $"Metadata '{MeanKey}'", path);
+        float[]? std = stdOverride ?? ParseChannels(metadata.GetValueOrDefault(StdKey), $"Metadata '{StdKey}'", path);
+        mean = mean is null ? null : PerChannel(mean, c, meanOverride is null ? $"Metadata '{MeanKey}'" : "--mean", meanOverride is null ? path : null);
+        std = std is null ? null : PerChannel(std, c, stdOverride is null ? $"Metadata '{StdKey}'" : "--std", stdOverride is null ? path : null);
+        if (std is not null && std.Any(s => s <= 0))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{StdKey}' of '{path}' has a value <= 0.", path);
+        string standardization = mean is null && std is null ? "none" :
+            $"mean [{string.Join(", ", (mean ?? new float[c]).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
+            $"std [{string.Join(", ", (std ?? Enumerable.Repeat(1f, c).ToArray()).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}]" +
+            (meanOverride is null && stdOverride is null ? " (model metadata)" : " (options)");
+        console.Log.Debug("{Model}: standardization {Standardization}.", path, standardization);
+
+        using var session = DeviceChoice.CreateOrtSession(path, device, console, announce);
+        string outputName = model.Graph.Output[0].Name;
+        int batch = input.DeclaredBatch > 0 ? (int)input.DeclaredBatch : batchSize;
+        int per = set.ImageSize, plane = h * w;
+        var predictions = new int[set.Count];
+        using var runOptions = new RunOptions();
+        using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
+        using (var stage = console.Stage($"evaluating {Path.GetFileName(path)}", set.Count))
+        {
+            var buffer = new float[batch * per];
+            for (int start = 0; start < set.Count; start += batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int count = Math.Min(batch, set.Count - start);
+                Array.Clear(buffer);
+                set.Images.AsSpan(start * per, count * per).CopyTo(buffer);
+                if (mean is not null || std is not null)
+                    for (int i = 0; i < count * per; i++)
+                    {
+                        int ch = i / plane % c;
+                        buffer[i] = (buffer[i] - (mean?[ch] ?? 0f)) / (std?[ch] ?? 1f);
+                    }
+                int rows = input.DeclaredBatch > 0 ? batch : count;
+                using var value = OrtValue.CreateTensorValueFromMemory(buffer.AsMemory(0, rows * per).ToArray(), [rows, c, h, w]);
+                IDisposableReadOnlyCollection<OrtValue> outputs;
+                try
+                {
+                    outputs = session.Run(runOptions, [input.Name], [value], [outputName]);
+                }
+                catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException(cancellationToken);
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run '{path}': {e.Message.Split('\n')[0]}", path, inner: e);
+                }
+                using (outputs)
+                {
+                    var logits = outputs[0].GetTensorDataAsSpan<float>();
+                    int classes = logits.Length / rows;
+                    for (int r = 0; r < count; r++)
+                    {
+                        var row = logits.Slice(r * classes, classes);
+                        int best = 0;
+                        for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
+                        predictions[start + r] = best;
+                    }
+                }
+                stage.Report(start + count);
+            }
+        }
+        int correct = predictions.Where((p, i) => p == set.Labels[i]).Count();
+        return new ModelEvaluation(path, new FileInfo(path).Length, predictions, (double)correct / set.Count, standardization);
+    }
+
+    /// <summary>For every pair of models, the fraction of images on which their top-1 classes agree.</summary>
+    public static List<(int A, int B, double Agreement)> Agreement(IReadOnlyList<ModelEvaluation> results)
+    {
+        var pairs = new List<(int, int, double)>();
+        for (int a = 0; a < results.Count; a++)
+            for (int b = a + 1; b < results.Count; b++)
+            {
+                var pa = results[a].Predictions;
+                var pb = results[b].Predictions;
+                pairs.Add((a, b, (double)pa.Where((p, i) => p == pb[i]).Count() / pa.Length));
+            }
+        return pairs;
+    }
+
+    static string Percent(double value) => (value * 100).ToString("0.00", CultureInfo.InvariantCulture) + "%";
+
+    static void WriteTable(TextWriter w, ImageSet set, IReadOnlyList<ModelEvaluation> results, List<(int A, int B, double Agreement)> agreement)
+    {
+        int width = Math.Max(5, results.Max(r => r.Path.Length));
+        w.WriteLine($"{set.Count} images from {set.Source}");
+        w.WriteLine($"{"model".PadRight(width)}  {"top-1",8}  {"size",10}  standardization");
+        foreach (var r in results)
+            w.WriteLine($"{r.Path.PadRight(width)}  {Percent(r.Accuracy),8}  {InspectCommand.FormatBytes(r.FileBytes),10}  {r.Standardization}");
+        if (agreement.Count > 0)
+        {
+            w.WriteLine();
+            w.WriteLine("top-1 agreement:");
+            foreach (var (a, b, value) in agreement)
+                w.WriteLine($"  {results[a].Path} vs {results[b].Path}: {Percent(value)}");
+        }
+        w.Flush();
+    }
+
+    static void WriteJson(TextWriter w, ImageSet set, IReadOnlyList<ModelEvaluation> results, List<(int A, int B, double Agreement)> agreement)
+    {
+        var document = new
+        {
+            data = set.Source,
+            images = set.Count,
+            models = results.Select(r => new { path = r.Path, top1 = r.Accuracy, fileBytes = r.FileBytes, standardization = r.Standardization }),
+            agreement = agreement.Select(p => new { a = results[p.A].Path, b = results[p.B].Path, top1Agreement = p.Agreement }),
+        };
+        w.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+        w.Flush();
+    }
+}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Sadg.Cli.Output;
+
+namespace Sadg.Cli.Commands;
+
+/// <summary><c>sadg inspect model.onnx [--json]</c>: what quantization would see and what would stop it, without doing it.</summary>
+public static class InspectCommand
+{
+    public static Command Create(CliServices services)
+    {
+        var model = SharedOptions.Model();
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout (diagnostics still go to stderr)." };
+        var command = new Command("inspect",
+            "Show a model's input, opset, operators, BatchNorm nodes, quantizable layers, blocks, estimated size at 2-8 bits, " +
+            "and anything that would stop quantization. Exit code 1 when something would.")
+        {
+            model,
+            json,
+        };
+        command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
+        {
+            var analysis = ModelAnalysis.Analyze(parse.GetValue(model)!, cancellationToken);
+            if (parse.GetValue(json)) WriteJson(console.Out, analysis);
+            else WriteText(console.Out, analysis);
+            foreach (var blocker in analysis.Blockers) console.Diagnostic(blocker.Diagnostic);
+            return Task.FromResult(analysis.Blockers.Count > 0 ? ExitCodes.Failed : ExitCodes.Ok);
+        }));
+        return command;
+    }
+
+    public static string FormatBytes(long bytes) => bytes switch
+    {
+        >= 1 << 30 => (bytes / (double)(1 << 30)).ToString("0.00", CultureInfo.InvariantCulture) + " GiB",
+        >= 1 << 20 => (bytes / (double)(1 << 20)).ToString("0.00", CultureInfo.InvariantCulture) + " MiB",
+        >= 1 << 10 => (bytes / (double)(1 << 10)).ToString("0.0", CultureInfo.InvariantCulture) + " KiB",
+        _ => bytes + " B",
+    };
+
+    static void WriteText(TextWriter w, ModelAnalysis a)
+    {
+        w.WriteLine($"model:      {a.Path} ({FormatBytes(a.FileBytes)})");
+        w.WriteLine($"format:     IR {a.IrVersion}, opset {a.Opset}{(a.Producer.Length > 0 ? ", produced by " + a.Producer : "")}");
+        w.WriteLine($"inputs:     {(a.Inputs.Count == 0 ? "none" : string.Join("; ", a.Inputs))}");
+        if (a.ImageInput is { } image)
+            w.WriteLine($"image:      '{image.Name}' {image.Channels}x{image.Height}x{image.Width}, batch {(image.DeclaredBatch > 0 ? image.DeclaredBatch.ToString() : "dynamic")}");
+        foreach (var (key, value) in a.Metadata.Where(m => m.Key.StartsWith("sadg.", StringComparison.Ordinal)))
+            w.WriteLine($"metadata:   {key} = {value}");
+        w.WriteLine();
+        w.WriteLine($"operators ({a.OpTypes.Values.Sum()} nodes):");
+        foreach (var (op, count) in a.OpTypes) w.WriteLine($"  {op,-28} {count,5}");
+        w.WriteLine();
+        w.WriteLine(a.BatchNormNodes > 0
+            ? $"BatchNorm:  {a.BatchNormNodes} BatchNormalization nodes: their running statistics guide zero-shot data generation."
+            : "BatchNorm:  folded: the model has no BatchNormalization nodes. There are no statistics for zero-shot data to match, " +
+              "so generation falls back to a statistics-free objective and is weaker; export with BatchNorm kept " +
+              "(PyTorch: torch.onnx.export(..., training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)) if you can.");
+        w.WriteLine();
+        w.WriteLine($"quantizable layers ({a.Layers.Count}, {a.QuantizableParameters:N0} parameters; {a.OtherParameters:N0} other float parameters stay float32):");
+        int nameWidth = Math.Clamp(a.Layers.Select(l => l.Name.Length).DefaultIfEmpty(4).Max(), 4, 40);
+        w.WriteLine($"  {"name".PadRight(nameWidth)}  {"op",-6}  {"weight shape",-18}  {"params",10}");
+        foreach (var l in a.Layers)
+            w.WriteLine($"  {l.Name.PadRight(nameWidth)}  {l.Op,-6}  {"[" + string.Join(", ", l.WeightShape) + "]",-18}  {l.Parameters,10:N0}");
+        w.WriteLine();
+        w.WriteLine($"blocks:     {(a.Blocks is { } b ? b.ToString() : "n/a (the graph does not partition; see the errors)")}");
+        w.WriteLine();
+        w.WriteLine("estimated size (weights packed at b bits + per-channel float32 scale and b-bit zero point; other parameters float32):");
+        w.WriteLine($"  {"bits",4}  {"all layers at b",16}  {"first/last at 8 (default)",26}");
+        foreach (var s in a.Sizes)
+            w.WriteLine($"  {s.Bits,4}  {FormatBytes(s.UniformBytes),16}  {FormatBytes(s.DefaultPolicyBytes),26}");
+        w.WriteLine($"  fp32  {FormatBytes(a.FileBytes),16}  (this file)");
+        w.WriteLine();
+        if (a.Blockers.Count == 0) w.WriteLine("ready:      nothing stops quantization.");
+        else
+        {
+            w.WriteLine($"blockers ({a.Blockers.Count}):");
+            foreach (var blocker in a.Blockers) w.WriteLine($"  {blocker.Code}: {blocker.Message}");
+        }
+        w.Flush();
+    }
+
+    static void WriteJson(TextWriter w, ModelAnalysis a)
+    {
+        var document = new
+        {
+            path = a.Path,
+            fileBytes = a.FileBytes,
+            irVersion = a.IrVersion,
+            opset = a.Opset,
+            producer = a.Producer,
+            inputs = a.Inputs,
+            imageInput = a.ImageInput is { } i ? new { name = i.Name, channels = i.Channels, height = i.Height, width = i.Width, batch = i.DeclaredBatch > 0 ? (long?)i.DeclaredBatch : null } : null,
+            opTypes = a.OpTypes,
+            batchNormNodes = a.BatchNormNodes,
+            batchNormFolded = a.BatchNormNodes == 0,
+            quantizableLayers = a.Layers.Select(l => new { name = l.Name, op = l.Op, weight = l.Weight, weightShape = l.WeightShape, parameters = l.Parameters, channels = l.Channels }),
+            quantizableParameters = a.QuantizableParameters,
+            otherParameters = a.OtherParameters,
+            blocks = a.Blocks,
+            estimatedBytes = a.Sizes.Select(s => new { bits = s.Bits, allLayers = s.UniformBytes, defaultPolicy = s.DefaultPolicyBytes }),
+            metadata = a.Metadata,
+            blockers = a.Blockers.Select(b => new { code = b.Code, message = b.Message }),
+            ready = a.Blockers.Count == 0,
+        };
+        w.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+        w.Flush();
+    }
+}

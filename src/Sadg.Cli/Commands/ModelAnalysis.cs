@@ -1,0 +1,165 @@
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Reconstruction;
+using DataType = global::Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Cli.Commands;
+
+/// <summary>A Conv, Gemm or MatMul whose weight Sadg would quantize.</summary>
+public sealed record QuantizableLayer(string Name, string Op, string Weight, long[] WeightShape, long Parameters, long Channels);
+
+/// <summary>The estimated size of the quantized model at one bit width.</summary>
+public sealed record SizeEstimate(int Bits, long UniformBytes, long DefaultPolicyBytes);
+
+/// <summary>Something that stops quantization, as the error Sadg would report.</summary>
+public sealed record Blocker(string Code, string Message, string Diagnostic);
+
+/// <summary>
+/// What <c>sadg inspect</c> reports: read from the file and from the executor that quantization would build,
+/// without quantizing. Every problem that would stop <c>sadg quantize</c> is collected in <see cref="Blockers"/>.
+/// </summary>
+public sealed class ModelAnalysis
+{
+    public required string Path { get; init; }
+    public long FileBytes { get; init; }
+    public long IrVersion { get; init; }
+    public long Opset { get; init; }
+    public string Producer { get; init; } = "";
+    public IReadOnlyList<string> Inputs { get; init; } = [];
+    public ImageInput? ImageInput { get; init; }
+    public IReadOnlyDictionary<string, int> OpTypes { get; init; } = new Dictionary<string, int>();
+    public int BatchNormNodes { get; init; }
+    public IReadOnlyList<QuantizableLayer> Layers { get; init; } = [];
+    public long QuantizableParameters => Layers.Sum(l => l.Parameters);
+    public long OtherParameters { get; init; }
+    public int? Blocks { get; init; }
+    public IReadOnlyList<SizeEstimate> Sizes { get; init; } = [];
+    public IReadOnlyList<Blocker> Blockers { get; init; } = [];
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// Loads and analyses a model. A file that cannot be read at all throws (<see cref="SadgException"/>); a model
+    /// that reads but cannot be quantized returns with <see cref="Blockers"/>.
+    /// </summary>
+    public static ModelAnalysis Analyze(string path, CancellationToken cancellationToken = default)
+    {
+        var model = OnnxModel.Load(path);
+        cancellationToken.ThrowIfCancellationRequested();
+        var graph = model.Graph;
+        var blockers = new List<Blocker>();
+        void Block(SadgException e) => blockers.Add(new Blocker(e.CodeText, e.Message, e.ToDiagnostic()));
+
+        ImageInput? image = null;
+        try { image = model.GetImageInput(); }
+        catch (SadgException e) { Block(e); }
+
+        var initializers = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        var floatWeights = graph.Initializer.Where(IsFloat).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in graph.Node.Where(n => n.OpType == "Constant"))
+            if (node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t && IsFloat(t))
+                floatWeights.Add(node.Output[0]);
+        var constantDims = graph.Node.Where(n => n.OpType == "Constant")
+            .Select(n => (n.Output[0], n.Attribute.FirstOrDefault(a => a.Name == "value")?.T))
+            .Where(x => x.Item2 is not null).ToDictionary(x => x.Item1, x => x.Item2!.Dims.ToArray(), StringComparer.Ordinal);
+        long[] DimsOf(string name) => initializers.TryGetValue(name, out var t) ? t.Dims.ToArray() : constantDims.GetValueOrDefault(name, []);
+
+        // Quantizable layers: the executor's rule when it builds, the same rule on the file otherwise.
+        GraphModule? module = null;
+        int? blocks = null;
+        List<(string Name, global::Onnx.NodeProto Proto)> quantizable;
+        try
+        {
+            module = new GraphModule(model);
+            quantizable = module.Nodes.Where(n => BlockPartition.IsQuantizable(module, n)).Select(n => (n.Name, n.Proto)).ToList();
+            cancellationToken.ThrowIfCancellationRequested();
+            if (image is not null)
+            {
+                try { blocks = BlockPartition.Partition(module, n => BlockPartition.IsQuantizable(module, n)).Count; }
+                catch (SadgException e) { Block(e); }
+            }
+        }
+        catch (SadgException e)
+        {
+            Block(e);
+            quantizable = graph.Node.Select((n, i) => (Name: string.IsNullOrEmpty(n.Name) ? $"{n.OpType}#{i}" : n.Name, Proto: n))
+                .Where(x => x.Proto.OpType is "Conv" or "Gemm" or "MatMul" && x.Proto.Input.Count >= 2 && floatWeights.Contains(x.Proto.Input[1]))
+                .ToList();
+        }
+        finally
+        {
+            module?.Dispose();
+        }
+        if (quantizable.Count == 0 && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.NothingToQuantize:D4}"))
+            Block(new SadgException(SadgErrorCode.NothingToQuantize,
+                "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", path));
+
+        var layers = quantizable.Select(q =>
+        {
+            string weight = q.Proto.Input[1];
+            long[] dims = DimsOf(weight);
+            long parameters = dims.Length == 0 ? 0 : dims.Aggregate(1L, (a, b) => a * b);
+            return new QuantizableLayer(q.Name, q.Proto.OpType, weight, dims, parameters, OutputChannels(q.Proto, dims));
+        }).ToList();
+
+        var quantizedWeights = layers.Select(l => l.Weight).ToHashSet(StringComparer.Ordinal);
+        long other = graph.Initializer.Where(t => IsFloat(t) && !quantizedWeights.Contains(t.Name))
+            .Sum(t => t.Dims.Aggregate(1L, (a, b) => a * b));
+
+        return new ModelAnalysis
+        {
+            Path = path,
+            FileBytes = new FileInfo(path).Length,
+            IrVersion = model.Proto.IrVersion,
+            Opset = model.Opset,
+            Producer = string.Join(" ", new[] { model.Proto.ProducerName, model.Proto.ProducerVersion }.Where(s => !string.IsNullOrEmpty(s))),
+            Inputs = model.RuntimeInputs.Select(Describe).ToList(),
+            ImageInput = image,
+            OpTypes = graph.Node.GroupBy(n => string.IsNullOrEmpty(n.Domain) || n.Domain == "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
+                .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
+            BatchNormNodes = graph.Node.Count(n => n.OpType == "BatchNormalization"),
+            Layers = layers,
+            OtherParameters = other,
+            Blocks = blocks,
+            Sizes = Enumerable.Range(2, 7).Select(b => Estimate(layers, other, b)).ToList(),
+            Blockers = blockers,
+            Metadata = model.Proto.MetadataProps.GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Last().Value),
+        };
+    }
+
+    static bool IsFloat(global::Onnx.TensorProto t) => (DataType)t.DataType is DataType.Float or DataType.Float16 or DataType.Double or DataType.Bfloat16;
+
+    /// <summary>The per-channel axis DESIGN §4 quantizes: Conv weight axis 0, Gemm axis 0 with transB else 1, MatMul the last.</summary>
+    static long OutputChannels(global::Onnx.NodeProto node, long[] dims)
+    {
+        if (dims.Length == 0) return 1;
+        return node.OpType switch
+        {
+            "Gemm" => node.Attribute.FirstOrDefault(a => a.Name == "transB")?.I == 1 ? dims[0] : dims[^1],
+            "MatMul" => dims[^1],
+            _ => dims[0],
+        };
+    }
+
+    /// <summary>
+    /// Weights packed at b bits (two 4-bit values a byte), a float32 scale and a b-bit zero point per output channel,
+    /// every other float parameter at float32. "Default policy": the first and last quantized layers at 8 bits
+    /// (DESIGN §3). Protobuf framing and names are not counted.
+    /// </summary>
+    static SizeEstimate Estimate(IReadOnlyList<QuantizableLayer> layers, long otherParameters, int bits)
+    {
+        long LayerBytes(QuantizableLayer l, int b) => (l.Parameters * b + 7) / 8 + l.Channels * 4 + (l.Channels * b + 7) / 8;
+        long rest = otherParameters * 4;
+        long uniform = rest + layers.Sum(l => LayerBytes(l, bits));
+        long policy = rest + layers.Select((l, i) => LayerBytes(l, i == 0 || i == layers.Count - 1 ? 8 : bits)).Sum();
+        return new SizeEstimate(bits, uniform, policy);
+    }
+
+    static string Describe(global::Onnx.ValueInfoProto v)
+    {
+        var t = v.Type?.TensorType;
+        if (t is null) return $"{v.Name} (not a tensor)";
+        string dims = t.Shape is null ? "unknown shape" :
+            "[" + string.Join(", ", t.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue.ToString() : string.IsNullOrEmpty(d.DimParam) ? "?" : d.DimParam)) + "]";
+        return $"{v.Name} {(DataType)t.ElemType} {dims}";
+    }
+}

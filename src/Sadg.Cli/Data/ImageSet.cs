@@ -1,0 +1,201 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Sadg.Data;
+
+namespace Sadg.Cli.Data;
+
+/// <summary>
+/// Labelled images for evaluation or calibration, as float32 NCHW in the units the files hold (IDX bytes are
+/// divided by 255 into [0, 1]). Two on-disk forms (docs/cli.md):
+/// <list type="bullet">
+/// <item>an IDX folder: <c>t10k-images-idx3-ubyte[.gz]</c> + <c>t10k-labels-idx1-ubyte[.gz]</c> and/or the
+/// <c>train-</c> pair (Fashion-MNIST, MNIST);</item>
+/// <item>a tensor folder: <c>sadg-data.json</c> (<c>{"format": "sadg-tensors/1", "shape": [N, C, H, W],
+/// "images": "images.f32", "labels": "labels.i32"}</c>), raw little-endian float32 images and int32 labels.</item>
+/// </list>
+/// </summary>
+public sealed class ImageSet
+{
+    public const string HeaderFile = "sadg-data.json";
+    public const string FormatName = "sadg-tensors/1";
+
+    public ImageSet(float[] images, int[] shape, int[] labels, string source)
+    {
+        if (shape.Length != 4 || (long)shape[0] * shape[1] * shape[2] * shape[3] != images.Length || labels.Length != shape[0])
+            throw new ArgumentException("Images must be [N, C, H, W] with N labels.");
+        Images = images;
+        Shape = shape;
+        Labels = labels;
+        Source = source;
+    }
+
+    public float[] Images { get; }
+
+    /// <summary>[N, C, H, W].</summary>
+    public int[] Shape { get; }
+
+    public int[] Labels { get; }
+
+    public string Source { get; }
+
+    public int Count => Shape[0];
+
+    public int ImageSize => Shape[1] * Shape[2] * Shape[3];
+
+    /// <summary>Reads a data folder in either form; <paramref name="split"/> is test, train or null (test when present).</summary>
+    public static ImageSet Load(string path, string? split = null, int? limit = null)
+    {
+        if (File.Exists(Path.Combine(path, HeaderFile))) return LoadTensors(path, limit);
+        if (File.Exists(path) && Path.GetFileName(path) == HeaderFile) return LoadTensors(Path.GetDirectoryName(Path.GetFullPath(path))!, limit);
+        if (!Directory.Exists(path))
+            throw new SadgException(SadgErrorCode.DataNotFound, $"No data folder at '{path}'.", path);
+        return LoadIdx(path, split, limit);
+    }
+
+    static ImageSet LoadIdx(string folder, string? split, int? limit)
+    {
+        string? Find(string prefix, string kind) =>
+            new[] { $"{prefix}-{kind}", $"{prefix}-{kind}.gz" }.Select(n => Path.Combine(folder, n)).FirstOrDefault(File.Exists);
+        (string? images, string? labels) Pair(string prefix) => (Find(prefix, "images-idx3-ubyte"), Find(prefix, "labels-idx1-ubyte"));
+
+        string chosen = split?.ToLowerInvariant() switch
+        {
+            null => Pair("t10k").images is not null ? "t10k" : "train",
+            "test" => "t10k",
+            "train" => "train",
+            _ => throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Unknown split '{split}'; use test or train."),
+        };
+        var (imagesPath, labelsPath) = Pair(chosen);
+        if (imagesPath is null || labelsPath is null)
+            throw new SadgException(SadgErrorCode.DataNotFound,
+                $"'{folder}' holds no {(chosen == "t10k" ? "test" : "train")} data: looked for {chosen}-images-idx3-ubyte[.gz] and " +
+                $"{chosen}-labels-idx1-ubyte[.gz] (IDX, as Fashion-MNIST ships), and for {HeaderFile} (a tensor folder, see docs/cli.md).", folder);
+
+        var (pixels, dims) = Idx.Read(imagesPath);
+        var (labelBytes, labelDims) = Idx.Read(labelsPath);
+        if (dims.Length is not (3 or 4))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{imagesPath}' has {dims.Length} dimensions; image files have 3 (N, H, W) or 4 (N, C, H, W).", imagesPath);
+        if (labelDims.Length != 1 || labelDims[0] != dims[0])
+            throw new SadgException(SadgErrorCode.DataInvalid,
+                $"'{labelsPath}' holds [{string.Join(", ", labelDims)}] labels for {dims[0]} images in '{imagesPath}'; give the label file that belongs to the images.", labelsPath);
+        int n = Math.Min(dims[0], limit ?? int.MaxValue);
+        int[] shape = dims.Length == 3 ? [n, 1, dims[1], dims[2]] : [n, dims[1], dims[2], dims[3]];
+        int per = shape[1] * shape[2] * shape[3];
+        var images = new float[(long)n * per];
+        for (long i = 0; i < images.Length; i++) images[i] = pixels[i] / 255f;
+        var labels = labelBytes.AsSpan(0, n).ToArray().Select(b => (int)b).ToArray();
+        return new ImageSet(images, shape, labels, imagesPath);
+    }
+
+    sealed record Header(
+        [property: JsonPropertyName("format")] string? Format,
+        [property: JsonPropertyName("shape")] int[]? Shape,
+        [property: JsonPropertyName("images")] string? Images,
+        [property: JsonPropertyName("labels")] string? Labels);
+
+    static ImageSet LoadTensors(string folder, int? limit)
+    {
+        string headerPath = Path.Combine(folder, HeaderFile);
+        Header header;
+        try
+        {
+            header = JsonSerializer.Deserialize<Header>(File.ReadAllText(headerPath))
+                ?? throw new JsonException("the file holds null");
+        }
+        catch (JsonException e)
+        {
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{headerPath}' is not valid JSON: {e.Message}", headerPath, inner: e);
+        }
+        if (header.Format != FormatName)
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{headerPath}' has format '{header.Format}'; Sadg reads \"{FormatName}\".", headerPath);
+        if (header.Shape is not { Length: 4 } shape || shape.Any(d => d <= 0))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{headerPath}' needs \"shape\": [N, C, H, W] with positive sizes.", headerPath);
+        string imagesPath = Inside(folder, header.Images ?? "images.f32", headerPath);
+        string labelsPath = Inside(folder, header.Labels ?? "labels.i32", headerPath);
+        long count = (long)shape[0] * shape[1] * shape[2] * shape[3];
+        if (count > int.MaxValue)
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{headerPath}' declares {count} values, more than Sadg reads.", headerPath);
+        int n = Math.Min(shape[0], limit ?? int.MaxValue);
+        int per = shape[1] * shape[2] * shape[3];
+        var imageBytes = ReadExactly(imagesPath, count * 4, (long)n * per * 4);
+        var labelBytes = ReadExactly(labelsPath, shape[0] * 4L, n * 4L);
+        var images = new float[(long)n * per];
+        for (int i = 0; i < images.Length; i++) images[i] = BinaryPrimitives.ReadSingleLittleEndian(imageBytes.AsSpan(i * 4));
+        var labels = new int[n];
+        for (int i = 0; i < n; i++) labels[i] = BinaryPrimitives.ReadInt32LittleEndian(labelBytes.AsSpan(i * 4));
+        return new ImageSet(images, [n, shape[1], shape[2], shape[3]], labels, folder);
+    }
+
+    static string Inside(string folder, string name, string headerPath)
+    {
+        if (Path.IsPathRooted(name) || name.Contains("..") || name.Contains('/') || name.Contains('\\'))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{headerPath}' names '{name}'; data files are bare names beside the header.", headerPath);
+        return Path.Combine(folder, name);
+    }
+
+    static byte[] ReadExactly(string path, long expected, long take)
+    {
+        if (!File.Exists(path)) throw new SadgException(SadgErrorCode.DataNotFound, $"No data file at '{path}'.", path);
+        long length = new FileInfo(path).Length;
+        if (length != expected)
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{path}' has {length} bytes; its header declares {expected}.", path);
+        var buffer = new byte[take];
+        using var stream = File.OpenRead(path);
+        stream.ReadExactly(buffer);
+        return buffer;
+    }
+
+    /// <summary>
+    /// Writes a tensor folder atomically: the files go to a fresh sibling folder that is renamed into place, so
+    /// an interrupted write leaves nothing. <paramref name="folder"/> must not exist or be empty.
+    /// </summary>
+    public void Save(string folder, CancellationToken cancellationToken = default)
+    {
+        string full = Path.GetFullPath(folder);
+        if (File.Exists(full))
+            throw new SadgException(SadgErrorCode.OutputInvalid, $"'{folder}' is a file; give a folder to write the data set into.", folder);
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new SadgException(SadgErrorCode.OutputInvalid, $"'{folder}' exists and is not empty; give a new or empty folder.", folder);
+        string parent = Path.GetDirectoryName(full)!;
+        string tmp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(tmp);
+            var header = new Header(FormatName, Shape, "images.f32", "labels.i32");
+            File.WriteAllText(Path.Combine(tmp, HeaderFile), JsonSerializer.Serialize(header, new JsonSerializerOptions { WriteIndented = true }));
+            using (var images = new FileStream(Path.Combine(tmp, "images.f32"), FileMode.CreateNew))
+            {
+                var buffer = new byte[4 * 4096];
+                for (int i = 0; i < Images.Length; i += 4096)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    int count = Math.Min(4096, Images.Length - i);
+                    for (int j = 0; j < count; j++) BinaryPrimitives.WriteSingleLittleEndian(buffer.AsSpan(j * 4), Images[i + j]);
+                    images.Write(buffer, 0, count * 4);
+                }
+            }
+            var labelBytes = new byte[Labels.Length * 4];
+            for (int i = 0; i < Labels.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(labelBytes.AsSpan(i * 4), Labels[i]);
+            File.WriteAllBytes(Path.Combine(tmp, "labels.i32"), labelBytes);
+            cancellationToken.ThrowIfCancellationRequested();
+            if (Directory.Exists(full)) Directory.Delete(full);
+            Directory.Move(tmp, full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{folder}': {e.Message}", folder, inner: e);
+        }
+        catch
+        {
+            TryDelete(tmp);
+            throw;
+        }
+    }
+
+    static void TryDelete(string folder)
+    {
+        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

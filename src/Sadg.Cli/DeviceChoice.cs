@@ -1,0 +1,105 @@
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Output;
+using TorchSharp;
+
+namespace Sadg.Cli;
+
+/// <summary>The value of <c>--device</c>.</summary>
+public enum DeviceOption
+{
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// <summary>
+/// Turns <c>--device</c> into a TorchSharp device (for generation and quantization) or an ONNX Runtime session
+/// (for checking and evaluating), saying in one line which one was chosen when <c>auto</c> had to fall back.
+/// </summary>
+public static class DeviceChoice
+{
+    public static DeviceOption Parse(string value) => value.ToLowerInvariant() switch
+    {
+        "auto" => DeviceOption.Auto,
+        "cpu" => DeviceOption.Cpu,
+        "cuda" => DeviceOption.Cuda,
+        _ => throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Unknown device '{value}'; use auto, cpu or cuda."),
+    };
+
+    /// <summary>The TorchSharp device: CUDA when asked for (or available under auto), else the CPU.</summary>
+    public static torch.Device ResolveTorch(DeviceOption option, CliConsole console)
+    {
+        if (option == DeviceOption.Cpu) return torch.CPU;
+        bool available = torch.cuda.is_available();
+        if (option == DeviceOption.Cuda)
+        {
+            if (!available)
+                throw new SadgException(SadgErrorCode.DeviceUnavailable,
+                    "--device cuda, but TorchSharp sees no CUDA device. This sadg is built with the CPU backend " +
+                    "(libtorch-cpu-linux-x64); CUDA needs the CUDA backend package TorchSharp-cuda-linux (from your own " +
+                    "NuGet feed) and an NVIDIA driver. Use --device cpu or auto.");
+            return torch.CUDA;
+        }
+        if (available)
+        {
+            console.Log.Information("Device: CUDA ({Count} GPU(s) visible to TorchSharp).", torch.cuda.device_count());
+            return torch.CUDA;
+        }
+        console.Log.Information("Device: CPU (TorchSharp sees no CUDA device; the CUDA backend is the TorchSharp-cuda-linux package).");
+        return torch.CPU;
+    }
+
+    /// <summary>
+    /// An ONNX Runtime session for <paramref name="modelPath"/>: the CUDA execution provider when the option
+    /// allows it and CUDA 13 (with cuDNN 9) loads, else the CPU provider. <paramref name="announce"/> says which.
+    /// </summary>
+    public static InferenceSession CreateOrtSession(string modelPath, DeviceOption option, CliConsole console, bool announce = true)
+    {
+        var options = new SessionOptions();
+        string provider = "CPU";
+        try
+        {
+            if (option != DeviceOption.Cpu)
+            {
+                try
+                {
+                    options.AppendExecutionProvider_CUDA(0);
+                    provider = "CUDA";
+                }
+                catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+                {
+                    string why = FirstLine(e.Message);
+                    if (option == DeviceOption.Cuda)
+                        throw new SadgException(SadgErrorCode.DeviceUnavailable,
+                            $"--device cuda, but ONNX Runtime's CUDA provider does not load ({why}). It needs CUDA 13 and " +
+                            "cuDNN 9 (Microsoft.ML.OnnxRuntime.Gpu.Linux 1.31.0) and an NVIDIA driver. Use --device cpu or auto.",
+                            modelPath, inner: e);
+                    options.Dispose();
+                    options = new SessionOptions();
+                    if (announce) console.Log.Information("ONNX Runtime: CPU provider (the CUDA provider needs CUDA 13: {Why}).", why);
+                }
+            }
+            else if (announce) console.Log.Information("ONNX Runtime: CPU provider (--device cpu).");
+            if (provider == "CUDA" && announce) console.Log.Information("ONNX Runtime: CUDA provider.");
+            try
+            {
+                return new InferenceSession(modelPath, options);
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw new SadgException(SadgErrorCode.InvalidGraph,
+                    $"ONNX Runtime cannot load '{modelPath}': {FirstLine(e.Message)}", modelPath, inner: e);
+            }
+        }
+        finally
+        {
+            options.Dispose();
+        }
+    }
+
+    static string FirstLine(string message)
+    {
+        string line = message.Split('\n', 2)[0].Trim();
+        return line.Length > 300 ? line[..300] + "…" : line;
+    }
+}

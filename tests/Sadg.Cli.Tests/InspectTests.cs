@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Google.Protobuf;
+using Sadg.Tests.Support;
+
+namespace Sadg.Cli.Tests;
+
+public class InspectTests
+{
+    [Fact]
+    public async Task Inspect_shows_layers_blocks_and_sizes()
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(TestModels.ResNet(), folder, "resnet.onnx");
+        var r = await CliRunner.RunAsync("inspect", path);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("quantizable layers (7,", r.Out);
+        Assert.Contains("BatchNormalization", r.Out);
+        Assert.Contains("'input' 3x32x32, batch dynamic", r.Out);
+        Assert.Contains("nothing stops quantization", r.Out);
+        Assert.Equal("", r.Err);
+    }
+
+    [Fact]
+    public async Task Inspect_json_has_the_numbers()
+    {
+        using var folder = new TempFolder();
+        var proto = TestModels.ResNet();
+        string path = Models.Save(proto, folder, "resnet.onnx");
+        var r = await CliRunner.RunAsync("inspect", path, "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var json = JsonDocument.Parse(r.Out);
+        var root = json.RootElement;
+        Assert.True(root.GetProperty("ready").GetBoolean());
+        Assert.False(root.GetProperty("batchNormFolded").GetBoolean());
+        var layers = root.GetProperty("quantizableLayers").EnumerateArray().ToList();
+        Assert.Equal(7, layers.Count);
+        Assert.Equal(6, layers.Count(l => l.GetProperty("op").GetString() == "Conv"));
+        Assert.True(root.GetProperty("blocks").GetInt32() >= 3);
+
+        // Sizes: recompute the 4-bit estimate from the initializers.
+        var weights = layers.Select(l => l.GetProperty("weight").GetString()!).ToHashSet();
+        long quantized = 0, other = 0;
+        foreach (var t in proto.Graph.Initializer)
+        {
+            long n = t.Dims.Aggregate(1L, (a, b) => a * b);
+            if (weights.Contains(t.Name)) quantized += (n * 4 + 7) / 8 + t.Dims[0] * 4 + (t.Dims[0] * 4 + 7) / 8;
+            else other += n * 4;
+        }
+        var sizes = root.GetProperty("estimatedBytes").EnumerateArray().ToList();
+        Assert.Equal(7, sizes.Count);
+        var four = sizes.Single(s => s.GetProperty("bits").GetInt32() == 4);
+        Assert.Equal(quantized + other, four.GetProperty("allLayers").GetInt64());
+        var all = sizes.Select(s => s.GetProperty("allLayers").GetInt64()).ToList();
+        Assert.Equal(all.Order(), all);
+        Assert.True(all[^1] < root.GetProperty("fileBytes").GetInt64());
+    }
+
+    [Fact]
+    public async Task Model_without_batchnorm_is_reported_as_folded()
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(TestModels.Vgg(), folder, "vgg.onnx");
+        var r = await CliRunner.RunAsync("inspect", path);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("folded: the model has no BatchNormalization nodes", r.Out);
+    }
+
+    public static TheoryData<string, int> BadInputs => new()
+    {
+        { "missing", 1001 },
+        { "empty", 1002 },
+        { "random", 1003 },
+        { "truncated", 1003 },
+        { "unsupported", 1101 },
+        { "no-image", 1102 },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public async Task Bad_models_print_a_diagnostic_and_exit_1(string kind, int code)
+    {
+        using var folder = new TempFolder();
+        string path = folder.File(kind + ".onnx");
+        switch (kind)
+        {
+            case "missing": break;
+            case "empty": File.WriteAllBytes(path, []); break;
+            case "random":
+                var bytes = new byte[4096];
+                new Random(7).NextBytes(bytes);
+                bytes[0] = 0xff; // an invalid tag: never valid protobuf
+                File.WriteAllBytes(path, bytes);
+                break;
+            case "truncated":
+                var full = TestModels.ResNet().ToByteArray();
+                File.WriteAllBytes(path, full[..(full.Length / 2)]);
+                break;
+            case "unsupported": Models.Save(Models.UnsupportedOp(), folder, kind + ".onnx"); break;
+            case "no-image": Models.Save(TestModels.Mlp(), folder, kind + ".onnx"); break;
+        }
+        var r = await CliRunner.RunAsync("inspect", path);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"{path}(0,0): error SADG{code}: ", r.Err);
+        if (kind == "unsupported") Assert.Contains("FrobnicateImage", r.Err);
+    }
+}
