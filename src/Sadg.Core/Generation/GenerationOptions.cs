@@ -120,7 +120,7 @@ public sealed record GenerationOptions
     /// <summary>Weight of the L2 image prior (mean squared pixel). Paper: n/a. CPU default: 0.01.</summary>
     public double FallbackL2Weight { get; init; } = 0.01;
 
-    /// <summary>For builds and CI: 64 images in batches of 32, 100 warm-up and 20 refinement steps.</summary>
+    /// <summary>For builds and CI: 64 images in batches of 32, 100 warm-up and 20 refinement steps, a 32-channel generator.</summary>
     public static GenerationOptions Quick { get; } = new()
     {
         Images = 64,
@@ -129,6 +129,7 @@ public sealed record GenerationOptions
         RefinementSteps = 20,
         LatentPlateauPatience = 50,
         GeneratorDecayEvery = 25,
+        GeneratorChannels = 32,
     };
 
     /// <summary>A 2-core machine: 256 images in batches of 64, 400 warm-up and 60 refinement steps.</summary>
