@@ -15,9 +15,10 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
 {
     readonly Linear l1;
     readonly BatchNorm2d bn0;
-    readonly Conv2d conv1;
+    // The convolutions are plain parameters (TorchSharp 0.107's Conv2d constructor leaks a tensor per instance,
+    // and a generator is made per batch).
+    readonly Parameter conv1_weight, conv1_bias, conv2_weight, conv2_bias;
     readonly BatchNorm2d bn1;
-    readonly Conv2d conv2;
     readonly BatchNorm2d bn2;
     readonly int features, h0, w0;
 
@@ -33,9 +34,11 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         w0 = (width + 3) / 4;
         l1 = nn.Linear(latentDim, (long)features * h0 * w0);
         bn0 = nn.BatchNorm2d(features);
-        conv1 = nn.Conv2d(features, features, 3, padding: 1);
+        conv1_weight = new Parameter(empty(features, features, 3, 3).DetachFromDisposeScope());
+        conv1_bias = new Parameter(empty(features).DetachFromDisposeScope());
         bn1 = nn.BatchNorm2d(features);
-        conv2 = nn.Conv2d(features, channels, 3, padding: 1);
+        conv2_weight = new Parameter(empty(channels, features, 3, 3).DetachFromDisposeScope());
+        conv2_bias = new Parameter(empty(channels).DetachFromDisposeScope());
         bn2 = nn.BatchNorm2d(channels, affine: false);
         RegisterComponents();
         Initialize(seed);
@@ -57,9 +60,9 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         var x = l1.forward(z).view(z.shape[0], features, h0, w0);
         x = bn0.forward(x);
         x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        x = nn.functional.leaky_relu(bn1.forward(conv1.forward(x)), 0.2);
+        x = nn.functional.leaky_relu(bn1.forward(nn.functional.conv2d(x, conv1_weight, conv1_bias, padding: [1, 1])), 0.2);
         x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        x = conv2.forward(x);
+        x = nn.functional.conv2d(x, conv2_weight, conv2_bias, padding: [1, 1]);
         if (x.shape[2] != Height || x.shape[3] != Width)
         {
             long top = (x.shape[2] - Height) / 2, left = (x.shape[3] - Width) / 2;
@@ -73,13 +76,11 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         using var generator = new torch.Generator((ulong)seed);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        foreach (var layer in new nn.Module[] { l1, conv1, conv2 })
+        foreach (var (weight, bias) in new[] { (l1.weight!, l1.bias!), (conv1_weight, conv1_bias), (conv2_weight, conv2_bias) })
         {
-            var weight = layer.get_parameter("weight")!;
             double bound = 1.0 / Math.Sqrt(weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b));
-            foreach (var p in new[] { weight, layer.get_parameter("bias") })
-                if (p is not null)
-                    p.copy_(rand(p.shape, generator: generator) * (2 * bound) - bound);
+            foreach (var p in new[] { weight, bias })
+                p.copy_(rand(p.shape, generator: generator) * (2 * bound) - bound);
         }
     }
 }

@@ -54,11 +54,11 @@ public static class GenieWarmup
         Tensor? targets = null;
         using (var random = new torch.Generator((ulong)DeriveSeed(o.Seed, b, 2)))
         {
-            latent = new Parameter(randn([size, o.LatentDim], generator: random).to(device).DetachFromDisposeScope());
+            latent = new Parameter(OnDevice(randn([size, o.LatentDim], generator: random), device).DetachFromDisposeScope());
             if (!objective.HasStatistics)
             {
                 int classes = CountClasses(model, input);
-                targets = randint(classes, [size], generator: random, dtype: ScalarType.Int64).to(device).DetachFromDisposeScope();
+                targets = OnDevice(randint(classes, [size], generator: random, dtype: ScalarType.Int64), device).DetachFromDisposeScope();
             }
         }
 
@@ -114,6 +114,15 @@ public static class GenieWarmup
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         return generator.forward(latent).detach().contiguous().MoveToOuterDisposeScope().DetachFromDisposeScope();
+    }
+
+    /// <summary>The tensor on <paramref name="device"/>; a moved-from copy is disposed.</summary>
+    internal static Tensor OnDevice(Tensor t, Device device)
+    {
+        if (t.device == device) return t;
+        var moved = t.to(device);
+        t.Dispose();
+        return moved;
     }
 
     static int CountClasses(GraphModule model, Onnx.ImageInput input)
