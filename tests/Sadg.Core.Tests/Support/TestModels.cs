@@ -16,13 +16,16 @@ public static class TestModels
 
     /// <summary>
     /// ResNet-style: Conv-BN-Relu stem, a basic residual block (identity shortcut), a basic block with stride 2
-    /// and a 1x1 strided projection shortcut, GlobalAveragePool, Flatten, Gemm.
+    /// and a 1x1 strided projection shortcut, GlobalAveragePool, Flatten, Gemm. Inputs are
+    /// <paramref name="channels"/> × <paramref name="size"/> × <paramref name="size"/>; with <paramref name="batchNorm"/>
+    /// false there are no BatchNormalization nodes (convolutions carry biases instead, as after folding BN at export).
     /// </summary>
-    public static ModelProto ResNet(long seed = 1, int width = 16, int classes = 10, long opset = 13)
+    public static ModelProto ResNet(long seed = 1, int width = 16, int classes = 10, long opset = 13,
+        int channels = 3, int size = 32, bool batchNorm = true)
     {
-        var m = new Maker(seed);
-        var x = m.Input(3, 32, 32);
-        x = m.Relu(m.BatchNorm(m.Conv(x, 3, width, 3, 1, 1), width));
+        var m = new Maker(seed) { UseBatchNorm = batchNorm };
+        var x = m.Input(channels, size, size);
+        x = m.Relu(m.BatchNorm(m.Conv(x, channels, width, 3, 1, 1), width));
         x = m.BasicBlock(x, width, width, 1);
         x = m.BasicBlock(x, width, 2 * width, 2);
         x = m.B.AddNode("GlobalAveragePool", [x]);
@@ -110,6 +113,9 @@ public static class TestModels
 
         public OnnxGraphBuilder B { get; } = new("sadg_test_model");
 
+        /// <summary>False: <see cref="BatchNorm"/> adds nothing and convolutions carry biases (BN folded).</summary>
+        public bool UseBatchNorm { get; init; } = true;
+
         public Tensor Randn(params long[] shape) => randn(shape, generator: generator);
 
         Tensor Uniform(float low, float high, params long[] shape) => rand(shape, generator: generator) * (high - low) + low;
@@ -127,7 +133,7 @@ public static class TestModels
             long fanIn = cin / group * k * k;
             var w = B.AddInitializer(B.Fresh("conv_w"), Randn(cout, cin / group, k, k) * MathF.Sqrt(2f / fanIn));
             var inputs = new List<string> { x, w };
-            if (bias) inputs.Add(B.AddInitializer(B.Fresh("conv_b"), Randn(cout) * 0.1f));
+            if (bias || !UseBatchNorm) inputs.Add(B.AddInitializer(B.Fresh("conv_b"), Randn(cout) * 0.1f));
             return B.AddNode("Conv", inputs, attributes: new Dictionary<string, object>
             {
                 ["kernel_shape"] = new long[] { k, k },
@@ -137,7 +143,7 @@ public static class TestModels
             });
         }
 
-        public string BatchNorm(string x, int c) => B.AddNode("BatchNormalization",
+        public string BatchNorm(string x, int c) => !UseBatchNorm ? x : B.AddNode("BatchNormalization",
         [
             x,
             B.AddInitializer(B.Fresh("bn_scale"), Uniform(0.5f, 1.5f, c)),

@@ -1,0 +1,93 @@
+using Sadg.Graph;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Generation;
+
+/// <summary>
+/// L_BN of Genie/SADAG: the input of every BatchNormalization node of the FP model should have per-channel mean μ
+/// and std σ = sqrt(running var + eps). After a run of the model, <see cref="Statistics"/> is
+/// Σ_layers ‖mean − μ‖²/C + ‖std − σ‖²/C with mean and std over every axis but the channel axis (N, H, W);
+/// <see cref="InputPrior"/> pulls the per-image, per-channel mean and std of the images towards the model's
+/// expected input statistics in the same form (averaged over images).
+/// </summary>
+public sealed class BnStatisticsLoss : IDisposable
+{
+    readonly GraphModule model;
+    readonly ValueCapture capture;
+    readonly List<Layer> layers = [];
+
+    public BnStatisticsLoss(GraphModule model, double inputMean = 0, double inputStd = 1)
+    {
+        this.model = model;
+        InputMean = inputMean;
+        InputStd = inputStd;
+        foreach (var node in model.Nodes.Where(n => n.OpType == "BatchNormalization" && n.Kind == NodeKind.Dynamic))
+        {
+            var mean = model.GetConstant(node.Inputs[3]);
+            var variance = model.GetConstant(node.Inputs[4]);
+            if (mean is null || variance is null) continue;
+            float eps = node.Proto.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+            using var scope = NewDisposeScope();
+            var mu = mean.detach().to(ScalarType.Float32).flatten().clone().DetachFromDisposeScope();
+            var sigma = (variance.detach().to(ScalarType.Float32).flatten() + eps).sqrt().DetachFromDisposeScope();
+            layers.Add(new Layer(node.Name, node.Inputs[0], mu, sigma));
+        }
+        capture = model.Capture(layers.Select(l => l.Input).Distinct());
+    }
+
+    /// <summary>The number of BatchNormalization layers whose statistics are matched (0: a BN-free model).</summary>
+    public int Layers => layers.Count;
+
+    /// <summary>The per-channel input mean the model expects (0 for standardized inputs).</summary>
+    public double InputMean { get; }
+
+    /// <summary>The per-channel input std the model expects (1 for standardized inputs).</summary>
+    public double InputStd { get; }
+
+    /// <summary>The BN statistics term of the model's latest run (a scalar; 0 when there are no BN layers).</summary>
+    public Tensor Statistics()
+    {
+        if (layers.Count == 0) return zeros([], device: model.Device);
+        Tensor? total = null;
+        foreach (var layer in layers)
+        {
+            var x = capture[layer.Input];
+            long c = x.shape[1];
+            var perChannel = x.transpose(0, 1).reshape(c, -1);
+            var mean = perChannel.mean([1]);
+            var std = (perChannel.var(1, unbiased: false) + 1e-8).sqrt();
+            var term = (mean - layer.Mean).square().sum() / c + (std - layer.Std).square().sum() / c;
+            total = total is null ? term : total + term;
+        }
+        return total!;
+    }
+
+    /// <summary>
+    /// The input prior: per image and channel, mean over pixels pulled to <see cref="InputMean"/> and std to
+    /// <see cref="InputStd"/>; ‖·‖²/C averaged over the images.
+    /// </summary>
+    public Tensor InputPrior(Tensor images)
+    {
+        var flat = images.flatten(2);
+        var mean = flat.mean([2]);
+        var std = (flat.var(2, unbiased: false) + 1e-8).sqrt();
+        return ((mean - InputMean).square() + (std - InputStd).square()).mean();
+    }
+
+    /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>
+    public void Clear() => capture.Clear();
+
+    public void Dispose()
+    {
+        capture.Dispose();
+        foreach (var layer in layers)
+        {
+            layer.Mean.Dispose();
+            layer.Std.Dispose();
+        }
+        layers.Clear();
+    }
+
+    sealed record Layer(string Name, string Input, Tensor Mean, Tensor Std);
+}

@@ -1,0 +1,86 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Sadg.Generation;
+
+/// <summary>
+/// Genie-D's small generator, one per batch: Linear(latent → C0·⌈H/4⌉·⌈W/4⌉) → BN → ×2 upsample → conv3×3 →
+/// BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine. When H or W
+/// is not a multiple of 4 it works at the ceiling sizes and crops the centre to H×W before the Tanh. Its batch
+/// norms always use batch statistics (the generator is only ever trained). Weights are drawn from a seeded
+/// generator (PyTorch's default ranges), so the same seed gives the same generator on any thread.
+/// </summary>
+public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
+{
+    readonly Linear l1;
+    readonly BatchNorm2d bn0;
+    // The convolutions are plain parameters (TorchSharp 0.107's Conv2d constructor leaks a tensor per instance,
+    // and a generator is made per batch).
+    readonly Parameter conv1_weight, conv1_bias, conv2_weight, conv2_bias;
+    readonly BatchNorm2d bn1;
+    readonly BatchNorm2d bn2;
+    readonly int features, h0, w0;
+
+    public GenieGenerator(int channels, int height, int width, int latentDim, int features, long seed, Device? device = null)
+        : base(nameof(GenieGenerator))
+    {
+        Channels = channels;
+        Height = height;
+        Width = width;
+        LatentDim = latentDim;
+        this.features = features;
+        h0 = (height + 3) / 4;
+        w0 = (width + 3) / 4;
+        l1 = nn.Linear(latentDim, (long)features * h0 * w0);
+        bn0 = nn.BatchNorm2d(features);
+        conv1_weight = new Parameter(empty(features, features, 3, 3).DetachFromDisposeScope());
+        conv1_bias = new Parameter(empty(features).DetachFromDisposeScope());
+        bn1 = nn.BatchNorm2d(features);
+        conv2_weight = new Parameter(empty(channels, features, 3, 3).DetachFromDisposeScope());
+        conv2_bias = new Parameter(empty(channels).DetachFromDisposeScope());
+        bn2 = nn.BatchNorm2d(channels, affine: false);
+        RegisterComponents();
+        Initialize(seed);
+        if (device is not null && device.type != DeviceType.CPU) this.to(device);
+        train();
+    }
+
+    public int Channels { get; }
+
+    public int Height { get; }
+
+    public int Width { get; }
+
+    public int LatentDim { get; }
+
+    /// <summary>Images [B, C, H, W] from latents [B, LatentDim].</summary>
+    public override Tensor forward(Tensor z)
+    {
+        var x = l1.forward(z).view(z.shape[0], features, h0, w0);
+        x = bn0.forward(x);
+        x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
+        x = nn.functional.leaky_relu(bn1.forward(nn.functional.conv2d(x, conv1_weight, conv1_bias, padding: [1, 1])), 0.2);
+        x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
+        x = nn.functional.conv2d(x, conv2_weight, conv2_bias, padding: [1, 1]);
+        if (x.shape[2] != Height || x.shape[3] != Width)
+        {
+            long top = (x.shape[2] - Height) / 2, left = (x.shape[3] - Width) / 2;
+            x = x[.., .., TensorIndex.Slice(top, top + Height), TensorIndex.Slice(left, left + Width)];
+        }
+        return bn2.forward(x.tanh());
+    }
+
+    void Initialize(long seed)
+    {
+        using var generator = new torch.Generator((ulong)seed);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        foreach (var (weight, bias) in new[] { (l1.weight!, l1.bias!), (conv1_weight, conv1_bias), (conv2_weight, conv2_bias) })
+        {
+            double bound = 1.0 / Math.Sqrt(weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b));
+            foreach (var p in new[] { weight, bias })
+                p.copy_(rand(p.shape, generator: generator) * (2 * bound) - bound);
+        }
+    }
+}

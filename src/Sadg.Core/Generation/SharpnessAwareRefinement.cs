@@ -1,0 +1,166 @@
+using Sadg.Graph;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Generation;
+
+/// <summary>
+/// SADAG refinement. Per batch, continuing from the warm-up's latents z and generator G (Adam at
+/// <see cref="GenerationOptions.RefineLatentLearningRate"/> and <see cref="GenerationOptions.RefineGeneratorLearningRate"/>):
+/// x = G(z); f = F(x), q = Q₀(x); a = what Q₀'s classifier head reads; e = f − q; â, ê per-sample normalized.
+/// A neighbour x′ = G(z − δ) (see <see cref="NeighbourMode"/>) gives â′, ê′;
+/// L_GM = 1 − mean_i (â′_i·â_i)(ê′_i·ê_i) (the cosine of the per-sample last-layer gradients at x and x′, see
+/// <see cref="GradientSimilarity"/>); L_div = mean_i max_j max(|S_ij| − ζ, 0) with S_ij = (â_i·â_j)(ê_i·ê_j) against
+/// the batch itself (self entries zeroed) and a memory of earlier batches' final (â, ê);
+/// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div. After each batch its final (â, ê) joins the memory.
+/// Q₀ stays frozen; F keeps its BatchNormalization layers.
+/// </summary>
+public static class SharpnessAwareRefinement
+{
+    /// <summary>Refines every batch of <paramref name="images"/> in place (their images are replaced).</summary>
+    public static void Run(SyntheticImages images, GraphModule model, GraphModule quantized, GenerationOptions options,
+        IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        var head = ClassifierHead.Find(quantized);
+        using var recorder = head.Record(quantized);
+        using var objective = new GenerationObjective(model, options);
+        var memory = new List<(Tensor A, Tensor E)>();
+        try
+        {
+            foreach (var batch in images.Batches)
+            {
+                RefineBatch(batch, model, quantized, recorder, objective, memory, options, images.Batches.Count, progress, cancellationToken);
+                memory.Add(Signature(batch, model, quantized, recorder));
+            }
+        }
+        finally
+        {
+            foreach (var (a, e) in memory)
+            {
+                a.Dispose();
+                e.Dispose();
+            }
+        }
+        images.Refined = true;
+    }
+
+    static void RefineBatch(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
+        GenerationObjective objective, List<(Tensor A, Tensor E)> memory, GenerationOptions o, int batches,
+        IProgress<GenerationProgress>? progress, CancellationToken cancellationToken)
+    {
+        var z = batch.Latent;
+        var g = batch.Generator;
+        using var optZ = optim.Adam([z], o.RefineLatentLearningRate);
+        using var optG = optim.Adam(g.parameters(), o.RefineGeneratorLearningRate);
+        using var random = new torch.Generator((ulong)GenieWarmup.DeriveSeed(o.Seed, batch.Index, 4));
+        Tensor? memoryA = null, memoryE = null;
+        if (memory.Count > 0)
+        {
+            memoryA = cat(memory.Select(m => m.A).ToArray(), 0).DetachFromDisposeScope();
+            memoryE = cat(memory.Select(m => m.E).ToArray(), 0).DetachFromDisposeScope();
+        }
+        try
+        {
+            for (int step = 0; step < o.RefinementSteps; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                optZ.zero_grad();
+                optG.zero_grad();
+                var terms = progress is null ? null : new Dictionary<string, Tensor>();
+
+                var x = g.forward(z);
+                var (f, data) = objective.Evaluate(x, batch.Targets, terms);
+                var q = quantized.forward(x).flatten(1);
+                var a = recorder.Features;
+                var e = f - q;
+                var aHat = GradientSimilarity.NormalizeRows(a);
+                var eHat = GradientSimilarity.NormalizeRows(e);
+
+                var delta = Neighbour(o, z, a, e, aHat, eHat, random);
+                var xn = g.forward(z - delta);
+                var fn = model.forward(xn).flatten(1);
+                var qn = quantized.forward(xn).flatten(1);
+                var anHat = GradientSimilarity.NormalizeRows(recorder.Features);
+                var enHat = GradientSimilarity.NormalizeRows(fn - qn);
+                recorder.Clear();
+
+                var gm = 1 - GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean();
+                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta);
+                var loss = o.LambdaBn * data + o.LambdaGm * gm + o.LambdaDiv * div;
+                loss.backward();
+                optZ.step();
+                optG.step();
+
+                if (terms is not null)
+                {
+                    terms["gm"] = gm;
+                    terms["div"] = div;
+                    terms["total"] = loss;
+                    var reported = terms.ToDictionary(t => t.Key, t => (double)t.Value.item<float>());
+                    progress!.Report(new GenerationProgress(GenerationStage.Refinement, batch.Index, batches, step + 1, o.RefinementSteps, reported));
+                }
+            }
+        }
+        finally
+        {
+            memoryA?.Dispose();
+            memoryE?.Dispose();
+        }
+        batch.SetImages(GenieWarmup.Render(g, z));
+    }
+
+    /// <summary>The neighbour step δ [B, LatentDim] (no gradient flows through it).</summary>
+    static Tensor Neighbour(GenerationOptions o, Tensor z, Tensor a, Tensor e, Tensor aHat, Tensor eHat, torch.Generator random)
+    {
+        Tensor direction;
+        switch (o.Neighbour)
+        {
+            case NeighbourMode.Random:
+                direction = randn(z.shape, generator: random).to(z.device);
+                break;
+            case NeighbourMode.Paper:
+            case NeighbourMode.Raw:
+                var (u, v) = o.Neighbour == NeighbourMode.Paper ? (aHat, eHat) : (a, e);
+                var s = ((u * u.detach()).sum(1) * (v * v.detach()).sum(1)).mean();
+                direction = autograd.grad([s], [z], retain_graph: true)[0];
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(o), o.Neighbour, "Unknown neighbour mode.");
+        }
+        return (o.Rho * GradientSimilarity.NormalizeRows(direction)).detach();
+    }
+
+    /// <summary>
+    /// L_div = mean_i max_j max(|S_ij| − ζ, 0) over the batch (self entries zeroed) and the memory of earlier batches.
+    /// </summary>
+    public static Tensor Diversity(Tensor aHat, Tensor eHat, Tensor? memoryA, Tensor? memoryE, double zeta)
+    {
+        var s = SelfSimilarity(aHat, eHat);
+        if (memoryA is not null && memoryE is not null)
+            s = cat([s, GradientSimilarity.Matrix(aHat, eHat, memoryA, memoryE)], 1);
+        return (s.abs() - zeta).clamp_min(0).max(1).values.mean();
+    }
+
+    /// <summary>S_ij = (â_i·â_j)(ê_i·ê_j) within one batch, with the self entries (the diagonal) zeroed.</summary>
+    public static Tensor SelfSimilarity(Tensor aHat, Tensor eHat)
+    {
+        var s = GradientSimilarity.Matrix(aHat, eHat, aHat, eHat);
+        return s * (1 - eye(s.shape[0], dtype: s.dtype, device: s.device));
+    }
+
+    /// <summary>The batch's final (â, ê), detached and outside any dispose scope.</summary>
+    static (Tensor A, Tensor E) Signature(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var x = batch.Images;
+        var f = model.forward(x).flatten(1);
+        var q = quantized.forward(x).flatten(1);
+        var aHat = GradientSimilarity.NormalizeRows(recorder.Features).detach().DetachFromDisposeScope();
+        var eHat = GradientSimilarity.NormalizeRows(f - q).detach().DetachFromDisposeScope();
+        recorder.Clear();
+        return (aHat, eHat);
+    }
+}

@@ -1,0 +1,157 @@
+using Sadg.Generation;
+using Sadg.Graph;
+using SkiaSharp;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Tests.Generation;
+
+public class SyntheticDataTests
+{
+    static Tensor Sadag(GraphModule fp, GraphModule q0, GenerationOptions options, IProgress<GenerationProgress>? progress = null) =>
+        SyntheticData.Generate(fp, GenerationMethod.Sadag, options, _ => q0, progress);
+
+    [Fact]
+    public void GenerationKeepsTheLiveTensorCountFlat()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var options = GenerationTestSupport.Tiny();
+        var log = new ProgressLog();
+        Sadag(fp, q0, options, log).Dispose();
+        long before = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        Sadag(fp, q0, options, log).Dispose();
+        SyntheticData.Generate(fp, GenerationMethod.GenieD, options).Dispose();
+        SyntheticData.Generate(fp, GenerationMethod.GaussianNoise, options).Dispose();
+        long after = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        Assert.Equal(before, after);
+        Assert.Contains(log.Reports, r => r.Stage == GenerationStage.Refinement);
+    }
+
+    [Fact]
+    public void TheSameSeedGivesTheSameImagesAndAnotherSeedOthers()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        using var scope = NewDisposeScope();
+        var first = Sadag(fp, q0, GenerationTestSupport.Tiny(seed: 5));
+        var again = Sadag(fp, q0, GenerationTestSupport.Tiny(seed: 5));
+        var other = Sadag(fp, q0, GenerationTestSupport.Tiny(seed: 6));
+        Assert.Equal(new long[] { 8, 3, 32, 32 }, first.shape);
+        Assert.True(first.equal(again).all().item<bool>(), "The same seed gave different images.");
+        Assert.False(first.allclose(other), "Another seed gave the same images.");
+        var noise = SyntheticData.Generate(fp, GenerationMethod.GaussianNoise, GenerationTestSupport.Tiny(seed: 5));
+        Assert.True(noise.equal(SyntheticData.GaussianNoise(fp, 8, 5)).all().item<bool>());
+        Assert.Equal(first.shape, noise.shape);
+    }
+
+    [Theory]
+    [InlineData(NeighbourMode.Paper)]
+    [InlineData(NeighbourMode.Raw)]
+    public void EveryNeighbourModeRefines(NeighbourMode mode)
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var log = new ProgressLog();
+        using var images = Sadag(fp, q0, GenerationTestSupport.Tiny() with { Neighbour = mode, Images = 4 }, log);
+        Assert.Equal(new long[] { 4, 1, 28, 28 }, images.shape);
+        var gm = log.Series(GenerationStage.Refinement, 0, "gm");
+        Assert.Equal(3, gm.Length);
+        Assert.All(gm, v => Assert.True(double.IsFinite(v) && v >= -1e-5 && v <= 2, $"L_GM = {v}"));
+    }
+
+    [Fact]
+    public void ABatchNormFreeModelTakesTheFallbackAndSaysSoOnce()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28, batchNorm: false);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        Assert.DoesNotContain(fp.Nodes, n => n.OpType == "BatchNormalization");
+        var log = new ProgressLog();
+        var options = GenerationTestSupport.Tiny() with { WarmupSteps = 30 };
+        using var warm = SyntheticData.WarmUp(fp, options, log);
+        SyntheticData.Refine(warm, fp, q0, options, log);
+        using var images = warm.Images();
+        Assert.Equal(new long[] { 8, 1, 28, 28 }, images.shape);
+        Assert.False(warm.UsedBatchNormStatistics);
+        var messages = log.Reports.Where(r => r.Message is not null).Select(r => r.Message!).ToList();
+        Assert.Equal([StatisticsFreeLoss.NoBatchNormWarning], messages);
+        Assert.Equal(StatisticsFreeLoss.NoBatchNormWarning, warm.Warning);
+        Assert.Contains("BatchNormalization", messages[0]);
+        var ce = log.Series(GenerationStage.Warmup, 0, "ce");
+        Assert.Equal(30, ce.Length);
+        Assert.True(ce[^5..].Average() < ce[..5].Average(), $"Cross-entropy to the targets did not fall: {ce[0]} → {ce[^1]}.");
+        Assert.DoesNotContain(log.Reports, r => r.Losses.ContainsKey("bn"));
+        Assert.Contains(log.Reports, r => r.Stage == GenerationStage.Refinement && r.Losses.ContainsKey("div"));
+    }
+
+    [Theory]
+    [InlineData(1, 28, 28)]
+    [InlineData(3, 32, 32)]
+    [InlineData(3, 30, 27)]
+    public void TheGeneratorMakesTheModelsInputShape(int channels, int height, int width)
+    {
+        using var generator = new GenieGenerator(channels, height, width, 16, 8, seed: 1);
+        using var scope = NewDisposeScope();
+        var x = generator.forward(randn(4, 16));
+        Assert.Equal(new long[] { 4, channels, height, width }, x.shape);
+        // Linear, two convolutions and two affine batch norms, each a weight and a bias: all trained.
+        Assert.Equal(10, generator.parameters().Count());
+        // Batch-normalized output without affine: per channel mean 0, std 1 over the batch.
+        Assert.True(x.mean([0, 2, 3]).abs().max().item<float>() < 1e-4);
+    }
+
+    [Fact]
+    public void SwingConvolutionShiftsOnlyTheStridedConvolutionsInput()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        using var scope = NewDisposeScope();
+        var x = randn(2, 3, 32, 32);
+        Tensor plain;
+        using (no_grad()) plain = fp.forward(x);
+        var strided = fp.Nodes.Where(n => n.OpType == "Conv" && n.Proto.Attribute.Any(a => a.Name == "strides" && a.Ints.Any(s => s > 1))).ToList();
+        using (var swing = new SwingConvolution(fp, seed: 3))
+        {
+            Assert.Equal(strided.Count, swing.Convolutions);
+            bool changed = false;
+            using (no_grad())
+                for (int i = 0; i < 5 && !changed; i++) changed = !fp.forward(x).allclose(plain);
+            Assert.True(changed, "Swing convolution never moved a strided convolution's input.");
+        }
+        using (no_grad()) Assert.True(fp.forward(x).allclose(plain), "Disposing swing convolution did not remove it.");
+    }
+
+    [Fact]
+    public void TheImageGridIsAValidPng()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28);
+        using var scope = NewDisposeScope();
+        string dir = Path.Combine(Path.GetTempPath(), $"sadg-grid-{Guid.NewGuid():N}");
+        try
+        {
+            var images = GenerationTestSupport.SmoothImages(10, 1, 28, 3);
+            string gray = Path.Combine(dir, "gray.png");
+            ImageGrid.Save(fp, images, gray, columns: 4);
+            using (var decoded = SKBitmap.Decode(gray))
+            {
+                Assert.NotNull(decoded);
+                // 28 px tiles scaled ×2 (56), a 9 px label row, 2 px gaps: 4 columns, 3 rows.
+                Assert.Equal(2 + 4 * (56 + 2), decoded.Width);
+                Assert.Equal(2 + 3 * (56 + 9 + 2), decoded.Height);
+                // The label row of the first tile has dark pixels (the class index was drawn).
+                bool labelled = Enumerable.Range(2, 20).Any(x => Enumerable.Range(2 + 56, 9).Any(y => decoded.GetPixel(x, y).Red < 128));
+                Assert.True(labelled, "No label was drawn.");
+            }
+            string rgb = Path.Combine(dir, "rgb.png");
+            ImageGrid.Save(randn(3, 3, 32, 32), [1, 22, 333], rgb);
+            using (var decoded = SKBitmap.Decode(rgb))
+            {
+                Assert.Equal(2 + 3 * (64 + 2), decoded.Width);
+                Assert.Equal(2 + 64 + 9 + 2, decoded.Height);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
