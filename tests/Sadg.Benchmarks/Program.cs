@@ -61,6 +61,8 @@ var (eMedian, eP90) = (Percentile(executor, 0.5), Percentile(executor, 0.9));
 var (oMedian, oP90) = (Percentile(ort, 0.5), Percentile(ort, 0.9));
 string torchSharp = Informational(typeof(TorchSharp.torch).Assembly);
 string ortVersion = OrtEnv.Instance().GetVersionString();
+string load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "unknown";
+string commit = Git("rev-parse --short HEAD");
 string report = $"""
     # Executor benchmark: ResNet-style model, CPU inference
 
@@ -81,6 +83,8 @@ string report = $"""
     - .NET: {RuntimeInformation.FrameworkDescription}
     - TorchSharp: {torchSharp} (libtorch CPU)
     - ONNX Runtime: {ortVersion}
+    - Commit: {commit}; load average (1 min) when the run ended: {load}. Other work on the machine slows both
+      runners, not always equally: compare ratios from quiet runs.
 
     ## Command
 
@@ -141,4 +145,19 @@ static string RepoRoot()
     for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
         if (File.Exists(Path.Combine(dir.FullName, "Sadg.BuildTasks.sln"))) return dir.FullName;
     return Directory.GetCurrentDirectory();
+}
+
+static string Git(string arguments)
+{
+    try
+    {
+        using var git = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        string text = git.StandardOutput.ReadToEnd().Trim();
+        git.WaitForExit();
+        return git.ExitCode == 0 ? text : "unknown";
+    }
+    catch (System.ComponentModel.Win32Exception)
+    {
+        return "unknown";
+    }
 }
