@@ -13,9 +13,11 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 // no_grad against ONNX Runtime with default optimizations. Writes docs/benchmarks/executor.md.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- executor [--warmup N] [--iterations N]
 
+if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.QuantizationBenchmark.Run(args[1..]);
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }
 int warmup = Option("--warmup", 5);
@@ -62,7 +64,7 @@ var (oMedian, oP90) = (Percentile(ort, 0.5), Percentile(ort, 0.9));
 string torchSharp = Informational(typeof(TorchSharp.torch).Assembly);
 string ortVersion = OrtEnv.Instance().GetVersionString();
 string load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "unknown";
-string commit = Git("rev-parse --short HEAD");
+string commit = Sadg.Benchmarks.QuantizationBenchmark.Git("rev-parse --short HEAD");
 string report = $"""
     # Executor benchmark: ResNet-style model, CPU inference
 
@@ -102,7 +104,7 @@ string report = $"""
     Ratio executor / ONNX Runtime (median): {eMedian / oMedian:F2}x
 
     """;
-string path = Path.Combine(RepoRoot(), "docs", "benchmarks", "executor.md");
+string path = Path.Combine(Sadg.Benchmarks.QuantizationBenchmark.RepoRoot(), "docs", "benchmarks", "executor.md");
 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
 File.WriteAllText(path, report);
 Console.WriteLine(report);
@@ -140,24 +142,4 @@ static string Informational(Assembly assembly) =>
     assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
     ?? assembly.GetName().Version?.ToString() ?? "unknown";
 
-static string RepoRoot()
-{
-    for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
-        if (File.Exists(Path.Combine(dir.FullName, "Sadg.BuildTasks.sln"))) return dir.FullName;
-    return Directory.GetCurrentDirectory();
-}
 
-static string Git(string arguments)
-{
-    try
-    {
-        using var git = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        string text = git.StandardOutput.ReadToEnd().Trim();
-        git.WaitForExit();
-        return git.ExitCode == 0 ? text : "unknown";
-    }
-    catch (System.ComponentModel.Win32Exception)
-    {
-        return "unknown";
-    }
-}
