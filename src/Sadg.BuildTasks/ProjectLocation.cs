@@ -8,10 +8,9 @@ namespace Sadg.BuildTasks
     /// <summary>Reports metadata problems against the project file, on the line that declares the item when it can.</summary>
     internal static class ProjectLocation
     {
-        public static void LogProblems(TaskLoggingHelper log, IBuildEngine engine, ModelItem model,
+        public static void LogProblems(TaskLoggingHelper log, string project, ModelItem model,
             System.Collections.Generic.IEnumerable<MetadataProblem> problems)
         {
-            string project = engine?.ProjectFileOfTaskNode ?? "";
             int line = FindItemLine(project, model.Spec);
             foreach (var p in problems)
                 log.LogError(subcategory: null, errorCode: p.Code, helpKeyword: null, file: project,

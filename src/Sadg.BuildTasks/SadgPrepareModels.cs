@@ -17,6 +17,12 @@ namespace Sadg.BuildTasks
     /// </summary>
     public sealed class SadgPrepareModels : Task
     {
+
+        /// <summary>The project file errors are reported against (<c>$(MSBuildProjectFullPath)</c>); the file that
+        /// holds the task element when empty.</summary>
+        public string ProjectFile { get; set; } = "";
+
+        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
         /// <summary>The <c>QuantizeModel</c> items.</summary>
         [Required]
         public ITaskItem[] Models { get; set; } = Array.Empty<ITaskItem>();
@@ -41,13 +47,13 @@ namespace Sadg.BuildTasks
         public override bool Execute()
         {
             string projectDir = ProjectDirectory.Length > 0 ? ProjectDirectory
-                : Path.GetDirectoryName(BuildEngine?.ProjectFileOfTaskNode ?? "") ?? "";
+                : Path.GetDirectoryName(ProjectFileForErrors) ?? "";
             var models = new List<ModelItem>();
             foreach (var item in Models)
             {
                 var problems = new List<MetadataProblem>();
                 var m = ModelItem.Read(item, projectDir, problems);
-                ProjectLocation.LogProblems(Log, BuildEngine!, m, problems);
+                ProjectLocation.LogProblems(Log, ProjectFileForErrors, m, problems);
                 models.Add(m);
             }
             CheckUnique(models, m => m.LogicalName, "LogicalName");
@@ -89,7 +95,7 @@ namespace Sadg.BuildTasks
             foreach (var group in models.GroupBy(key, StringComparer.Ordinal).Where(g => g.Count() > 1))
             {
                 var first = group.First();
-                ProjectLocation.LogProblems(Log, BuildEngine!, first, new[]
+                ProjectLocation.LogProblems(Log, ProjectFileForErrors, first, new[]
                 {
                     new MetadataProblem(Codes.DuplicateModelName,
                         $"QuantizeModel items {string.Join(", ", group.Select(g => "'" + g.Spec + "'"))} have the same {what} '{group.Key}'; " +

@@ -16,6 +16,12 @@ namespace Sadg.BuildTasks
     /// </summary>
     public sealed class SadgQuantize : ToolTask
     {
+
+        /// <summary>The project file errors are reported against (<c>$(MSBuildProjectFullPath)</c>); the file that
+        /// holds the task element when empty.</summary>
+        public string ProjectFile { get; set; } = "";
+
+        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
         private static readonly Regex DiagnosticLine = new Regex(
             @"^\s*(?<file>.*?)\((?<line>\d+),(?<col>\d+)\)\s*:\s*(?<kind>error|warning)\s+(?<code>SADG\d{4})\s*:\s*(?<msg>.*)$",
             RegexOptions.CultureInvariant);
@@ -76,7 +82,7 @@ namespace Sadg.BuildTasks
         protected override bool ValidateParameters()
         {
             string projectDir = ProjectDirectory.Length > 0 ? ProjectDirectory
-                : Path.GetDirectoryName(BuildEngine?.ProjectFileOfTaskNode ?? "") ?? "";
+                : Path.GetDirectoryName(ProjectFileForErrors) ?? "";
             if (Model == null)
             {
                 Log.LogError("SadgQuantize: Model is required.");
@@ -88,10 +94,10 @@ namespace Sadg.BuildTasks
                 problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': no output file was given."));
             else if (string.Equals(Path.GetFullPath(OutputFile), _model.FullPath, StringComparison.Ordinal))
                 problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': the output file is the model itself."));
-            ProjectLocation.LogProblems(Log, BuildEngine!, _model, problems);
+            ProjectLocation.LogProblems(Log, ProjectFileForErrors, _model, problems);
 
             if (SadgTool.Length == 0 || !File.Exists(SadgTool))
-                Log.LogError(null, Codes.ToolNotFound, null, BuildEngine?.ProjectFileOfTaskNode ?? "", 0, 0, 0, 0, "{0}",
+                Log.LogError(null, Codes.ToolNotFound, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
                     $"The sadg tool was not found at '{SadgTool}'. It comes with the Sadg.Tool package that " +
                     "Sadg.BuildTasks downloads at restore: run 'dotnet restore', or set SadgToolPath to a sadg.dll.");
             return !Log.HasLoggedErrors;
