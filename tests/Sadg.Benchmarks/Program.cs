@@ -13,9 +13,15 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 // no_grad against ONNX Runtime with default optimizations. Writes docs/benchmarks/executor.md.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- executor [--warmup N] [--iterations N]
 
+// No-op build overhead of the MSBuild integration (see BuildNoop.cs). Writes docs/benchmarks/build-noop.md.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- build-noop [--iterations N]
+if (args.Length > 0 && args[0] == "build-noop")
+    return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
+
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks build-noop [--iterations N]");
     return 2;
 }
 int warmup = Option("--warmup", 5);
