@@ -13,11 +13,19 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 // no_grad against ONNX Runtime with default optimizations. Writes docs/benchmarks/executor.md.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- executor [--warmup N] [--iterations N]
 
+// No-op build overhead of the MSBuild integration (see BuildNoop.cs). Writes docs/benchmarks/build-noop.md.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- build-noop [--iterations N]
+// The paper's table on the sample model (see QuantizationBenchmark.cs). Writes docs/benchmarks.md and .json.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] ...
+if (args.Length > 0 && args[0] == "build-noop")
+    return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
 if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.QuantizationBenchmark.Run(args[1..]);
+
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
-    Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
+    Console.Error.WriteLine("       Sadg.Benchmarks build-noop [--iterations N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default|paper] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }
 int warmup = Option("--warmup", 5);

@@ -1,0 +1,123 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using Microsoft.Build.Framework;
+using Microsoft.Build.Utilities;
+
+namespace Sadg.BuildTasks
+{
+    /// <summary>
+    /// Checks every <c>QuantizeModel</c> item before any work (each problem is an error against the project file),
+    /// fills in the defaults, names each item's outputs in the intermediate folder, and writes each item's stamp
+    /// file — its canonical options — only when they changed, so that the quantize target redoes exactly the items
+    /// whose model or options changed.
+    /// </summary>
+    public sealed class SadgPrepareModels : Task
+    {
+
+        /// <summary>The project file errors are reported against (<c>$(MSBuildProjectFullPath)</c>); the file that
+        /// holds the task element when empty.</summary>
+        public string ProjectFile { get; set; } = "";
+
+        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
+        /// <summary>The <c>QuantizeModel</c> items.</summary>
+        [Required]
+        public ITaskItem[] Models { get; set; } = Array.Empty<ITaskItem>();
+
+        /// <summary>Folder for the quantized models and stamp files (created if missing).</summary>
+        [Required]
+        public string IntermediateDirectory { get; set; } = "";
+
+        /// <summary>What identifies the tool (its path and version); part of every stamp.</summary>
+        public string ToolIdentity { get; set; } = "";
+
+        /// <summary>Folder the model paths are relative to; the project's folder by default.</summary>
+        public string ProjectDirectory { get; set; } = "";
+
+        /// <summary>
+        /// One item per model (ItemSpec = the model's full path) with the checked metadata and <c>OutputFile</c>,
+        /// <c>StampFile</c>, <c>LogicalName</c>, <c>AccessorName</c>, <c>Embed</c>, <c>Source</c> (the item as written).
+        /// </summary>
+        [Output]
+        public ITaskItem[] PreparedModels { get; private set; } = Array.Empty<ITaskItem>();
+
+        public override bool Execute()
+        {
+            string projectDir = ProjectDirectory.Length > 0 ? ProjectDirectory
+                : Path.GetDirectoryName(ProjectFileForErrors) ?? "";
+            var models = new List<ModelItem>();
+            foreach (var item in Models)
+            {
+                var problems = new List<MetadataProblem>();
+                var m = ModelItem.Read(item, projectDir, problems);
+                ProjectLocation.LogProblems(Log, ProjectFileForErrors, m, problems);
+                models.Add(m);
+            }
+            CheckUnique(models, m => m.LogicalName, "LogicalName");
+            CheckUnique(models, m => m.AccessorName, "AccessorName");
+            CheckUnique(models, m => m.FullPath, "model file");
+            if (Log.HasLoggedErrors) return false;
+
+            string dir = Path.GetFullPath(IntermediateDirectory);
+            Directory.CreateDirectory(dir);
+            var prepared = new List<ITaskItem>();
+            foreach (var m in models)
+            {
+                string stem = Path.Combine(dir, m.OutputStem());
+                string stamp = stem + ".options";
+                WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity) + "\n");
+                var item = new TaskItem(m.FullPath);
+                item.SetMetadata("Source", m.Spec);
+                item.SetMetadata("OutputFile", stem + ".q.onnx");
+                item.SetMetadata("StampFile", stamp);
+                item.SetMetadata("Bits", m.Bits.ToString(CultureInfo.InvariantCulture));
+                item.SetMetadata("ActivationBits", m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none");
+                item.SetMetadata("Method", m.Method);
+                item.SetMetadata("Samples", m.Samples?.ToString(CultureInfo.InvariantCulture) ?? "");
+                item.SetMetadata("Profile", m.Profile ?? "");
+                item.SetMetadata("Seed", m.Seed.ToString(CultureInfo.InvariantCulture));
+                item.SetMetadata("Device", m.Device);
+                item.SetMetadata("CalibrationData", m.CalibrationData ?? "");
+                item.SetMetadata("Embed", m.Embed ? "true" : "false");
+                item.SetMetadata("LogicalName", m.LogicalName);
+                item.SetMetadata("AccessorName", m.AccessorName);
+                prepared.Add(item);
+            }
+            PreparedModels = prepared.ToArray();
+            return !Log.HasLoggedErrors;
+        }
+
+        private void CheckUnique(List<ModelItem> models, Func<ModelItem, string> key, string what)
+        {
+            foreach (var group in models.GroupBy(key, StringComparer.Ordinal).Where(g => g.Count() > 1))
+            {
+                var first = group.First();
+                ProjectLocation.LogProblems(Log, ProjectFileForErrors, first, new[]
+                {
+                    new MetadataProblem(Codes.DuplicateModelName,
+                        $"QuantizeModel items {string.Join(", ", group.Select(g => "'" + g.Spec + "'"))} have the same {what} '{group.Key}'; " +
+                        "give each a distinct LogicalName and AccessorName, and list each model once."),
+                });
+            }
+        }
+
+        /// <summary>Writes the file only when its content differs, so its timestamp moves only on a real change.</summary>
+        internal static bool WriteIfDifferent(string path, string content)
+        {
+            if (File.Exists(path) && File.ReadAllText(path, Encoding.UTF8) == content) return false;
+            string tmp = path + "." + Guid.NewGuid().ToString("N").Substring(0, 8) + ".tmp";
+            File.WriteAllText(tmp, content, new UTF8Encoding(false));
+            if (File.Exists(path)) File.Delete(path);
+            try { File.Move(tmp, path); }
+            catch (IOException)
+            {
+                // A concurrent build wrote the same stamp first.
+                File.Delete(tmp);
+            }
+            return true;
+        }
+    }
+}

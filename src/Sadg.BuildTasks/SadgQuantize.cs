@@ -1,0 +1,173 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Text.RegularExpressions;
+using Microsoft.Build.Framework;
+using Microsoft.Build.Utilities;
+
+namespace Sadg.BuildTasks
+{
+    /// <summary>
+    /// Quantizes one model by running <c>sadg quantize</c> as a child process: TorchSharp and ONNX Runtime load into
+    /// that process, never into the MSBuild node. A tool given as a <c>.dll</c> runs under the dotnet host
+    /// (<c>dotnet sadg.dll …</c>); anything else is run directly (tests use a fake tool that way). The tool's
+    /// diagnostics, <c>path(line,col): error SADGnnnn: message</c>, become MSBuild errors with that file and code.
+    /// </summary>
+    public sealed class SadgQuantize : ToolTask
+    {
+
+        /// <summary>The project file errors are reported against (<c>$(MSBuildProjectFullPath)</c>); the file that
+        /// holds the task element when empty.</summary>
+        public string ProjectFile { get; set; } = "";
+
+        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
+        private static readonly Regex DiagnosticLine = new Regex(
+            @"^\s*(?<file>.*?)\((?<line>\d+),(?<col>\d+)\)\s*:\s*(?<kind>error|warning)\s+(?<code>SADG\d{4})\s*:\s*(?<msg>.*)$",
+            RegexOptions.CultureInvariant);
+
+        private ModelItem? _model;
+
+        /// <summary>The model: a <c>QuantizeModel</c> item with its metadata (Bits, ActivationBits, Method, …).</summary>
+        [Required]
+        public ITaskItem? Model { get; set; }
+
+        /// <summary>Where the quantized model goes (the tool writes it atomically).</summary>
+        [Required]
+        public string OutputFile { get; set; } = "";
+
+        /// <summary>The tool: <c>sadg.dll</c> (run under the dotnet host) or an executable.</summary>
+        [Required]
+        public string SadgTool { get; set; } = "";
+
+        /// <summary>The dotnet host for a <c>.dll</c> tool; DOTNET_HOST_PATH, then <c>dotnet</c> on PATH, when empty.</summary>
+        public string DotnetHostPath { get; set; } = "";
+
+        /// <summary>The tool's content-addressed cache folder (<c>--cache-dir</c>); none when empty.</summary>
+        public string CacheDirectory { get; set; } = "";
+
+        /// <summary>The tool's report folder (<c>--report</c>); none when empty.</summary>
+        public string ReportDirectory { get; set; } = "";
+
+        /// <summary>Folder the model path is relative to; the project's folder by default.</summary>
+        public string ProjectDirectory { get; set; } = "";
+
+        /// <summary>Extra arguments appended to the command line as they are.</summary>
+        public string ExtraArguments { get; set; } = "";
+
+        private bool ToolIsAssembly => SadgTool.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
+
+        protected override string ToolName => ToolIsAssembly ? "dotnet" : Path.GetFileName(SadgTool);
+
+        // Progress and information lines from the tool are shown at normal verbosity; results on stdout too.
+        protected override MessageImportance StandardErrorLoggingImportance => MessageImportance.Normal;
+        protected override MessageImportance StandardOutputLoggingImportance => MessageImportance.Normal;
+
+        protected override string GenerateFullPathToTool()
+        {
+            if (!ToolIsAssembly) return Path.GetFullPath(SadgTool);
+            if (DotnetHostPath.Length > 0) return DotnetHostPath;
+            string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+            if (!string.IsNullOrEmpty(fromSdk)) return fromSdk!;
+            string exe = Path.DirectorySeparatorChar == '\\' ? "dotnet.exe" : "dotnet";
+            foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator))
+            {
+                if (dir.Length == 0) continue;
+                string candidate = Path.Combine(dir, exe);
+                if (File.Exists(candidate)) return candidate;
+            }
+            return exe;
+        }
+
+        protected override bool ValidateParameters()
+        {
+            string projectDir = ProjectDirectory.Length > 0 ? ProjectDirectory
+                : Path.GetDirectoryName(ProjectFileForErrors) ?? "";
+            if (Model == null)
+            {
+                Log.LogError("SadgQuantize: Model is required.");
+                return false;
+            }
+            var problems = new List<MetadataProblem>();
+            _model = ModelItem.Read(Model, projectDir, problems);
+            if (OutputFile.Length == 0)
+                problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': no output file was given."));
+            else if (string.Equals(Path.GetFullPath(OutputFile), _model.FullPath, StringComparison.Ordinal))
+                problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': the output file is the model itself."));
+            ProjectLocation.LogProblems(Log, ProjectFileForErrors, _model, problems);
+
+            if (SadgTool.Length == 0 || !File.Exists(SadgTool))
+                Log.LogError(null, Codes.ToolNotFound, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
+                    $"The sadg tool was not found at '{SadgTool}'. It comes with the Sadg.Tool package that " +
+                    "Sadg.BuildTasks downloads at restore: run 'dotnet restore', or set SadgToolPath to a sadg.dll.");
+            return !Log.HasLoggedErrors;
+        }
+
+        protected override string GenerateCommandLineCommands()
+        {
+            var m = _model ?? ModelItem.Read(Model!, ProjectDirectory, new List<MetadataProblem>());
+            var b = new CommandLineBuilder();
+            if (ToolIsAssembly) b.AppendFileNameIfNotNull(Path.GetFullPath(SadgTool));
+            b.AppendSwitch("quantize");
+            b.AppendFileNameIfNotNull(m.FullPath);
+            b.AppendSwitchIfNotNull("-o ", Path.GetFullPath(OutputFile));
+            b.AppendSwitchIfNotNull("--bits ", m.Bits.ToString(CultureInfo.InvariantCulture));
+            b.AppendSwitchIfNotNull("--activation-bits ", m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none");
+            b.AppendSwitchIfNotNull("--method ", m.Method);
+            if (m.CalibrationData != null) b.AppendSwitchIfNotNull("--calibration-data ", m.CalibrationData);
+            if (m.Samples != null) b.AppendSwitchIfNotNull("--samples ", m.Samples.Value.ToString(CultureInfo.InvariantCulture));
+            if (m.Profile != null) b.AppendSwitchIfNotNull("--profile ", m.Profile);
+            b.AppendSwitchIfNotNull("--seed ", m.Seed.ToString(CultureInfo.InvariantCulture));
+            b.AppendSwitchIfNotNull("--device ", m.Device);
+            if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull("--cache-dir ", Path.GetFullPath(CacheDirectory));
+            if (ReportDirectory.Length > 0) b.AppendSwitchIfNotNull("--report ", Path.GetFullPath(ReportDirectory));
+            if (ExtraArguments.Length > 0) b.AppendTextUnquoted(" " + ExtraArguments);
+            return b.ToString();
+        }
+
+        /// <summary>One readable line at minimal verbosity; the full command line at normal verbosity.</summary>
+        protected override void LogToolCommand(string message)
+        {
+            var m = _model;
+            string what = m == null ? Model?.ItemSpec ?? "" :
+                $"{m.Spec} (W{m.Bits}A{m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "-"}, {m.Method})";
+            Log.LogMessage(MessageImportance.High, "{0}", "sadg: quantizing " + what + " -> " + OutputFile);
+            Log.LogMessage(MessageImportance.Normal, "{0}", message);
+        }
+
+        /// <summary>Turns the tool's diagnostic lines into MSBuild errors and warnings; other lines are messages.</summary>
+        protected override void LogEventsFromTextOutput(string singleLine, MessageImportance messageImportance)
+        {
+            var match = DiagnosticLine.Match(singleLine);
+            if (!match.Success)
+            {
+                Log.LogMessage(messageImportance, "{0}", singleLine);
+                return;
+            }
+            string file = match.Groups["file"].Value.Trim();
+            // Errors that concern no file are reported by the tool as 'sadg(0,0)': they belong to this model.
+            if (file.Length == 0 || file == "sadg") file = _model?.FullPath ?? Model?.ItemSpec ?? "";
+            int line = int.Parse(match.Groups["line"].Value, CultureInfo.InvariantCulture);
+            int col = int.Parse(match.Groups["col"].Value, CultureInfo.InvariantCulture);
+            string code = match.Groups["code"].Value;
+            string msg = match.Groups["msg"].Value;
+            if (match.Groups["kind"].Value == "warning")
+                Log.LogWarning(null, code, null, file, line, col, 0, 0, "{0}", msg);
+            else
+                Log.LogError(null, code, null, file, line, col, 0, 0, "{0}", msg);
+        }
+
+        public override bool Execute()
+        {
+            bool ok = base.Execute();
+            return ok && !Log.HasLoggedErrors;
+        }
+
+        /// <summary>For tests: the command line after validation.</summary>
+        internal string CommandLineForTests()
+        {
+            if (!ValidateParameters()) return "";
+            return GenerateFullPathToTool() + " " + GenerateCommandLineCommands();
+        }
+    }
+}

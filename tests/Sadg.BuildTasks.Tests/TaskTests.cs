@@ -1,0 +1,183 @@
+using Microsoft.Build.Framework;
+using Microsoft.Build.Utilities;
+
+namespace Sadg.BuildTasks.Tests;
+
+/// <summary>The tasks on their own, with a fake build engine: command lines, checks, diagnostics, stamps.</summary>
+public sealed class TaskTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sadg-tasks-" + Guid.NewGuid().ToString("N"));
+    private readonly string _project;
+    private readonly string _tool;
+    private readonly FakeBuildEngine _engine;
+
+    public TaskTests()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "Models"));
+        File.WriteAllBytes(Path.Combine(_dir, "Models", "resnet20.onnx"), [1, 2, 3]);
+        File.WriteAllBytes(Path.Combine(_dir, "Models", "my-model.v2.onnx"), [1, 2, 3]);
+        _tool = Path.Combine(_dir, "tool", "sadg.dll");
+        Directory.CreateDirectory(Path.GetDirectoryName(_tool)!);
+        File.WriteAllBytes(_tool, [0]);
+        _project = Path.Combine(_dir, "App.csproj");
+        File.WriteAllText(_project, """
+            <Project Sdk="Microsoft.NET.Sdk">
+              <ItemGroup>
+                <QuantizeModel Include="Models/resnet20.onnx" Bits="12" />
+              </ItemGroup>
+            </Project>
+            """);
+        _engine = new FakeBuildEngine(_project);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private static TaskItem Item(string spec, params (string Key, string Value)[] metadata)
+    {
+        var item = new TaskItem(spec);
+        foreach (var (k, v) in metadata) item.SetMetadata(k, v);
+        return item;
+    }
+
+    private SadgQuantize Quantize(ITaskItem model, string? tool = null) => new()
+    {
+        BuildEngine = _engine,
+        Model = model,
+        OutputFile = Path.Combine(_dir, "obj", "out.onnx"),
+        SadgTool = tool ?? _tool,
+        DotnetHostPath = "/usr/bin/dotnet",
+        ProjectDirectory = _dir,
+    };
+
+    [Fact]
+    public void DefaultCommandLineRunsTheDllUnderTheDotnetHost()
+    {
+        string line = Quantize(Item("Models/resnet20.onnx")).CommandLineForTests();
+        Assert.Empty(_engine.Errors);
+        string model = Path.Combine(_dir, "Models", "resnet20.onnx");
+        string output = Path.Combine(_dir, "obj", "out.onnx");
+        Assert.Equal($"/usr/bin/dotnet {_tool} quantize {model} -o {output} --bits 4 --activation-bits 4 --method sadag --seed 0 --device auto", line);
+    }
+
+    [Fact]
+    public void EveryMetadataValueReachesTheCommandLine()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "cal data"));
+        var task = Quantize(Item("Models/resnet20.onnx", ("Bits", "3"), ("ActivationBits", "none"), ("Method", "Real"),
+            ("CalibrationData", "cal data"), ("Samples", "256"), ("Profile", "quick"), ("Seed", "7"), ("Device", "cpu")));
+        task.CacheDirectory = Path.Combine(_dir, "cache");
+        string line = task.CommandLineForTests();
+        Assert.Empty(_engine.Errors);
+        Assert.EndsWith($"--bits 3 --activation-bits none --method real --calibration-data \"{Path.Combine(_dir, "cal data")}\" " +
+                        $"--samples 256 --profile quick --seed 7 --device cpu --cache-dir {Path.Combine(_dir, "cache")}", line);
+    }
+
+    [Fact]
+    public void AToolThatIsNotADllRunsDirectly()
+    {
+        string script = Path.Combine(_dir, "tool", "fake-sadg.sh");
+        File.WriteAllText(script, "#!/bin/sh\n");
+        string line = Quantize(Item("Models/resnet20.onnx"), script).CommandLineForTests();
+        Assert.StartsWith($"{script} quantize ", line);
+    }
+
+    [Fact]
+    public void EveryBadValueIsAnErrorAgainstTheProjectFileBeforeAnythingRuns()
+    {
+        var task = Quantize(Item("Models/resnet20.onnx", ("Bits", "12"), ("ActivationBits", "abc"), ("Method", "magic"),
+            ("Samples", "0"), ("Profile", "slow"), ("Seed", "x"), ("Device", "tpu"), ("Embed", "maybe")));
+        Assert.False(task.Execute());
+        Assert.Equal(["SADG1402", "SADG1402", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502"],
+            _engine.Errors.Select(e => e.Code));
+        Assert.All(_engine.Errors, e => Assert.Equal(_project, e.File));
+        Assert.All(_engine.Errors, e => Assert.Equal(3, e.LineNumber)); // the line with Include="Models/resnet20.onnx"
+        Assert.Contains("Bits=\"12\"", _engine.Errors[0].Message);
+    }
+
+    [Fact]
+    public void MissingModelMissingToolAndRealWithoutDataAreErrors()
+    {
+        var task = Quantize(Item("Models/missing.onnx", ("Method", "real")), Path.Combine(_dir, "nope", "sadg.dll"));
+        Assert.False(task.Execute());
+        Assert.Equal(["SADG1001", "SADG1403", "SADG1601"], _engine.Errors.Select(e => e.Code));
+    }
+
+    [Fact]
+    public void ToolDiagnosticsBecomeErrorsWithFileLineAndCode()
+    {
+        var task = Quantize(Item("Models/resnet20.onnx"));
+        task.CommandLineForTests();
+        var log = typeof(SadgQuantize).GetMethod("LogEventsFromTextOutput",
+            System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        log.Invoke(task, ["/m/a.onnx(0,0): error SADG1101: The model uses operators Sadg cannot run: Foo.", MessageImportance.Normal]);
+        log.Invoke(task, ["sadg(0,0): error SADG1901: quantization pipeline not wired yet", MessageImportance.Normal]);
+        log.Invoke(task, ["data(2,5): warning SADG1302: odd", MessageImportance.Normal]);
+        log.Invoke(task, ["evaluating a.onnx: 40% (4/10)", MessageImportance.Normal]);
+        Assert.Equal(2, _engine.Errors.Count);
+        Assert.Equal(("/m/a.onnx", 0, "SADG1101"), (_engine.Errors[0].File, _engine.Errors[0].LineNumber, _engine.Errors[0].Code));
+        Assert.Equal("The model uses operators Sadg cannot run: Foo.", _engine.Errors[0].Message);
+        // The tool's own errors belong to the model being quantized.
+        Assert.Equal(Path.Combine(_dir, "Models", "resnet20.onnx"), _engine.Errors[1].File);
+        Assert.Equal(("data", 2, 5, "SADG1302"), (_engine.Warnings[0].File, _engine.Warnings[0].LineNumber, _engine.Warnings[0].ColumnNumber, _engine.Warnings[0].Code));
+        Assert.Contains(_engine.Messages, m => m.Message == "evaluating a.onnx: 40% (4/10)");
+    }
+
+    private SadgPrepareModels Prepare(params ITaskItem[] items) => new()
+    {
+        BuildEngine = _engine,
+        Models = items,
+        IntermediateDirectory = Path.Combine(_dir, "obj", "sadg"),
+        ToolIdentity = "tool|1.0",
+        ProjectDirectory = _dir,
+    };
+
+    [Fact]
+    public void PrepareFillsDefaultsAndWritesTheStampOnlyWhenOptionsChange()
+    {
+        var p = Prepare(Item("Models/resnet20.onnx"), Item("Models/my-model.v2.onnx", ("Bits", "3"), ("Embed", "false")));
+        Assert.True(p.Execute());
+        var (a, b) = (p.PreparedModels[0], p.PreparedModels[1]);
+        Assert.Equal(("resnet20.q4.onnx", "Resnet20", "true", "4"), (a.GetMetadata("LogicalName"), a.GetMetadata("AccessorName"), a.GetMetadata("Embed"), a.GetMetadata("ActivationBits")));
+        Assert.Equal(("my-model.v2.q3.onnx", "MyModelV2", "false", "3"), (b.GetMetadata("LogicalName"), b.GetMetadata("AccessorName"), b.GetMetadata("Embed"), b.GetMetadata("ActivationBits")));
+        Assert.Equal("Models/resnet20.onnx", a.GetMetadata("Source"));
+        string stamp = a.GetMetadata("StampFile");
+        Assert.Contains("bits=4", File.ReadAllText(stamp));
+
+        var written = new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        File.SetLastWriteTimeUtc(stamp, written);
+        Assert.True(Prepare(Item("Models/resnet20.onnx")).Execute());
+        Assert.Equal(written, File.GetLastWriteTimeUtc(stamp));
+
+        Assert.True(Prepare(Item("Models/resnet20.onnx", ("Seed", "1"))).Execute());
+        Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
+        Assert.Contains("seed=1", File.ReadAllText(stamp));
+    }
+
+    [Fact]
+    public void PrepareReportsEveryItemsProblemsAndDuplicateNames()
+    {
+        var p = Prepare(Item("Models/resnet20.onnx", ("Bits", "12")), Item("Models/missing.onnx"),
+            Item("Models/my-model.v2.onnx", ("LogicalName", "resnet20.q4.onnx"), ("AccessorName", "Resnet20")));
+        Assert.False(p.Execute());
+        Assert.Equal(["SADG1402", "SADG1001", "SADG1602", "SADG1602"], _engine.Errors.Select(e => e.Code));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "obj", "sadg")));
+    }
+
+    [Fact]
+    public void AccessorHasAPropertyPerModel()
+    {
+        var p = Prepare(Item("Models/resnet20.onnx"), Item("Models/my-model.v2.onnx", ("Embed", "false")));
+        Assert.True(p.Execute());
+        var g = new SadgGenerateAccessor { BuildEngine = _engine, Models = p.PreparedModels, OutputFile = Path.Combine(_dir, "obj", "Q.g.cs"), Namespace = "My.App" };
+        Assert.True(g.Execute());
+        string text = File.ReadAllText(g.OutputFile);
+        Assert.Contains("namespace My.App", text);
+        Assert.Contains("internal static partial class QuantizedModels", text);
+        Assert.Contains("public static byte[] Resnet20 => ReadAll(OpenResnet20());", text);
+        Assert.Contains("public static global::System.IO.Stream OpenResnet20() => OpenResource(\"resnet20.q4.onnx\");", text);
+        Assert.Contains("public static global::System.IO.Stream OpenMyModelV2() => OpenFile(\"my-model.v2.q4.onnx\");", text);
+    }
+}
