@@ -19,8 +19,11 @@ public static class ExitCodes
 /// <summary>What the commands write to and which pipelines they call; tests pass their own.</summary>
 public sealed record CliServices(TextWriter Out, TextWriter Error)
 {
-    public IQuantizationPipeline Quantization { get; init; } = new UnwiredQuantizationPipeline();
-    public IDataGenerationPipeline Generation { get; init; } = new UnwiredDataGenerationPipeline();
+    public IQuantizationPipeline Quantization { get; init; } = new LibraryQuantizationPipeline();
+    public IDataGenerationPipeline Generation { get; init; } = new LibraryDataGenerationPipeline();
+
+    /// <summary>The cache folder when --cache-dir is not given (null: $SADG_CACHE_DIR, $XDG_CACHE_HOME/sadg, ~/.cache/sadg).</summary>
+    public string? CacheDirectory { get; init; }
 
     /// <summary>Forces the progress display (null: redraw only when stdout and stderr are a terminal).</summary>
     public bool? Interactive { get; init; }

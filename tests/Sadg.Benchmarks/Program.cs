@@ -21,6 +21,14 @@ if (args.Length > 0 && args[0] == "build-noop")
     return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
 if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.QuantizationBenchmark.Run(args[1..]);
 
+// Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- resnet20 <out.onnx>
+if (args.Length == 2 && args[0] == "resnet20")
+{
+    OnnxModel.Save(TestModels.ResNet20(), args[1]);
+    Console.WriteLine($"wrote {args[1]}");
+    return 0;
+}
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");

@@ -13,8 +13,18 @@ public static class CliRunner
         var output = new StringWriter();
         var error = new StringWriter();
         var s = services is null ? new CliServices(output, error) : services with { Out = output, Error = error };
-        int code = await CliApp.RunAsync(args, s, cancellationToken);
-        return new Result(code, output.ToString(), error.ToString());
+        // Never the user's cache: a fresh folder per run unless the test passes --cache-dir or its own folder.
+        string? cache = s.CacheDirectory is null ? Path.Combine(Path.GetTempPath(), "sadg-test-cache-" + Guid.NewGuid().ToString("N")) : null;
+        if (cache is not null) s = s with { CacheDirectory = cache };
+        try
+        {
+            int code = await CliApp.RunAsync(args, s, cancellationToken);
+            return new Result(code, output.ToString(), error.ToString());
+        }
+        finally
+        {
+            if (cache is not null && Directory.Exists(cache)) Directory.Delete(cache, recursive: true);
+        }
     }
 
     public static Task<Result> RunAsync(params string[] args) => RunAsync(args, null);
@@ -24,6 +34,7 @@ public static class CliRunner
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "sadg.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["SADG_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "sadg-test-cache-process");
         start.ArgumentList.Add(dll);
         foreach (var a in args) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;

@@ -12,6 +12,9 @@ public static class GenerateCommand
 {
     public static readonly string[] Methods = ["sadag", "genie", "gaussian"];
 
+    /// <summary>The PNG grid of the images, written into the tensor folder beside them.</summary>
+    public const string SyntheticPng = "synthetic.png";
+
     public static Command Create(CliServices services)
     {
         var model = SharedOptions.Model();
@@ -31,9 +34,11 @@ public static class GenerateCommand
         var profile = SharedOptions.Profile();
         var seed = SharedOptions.Seed();
         var device = SharedOptions.Device();
+        var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block of Q0." };
+        var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
         var command = new Command("generate", "Synthesize calibration images from a model's own statistics, without quantizing.")
         {
-            model, output, method, samples, profile, seed, device,
+            model, output, method, samples, profile, seed, device, reconstructionSteps, generationSteps,
         };
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
@@ -50,10 +55,17 @@ public static class GenerateCommand
 
             var (onnx, input) = SharedOptions.LoadClassifier(modelPath);
             var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
-            var request = new GenerationRequest(modelPath, onnx, input, methodName, sampleCount, profileName, parse.GetValue(seed), torchDevice);
+            var request = new GenerationRequest(modelPath, onnx, input, methodName, sampleCount, profileName, parse.GetValue(seed), torchDevice)
+            {
+                GenerationSteps = parse.GetValue(generationSteps),
+                ReconstructionSteps = parse.GetValue(reconstructionSteps),
+            };
             var images = await services.Generation.GenerateAsync(request, console, cancellationToken);
             cancellationToken.ThrowIfCancellationRequested();
-            images.Save(outputPath, cancellationToken);
+            byte[] png;
+            using (var tensor = TorchSharp.torch.tensor(images.Images, images.Shape.Select(d => (long)d).ToArray()))
+                png = Sadg.Pipeline.QuantizationPipeline.GridPng(tensor, images.Labels.Select(l => (long)l).ToArray());
+            images.Save(outputPath, cancellationToken, new Dictionary<string, byte[]> { [SyntheticPng] = png });
             console.Out.WriteLine($"wrote {images.Count} images to {outputPath}");
             return ExitCodes.Ok;
         }));

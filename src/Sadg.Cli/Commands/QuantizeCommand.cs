@@ -1,8 +1,10 @@
 using System.CommandLine;
+using Google.Protobuf;
 using Sadg.Cli.Data;
 using Sadg.Cli.Output;
 using Sadg.Cli.Pipeline;
 using Sadg.Onnx;
+using Sadg.Pipeline;
 
 namespace Sadg.Cli.Commands;
 
@@ -48,9 +50,13 @@ public static class QuantizeCommand
         var device = SharedOptions.Device();
         var cacheDir = new Option<string?>("--cache-dir")
         {
-            Description = "Content-addressed cache: an unchanged model with the same options is not quantized again.",
+            Description = "Content-addressed cache folder: an unchanged model with the same options is not quantized again " +
+                          "(default: $SADG_CACHE_DIR, else $XDG_CACHE_HOME/sadg, else ~/.cache/sadg).",
             HelpName = "dir",
         };
+        var noCache = new Option<bool>("--no-cache") { Description = "Neither read nor write the cache." };
+        var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block." };
+        var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
         var report = new Option<string?>("--report")
         {
             Description = "Folder for the report (JSON, Markdown, plots); created if missing.",
@@ -58,7 +64,8 @@ public static class QuantizeCommand
         };
         var command = new Command("quantize", "Quantize an FP32 ONNX image classifier to b-bit weights (and activations) without real data.")
         {
-            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, cacheDir, report,
+            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, cacheDir, noCache, report,
+            reconstructionSteps, generationSteps,
         };
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
@@ -92,21 +99,51 @@ public static class QuantizeCommand
             }
 
             var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
-            string? cache = parse.GetValue(cacheDir);
-            if (cache is not null) CreateFolder(cache);
+            string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), services, console);
+            int? recSteps = CheckSteps(parse.GetValue(reconstructionSteps), "--reconstruction-steps");
+            int? genSteps = CheckSteps(parse.GetValue(generationSteps), "--generation-steps");
             string? reportPath = parse.GetValue(report);
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
             if (reportPath is not null) CreateFolder(reportPath);
 
             var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
-                profileName, parse.GetValue(seed), torchDevice, cache, reportPath);
+                profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
+            { ReconstructionSteps = recSteps, GenerationSteps = genSteps };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, weightBits, actBits?.ToString() ?? "float", methodName, profileName, request.Seed, outputPath);
             try
             {
+                ModelCache? store = cache is null ? null : new ModelCache(cache);
+                string? key = store is null ? null
+                    : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
+                if (store is not null && store.TryGet(key!) is { } entry)
+                {
+                    AtomicFile.Copy(Path.Combine(entry, ModelCache.ModelFile), outputPath);
+                    if (reportPath is not null)
+                        foreach (var file in Directory.GetFiles(entry).Where(f => Path.GetFileName(f) != ModelCache.ModelFile))
+                            AtomicFile.Copy(file, Path.Combine(reportPath, Path.GetFileName(file)));
+                    console.Out.WriteLine($"cache hit: {key} ({entry})");
+                    console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(new FileInfo(outputPath).Length)})");
+                    return ExitCodes.Ok;
+                }
                 var result = await RunPipelineAsync(services.Quantization, request, console, cancellationToken);
                 cancellationToken.ThrowIfCancellationRequested();
-                OnnxModel.Save(result.Model, outputPath);
+                byte[] bytes = result.Model.ToByteArray();
+                AtomicFile.Write(outputPath, bytes);
+                if (reportPath is not null)
+                    foreach (var (name, content) in result.ReportFiles) AtomicFile.Write(Path.Combine(reportPath, name), content);
+                if (store is not null)
+                {
+                    try
+                    {
+                        store.Put(key!, bytes, result.ReportFiles);
+                        console.Log.Information("Stored in the cache: {Entry}", store.EntryPath(key!));
+                    }
+                    catch (SadgException e)
+                    {
+                        console.Log.Warning("warning: {Message} (the model was written; it is just not cached)", e.Message);
+                    }
+                }
                 foreach (var line in result.Summary) console.Out.WriteLine(line);
                 console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(new FileInfo(outputPath).Length)})");
                 return ExitCodes.Ok;
@@ -128,6 +165,36 @@ public static class QuantizeCommand
     /// </summary>
     public static Task<QuantizationResult> RunPipelineAsync(IQuantizationPipeline pipeline, QuantizationRequest request, CliConsole console, CancellationToken cancellationToken) =>
         pipeline.RunAsync(request, console, cancellationToken);
+
+    static int? CheckSteps(int? steps, string option)
+    {
+        if (steps is < 0) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{option} {steps}: give 0 or more.");
+        return steps;
+    }
+
+    /// <summary>
+    /// --cache-dir (created; an error when it cannot be), else the default folder (created; when it cannot be, a
+    /// warning and no cache).
+    /// </summary>
+    static string? ResolveCache(string? option, CliServices services, CliConsole console)
+    {
+        if (option is not null)
+        {
+            CreateFolder(option);
+            return option;
+        }
+        string folder = services.CacheDirectory ?? ModelCache.DefaultDirectory();
+        try
+        {
+            Directory.CreateDirectory(folder);
+            return folder;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            console.Log.Warning("warning: cannot use the cache folder '{Folder}' ({Message}); running without a cache.", folder, e.Message);
+            return null;
+        }
+    }
 
     public static int CheckBits(int bits, string option)
     {

@@ -150,7 +150,7 @@ public sealed class ImageSet
     /// Writes a tensor folder atomically: the files go to a fresh sibling folder that is renamed into place, so
     /// an interrupted write leaves nothing. <paramref name="folder"/> must not exist or be empty.
     /// </summary>
-    public void Save(string folder, CancellationToken cancellationToken = default)
+    public void Save(string folder, CancellationToken cancellationToken = default, IReadOnlyDictionary<string, byte[]>? extraFiles = null)
     {
         string full = Path.GetFullPath(folder);
         if (File.Exists(full))
@@ -178,6 +178,7 @@ public sealed class ImageSet
             var labelBytes = new byte[Labels.Length * 4];
             for (int i = 0; i < Labels.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(labelBytes.AsSpan(i * 4), Labels[i]);
             File.WriteAllBytes(Path.Combine(tmp, "labels.i32"), labelBytes);
+            foreach (var (name, bytes) in extraFiles ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(tmp, name), bytes);
             cancellationToken.ThrowIfCancellationRequested();
             if (Directory.Exists(full)) Directory.Delete(full);
             Directory.Move(tmp, full);

@@ -19,17 +19,32 @@ public sealed record QuantizationRequest(
     int Seed,
     torch.Device Device,
     string? CacheDirectory,
-    string? ReportDirectory);
+    string? ReportDirectory)
+{
+    /// <summary>Internal (hidden <c>--reconstruction-steps</c>): overrides the profile's reconstruction steps per block.</summary>
+    public int? ReconstructionSteps { get; init; }
 
-/// <summary>The pipeline's product: the quantized model (the tool writes it atomically) and summary lines to print.</summary>
-public sealed record QuantizationResult(global::Onnx.ModelProto Model, IReadOnlyList<string> Summary);
+    /// <summary>Internal (hidden <c>--generation-steps</c>): overrides the profile's warm-up and refinement steps per batch.</summary>
+    public int? GenerationSteps { get; init; }
+}
+
+/// <summary>
+/// The pipeline's product: the quantized model (the tool writes it atomically), summary lines to print, and the
+/// report files (name → bytes: report.json, report.md, synthetic.png) that the tool writes into the report folder
+/// and stores in the cache beside the model.
+/// </summary>
+public sealed record QuantizationResult(global::Onnx.ModelProto Model, IReadOnlyList<string> Summary)
+{
+    public IReadOnlyDictionary<string, byte[]> ReportFiles { get; init; } = new Dictionary<string, byte[]>();
+}
 
 /// <summary>
 /// THE SEAM for <c>sadg quantize</c>: data generation (or the real calibration set), BN folding, block
 /// reconstruction, the QDQ writer and the ONNX Runtime check. The tool validates everything before calling it and
 /// writes <see cref="QuantizationResult.Model"/> atomically afterwards. Long stages report through
-/// <see cref="CliConsole.Stage"/>; the pipeline writes its report files into <see cref="QuantizationRequest.ReportDirectory"/>
-/// (already created) and must honour the cancellation token.
+/// <see cref="CliConsole.Stage"/>; the pipeline returns its report files (<see cref="QuantizationResult.ReportFiles"/>),
+/// which the tool writes into the report folder, and must honour the cancellation token. The cache sits outside
+/// the seam: a cache hit never calls the pipeline.
 /// </summary>
 public interface IQuantizationPipeline
 {
@@ -45,7 +60,14 @@ public sealed record GenerationRequest(
     int? Samples,
     string Profile,
     int Seed,
-    torch.Device Device);
+    torch.Device Device)
+{
+    /// <summary>Internal, as <see cref="QuantizationRequest.GenerationSteps"/>.</summary>
+    public int? GenerationSteps { get; init; }
+
+    /// <summary>Internal, as <see cref="QuantizationRequest.ReconstructionSteps"/> (SADAG's warm-up model Q₀).</summary>
+    public int? ReconstructionSteps { get; init; }
+}
 
 /// <summary>
 /// THE SEAM for <c>sadg generate</c>: synthesizes calibration images (Genie-D, SADAG, or Gaussian noise), labelled
@@ -54,18 +76,4 @@ public sealed record GenerationRequest(
 public interface IDataGenerationPipeline
 {
     Task<ImageSet> GenerateAsync(GenerationRequest request, CliConsole console, CancellationToken cancellationToken);
-}
-
-/// <summary>Stands in until the quantization library is wired in: the command fails with an internal error (exit 3).</summary>
-public sealed class UnwiredQuantizationPipeline : IQuantizationPipeline
-{
-    public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("quantization pipeline not wired yet");
-}
-
-/// <summary>Stands in until the data-generation library is wired in: the command fails with an internal error (exit 3).</summary>
-public sealed class UnwiredDataGenerationPipeline : IDataGenerationPipeline
-{
-    public Task<ImageSet> GenerateAsync(GenerationRequest request, CliConsole console, CancellationToken cancellationToken) =>
-        throw new NotImplementedException("data generation pipeline not wired yet");
 }

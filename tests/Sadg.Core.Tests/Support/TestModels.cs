@@ -35,6 +35,29 @@ public static class TestModels
     }
 
     /// <summary>
+    /// ResNet-20 (He et al., CIFAR variant) shaped: Conv-BN-Relu stem with 16 channels, three stages of three basic
+    /// blocks (16, 32, 64 channels; the first block of stages 2 and 3 strided, with a 1x1 projection),
+    /// GlobalAveragePool, Flatten, Gemm. About 270k parameters, seeded random weights (no training).
+    /// </summary>
+    public static ModelProto ResNet20(long seed = 20, int channels = 1, int size = 28, int classes = 10, long opset = 13)
+    {
+        var m = new Maker(seed);
+        var x = m.Input(channels, size, size);
+        x = m.Relu(m.BatchNorm(m.Conv(x, channels, 16, 3, 1, 1), 16));
+        int width = 16;
+        foreach (int stage in new[] { 16, 32, 64 })
+            for (int block = 0; block < 3; block++)
+            {
+                x = m.BasicBlock(x, width, stage, block == 0 && stage != 16 ? 2 : 1);
+                width = stage;
+            }
+        x = m.B.AddNode("GlobalAveragePool", [x]);
+        x = m.B.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        x = m.Gemm(x, 64, classes);
+        return m.Finish(x, opset);
+    }
+
+    /// <summary>
     /// MobileNetV2-style: Conv-BN-Clip stem, two inverted residual blocks (1x1 expand Conv-BN-Clip(0, 6),
     /// depthwise 3x3 Conv-BN-Clip, 1x1 project Conv-BN; the first with a residual Add, the second strided),
     /// GlobalAveragePool, Flatten, Gemm.

@@ -1,0 +1,180 @@
+using System.Security.Cryptography;
+using System.Text;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Data;
+using Sadg.Cli.Output;
+using Sadg.Pipeline;
+using TorchSharp;
+
+namespace Sadg.Cli.Pipeline;
+
+/// <summary>Shows the library's stages on the tool's console (progress with ETA, information lines, warnings).</summary>
+public sealed class ConsoleReporter(CliConsole console) : IPipelineReporter
+{
+    public IPipelineStage Stage(string name, long total) => new StageAdapter(console.Stage(name, total));
+
+    public void Info(string message) => console.Log.Information("{Message}", message);
+
+    public void Warning(string message) => console.Log.Warning("warning: {Message}", message);
+
+    sealed class StageAdapter(ProgressStage stage) : IPipelineStage
+    {
+        public void Report(long done) => stage.Report(done);
+
+        public void Dispose() => stage.Dispose();
+    }
+}
+
+/// <summary>The ONNX Runtime check: CPU provider, default graph optimizations, the model's own batch size when fixed.</summary>
+public static class OrtCheck
+{
+    public static int[] Top1(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken)
+    {
+        using var options = new SessionOptions();
+        InferenceSession session;
+        try { session = new InferenceSession(model, options); }
+        catch (OnnxRuntimeException e)
+        {
+            throw new SadgException(SadgErrorCode.InvalidGraph, $"ONNX Runtime cannot load the model: {e.Message.Split('\n')[0]}", inner: e);
+        }
+        using (session)
+        {
+            string inputName = session.InputNames[0];
+            string outputName = session.OutputNames[0];
+            long declared = session.InputMetadata[inputName].Dimensions is { Length: > 0 } dims && dims[0] > 0 ? dims[0] : 0;
+            int n = (int)shape[0], per = (int)(shape[1] * shape[2] * shape[3]);
+            int batch = declared > 0 ? (int)declared : 64;
+            var predictions = new int[n];
+            using var runOptions = new RunOptions();
+            using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
+            for (int start = 0; start < n; start += batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int count = Math.Min(batch, n - start);
+                int rows = declared > 0 ? batch : count;
+                var buffer = new float[rows * per];
+                images.AsSpan(start * per, count * per).CopyTo(buffer);
+                using var value = OrtValue.CreateTensorValueFromMemory(buffer, [rows, shape[1], shape[2], shape[3]]);
+                IDisposableReadOnlyCollection<OrtValue> outputs;
+                try { outputs = session.Run(runOptions, [inputName], [value], [outputName]); }
+                catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested) { throw new OperationCanceledException(cancellationToken); }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run the model: {e.Message.Split('\n')[0]}", inner: e);
+                }
+                using (outputs)
+                {
+                    var logits = outputs[0].GetTensorDataAsSpan<float>();
+                    int classes = logits.Length / rows;
+                    for (int r = 0; r < count; r++)
+                    {
+                        var row = logits.Slice(r * classes, classes);
+                        int best = 0;
+                        for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
+                        predictions[start + r] = best;
+                    }
+                }
+            }
+            return predictions;
+        }
+    }
+}
+
+/// <summary>The real <see cref="IQuantizationPipeline"/>: <see cref="QuantizationPipeline"/> with the ONNX Runtime check.</summary>
+public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
+{
+    public const string ReportJson = "report.json";
+    public const string ReportMarkdown = "report.md";
+    public const string SyntheticPng = "synthetic.png";
+
+    /// <summary>The library's options for a request (also what the cache key is computed from).</summary>
+    public static PipelineOptions Options(QuantizationRequest r)
+    {
+        torch.Tensor? calibration = null;
+        string? calibrationHash = null;
+        if (r.CalibrationData is { } set)
+        {
+            calibration = torch.tensor(set.Images, [set.Shape[0], set.Shape[1], set.Shape[2], set.Shape[3]]);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            hash.AppendData(Encoding.UTF8.GetBytes(string.Join(",", set.Shape) + "\n"));
+            hash.AppendData(QuantizationPipeline.Bytes(set.Images));
+            calibrationHash = Convert.ToHexStringLower(hash.GetHashAndReset());
+        }
+        return new PipelineOptions
+        {
+            WeightBits = r.WeightBits,
+            ActivationBits = r.ActivationBits,
+            Method = Enum.Parse<CalibrationMethod>(r.Method, ignoreCase: true),
+            Profile = r.Profile,
+            Samples = r.Samples,
+            Seed = r.Seed,
+            ReconstructionSteps = r.ReconstructionSteps,
+            GenerationSteps = r.GenerationSteps,
+            Device = r.Device,
+            CalibrationImages = calibration,
+            CalibrationDataHash = calibrationHash,
+            ToolVersion = CliApp.Version,
+            Runtime = OrtCheck.Top1,
+        };
+    }
+
+    public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken)
+    {
+        var options = Options(request);
+        try
+        {
+            byte[] modelBytes = File.ReadAllBytes(request.ModelPath);
+            using var result = QuantizationPipeline.Quantize(request.Model, options, new ConsoleReporter(console), cancellationToken, modelBytes);
+            cancellationToken.ThrowIfCancellationRequested();
+            var report = result.Report with { Model = Path.GetFileName(request.ModelPath) };
+            var files = new SortedDictionary<string, byte[]>(StringComparer.Ordinal)
+            {
+                [ReportJson] = Encoding.UTF8.GetBytes(report.ToJson()),
+                [ReportMarkdown] = Encoding.UTF8.GetBytes(report.ToMarkdown()),
+                [SyntheticPng] = QuantizationPipeline.GridPng(result.Images.Images, result.Images.Labels),
+            };
+            return Task.FromResult(new QuantizationResult(result.Model, Summary(report)) { ReportFiles = files });
+        }
+        finally
+        {
+            options.CalibrationImages?.Dispose();
+        }
+    }
+
+    public static IReadOnlyList<string> Summary(QuantizationReport report)
+    {
+        var lines = new List<string>();
+        if (report.Check is { } check)
+            lines.Add($"top-1 agreement with the FP32 model on {check.Images} calibration images (ONNX Runtime): {check.Top1Agreement * 100:0.00}%");
+        lines.Add($"size: {Commands.InspectCommand.FormatBytes(report.InputBytes)} -> {Commands.InspectCommand.FormatBytes(report.OutputBytes)}");
+        lines.Add($"time: {report.TotalSeconds:0.0} s ({string.Join(", ", report.Timings.Select(t => $"{t.Stage} {t.Seconds:0.0} s"))})");
+        return lines;
+    }
+}
+
+/// <summary>The real <see cref="IDataGenerationPipeline"/>: the images in the model's pixel units, labelled with its top-1 class.</summary>
+public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
+{
+    public Task<ImageSet> GenerateAsync(GenerationRequest request, CliConsole console, CancellationToken cancellationToken)
+    {
+        var options = new PipelineOptions
+        {
+            Method = Enum.Parse<CalibrationMethod>(request.Method, ignoreCase: true),
+            Profile = request.Profile,
+            Samples = request.Samples,
+            Seed = request.Seed,
+            Device = request.Device,
+            GenerationSteps = request.GenerationSteps,
+            ReconstructionSteps = request.ReconstructionSteps,
+            ToolVersion = CliApp.Version,
+        };
+        using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console), cancellationToken);
+        if (set.Warning is not null) console.Log.Debug("{Warning}", set.Warning);
+        using var scope = torch.NewDisposeScope();
+        var pixels = InputStandardization.FromMetadata(request.Model).Destandardize(set.Images).contiguous();
+        var shape = set.Images.shape.Select(d => (int)d).ToArray();
+        return Task.FromResult(new ImageSet(pixels.data<float>().ToArray(), shape, set.Labels.Select(l => (int)l).ToArray(),
+            $"generated from {Path.GetFileName(request.ModelPath)} ({request.Method}, seed {request.Seed})"));
+    }
+}

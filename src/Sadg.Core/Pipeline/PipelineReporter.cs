@@ -1,0 +1,41 @@
+namespace Sadg.Pipeline;
+
+/// <summary>One long stage of the pipeline: how much of <c>total</c> is done. Disposed when the stage ends.</summary>
+public interface IPipelineStage : IDisposable
+{
+    void Report(long done);
+}
+
+/// <summary>
+/// How the pipeline tells its caller what it is doing (the library never writes to the console): long stages with
+/// a total (the tool shows them with an ETA), information lines and warnings.
+/// </summary>
+public interface IPipelineReporter
+{
+    IPipelineStage Stage(string name, long total);
+
+    void Info(string message);
+
+    void Warning(string message);
+}
+
+/// <summary>Reports nothing.</summary>
+public sealed class NullPipelineReporter : IPipelineReporter
+{
+    public static readonly NullPipelineReporter Instance = new();
+
+    public IPipelineStage Stage(string name, long total) => NullStage.Instance;
+
+    public void Info(string message) { }
+
+    public void Warning(string message) { }
+
+    sealed class NullStage : IPipelineStage
+    {
+        public static readonly NullStage Instance = new();
+
+        public void Report(long done) { }
+
+        public void Dispose() { }
+    }
+}

@@ -1,0 +1,391 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Onnx;
+using Sadg.Generation;
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Quantization;
+using Sadg.Reconstruction;
+using static TorchSharp.torch;
+
+namespace Sadg.Pipeline;
+
+/// <summary>Calibration images made by <see cref="QuantizationPipeline"/>, with how they were made.</summary>
+public sealed class CalibrationSet : IDisposable
+{
+    internal CalibrationSet(Tensor images, long[] labels, string? warning, bool usedStatistics)
+    {
+        Images = images;
+        Labels = labels;
+        Warning = warning;
+        UsedBatchNormStatistics = usedStatistics;
+    }
+
+    /// <summary>[N, C, H, W] on the CPU, as the model is fed (standardized when the model's metadata says so).</summary>
+    public Tensor Images { get; }
+
+    /// <summary>The FP32 model's top-1 class of each image.</summary>
+    public long[] Labels { get; }
+
+    /// <summary>The notice for BN-free models (the statistics-free objective was used), else null.</summary>
+    public string? Warning { get; }
+
+    public bool UsedBatchNormStatistics { get; }
+
+    public List<StageTiming> Timings { get; } = [];
+
+    public List<StageLosses> Losses { get; } = [];
+
+    public float[] ImageData() => Images.contiguous().data<float>().ToArray();
+
+    public void Dispose() => Images.Dispose();
+}
+
+/// <summary>The pipeline's product: the quantized model, its report and the calibration images.</summary>
+public sealed class PipelineResult : IDisposable
+{
+    internal PipelineResult(ModelProto model, byte[] modelBytes, QuantizationReport report, CalibrationSet images)
+    {
+        Model = model;
+        ModelBytes = modelBytes;
+        Report = report;
+        Images = images;
+    }
+
+    public ModelProto Model { get; }
+
+    /// <summary>The serialized model, exactly the bytes of the file to write.</summary>
+    public byte[] ModelBytes { get; }
+
+    public QuantizationReport Report { get; }
+
+    public CalibrationSet Images { get; }
+
+    public void Dispose() => Images.Dispose();
+}
+
+/// <summary>
+/// The whole of DESIGN §2 after loading: FP graph (BN kept, for generation) → calibration images (Gaussian noise,
+/// Genie-D, SADAG = Genie-D → Q₀ → refinement, or real images) → BN folding, block reconstruction and the QDQ
+/// writer → the ONNX Runtime check → metadata. Deterministic: the same model, options and seed give the same bytes
+/// (timings go only into the report). No console: progress goes through <see cref="IPipelineReporter"/>.
+/// </summary>
+public static class QuantizationPipeline
+{
+    public const string ToolVersionKey = "sadg.tool_version";
+    public const string MethodKey = "sadg.method";
+    public const string SeedKey = "sadg.seed";
+    public const string ProfileKey = "sadg.profile";
+    public const string OptionsHashKey = "sadg.options_hash";
+    public const string AgreementKey = "sadg.top1_agreement";
+    public const string CalibrationImagesKey = "sadg.calibration_images";
+
+    /// <summary>Makes the calibration images only (<c>sadg generate</c>; real images are refused).</summary>
+    public static CalibrationSet Generate(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
+        CancellationToken cancellationToken = default)
+    {
+        if (options.Method == CalibrationMethod.Real)
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, "Generation makes its own images; --method real has nothing to generate.");
+        reporter ??= NullPipelineReporter.Instance;
+        Seed(options.Seed);
+        var device = options.Device ?? CPU;
+        using var fp = new GraphModule(model, device);
+        return MakeImages(model, fp, options, InputStandardization.FromMetadata(model), reporter, cancellationToken);
+    }
+
+    /// <summary>Quantizes <paramref name="model"/>: calibration images, reconstruction, QDQ model, ONNX Runtime check.</summary>
+    /// <param name="modelBytes">The model file's bytes (for the report's hash and the FP side of the check); null: serialized from the model.</param>
+    public static PipelineResult Quantize(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
+        CancellationToken cancellationToken = default, byte[]? modelBytes = null)
+    {
+        reporter ??= NullPipelineReporter.Instance;
+        var total = Stopwatch.StartNew();
+        options.Quantization().Validate();
+        Seed(options.Seed);
+        modelBytes ??= model.Proto.ToByteArray();
+        var standardization = InputStandardization.FromMetadata(model);
+        var device = options.Device ?? CPU;
+
+        CalibrationSet images;
+        using (var fp = new GraphModule(model, device))
+            images = MakeImages(model, fp, options, standardization, reporter, cancellationToken);
+        try
+        {
+            var timings = images.Timings;
+            var losses = images.Losses;
+            cancellationToken.ThrowIfCancellationRequested();
+            var clock = Stopwatch.StartNew();
+            QuantizationOutcome outcome;
+            var recorder = new ReconstructionRecorder(reporter, "reconstructing");
+            {
+                var (quantized, fold) = ModelQuantizer.Calibrate(model, images.Images, options.Quantization(), device, recorder, cancellationToken);
+                using (quantized) outcome = ModelQuantizer.Write(quantized, fold);
+            }
+            recorder.Finish(losses);
+            timings.Add(new StageTiming("reconstruction", clock.Elapsed.TotalSeconds));
+
+            var qdq = outcome.QdqModel;
+            SetMetadata(qdq, ToolVersionKey, options.ToolVersion);
+            SetMetadata(qdq, MethodKey, PipelineOptions.MethodName(options.Method));
+            SetMetadata(qdq, ProfileKey, options.Profile);
+            SetMetadata(qdq, SeedKey, options.Seed.ToString(CultureInfo.InvariantCulture));
+            SetMetadata(qdq, OptionsHashKey, options.OptionsHash());
+            SetMetadata(qdq, CalibrationImagesKey, images.Images.shape[0].ToString(CultureInfo.InvariantCulture));
+
+            RuntimeCheck? check = null;
+            if (options.Runtime is { } runtime)
+            {
+                clock.Restart();
+                using var stage = reporter.Stage("checking with ONNX Runtime", 2);
+                var data = images.ImageData();
+                long[] shape = images.Images.shape;
+                int[] fpTop1 = runtime(modelBytes, data, shape, cancellationToken);
+                stage.Report(1);
+                int[] qTop1 = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
+                stage.Report(2);
+                double agreement = (double)fpTop1.Where((p, i) => p == qTop1[i]).Count() / Math.Max(1, fpTop1.Length);
+                check = new RuntimeCheck("ONNX Runtime (CPU, default graph optimizations)", fpTop1.Length, agreement);
+                SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                timings.Add(new StageTiming("ONNX Runtime check", clock.Elapsed.TotalSeconds));
+            }
+            byte[] bytes = qdq.ToByteArray();
+
+            var canonical = options.Canonical().Split('\n').Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+            var report = new QuantizationReport
+            {
+                ToolVersion = options.ToolVersion,
+                Model = Path.GetFileName(model.Path ?? "model.onnx"),
+                ModelSha256 = Convert.ToHexStringLower(SHA256.HashData(modelBytes)),
+                Options = new SortedDictionary<string, string>(canonical, StringComparer.Ordinal),
+                OptionsHash = options.OptionsHash(),
+                CalibrationImages = (int)images.Images.shape[0],
+                InputStandardization = standardization.ToString(),
+                InputPrior = options.Method is CalibrationMethod.Sadag or CalibrationMethod.Genie
+                    ? "per-image, per-channel mean 0 and std 1 (the model is fed standardized images" +
+                      (standardization.IsIdentity ? "; it has no sadg.input_mean/std metadata, so they are assumed standardized)" : ")")
+                    : "none (no generation)",
+                UsedBatchNormStatistics = images.UsedBatchNormStatistics,
+                Warning = images.Warning,
+                Timings = timings,
+                TotalSeconds = total.Elapsed.TotalSeconds,
+                Losses = losses,
+                FoldedBatchNorms = outcome.FoldedBatchNorms,
+                Layers = outcome.Layers.Select(l => new LayerReport(l.Node, l.OpType, l.WeightBits, l.InputBits)).ToList(),
+                InputBytes = modelBytes.LongLength,
+                OutputBytes = bytes.LongLength,
+                Check = check,
+                Notes = [QuantizationReport.RuntimeNote,
+                    "Weights are stored packed (two 4-bit values per byte) with a float scale and zero point per output channel; " +
+                    "activations are QuantizeLinear/DequantizeLinear pairs in 8-bit containers with a Clip to the narrower range."],
+            };
+            return new PipelineResult(qdq, bytes, report, images);
+        }
+        catch
+        {
+            images.Dispose();
+            throw;
+        }
+    }
+
+    static void Seed(int seed) => manual_seed(seed);
+
+    static void SetMetadata(ModelProto model, string key, string value)
+    {
+        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == key);
+        if (existing is not null) existing.Value = value;
+        else model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    }
+
+    static CalibrationSet MakeImages(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
+        IPipelineReporter reporter, CancellationToken cancellationToken)
+    {
+        var timings = new List<StageTiming>();
+        var losses = new List<StageLosses>();
+        var clock = Stopwatch.StartNew();
+        Tensor images;
+        string? warning = null;
+        bool usedStatistics = false;
+        var device = options.Device ?? CPU;
+        switch (options.Method)
+        {
+            case CalibrationMethod.Gaussian:
+            {
+                using var stage = reporter.Stage("generating noise images", 1);
+                images = SyntheticData.GaussianNoise(fp, options.ResolvedSamples, options.Seed);
+                stage.Report(1);
+                timings.Add(new StageTiming("gaussian noise", clock.Elapsed.TotalSeconds));
+                break;
+            }
+            case CalibrationMethod.Real:
+            {
+                var given = options.CalibrationImages
+                    ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, "--method real needs calibration images.");
+                using var scope = NewDisposeScope();
+                var x = given.narrow(0, 0, options.ResolvedSamples).to(ScalarType.Float32).to(device);
+                images = standardization.Standardize(x).detach().MoveToOuterDisposeScope();
+                timings.Add(new StageTiming("real images", clock.Elapsed.TotalSeconds));
+                break;
+            }
+            default:
+            {
+                var generation = GenerationFor(options);
+                var recorder = new GenerationRecorder(reporter);
+                using var warm = SyntheticData.WarmUp(fp, generation, recorder, cancellationToken);
+                recorder.Finish(losses);
+                timings.Add(new StageTiming("warm-up (Genie-D)", clock.Elapsed.TotalSeconds));
+                warning = warm.Warning;
+                usedStatistics = warm.UsedBatchNormStatistics;
+                if (options.Method == CalibrationMethod.Sadag)
+                {
+                    clock.Restart();
+                    var q0Recorder = new ReconstructionRecorder(reporter, "reconstructing the warm-up model Q0");
+                    QuantizedGraph q0;
+                    using (var warmImages = warm.Images())
+                        q0 = ModelQuantizer.Calibrate(model, warmImages, options.Quantization(), device, q0Recorder, cancellationToken).Quantized;
+                    using (q0)
+                    {
+                        q0Recorder.Finish(losses, "reconstruction (Q0)");
+                        timings.Add(new StageTiming("reconstruction (Q0)", clock.Elapsed.TotalSeconds));
+                        clock.Restart();
+                        var refine = new GenerationRecorder(reporter);
+                        SyntheticData.Refine(warm, fp, q0.Graph, generation, refine, cancellationToken);
+                        refine.Finish(losses);
+                        timings.Add(new StageTiming("refinement (SADAG)", clock.Elapsed.TotalSeconds));
+                    }
+                }
+                images = warm.Images();
+                break;
+            }
+        }
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var labels = Top1(fp, images);
+            var cpuImages = images.cpu().detach().DetachFromDisposeScope();
+            if (!ReferenceEquals(cpuImages, images)) images.Dispose();
+            var set = new CalibrationSet(cpuImages, labels, warning, usedStatistics);
+            set.Timings.AddRange(timings);
+            set.Losses.AddRange(losses);
+            return set;
+        }
+        catch
+        {
+            images.Dispose();
+            throw;
+        }
+    }
+
+    static GenerationOptions GenerationFor(PipelineOptions options)
+    {
+        var g = options.Generation();
+        if (g.Images < 2)
+            throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                $"--samples {g.Images}: generation needs at least 2 images (the generator uses batch statistics).");
+        if (g.BatchSize > g.Images) g = g with { BatchSize = g.Images };
+        if (g.Images % g.BatchSize == 1)
+        {
+            // A last batch of one image has no batch statistics: spread the images evenly instead.
+            int batches = g.Batches;
+            g = g with { BatchSize = (g.Images + batches - 1) / batches };
+        }
+        return g;
+    }
+
+    /// <summary>The FP model's top-1 class of each image (batches of 128, no gradients).</summary>
+    public static long[] Top1(GraphModule model, Tensor images)
+    {
+        using var noGrad = no_grad();
+        var predictions = new List<long>();
+        for (long start = 0; start < images.shape[0]; start += 128)
+        {
+            using var scope = NewDisposeScope();
+            long count = Math.Min(128, images.shape[0] - start);
+            predictions.AddRange(model.forward(images.narrow(0, start, count).to(model.Device)).flatten(1).argmax(1).cpu().data<long>().ToArray());
+        }
+        return predictions.ToArray();
+    }
+
+    /// <summary>Encodes the images as a PNG grid labelled with <paramref name="labels"/> (via a temporary file).</summary>
+    public static byte[] GridPng(Tensor images, IReadOnlyList<long> labels)
+    {
+        string tmp = Path.Combine(Path.GetTempPath(), $"sadg-grid-{Environment.ProcessId}-{Guid.NewGuid():N}.png");
+        try
+        {
+            ImageGrid.Save(images, labels, tmp);
+            return File.ReadAllBytes(tmp);
+        }
+        finally
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>Bytes of a float array (little-endian on every platform .NET runs on here), for hashing.</summary>
+    public static ReadOnlySpan<byte> Bytes(float[] values) => MemoryMarshal.AsBytes(values.AsSpan());
+
+    /// <summary>Turns generation progress into stages (warm-up, refinement) with a total, and keeps the first and last losses.</summary>
+    sealed class GenerationRecorder(IPipelineReporter reporter) : IProgress<GenerationProgress>
+    {
+        IPipelineStage? stage;
+        GenerationStage kind;
+        IReadOnlyDictionary<string, double>? first, last;
+
+        public void Report(GenerationProgress value)
+        {
+            if (value.Message is not null) reporter.Warning(value.Message);
+            if (stage is null)
+            {
+                kind = value.Stage;
+                string name = value.Stage == GenerationStage.Refinement ? "refining images (SADAG)" : "generating images (Genie-D warm-up)";
+                stage = reporter.Stage(name, (long)Math.Max(1, value.Batches) * Math.Max(1, value.Steps));
+            }
+            if (value.Step > 0 && value.Losses.Count > 0)
+            {
+                var copy = new SortedDictionary<string, double>(value.Losses.ToDictionary(k => k.Key, k => k.Value), StringComparer.Ordinal);
+                first ??= copy;
+                last = copy;
+            }
+            stage.Report((long)value.Batch * Math.Max(1, value.Steps) + value.Step);
+        }
+
+        public void Finish(List<StageLosses> losses)
+        {
+            stage?.Dispose();
+            if (first is not null && last is not null)
+                losses.Add(new StageLosses(kind == GenerationStage.Refinement ? "refinement (SADAG)" : "warm-up (Genie-D)", first, last));
+        }
+    }
+
+    /// <summary>Turns reconstruction progress into one stage over all blocks' steps, and keeps the first and last losses.</summary>
+    sealed class ReconstructionRecorder(IPipelineReporter reporter, string name) : IProgress<ReconstructionProgress>
+    {
+        IPipelineStage? stage;
+        IReadOnlyDictionary<string, double>? first, last;
+
+        public void Report(ReconstructionProgress value)
+        {
+            stage ??= reporter.Stage(name, (long)value.Blocks * Math.Max(1, value.Steps));
+            if (value.Steps > 0)
+            {
+                var losses = new SortedDictionary<string, double>(StringComparer.Ordinal)
+                {
+                    ["block"] = value.Block,
+                    ["reconstruction"] = value.ReconstructionLoss,
+                    ["rounding"] = value.RoundingLoss,
+                };
+                first ??= losses;
+                last = losses;
+            }
+            stage.Report((long)(value.Block - 1) * Math.Max(1, value.Steps) + Math.Max(1, value.Step));
+        }
+
+        public void Finish(List<StageLosses> losses, string stageName = "reconstruction")
+        {
+            stage?.Dispose();
+            if (first is not null && last is not null) losses.Add(new StageLosses(stageName, first, last));
+        }
+    }
+}

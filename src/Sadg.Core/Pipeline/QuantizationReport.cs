@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Sadg.Pipeline;
+
+/// <summary>How long one stage took.</summary>
+public sealed record StageTiming(string Stage, double Seconds);
+
+/// <summary>The loss terms of a stage's first and last reported step.</summary>
+public sealed record StageLosses(string Stage, IReadOnlyDictionary<string, double> First, IReadOnlyDictionary<string, double> Last);
+
+/// <summary>One quantized layer's bit widths (null input bits: a float input).</summary>
+public sealed record LayerReport(string Node, string OpType, int WeightBits, int? InputBits);
+
+/// <summary>The ONNX Runtime check: top-1 agreement of the quantized model with the FP model on the calibration set.</summary>
+public sealed record RuntimeCheck(string Runtime, int Images, double Top1Agreement);
+
+/// <summary>Everything the pipeline did, for report.json and report.md.</summary>
+public sealed record QuantizationReport
+{
+    public string Tool { get; init; } = "sadg";
+    public string ToolVersion { get; init; } = "";
+    public string Model { get; init; } = "";
+    public string ModelSha256 { get; init; } = "";
+    public IReadOnlyDictionary<string, string> Options { get; init; } = new SortedDictionary<string, string>();
+    public string OptionsHash { get; init; } = "";
+    public int CalibrationImages { get; init; }
+    public string InputStandardization { get; init; } = "";
+    public string InputPrior { get; init; } = "";
+    public bool UsedBatchNormStatistics { get; init; }
+    public string? Warning { get; init; }
+    public IReadOnlyList<StageTiming> Timings { get; init; } = [];
+    public double TotalSeconds { get; init; }
+    public IReadOnlyList<StageLosses> Losses { get; init; } = [];
+    public int FoldedBatchNorms { get; init; }
+    public IReadOnlyList<LayerReport> Layers { get; init; } = [];
+    public long InputBytes { get; init; }
+    public long OutputBytes { get; init; }
+    public RuntimeCheck? Check { get; init; }
+    public IReadOnlyList<string> Notes { get; init; } = [];
+
+    /// <summary>What ONNX Runtime does with the written model, stated in every report.</summary>
+    public const string RuntimeNote =
+        "ONNX Runtime 1.31 (CPU) fuses 8-bit QuantizeLinear/DequantizeLinear around Conv into integer kernels (QLinearConv), " +
+        "but leaves 4-bit (and 2-3-bit) weights as DequantizeLinear -> float Conv: below 8 bits the model is smaller, not faster on a CPU.";
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static QuantizationReport FromJson(string json) =>
+        JsonSerializer.Deserialize<QuantizationReport>(json, Json) ?? throw new JsonException("empty report");
+
+    public string ToMarkdown()
+    {
+        static string F(double v, string format = "0.###") => v.ToString(format, CultureInfo.InvariantCulture);
+        static string Bytes(long b) => b >= 1 << 20 ? F(b / 1048576.0, "0.0") + " MiB" : b >= 1 << 10 ? F(b / 1024.0, "0.0") + " KiB" : b + " B";
+        var s = new StringBuilder();
+        s.AppendLine($"# Quantization report: {Model}");
+        s.AppendLine();
+        s.AppendLine($"{Tool} {ToolVersion}; options hash `{OptionsHash}`; model SHA-256 `{ModelSha256}`.");
+        s.AppendLine();
+        if (Warning is not null) { s.AppendLine($"> **Warning:** {Warning}"); s.AppendLine(); }
+        s.AppendLine("## Options");
+        s.AppendLine();
+        s.AppendLine("| option | value |");
+        s.AppendLine("|---|---|");
+        foreach (var (k, v) in Options) s.AppendLine($"| {k} | {v} |");
+        s.AppendLine($"| calibration images | {CalibrationImages} |");
+        s.AppendLine($"| input standardization | {InputStandardization} |");
+        s.AppendLine($"| input prior (generation) | {InputPrior} |");
+        s.AppendLine($"| BN statistics used | {(UsedBatchNormStatistics ? "yes" : "no")} |");
+        s.AppendLine();
+        s.AppendLine("## Result");
+        s.AppendLine();
+        s.AppendLine($"- Size: {Bytes(InputBytes)} → {Bytes(OutputBytes)} ({F(InputBytes == 0 ? 0 : (double)OutputBytes / InputBytes * 100, "0.0")}% of the FP32 model).");
+        if (Check is not null)
+            s.AppendLine($"- Top-1 agreement with the FP32 model on the {Check.Images} calibration images, both run by {Check.Runtime}: {F(Check.Top1Agreement * 100, "0.00")}%.");
+        else s.AppendLine("- ONNX Runtime check: not run.");
+        s.AppendLine($"- BatchNormalization nodes folded: {FoldedBatchNorms}.");
+        s.AppendLine();
+        s.AppendLine("## Timings");
+        s.AppendLine();
+        s.AppendLine("| stage | seconds |");
+        s.AppendLine("|---|---:|");
+        foreach (var t in Timings) s.AppendLine($"| {t.Stage} | {F(t.Seconds, "0.0")} |");
+        s.AppendLine($"| **total** | {F(TotalSeconds, "0.0")} |");
+        s.AppendLine();
+        if (Losses.Count > 0)
+        {
+            s.AppendLine("## Losses (first → last reported step)");
+            s.AppendLine();
+            s.AppendLine("| stage | term | first | last |");
+            s.AppendLine("|---|---|---:|---:|");
+            foreach (var l in Losses)
+                foreach (var key in l.First.Keys.Union(l.Last.Keys).Order(StringComparer.Ordinal))
+                    s.AppendLine($"| {l.Stage} | {key} | {(l.First.TryGetValue(key, out var a) ? F(a, "0.####") : "")} | {(l.Last.TryGetValue(key, out var b) ? F(b, "0.####") : "")} |");
+            s.AppendLine();
+        }
+        s.AppendLine("## Layers");
+        s.AppendLine();
+        s.AppendLine("| node | op | weight bits | input bits |");
+        s.AppendLine("|---|---|---:|---:|");
+        foreach (var l in Layers) s.AppendLine($"| {l.Node} | {l.OpType} | {l.WeightBits} | {l.InputBits?.ToString(CultureInfo.InvariantCulture) ?? "float"} |");
+        s.AppendLine();
+        s.AppendLine("## Notes");
+        s.AppendLine();
+        foreach (var n in Notes) s.AppendLine($"- {n}");
+        return s.ToString();
+    }
+}

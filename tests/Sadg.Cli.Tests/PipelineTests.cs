@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Data;
+using Sadg.Cli.Output;
+using Sadg.Cli.Pipeline;
+using Sadg.Onnx;
+using Sadg.Pipeline;
+using Sadg.Tests.Support;
+using SkiaSharp;
+
+namespace Sadg.Cli.Tests;
+
+/// <summary>The real pipelines end to end on a small BN model, with tiny budgets (hidden step options).</summary>
+public class PipelineTests
+{
+    /// <summary>Tiny budgets: 8 images, 4 generation steps, 4 reconstruction steps per block.</summary>
+    static readonly string[] Tiny = ["--device", "cpu", "--profile", "quick", "--samples", "8", "--generation-steps", "4", "--reconstruction-steps", "4"];
+
+    /// <summary>A ResNet-style classifier of 1x8x8 images with BatchNormalization kept.</summary>
+    static string SmallModel(TempFolder folder) =>
+        Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "m.onnx");
+
+    static string[] Args(params string[] args) => [.. args, .. Tiny];
+
+    /// <summary>The tiny budgets with some options replaced (pairs of option and value).</summary>
+    static string[] With(params string[] overrides)
+    {
+        var result = new List<string>();
+        for (int i = 0; i < Tiny.Length; i += 2)
+            if (!overrides.Where((_, k) => k % 2 == 0).Contains(Tiny[i])) result.AddRange([Tiny[i], Tiny[i + 1]]);
+        return [.. result, .. overrides];
+    }
+
+    static void RunsInOnnxRuntime(string path)
+    {
+        using var session = new InferenceSession(path);
+        using var value = OrtValue.CreateTensorValueFromMemory(new float[2 * 64], [2, 1, 8, 8]);
+        using var outputs = session.Run(new RunOptions(), [session.InputNames[0]], [value], [session.OutputNames[0]]);
+        Assert.Equal(20, outputs[0].GetTensorDataAsSpan<float>().Length);
+    }
+
+    [Theory]
+    [InlineData("sadag")]
+    [InlineData("genie")]
+    [InlineData("gaussian")]
+    [InlineData("real")]
+    public async Task Quantize_writes_a_model_ONNX_Runtime_runs_and_a_report(string method)
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        var extra = new List<string>();
+        if (method == "real")
+        {
+            var random = new Random(1);
+            new ImageSet(Enumerable.Range(0, 8 * 64).Select(_ => (float)random.NextDouble()).ToArray(), [8, 1, 8, 8], new int[8], "test").Save(folder.File("calib"));
+            extra.AddRange(["--calibration-data", folder.File("calib")]);
+        }
+        var r = await CliRunner.RunAsync(Args(["quantize", model, "-o", folder.File("out.onnx"), "--method", method, "--report", folder.File("report"), .. extra]));
+        Assert.True(r.ExitCode == 0, r.Err);
+        RunsInOnnxRuntime(folder.File("out.onnx"));
+        var written = OnnxModel.Load(folder.File("out.onnx"));
+        var metadata = written.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal(method, metadata[QuantizationPipeline.MethodKey]);
+        Assert.True(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
+        Assert.True(metadata.ContainsKey(QuantizationPipeline.OptionsHashKey));
+
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.NotEmpty(report.Layers);
+        Assert.Equal(8, report.CalibrationImages);
+        Assert.NotNull(report.Check);
+        Assert.InRange(report.Check!.Top1Agreement, 0, 1);
+        Assert.Equal(new FileInfo(folder.File("out.onnx")).Length, report.OutputBytes);
+        Assert.Contains("4-bit", File.ReadAllText(folder.File("report/report.md")));
+        using (var png = SKBitmap.Decode(folder.File("report/synthetic.png"))) Assert.True(png.Width > 0);
+        if (method != "real" && method != "gaussian") Assert.Contains("generating images", r.Err);
+        Assert.Contains("reconstructing: done", r.Err);
+        Assert.Contains("top-1 agreement", r.Out);
+    }
+
+    [Fact]
+    public async Task Same_seed_gives_identical_bytes_and_another_seed_does_not()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        foreach (var (name, seed) in new[] { ("a.onnx", "5"), ("b.onnx", "5"), ("c.onnx", "6") })
+        {
+            var r = await CliRunner.RunAsync(Args(["quantize", model, "-o", folder.File(name), "--seed", seed, "--no-cache"]));
+            Assert.True(r.ExitCode == 0, r.Err);
+        }
+        Assert.Equal(File.ReadAllBytes(folder.File("a.onnx")), File.ReadAllBytes(folder.File("b.onnx")));
+        Assert.NotEqual(File.ReadAllBytes(folder.File("a.onnx")), File.ReadAllBytes(folder.File("c.onnx")));
+    }
+
+    sealed class CountingPipeline(IQuantizationPipeline inner) : IQuantizationPipeline
+    {
+        int calls;
+
+        public int Calls => calls;
+
+        public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref calls);
+            return inner.RunAsync(request, console, cancellationToken);
+        }
+    }
+
+    [Fact]
+    public async Task A_second_identical_run_is_a_cache_hit_and_any_option_change_a_miss()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        string cache = folder.File("cache");
+        var pipeline = new CountingPipeline(new LibraryQuantizationPipeline());
+        var services = new CliServices(TextWriter.Null, TextWriter.Null) { Quantization = pipeline };
+        string[] Run(string output, params string[] more) => ["quantize", model, "-o", folder.File(output), "--cache-dir", cache, .. With(more)];
+
+        var first = await CliRunner.RunAsync(Run("a.onnx"), services);
+        Assert.True(first.ExitCode == 0, first.Err);
+        Assert.Equal(1, pipeline.Calls);
+
+        var clock = Stopwatch.StartNew();
+        var second = await CliRunner.RunAsync(Run("b.onnx", "--report", folder.File("report")), services);
+        clock.Stop();
+        Assert.True(second.ExitCode == 0, second.Err);
+        Assert.Equal(1, pipeline.Calls);
+        Assert.Contains("cache hit", second.Out);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"cache hit took {clock.Elapsed}");
+        Assert.Equal(File.ReadAllBytes(folder.File("a.onnx")), File.ReadAllBytes(folder.File("b.onnx")));
+        QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+
+        int calls = 1;
+        foreach (var change in new[] { new[] { "--bits", "3" }, ["--activation-bits", "none"], ["--seed", "1"], ["--samples", "6"],
+                     ["--method", "gaussian"], ["--reconstruction-steps", "3"] })
+        {
+            var r = await CliRunner.RunAsync(Run("c.onnx", change), services);
+            Assert.True(r.ExitCode == 0, r.Err);
+            Assert.DoesNotContain("cache hit", r.Out);
+            Assert.Equal(++calls, pipeline.Calls);
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(cache, ".*"));
+    }
+
+    [Fact]
+    public async Task Two_concurrent_runs_on_one_key_both_succeed_and_leave_one_valid_entry()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        string cache = folder.File("cache");
+        var runs = new[] { "a.onnx", "b.onnx" }.Select(o => Task.Run(() =>
+            CliRunner.RunAsync(Args(["quantize", model, "-o", folder.File(o), "--cache-dir", cache])))).ToArray();
+        var results = await Task.WhenAll(runs);
+        foreach (var r in results) Assert.True(r.ExitCode == 0, r.Err);
+        var entries = Directory.GetFileSystemEntries(cache);
+        Assert.Single(entries);
+        RunsInOnnxRuntime(Path.Combine(entries[0], ModelCache.ModelFile));
+        QuantizationReport.FromJson(File.ReadAllText(Path.Combine(entries[0], "report.json")));
+        RunsInOnnxRuntime(folder.File("a.onnx"));
+        RunsInOnnxRuntime(folder.File("b.onnx"));
+        // A third run is a hit on that entry.
+        var third = await CliRunner.RunAsync(Args(["quantize", model, "-o", folder.File("c.onnx"), "--cache-dir", cache]));
+        Assert.Contains("cache hit", third.Out);
+    }
+
+    /// <summary>Signals when a line containing <paramref name="text"/> is written.</summary>
+    sealed class WatchingWriter(string text) : StringWriter
+    {
+        public TaskCompletionSource Seen { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value?.Contains(text) == true) Seen.TrySetResult();
+        }
+
+        public override void Write(string? value)
+        {
+            base.Write(value);
+            if (value?.Contains(text) == true) Seen.TrySetResult();
+        }
+    }
+
+    [Fact]
+    public async Task Cancelling_mid_pipeline_exits_130_and_leaves_nothing()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        string cache = folder.File("cache");
+        Directory.CreateDirectory(cache);
+        var error = new WatchingWriter("reconstructing the warm-up model Q0");
+        var services = new CliServices(new StringWriter(), error) { Interactive = false };
+        using var cancellation = new CancellationTokenSource();
+        var run = CliApp.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--cache-dir", cache, "--report", folder.File("report"),
+            "--device", "cpu", "--profile", "quick", "--samples", "8", "--generation-steps", "4", "--reconstruction-steps", "2000"], services, cancellation.Token);
+        await error.Seen.Task.WaitAsync(TimeSpan.FromSeconds(120));
+        cancellation.Cancel();
+        int code = await run.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(code == 130, error.ToString());
+        Assert.Equal(["cache", "m.onnx"], Directory.GetFileSystemEntries(folder.Path).Select(Path.GetFileName).Order());
+        Assert.Empty(Directory.GetFileSystemEntries(cache));
+    }
+
+    [Fact]
+    public async Task Generate_writes_a_tensor_folder_and_a_png()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        var r = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("data")]));
+        Assert.True(r.ExitCode == 0, r.Err);
+        var set = ImageSet.Load(folder.File("data"));
+        Assert.Equal([8, 1, 8, 8], set.Shape);
+        Assert.All(set.Labels, l => Assert.InRange(l, 0, 9));
+        using (var png = SKBitmap.Decode(folder.File("data/synthetic.png"))) Assert.True(png.Width > 0);
+        Assert.Contains("wrote 8 images", r.Out);
+    }
+}
