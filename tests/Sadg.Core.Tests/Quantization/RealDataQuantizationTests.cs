@@ -66,3 +66,7 @@ public class RealDataQuantizationTests(ITestOutputHelper output)
             $"reconstruction {reconstructedAccuracy:P2} vs round-to-nearest {rtnAccuracy:P2} (required margin {margin:P1})");
     }
 }
+
+/// <summary>The real-data tests train and quantize whole models: they run alone, not beside other native work.</summary>
+[CollectionDefinition(nameof(RealDataQuantizationTests), DisableParallelization = true)]
+public sealed class RealDataQuantizationCollection;
