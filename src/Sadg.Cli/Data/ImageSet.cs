@@ -72,19 +72,10 @@ public sealed class ImageSet
                 $"'{folder}' holds no {(chosen == "t10k" ? "test" : "train")} data: looked for {chosen}-images-idx3-ubyte[.gz] and " +
                 $"{chosen}-labels-idx1-ubyte[.gz] (IDX, as Fashion-MNIST ships), and for {HeaderFile} (a tensor folder, see docs/cli.md).", folder);
 
-        var (pixels, dims) = Idx.Read(imagesPath);
-        var (labelBytes, labelDims) = Idx.Read(labelsPath);
-        if (dims.Length is not (3 or 4))
-            throw new SadgException(SadgErrorCode.DataInvalid, $"'{imagesPath}' has {dims.Length} dimensions; image files have 3 (N, H, W) or 4 (N, C, H, W).", imagesPath);
-        if (labelDims.Length != 1 || labelDims[0] != dims[0])
-            throw new SadgException(SadgErrorCode.DataInvalid,
-                $"'{labelsPath}' holds [{string.Join(", ", labelDims)}] labels for {dims[0]} images in '{imagesPath}'; give the label file that belongs to the images.", labelsPath);
-        int n = Math.Min(dims[0], limit ?? int.MaxValue);
-        int[] shape = dims.Length == 3 ? [n, 1, dims[1], dims[2]] : [n, dims[1], dims[2], dims[3]];
-        int per = shape[1] * shape[2] * shape[3];
-        var images = new float[(long)n * per];
+        var (pixels, shape, labelBytes) = Idx.ReadLabelled(imagesPath, labelsPath, limit);
+        var images = new float[pixels.Length];
         for (long i = 0; i < images.Length; i++) images[i] = pixels[i] / 255f;
-        var labels = labelBytes.AsSpan(0, n).ToArray().Select(b => (int)b).ToArray();
+        var labels = labelBytes.Select(b => (int)b).ToArray();
         return new ImageSet(images, shape, labels, imagesPath);
     }
 

@@ -56,6 +56,26 @@ public static class Idx
         }
     }
 
+    /// <summary>
+    /// Reads an IDX image file ([N, H, W] or [N, C, H, W]) and its IDX label file ([N]), checking that they belong
+    /// together; <paramref name="limit"/> keeps the first images only. Returns the pixels of the kept images, their
+    /// shape [n, C, H, W] and their labels.
+    /// </summary>
+    public static (byte[] Pixels, int[] Shape, byte[] Labels) ReadLabelled(string imagesPath, string labelsPath, int? limit = null)
+    {
+        var (pixels, dims) = Read(imagesPath);
+        var (labels, labelDims) = Read(labelsPath);
+        if (dims.Length is not (3 or 4))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{imagesPath}' has {dims.Length} dimensions; image files have 3 (N, H, W) or 4 (N, C, H, W).", imagesPath);
+        if (labelDims.Length != 1 || labelDims[0] != dims[0])
+            throw new SadgException(SadgErrorCode.DataInvalid,
+                $"'{labelsPath}' holds [{string.Join(", ", labelDims)}] labels for {dims[0]} images in '{imagesPath}'; give the label file that belongs to the images.", labelsPath);
+        int n = Math.Min(dims[0], limit ?? int.MaxValue);
+        int[] shape = dims.Length == 3 ? [n, 1, dims[1], dims[2]] : [n, dims[1], dims[2], dims[3]];
+        int perImage = shape[1] * shape[2] * shape[3];
+        return (n == dims[0] ? pixels : pixels.AsSpan(0, n * perImage).ToArray(), shape, labels.AsSpan(0, n).ToArray());
+    }
+
     static SadgException Invalid(string path, string why) =>
         new(SadgErrorCode.DataInvalid, $"'{path}' is not a readable IDX file: {why}.", path);
 }
@@ -83,19 +103,10 @@ public sealed class LabelledImages : IDisposable
     /// </summary>
     public static LabelledImages FromIdx(string imagesPath, string labelsPath, int? limit = null)
     {
-        var (pixels, dims) = Idx.Read(imagesPath);
-        var (labels, labelDims) = Idx.Read(labelsPath);
-        if (dims.Length is not (3 or 4))
-            throw new SadgException(SadgErrorCode.DataInvalid, $"'{imagesPath}' has {dims.Length} dimensions; image files have 3 (N, H, W) or 4 (N, C, H, W).", imagesPath);
-        if (labelDims.Length != 1 || labelDims[0] != dims[0])
-            throw new SadgException(SadgErrorCode.DataInvalid,
-                $"'{labelsPath}' holds [{string.Join(", ", labelDims)}] labels for {dims[0]} images in '{imagesPath}'; give the label file that belongs to the images.", labelsPath);
-        long[] shape = dims.Length == 3 ? [dims[0], 1, dims[1], dims[2]] : dims.Select(d => (long)d).ToArray();
-        int n = Math.Min(dims[0], limit ?? int.MaxValue);
-        long perImage = pixels.Length / dims[0];
+        var (pixels, shape, labels) = Idx.ReadLabelled(imagesPath, labelsPath, limit);
         using var scope = NewDisposeScope();
-        var images = tensor(pixels.AsSpan(0, (int)(n * perImage)).ToArray(), [n, .. shape[1..]]).to_type(ScalarType.Float32).div_(255f);
-        var y = tensor(labels.AsSpan(0, n).ToArray()).to_type(ScalarType.Int64);
+        var images = tensor(pixels, shape.Select(d => (long)d).ToArray()).to_type(ScalarType.Float32).div_(255f);
+        var y = tensor(labels).to_type(ScalarType.Int64);
         return new LabelledImages(images, y);
     }
 
