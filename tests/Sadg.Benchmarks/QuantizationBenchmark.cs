@@ -9,6 +9,7 @@ using Sadg.Data;
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Pipeline;
 using Sadg.Quantization;
 using static TorchSharp.torch;
 
@@ -20,7 +21,7 @@ namespace Sadg.Benchmarks;
 /// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
-/// --reduced = W4A4 and W3A3, every method, one seed, the quick profile (≤ 15 minutes on 2 cores).
+/// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// </summary>
 static class QuantizationBenchmark
 {
@@ -32,7 +33,7 @@ static class QuantizationBenchmark
         bool reduced = args.Contains("--reduced");
         string profile = Arg(args, "--profile", reduced ? "quick" : "default");
         int seeds = int.Parse(Arg(args, "--seeds", reduced ? "1" : "3"), CultureInfo.InvariantCulture);
-        var bits = Arg(args, "--bits", reduced ? "W4A4,W3A3" : "W8A8,W4A4,W3A3").Split(',');
+        var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
         string root = RepoRoot();
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -45,7 +46,6 @@ static class QuantizationBenchmark
         using var test = LabelledImages.FromIdx(Path.Combine(dataFolder, "t10k-images-idx3-ubyte.gz"), Path.Combine(dataFolder, "t10k-labels-idx1-ubyte.gz"));
         using var train = LabelledImages.FromIdx(Path.Combine(dataFolder, "train-images-idx3-ubyte.gz"), Path.Combine(dataFolder, "train-labels-idx1-ubyte.gz"), 1024);
         using var testImages = ((test.Images - mean) / std).DetachFromDisposeScope();
-        using var realImages = ((train.Images - mean) / std).DetachFromDisposeScope();
         long[] labels = test.Labels.data<long>().ToArray();
 
         double fp32 = Accuracy(model.Proto, testImages, labels);
@@ -60,7 +60,7 @@ static class QuantizationBenchmark
             foreach (string method in methods)
                 for (int seed = 1; seed <= seeds; seed++)
                 {
-                    var row = RunOne(model, profile, method, weightBits, activationBits, seed, realImages, testImages, labels, root);
+                    var row = RunOne(model, profile, method, weightBits, activationBits, seed, train.Images, testImages, labels, root);
                     rows.Add(row with { Bits = b });
                     Console.WriteLine($"{b} {method} seed {seed}: top-1 {row.Top1:P2} (generate {row.GenerateSeconds:F0} s, quantize {row.QuantizeSeconds:F0} s)");
                 }
@@ -69,50 +69,41 @@ static class QuantizationBenchmark
         return 0;
     }
 
+    /// <summary>One cell: the library pipeline (as `sadg quantize` runs it), then ONNX Runtime on the test set.</summary>
     static Row RunOne(OnnxModel model, string profile, string method, int weightBits, int activationBits, int seed,
-        Tensor realImages, Tensor testImages, long[] labels, string root)
+        Tensor realPixels, Tensor testImages, long[] labels, string root)
     {
-        var generation = GenerationOptions.Profile(profile) with { Seed = seed };
-        var quantization = new QuantizationOptions
+        var options = new PipelineOptions
         {
-            WeightBits = weightBits, ActivationBits = activationBits, Seed = seed,
-            Iterations = method == "gaussian" ? 0 : ReconstructionSteps(profile),
-        };
-        var watch = Stopwatch.StartNew();
-        Tensor images;
-        using (var fp = new GraphModule(model))
-        {
-            QuantizedGraph? q0 = null;
-            images = method switch
+            WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed,
+            Method = method switch
             {
-                "real" => realImages.alias(),
-                "gaussian" => SyntheticData.GaussianNoise(fp, generation.Images, seed),
-                "genie" => SyntheticData.Generate(fp, GenerationMethod.GenieD, generation),
-                "sadag" => SyntheticData.Generate(fp, GenerationMethod.Sadag, generation,
-                    warm => (q0 = ModelQuantizer.Calibrate(model, warm, quantization).Quantized).Graph),
+                "gaussian" => CalibrationMethod.Gaussian,
+                "genie" => CalibrationMethod.Genie,
+                "sadag" => CalibrationMethod.Sadag,
+                "real" => CalibrationMethod.Real,
                 _ => throw new ArgumentException($"Unknown method '{method}'."),
-            };
-            q0?.Dispose();
-            if (seed == 1 && weightBits == 4 && method is "genie" or "sadag")
-            {
-                Directory.CreateDirectory(Path.Combine(root, "docs", "images"));
-                ImageGrid.Save(fp, images.narrow(0, 0, Math.Min(64, images.shape[0])), Path.Combine(root, "docs", "images", $"{method}.png"), columns: 16);
-            }
+            },
+            // Gaussian noise is the round-to-nearest baseline: no reconstruction.
+            ReconstructionSteps = method == "gaussian" ? 0 : null,
+            CalibrationImages = method == "real" ? realPixels : null,
+            Samples = method == "real" ? (int)realPixels.shape[0] : null,
+        };
+        using var result = QuantizationPipeline.Quantize(model, options);
+        var timings = result.Report.Timings;
+        double quantizeSeconds = timings.Where(t => t.Stage == "reconstruction").Sum(t => t.Seconds);
+        double generateSeconds = timings.Where(t => t.Stage != "reconstruction" && !t.Stage.Contains("ONNX Runtime")).Sum(t => t.Seconds);
+        if (seed == 1 && weightBits == 4 && method is "genie" or "sadag")
+        {
+            Directory.CreateDirectory(Path.Combine(root, "docs", "images"));
+            using var fp = new GraphModule(model);
+            var images = result.Images.Images;
+            ImageGrid.Save(fp, images.narrow(0, 0, Math.Min(64, images.shape[0])), Path.Combine(root, "docs", "images", $"{method}.png"), columns: 16);
         }
-        double generateSeconds = watch.Elapsed.TotalSeconds;
-
-        watch.Restart();
-        var outcome = ModelQuantizer.Quantize(model, images, quantization);
-        double quantizeSeconds = watch.Elapsed.TotalSeconds;
-        images.Dispose();
-
-        watch.Restart();
-        double top1 = Accuracy(outcome.QdqModel, testImages, labels);
-        return new Row("", method, seed, top1, generateSeconds, quantizeSeconds, watch.Elapsed.TotalSeconds, PeakRss(), outcome.QdqModel.CalculateSize());
+        var watch = Stopwatch.StartNew();
+        double top1 = Accuracy(result.Model, testImages, labels);
+        return new Row("", method, seed, top1, generateSeconds, quantizeSeconds, watch.Elapsed.TotalSeconds, PeakRss(), result.ModelBytes.Length);
     }
-
-    /// <summary>Reconstruction steps per block for a profile: quick 100, default 500, paper 20000.</summary>
-    static int ReconstructionSteps(string profile) => profile switch { "quick" => 100, "paper" => 20000, _ => 500 };
 
     /// <summary>Seconds per Genie-D step (one batch of 64) and per reconstruction step (batch 32), on this model.</summary>
     static (double Generation, double Reconstruction) StepTimes(OnnxModel model)
@@ -172,7 +163,7 @@ static class QuantizationBenchmark
         md.AppendLine("model is written as QDQ ONNX and scored by ONNX Runtime on the same 10,000 test images. Calibration data:");
         md.AppendLine("Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; 1024 real training");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(profile).Images} synthetic images, " +
-            $"{ReconstructionSteps(profile)} reconstruction steps per block. Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
+            $"{PipelineOptions.ProfileReconstructionSteps(profile)} reconstruction steps per block. Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
         md.AppendLine($"- Commit: {commit}");
