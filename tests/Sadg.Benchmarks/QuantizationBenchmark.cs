@@ -30,6 +30,7 @@ static class QuantizationBenchmark
 
     public static int Run(string[] args)
     {
+        if (args.Contains("--report-only")) return Rewrite(RepoRoot(), args);
         bool reduced = args.Contains("--reduced");
         string profile = Arg(args, "--profile", reduced ? "quick" : "default");
         int seeds = int.Parse(Arg(args, "--seeds", reduced ? "1" : "3"), CultureInfo.InvariantCulture);
@@ -151,10 +152,10 @@ static class QuantizationBenchmark
     }
 
     static void Write(string root, List<Row> rows, double fp32, string profile, int seeds, string[] args, double generationStep,
-        double reconstructionStep, string modelPath)
+        double reconstructionStep, string modelPath, string? commit = null)
     {
         string command = "dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization" + (args.Length > 0 ? " " + string.Join(' ', args) : "");
-        string commit = Git("rev-parse --short HEAD");
+        commit ??= Git("rev-parse --short HEAD");
         string machine = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, {RuntimeInformation.FrameworkDescription}, TorchSharp CPU";
         var md = new StringBuilder();
         md.AppendLine("# Quantization benchmark: ResNet-20 on Fashion-MNIST");
@@ -182,6 +183,23 @@ static class QuantizationBenchmark
         md.AppendLine();
         md.AppendLine("Peak RSS is the benchmark process's peak so far (it only grows), not a per-row measurement.");
         md.AppendLine();
+        md.AppendLine("## Targets");
+        md.AppendLine();
+        double? Mean(string bits, string method) =>
+            rows.Where(r => r.Bits == bits && r.Method == method).Select(r => r.Top1).DefaultIfEmpty(double.NaN).Average() is var v && !double.IsNaN(v) ? v : null;
+        string Verdict(bool met) => met ? "met" : "**missed**";
+        foreach (string method in rows.Where(r => r.Bits == "W8A8").Select(r => r.Method).Distinct())
+            md.AppendLine($"- W8A8 within 0.3 pt of FP32, {method}: {(Mean("W8A8", method)!.Value - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - Mean("W8A8", method)!.Value <= 0.003)}.");
+        if (Mean("W4A4", "sadag") is { } w4)
+            md.AppendLine($"- W4A4 SADAG within 2 pt of FP32: {(w4 - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - w4 <= 0.02)}.");
+        foreach (string bits in new[] { "W4A4", "W3A3" })
+            if (Mean(bits, "sadag") is { } sadag && Mean(bits, "genie") is { } genie)
+                md.AppendLine($"- SADAG ≥ Genie-D at {bits}: {sadag * 100:F2} vs {genie * 100:F2}, {Verdict(sadag >= genie)}.");
+        md.AppendLine();
+        md.AppendLine(seeds == 1
+            ? "One seed per cell: differences of a few tenths of a point are within run-to-run noise, so this run cannot rank Genie-D and SADAG; the full table (3 seeds) is the command without --reduced."
+            : $"Means over {seeds} seeds; the ± is the sample standard deviation.");
+        md.AppendLine();
         md.AppendLine("Synthetic images (seed 1, labelled by the FP32 model's class): Genie-D, then SADAG.");
         md.AppendLine();
         md.AppendLine("![Genie-D](images/genie.png)");
@@ -194,6 +212,23 @@ static class QuantizationBenchmark
             rows = rows.Select(r => new { r.Bits, r.Method, r.Seed, r.Top1, r.GenerateSeconds, r.QuantizeSeconds, r.EvaluateSeconds, r.PeakRssBytes, r.FileBytes }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(md);
+    }
+
+    /// <summary>Rewrites docs/benchmarks.md from docs/benchmarks.json (after a change to the report's layout).</summary>
+    static int Rewrite(string root, string[] args)
+    {
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "docs", "benchmarks.json")));
+        var r = json.RootElement;
+        var rows = r.GetProperty("rows").EnumerateArray().Select(e => new Row(e.GetProperty("Bits").GetString()!, e.GetProperty("Method").GetString()!,
+            e.GetProperty("Seed").GetInt32(), e.GetProperty("Top1").GetDouble(), e.GetProperty("GenerateSeconds").GetDouble(),
+            e.GetProperty("QuantizeSeconds").GetDouble(), e.GetProperty("EvaluateSeconds").GetDouble(), e.GetProperty("PeakRssBytes").GetInt64(),
+            e.GetProperty("FileBytes").GetInt64())).ToList();
+        string command = r.GetProperty("command").GetString()!;
+        var original = command.Split(" -- quantization").Last().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Write(root, rows, r.GetProperty("fp32").GetDouble(), r.GetProperty("profile").GetString()!, r.GetProperty("seeds").GetInt32(), original,
+            r.GetProperty("generationStepMs").GetDouble() / 1000, r.GetProperty("reconstructionStepMs").GetDouble() / 1000,
+            Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), r.GetProperty("commit").GetString()!);
+        return 0;
     }
 
     static string Arg(string[] args, string name, string fallback)
