@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using Sadg.Cli.Data;
 using Sadg.Cli.Output;
+using Sadg.Cli.Pipeline;
 using Sadg.Onnx;
 
 namespace Sadg.Cli.Commands;
@@ -131,55 +132,19 @@ public static class EvaluateCommand
         using var session = DeviceChoice.CreateOrtSession(path, device, console, announce);
         string outputName = model.Graph.Output[0].Name;
         int batch = input.DeclaredBatch > 0 ? (int)input.DeclaredBatch : batchSize;
-        int per = set.ImageSize, plane = h * w;
-        var predictions = new int[set.Count];
-        using var runOptions = new RunOptions();
-        using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
-        using (var stage = console.Stage($"evaluating {Path.GetFileName(path)}", set.Count))
+        int plane = h * w;
+        Action<Span<float>>? standardize = mean is null && std is null ? null : span =>
         {
-            var buffer = new float[batch * per];
-            for (int start = 0; start < set.Count; start += batch)
+            for (int i = 0; i < span.Length; i++)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                int count = Math.Min(batch, set.Count - start);
-                Array.Clear(buffer);
-                set.Images.AsSpan(start * per, count * per).CopyTo(buffer);
-                if (mean is not null || std is not null)
-                    for (int i = 0; i < count * per; i++)
-                    {
-                        int ch = i / plane % c;
-                        buffer[i] = (buffer[i] - (mean?[ch] ?? 0f)) / (std?[ch] ?? 1f);
-                    }
-                int rows = input.DeclaredBatch > 0 ? batch : count;
-                using var value = OrtValue.CreateTensorValueFromMemory(buffer.AsMemory(0, rows * per).ToArray(), [rows, c, h, w]);
-                IDisposableReadOnlyCollection<OrtValue> outputs;
-                try
-                {
-                    outputs = session.Run(runOptions, [input.Name], [value], [outputName]);
-                }
-                catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-                {
-                    throw new OperationCanceledException(cancellationToken);
-                }
-                catch (OnnxRuntimeException e)
-                {
-                    throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run '{path}': {e.Message.Split('\n')[0]}", path, inner: e);
-                }
-                using (outputs)
-                {
-                    var logits = outputs[0].GetTensorDataAsSpan<float>();
-                    int classes = logits.Length / rows;
-                    for (int r = 0; r < count; r++)
-                    {
-                        var row = logits.Slice(r * classes, classes);
-                        int best = 0;
-                        for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
-                        predictions[start + r] = best;
-                    }
-                }
-                stage.Report(start + count);
+                int ch = i / plane % c;
+                span[i] = (span[i] - (mean?[ch] ?? 0f)) / (std?[ch] ?? 1f);
             }
-        }
+        };
+        int[] predictions;
+        using (var stage = console.Stage($"evaluating {Path.GetFileName(path)}", set.Count))
+            predictions = OrtPredictions.Top1(session, input.Name, outputName, set.Images, set.Count, [c, h, w], batch, input.DeclaredBatch > 0,
+                standardize, done => stage.Report(done), path, cancellationToken);
         int correct = predictions.Where((p, i) => p == set.Labels[i]).Count();
         return new ModelEvaluation(path, new FileInfo(path).Length, predictions, (double)correct / set.Count, standardization);
     }

@@ -40,43 +40,10 @@ public static class OrtCheck
         }
         using (session)
         {
-            string inputName = session.InputNames[0];
-            string outputName = session.OutputNames[0];
-            long declared = session.InputMetadata[inputName].Dimensions is { Length: > 0 } dims && dims[0] > 0 ? dims[0] : 0;
-            int n = (int)shape[0], per = (int)(shape[1] * shape[2] * shape[3]);
-            int batch = declared > 0 ? (int)declared : 64;
-            var predictions = new int[n];
-            using var runOptions = new RunOptions();
-            using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
-            for (int start = 0; start < n; start += batch)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                int count = Math.Min(batch, n - start);
-                int rows = declared > 0 ? batch : count;
-                var buffer = new float[rows * per];
-                images.AsSpan(start * per, count * per).CopyTo(buffer);
-                using var value = OrtValue.CreateTensorValueFromMemory(buffer, [rows, shape[1], shape[2], shape[3]]);
-                IDisposableReadOnlyCollection<OrtValue> outputs;
-                try { outputs = session.Run(runOptions, [inputName], [value], [outputName]); }
-                catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested) { throw new OperationCanceledException(cancellationToken); }
-                catch (OnnxRuntimeException e)
-                {
-                    throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run the model: {e.Message.Split('\n')[0]}", inner: e);
-                }
-                using (outputs)
-                {
-                    var logits = outputs[0].GetTensorDataAsSpan<float>();
-                    int classes = logits.Length / rows;
-                    for (int r = 0; r < count; r++)
-                    {
-                        var row = logits.Slice(r * classes, classes);
-                        int best = 0;
-                        for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
-                        predictions[start + r] = best;
-                    }
-                }
-            }
-            return predictions;
+            long declared = session.InputMetadata[session.InputNames[0]].Dimensions is { Length: > 0 } dims && dims[0] > 0 ? dims[0] : 0;
+            int[] chw = [(int)shape[1], (int)shape[2], (int)shape[3]];
+            return OrtPredictions.Top1(session, session.InputNames[0], session.OutputNames[0], images, (int)shape[0], chw,
+                declared > 0 ? (int)declared : 64, declared > 0, prepare: null, progress: null, path: null, cancellationToken);
         }
     }
 }

@@ -1,0 +1,62 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace Sadg.Cli.Pipeline;
+
+/// <summary>Top-1 classes of a classifier run by ONNX Runtime over a set of images, batch by batch.</summary>
+public static class OrtPredictions
+{
+    /// <summary>
+    /// Runs <paramref name="session"/> on <paramref name="count"/> images [C, H, W] stored one after another in
+    /// <paramref name="images"/> and returns each image's top-1 class. A model declared with a fixed batch
+    /// (<paramref name="fixedBatch"/>) always gets full batches, padded with zeros. <paramref name="prepare"/> may
+    /// change each batch in place before it runs (standardization); <paramref name="progress"/> hears the number of
+    /// images done. Cancelling stops a running batch.
+    /// </summary>
+    public static int[] Top1(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
+        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken)
+    {
+        int per = chw[0] * chw[1] * chw[2];
+        var predictions = new int[count];
+        using var runOptions = new RunOptions();
+        using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
+        var buffer = new float[batch * per];
+        for (int start = 0; start < count; start += batch)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int n = Math.Min(batch, count - start);
+            Array.Clear(buffer);
+            images.AsSpan(start * per, n * per).CopyTo(buffer);
+            prepare?.Invoke(buffer.AsSpan(0, n * per));
+            int rows = fixedBatch ? batch : n;
+            using var value = OrtValue.CreateTensorValueFromMemory(buffer.AsMemory(0, rows * per).ToArray(), [rows, chw[0], chw[1], chw[2]]);
+            IDisposableReadOnlyCollection<OrtValue> outputs;
+            try
+            {
+                outputs = session.Run(runOptions, [inputName], [value], [outputName]);
+            }
+            catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+            catch (OnnxRuntimeException e)
+            {
+                string what = path is null ? "the model" : $"'{path}'";
+                throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run {what}: {e.Message.Split('\n')[0]}", path, inner: e);
+            }
+            using (outputs)
+            {
+                var logits = outputs[0].GetTensorDataAsSpan<float>();
+                int classes = logits.Length / rows;
+                for (int r = 0; r < n; r++)
+                {
+                    var row = logits.Slice(r * classes, classes);
+                    int best = 0;
+                    for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
+                    predictions[start + r] = best;
+                }
+            }
+            progress?.Invoke(start + n);
+        }
+        return predictions;
+    }
+}
