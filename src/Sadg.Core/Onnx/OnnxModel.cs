@@ -154,40 +154,10 @@ public sealed class OnnxModel
         return $"{(DataType)t.ElemType} {dims}";
     }
 
-    /// <summary>Writes the model atomically: to a temporary file beside the target, then renamed over it.</summary>
-    public static void Save(ModelProto proto, string path)
-    {
-        string full = System.IO.Path.GetFullPath(path);
-        string dir = System.IO.Path.GetDirectoryName(full)!;
-        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            Directory.CreateDirectory(dir);
-            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                proto.WriteTo(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(tmp);
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{path}': {e.Message}", path, inner: e);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
-    }
+    /// <summary>Writes the model atomically (<see cref="AtomicFile"/>).</summary>
+    public static void Save(ModelProto proto, string path) => AtomicFile.Write(path, proto.WriteTo);
 
     public void Save(string path) => Save(Proto, path);
-
-    static void TryDelete(string path)
-    {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
 }
 
 /// <summary>The image input of a classifier: name, channels, height, width, and whether the batch is fixed.</summary>
