@@ -21,6 +21,7 @@ namespace Sadg.Benchmarks;
 /// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
+///       [--out name (docs/name.md and .json; default benchmarks)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// </summary>
 static class QuantizationBenchmark
@@ -61,7 +62,7 @@ static class QuantizationBenchmark
             foreach (string method in methods)
                 for (int seed = 1; seed <= seeds; seed++)
                 {
-                    var row = RunOne(model, profile, method, weightBits, activationBits, seed, train.Images, testImages, labels, root);
+                    var row = RunOne(model, profile, method, weightBits, activationBits, seed, train.Images, testImages, labels, root, saveGrids: !args.Contains("--out"));
                     rows.Add(row with { Bits = b });
                     Console.WriteLine($"{b} {method} seed {seed}: top-1 {row.Top1:P2} (generate {row.GenerateSeconds:F0} s, quantize {row.QuantizeSeconds:F0} s)");
                 }
@@ -72,7 +73,7 @@ static class QuantizationBenchmark
 
     /// <summary>One cell: the library pipeline (as `sadg quantize` runs it), then ONNX Runtime on the test set.</summary>
     static Row RunOne(OnnxModel model, string profile, string method, int weightBits, int activationBits, int seed,
-        Tensor realPixels, Tensor testImages, long[] labels, string root)
+        Tensor realPixels, Tensor testImages, long[] labels, string root, bool saveGrids)
     {
         var options = new PipelineOptions
         {
@@ -205,8 +206,9 @@ static class QuantizationBenchmark
         md.AppendLine("![Genie-D](images/genie.png)");
         md.AppendLine();
         md.AppendLine("![SADAG](images/sadag.png)");
-        File.WriteAllText(Path.Combine(root, "docs", "benchmarks.md"), md.ToString());
-        File.WriteAllText(Path.Combine(root, "docs", "benchmarks.json"), JsonSerializer.Serialize(new
+        string name = Arg(args, "--out", "benchmarks");
+        File.WriteAllText(Path.Combine(root, "docs", $"{name}.md"), md.ToString());
+        File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
             machine, commit, command, profile, seeds, fp32, generationStepMs = generationStep * 1000, reconstructionStepMs = reconstructionStep * 1000,
             rows = rows.Select(r => new { r.Bits, r.Method, r.Seed, r.Top1, r.GenerateSeconds, r.QuantizeSeconds, r.EvaluateSeconds, r.PeakRssBytes, r.FileBytes }),
