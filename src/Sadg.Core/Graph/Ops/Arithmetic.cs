@@ -23,7 +23,7 @@ sealed class BinaryArithmeticOp : OnnxOp
 
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
-        var (a, b) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        var (a, b) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         return op switch
         {
             "Add" => [a + b],
@@ -43,7 +43,7 @@ sealed class PowOp(OpContext context) : OnnxOp(context)
 {
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
-        var (x, y) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        var (x, y) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         if (x.is_floating_point() && y.dtype != x.dtype && y.is_floating_point()) y = y.to_type(x.dtype);
         if (!x.is_floating_point() && y.is_floating_point())
             return [x.to_type(ScalarType.Float64).pow(y.to_type(ScalarType.Float64)).to_type(x.dtype)];
@@ -65,12 +65,12 @@ sealed class VariadicOp(OpContext context) : OnnxOp(context)
     {
         var present = inputs.Where(t => t is not null).Select(t => t!).ToList();
         if (present.Count == 0) throw Context.Error(SadgErrorCode.InvalidNode, "at least one input is required");
-        var device = ElementwiseHelpers.CommonDevice(present);
-        var result = ElementwiseHelpers.To(present[0], device);
+        var device = OpHelpers.CommonDevice(present);
+        var result = OpHelpers.OnDevice(present[0], device);
         if (present.Count == 1) return [result.alias()];
         for (int i = 1; i < present.Count; i++)
         {
-            var next = ElementwiseHelpers.To(present[i], device);
+            var next = OpHelpers.OnDevice(present[i], device);
             result = op switch
             {
                 "Min" => minimum(result, next),

@@ -14,7 +14,7 @@ sealed class ComparisonOp(OpContext context) : OnnxOp(context)
 
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
-        var (a, b) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        var (a, b) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         return op switch
         {
             "Equal" => [a.eq(b)],
@@ -36,7 +36,7 @@ sealed class BinaryLogicalOp(OpContext context) : OnnxOp(context)
 
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
-        var (a, b) = ElementwiseHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        var (a, b) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         return op switch
         {
             "And" => [a.logical_and(b)],
@@ -61,9 +61,9 @@ sealed class WhereOp(OpContext context) : OnnxOp(context)
         var condition = Required(inputs, 0);
         var x = Required(inputs, 1);
         var y = Required(inputs, 2);
-        var device = ElementwiseHelpers.CommonDevice([x, y, condition]);
-        condition = ElementwiseHelpers.To(condition, device);
+        var device = OpHelpers.CommonDevice([x, y, condition]);
+        condition = OpHelpers.OnDevice(condition, device);
         if (condition.dtype != ScalarType.Bool) condition = condition.ne(0);
-        return [where(condition, ElementwiseHelpers.To(x, device), ElementwiseHelpers.To(y, device))];
+        return [where(condition, OpHelpers.OnDevice(x, device), OpHelpers.OnDevice(y, device))];
     }
 }
