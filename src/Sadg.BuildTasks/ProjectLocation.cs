@@ -8,6 +8,10 @@ namespace Sadg.BuildTasks
     /// <summary>Reports metadata problems against the project file, on the line that declares the item when it can.</summary>
     internal static class ProjectLocation
     {
+        /// <summary>The file a task reports errors against: its ProjectFile parameter, else the file holding the task element.</summary>
+        public static string ForErrors(string projectFile, IBuildEngine? engine) =>
+            projectFile.Length > 0 ? projectFile : engine?.ProjectFileOfTaskNode ?? "";
+
         public static void LogProblems(TaskLoggingHelper log, string project, ModelItem model,
             System.Collections.Generic.IEnumerable<MetadataProblem> problems)
         {

@@ -20,7 +20,7 @@ namespace Sadg.BuildTasks
         /// holds the task element when empty.</summary>
         public string ProjectFile { get; set; } = "";
 
-        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
+        private string ProjectFileForErrors => ProjectLocation.ForErrors(ProjectFile, BuildEngine);
         /// <summary>Prepared models (from SadgPrepareModels): LogicalName, AccessorName, Embed, Bits, Source.</summary>
         [Required]
         public ITaskItem[] Models { get; set; } = Array.Empty<ITaskItem>();

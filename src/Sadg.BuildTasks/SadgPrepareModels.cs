@@ -22,7 +22,7 @@ namespace Sadg.BuildTasks
         /// holds the task element when empty.</summary>
         public string ProjectFile { get; set; } = "";
 
-        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
+        private string ProjectFileForErrors => ProjectLocation.ForErrors(ProjectFile, BuildEngine);
         /// <summary>The <c>QuantizeModel</c> items.</summary>
         [Required]
         public ITaskItem[] Models { get; set; } = Array.Empty<ITaskItem>();

@@ -21,7 +21,7 @@ namespace Sadg.BuildTasks
         /// holds the task element when empty.</summary>
         public string ProjectFile { get; set; } = "";
 
-        private string ProjectFileForErrors => ProjectFile.Length > 0 ? ProjectFile : BuildEngine?.ProjectFileOfTaskNode ?? "";
+        private string ProjectFileForErrors => ProjectLocation.ForErrors(ProjectFile, BuildEngine);
         private static readonly Regex DiagnosticLine = new Regex(
             @"^\s*(?<file>.*?)\((?<line>\d+),(?<col>\d+)\)\s*:\s*(?<kind>error|warning)\s+(?<code>SADG\d{4})\s*:\s*(?<msg>.*)$",
             RegexOptions.CultureInvariant);
