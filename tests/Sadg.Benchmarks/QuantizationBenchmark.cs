@@ -21,13 +21,15 @@ namespace Sadg.Benchmarks;
 /// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
-///       [--out name (docs/name.md and .json; default benchmarks)]
+///       [--out name (docs/name.md and .json; default benchmarks)] [--resume (keep the rows of an interrupted run)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// </summary>
 static class QuantizationBenchmark
 {
-    sealed record Row(string Bits, string Method, int Seed, double Top1, double GenerateSeconds, double QuantizeSeconds,
-        double EvaluateSeconds, long PeakRssBytes, long FileBytes);
+    /// <summary>One cell of the table. Warm-up: the Genie-D warm-up, made once per seed and shared by Genie-D and SADAG at
+    /// every bit width; Refine: SADAG's Q₀ reconstruction and refinement; Reconstruction: the final quantization.</summary>
+    sealed record Row(string Bits, string Method, int Seed, double Top1, double WarmupSeconds, double RefineSeconds,
+        double ReconstructionSeconds, double EvaluateSeconds, long PeakRssBytes, long FileBytes);
 
     public static int Run(string[] args)
     {
@@ -38,6 +40,7 @@ static class QuantizationBenchmark
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
         string root = RepoRoot();
+        string name = Arg(args, "--out", "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
         string dataFolder = Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
         set_num_threads(Environment.ProcessorCount);
@@ -55,47 +58,80 @@ static class QuantizationBenchmark
         var (generationStep, reconstructionStep) = StepTimes(model);
         Console.WriteLine($"one Genie-D step (batch 64): {generationStep * 1000:F0} ms; one reconstruction step (batch 32, averaged over blocks): {reconstructionStep * 1000:F0} ms");
 
-        var rows = new List<Row>();
-        foreach (string b in bits)
+        // --resume keeps the rows of an interrupted run with the same command (docs/<out>.partial.json).
+        string partial = Path.Combine(root, "docs", $"{name}.partial.json");
+        var rows = args.Contains("--resume") ? ReadPartial(partial, CommandLine(args)) : [];
+        if (rows.Count > 0) Console.WriteLine($"resuming: {rows.Count} row(s) from {Path.GetRelativePath(root, partial)}");
+        for (int seed = 1; seed <= seeds; seed++)
         {
-            int weightBits = int.Parse(b[1..b.IndexOf('A')], CultureInfo.InvariantCulture), activationBits = int.Parse(b[(b.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
-            foreach (string method in methods)
-                for (int seed = 1; seed <= seeds; seed++)
+            var todo = bits.SelectMany(b => methods.Select(m => (Bits: b, Method: m)))
+                .Where(c => !rows.Any(r => r.Bits == c.Bits && r.Method == c.Method && r.Seed == seed)).ToList();
+            if (todo.Count == 0) continue;
+            // One Genie-D warm-up per seed serves Genie-D and SADAG at every bit width (it does not depend on the bits).
+            SyntheticImages? warm = null;
+            double warmSeconds = 0;
+            long warmPeak = 0;
+            if (todo.Any(c => c.Method is "genie" or "sadag"))
+            {
+                ResetPeakRss();
+                var watch = Stopwatch.StartNew();
+                warm = QuantizationPipeline.WarmUp(model, Options(profile, "genie", 4, 4, seed, train.Images));
+                warmSeconds = watch.Elapsed.TotalSeconds;
+                warmPeak = PeakRss();
+                Console.WriteLine($"seed {seed}: Genie-D warm-up {warmSeconds:F0} s");
+            }
+            using (warm)
+                foreach (var (b, method) in todo)
                 {
-                    var row = RunOne(model, profile, method, weightBits, activationBits, seed, train.Images, testImages, labels, root, saveGrids: !args.Contains("--out"));
-                    rows.Add(row with { Bits = b });
-                    Console.WriteLine($"{b} {method} seed {seed}: top-1 {row.Top1:P2} (generate {row.GenerateSeconds:F0} s, quantize {row.QuantizeSeconds:F0} s)");
+                    int weightBits = int.Parse(b[1..b.IndexOf('A')], CultureInfo.InvariantCulture), activationBits = int.Parse(b[(b.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
+                    bool generated = method is "genie" or "sadag";
+                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images), generated ? warm : null,
+                        testImages, labels, root, saveGrids: name == "benchmarks");
+                    row = row with
+                    {
+                        Bits = b, WarmupSeconds = generated ? warmSeconds : 0,
+                        PeakRssBytes = generated ? Math.Max(row.PeakRssBytes, warmPeak) : row.PeakRssBytes,
+                    };
+                    rows.Add(row);
+                    WritePartial(partial, CommandLine(args), rows);
+                    Console.WriteLine($"{b} {method} seed {seed}: top-1 {row.Top1:P2} (warm-up {row.WarmupSeconds:F0} s, refine {row.RefineSeconds:F0} s, " +
+                        $"reconstruction {row.ReconstructionSeconds:F0} s, peak RSS {row.PeakRssBytes / 1048576} MB)");
                 }
         }
+        // The table in the order asked for: bit widths, then methods, then seeds.
+        rows = rows.OrderBy(r => Array.IndexOf(bits, r.Bits)).ThenBy(r => Array.IndexOf(methods, r.Method)).ThenBy(r => r.Seed).ToList();
         Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath);
+        File.Delete(partial);
         return 0;
     }
 
-    /// <summary>One cell: the library pipeline (as `sadg quantize` runs it), then ONNX Runtime on the test set.</summary>
-    static Row RunOne(OnnxModel model, string profile, string method, int weightBits, int activationBits, int seed,
-        Tensor realPixels, Tensor testImages, long[] labels, string root, bool saveGrids)
+    static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels) => new()
     {
-        var options = new PipelineOptions
+        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed,
+        Method = method switch
         {
-            WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed,
-            Method = method switch
-            {
-                "gaussian" => CalibrationMethod.Gaussian,
-                "genie" => CalibrationMethod.Genie,
-                "sadag" => CalibrationMethod.Sadag,
-                "real" => CalibrationMethod.Real,
-                _ => throw new ArgumentException($"Unknown method '{method}'."),
-            },
-            // Gaussian noise is the round-to-nearest baseline: no reconstruction.
-            ReconstructionSteps = method == "gaussian" ? 0 : null,
-            CalibrationImages = method == "real" ? realPixels : null,
-            Samples = method == "real" ? (int)realPixels.shape[0] : null,
-        };
-        using var result = QuantizationPipeline.Quantize(model, options);
+            "gaussian" => CalibrationMethod.Gaussian,
+            "genie" => CalibrationMethod.Genie,
+            "sadag" => CalibrationMethod.Sadag,
+            "real" => CalibrationMethod.Real,
+            _ => throw new ArgumentException($"Unknown method '{method}'."),
+        },
+        // Gaussian noise is the round-to-nearest baseline: no reconstruction.
+        ReconstructionSteps = method == "gaussian" ? 0 : null,
+        CalibrationImages = method == "real" ? realPixels : null,
+        Samples = method == "real" ? (int)realPixels.shape[0] : null,
+    };
+
+    /// <summary>One cell: the library pipeline (as `sadg quantize` runs it, with a shared warm-up), then ONNX Runtime on the test set.</summary>
+    static Row RunOne(OnnxModel model, PipelineOptions options, SyntheticImages? warm, Tensor testImages, long[] labels, string root, bool saveGrids)
+    {
+        ResetPeakRss();
+        using var result = QuantizationPipeline.Quantize(model, options, warmUp: warm);
         var timings = result.Report.Timings;
-        double quantizeSeconds = timings.Where(t => t.Stage == "reconstruction").Sum(t => t.Seconds);
-        double generateSeconds = timings.Where(t => t.Stage != "reconstruction" && !t.Stage.Contains("ONNX Runtime")).Sum(t => t.Seconds);
-        if (seed == 1 && weightBits == 4 && method is "genie" or "sadag")
+        double reconstruction = timings.Where(t => t.Stage == "reconstruction").Sum(t => t.Seconds);
+        double refine = timings.Where(t => t.Stage is "reconstruction (Q0)" or "refinement (SADAG)").Sum(t => t.Seconds);
+        string method = PipelineOptions.MethodName(options.Method);
+        if (saveGrids && options.Seed == 1 && options.WeightBits == 4 && options.Method is CalibrationMethod.Genie or CalibrationMethod.Sadag)
         {
             Directory.CreateDirectory(Path.Combine(root, "docs", "images"));
             using var fp = new GraphModule(model);
@@ -104,7 +140,7 @@ static class QuantizationBenchmark
         }
         var watch = Stopwatch.StartNew();
         double top1 = Accuracy(result.Model, testImages, labels);
-        return new Row("", method, seed, top1, generateSeconds, quantizeSeconds, watch.Elapsed.TotalSeconds, PeakRss(), result.ModelBytes.Length);
+        return new Row("", method, options.Seed, top1, 0, refine, reconstruction, watch.Elapsed.TotalSeconds, PeakRss(), result.ModelBytes.Length);
     }
 
     /// <summary>Seconds per Genie-D step (one batch of 64) and per reconstruction step (batch 32), on this model.</summary>
@@ -145,7 +181,14 @@ static class QuantizationBenchmark
         return (double)correct / images.shape[0];
     }
 
-    /// <summary>The process's peak resident set so far (VmHWM), in bytes.</summary>
+    /// <summary>Resets the process's peak resident set (VmHWM) to its current size (Linux: "5" into /proc/self/clear_refs).</summary>
+    static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>The process's peak resident set since the last <see cref="ResetPeakRss"/> (VmHWM), in bytes.</summary>
     static long PeakRss()
     {
         var line = File.Exists("/proc/self/status") ? File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:")) : null;
@@ -155,7 +198,7 @@ static class QuantizationBenchmark
     static void Write(string root, List<Row> rows, double fp32, string profile, int seeds, string[] args, double generationStep,
         double reconstructionStep, string modelPath, string? commit = null)
     {
-        string command = "dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization" + (args.Length > 0 ? " " + string.Join(' ', args) : "");
+        string command = CommandLine(args);
         commit ??= Git("rev-parse --short HEAD");
         string machine = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, {RuntimeInformation.FrameworkDescription}, TorchSharp CPU";
         var md = new StringBuilder();
@@ -172,17 +215,23 @@ static class QuantizationBenchmark
         md.AppendLine($"- Command: `{command}`");
         md.AppendLine($"- One Genie-D step (batch 64): {generationStep * 1000:F0} ms; one reconstruction step (batch 32, mean over blocks, calibration included): {reconstructionStep * 1000:F0} ms");
         md.AppendLine();
-        md.AppendLine($"| bits | method | top-1 (mean ± std over {seeds} seed{(seeds > 1 ? "s" : "")}) | Δ vs FP32 | generate s | quantize s | peak RSS MB | file KB |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine($"| bits | method | top-1 (mean ± std over {seeds} seed{(seeds > 1 ? "s" : "")}) | Δ vs FP32 | warm-up s | Q₀ + refine s | reconstruction s | peak RSS MB | file KB |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var group in rows.GroupBy(r => (r.Bits, r.Method)))
         {
             var top1 = group.Select(r => r.Top1).ToArray();
             double m = top1.Average(), s = top1.Length > 1 ? Math.Sqrt(top1.Sum(v => (v - m) * (v - m)) / (top1.Length - 1)) : 0;
             md.AppendLine($"| {group.Key.Bits} | {group.Key.Method} | {m * 100:F2} ± {s * 100:F2} | {(m - fp32) * 100:+0.00;-0.00} | " +
-                $"{group.Average(r => r.GenerateSeconds):F0} | {group.Average(r => r.QuantizeSeconds):F0} | {group.Max(r => r.PeakRssBytes) / 1048576} | {group.First().FileBytes / 1024} |");
+                $"{group.Average(r => r.WarmupSeconds):F0} | {group.Average(r => r.RefineSeconds):F0} | {group.Average(r => r.ReconstructionSeconds):F0} | " +
+                $"{group.Max(r => r.PeakRssBytes) / 1048576} | {group.First().FileBytes / 1024} |");
         }
         md.AppendLine();
-        md.AppendLine("Peak RSS is the benchmark process's peak so far (it only grows), not a per-row measurement.");
+        md.AppendLine("Times are means over seeds, in seconds. The Genie-D warm-up does not depend on the bit width, so it runs once per seed and " +
+            "serves Genie-D and SADAG at every bit width (the pipeline copies it; the result is the same as a run of its own); its time is shown on " +
+            "each row that uses it. Q₀ + refine is SADAG's own cost: reconstructing the warm-up quantized model Q₀ and the sharpness-aware refinement. " +
+            "One `sadg quantize` run costs warm-up + Q₀ + refine + reconstruction. Peak RSS is the process's peak resident memory during the row " +
+            "(reset before each row through /proc/self/clear_refs; for Genie-D and SADAG the larger of the row's and the warm-up's), with the " +
+            "10,000 test images and the model loaded.");
         md.AppendLine();
         md.AppendLine("## Targets");
         md.AppendLine();
@@ -211,7 +260,7 @@ static class QuantizationBenchmark
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
             machine, commit, command, profile, seeds, fp32, generationStepMs = generationStep * 1000, reconstructionStepMs = reconstructionStep * 1000,
-            rows = rows.Select(r => new { r.Bits, r.Method, r.Seed, r.Top1, r.GenerateSeconds, r.QuantizeSeconds, r.EvaluateSeconds, r.PeakRssBytes, r.FileBytes }),
+            rows,
         }, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(md);
     }
@@ -221,16 +270,33 @@ static class QuantizationBenchmark
     {
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "docs", "benchmarks.json")));
         var r = json.RootElement;
-        var rows = r.GetProperty("rows").EnumerateArray().Select(e => new Row(e.GetProperty("Bits").GetString()!, e.GetProperty("Method").GetString()!,
-            e.GetProperty("Seed").GetInt32(), e.GetProperty("Top1").GetDouble(), e.GetProperty("GenerateSeconds").GetDouble(),
-            e.GetProperty("QuantizeSeconds").GetDouble(), e.GetProperty("EvaluateSeconds").GetDouble(), e.GetProperty("PeakRssBytes").GetInt64(),
-            e.GetProperty("FileBytes").GetInt64())).ToList();
+        var rows = r.GetProperty("rows").Deserialize<List<Row>>()!;
         string command = r.GetProperty("command").GetString()!;
         var original = command.Split(" -- quantization").Last().Split(' ', StringSplitOptions.RemoveEmptyEntries);
         Write(root, rows, r.GetProperty("fp32").GetDouble(), r.GetProperty("profile").GetString()!, r.GetProperty("seeds").GetInt32(), original,
             r.GetProperty("generationStepMs").GetDouble() / 1000, r.GetProperty("reconstructionStepMs").GetDouble() / 1000,
             Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), r.GetProperty("commit").GetString()!);
         return 0;
+    }
+
+    static string CommandLine(string[] args) =>
+        "dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization" +
+        (args.Where(a => a != "--resume").ToArray() is { Length: > 0 } rest ? " " + string.Join(' ', rest) : "");
+
+    /// <summary>The rows finished so far by an interrupted run of the same command, or none.</summary>
+    static List<Row> ReadPartial(string path, string command)
+    {
+        if (!File.Exists(path)) return [];
+        using var json = JsonDocument.Parse(File.ReadAllText(path));
+        return json.RootElement.GetProperty("command").GetString() == command
+            ? json.RootElement.GetProperty("rows").Deserialize<List<Row>>()! : [];
+    }
+
+    static void WritePartial(string path, string command, List<Row> rows)
+    {
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(new { command, rows }, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(tmp, path, overwrite: true);
     }
 
     static string Arg(string[] args, string name, string fallback)

@@ -54,6 +54,17 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
 
     public int LatentDim { get; }
 
+    /// <summary>An independent generator with this one's weights and batch-norm buffers, on the same device.</summary>
+    public GenieGenerator Copy()
+    {
+        var copy = new GenieGenerator(Channels, Height, Width, LatentDim, features, 0, l1.weight!.device);
+        using var noGrad = no_grad();
+        var source = state_dict();
+        foreach (var (name, tensor) in copy.state_dict()) tensor.copy_(source[name]);
+        copy.train(training);
+        return copy;
+    }
+
     /// <summary>Images [B, C, H, W] from latents [B, LatentDim].</summary>
     public override Tensor forward(Tensor z)
     {

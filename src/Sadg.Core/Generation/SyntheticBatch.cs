@@ -38,6 +38,15 @@ public sealed class SyntheticBatch : IDisposable
         old.Dispose();
     }
 
+    /// <summary>An independent copy (generator, latents, images and targets), for refining one warm-up in several ways.</summary>
+    public SyntheticBatch Copy()
+    {
+        using var noGrad = no_grad();
+        return new SyntheticBatch(Index, Generator.Copy(),
+            (Parameter)new Parameter(Latent.detach().clone(), Latent.requires_grad).DetachFromDisposeScope(),
+            Images.detach().clone().DetachFromDisposeScope(), Targets?.clone().DetachFromDisposeScope());
+    }
+
     public void Dispose()
     {
         Generator.Dispose();

@@ -31,6 +31,13 @@ public sealed class SyntheticImages : IDisposable
     /// <summary>All images [N, C, H, W] in batch order (a new tensor, detached from any dispose scope).</summary>
     public Tensor Images() => cat(batches.Select(b => b.Images).ToArray(), 0).DetachFromDisposeScope();
 
+    /// <summary>
+    /// An independent copy of every batch. Refining the copy leaves this warm-up as it is, so one warm-up can serve
+    /// Genie-D and SADAG at several bit widths; the copy refines exactly as the original would.
+    /// </summary>
+    public SyntheticImages Copy() =>
+        new(batches.Select(b => b.Copy()).ToList(), UsedBatchNormStatistics, Warning) { Refined = Refined };
+
     public void Dispose()
     {
         foreach (var b in batches) b.Dispose();

@@ -96,10 +96,31 @@ public static class QuantizationPipeline
         return MakeImages(model, fp, options, InputStandardization.FromMetadata(model), reporter, cancellationToken);
     }
 
+    /// <summary>
+    /// Runs only the Genie-D warm-up that <see cref="Quantize"/> would run for Genie-D or SADAG with these options,
+    /// to pass to several <see cref="Quantize"/> calls (bit widths, methods) that share the model, profile and seed.
+    /// </summary>
+    public static SyntheticImages WarmUp(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
+        CancellationToken cancellationToken = default)
+    {
+        reporter ??= NullPipelineReporter.Instance;
+        Seed(options.Seed);
+        using var fp = new GraphModule(model, options.Device ?? CPU);
+        var recorder = new GenerationRecorder(reporter);
+        var warm = SyntheticData.WarmUp(fp, GenerationFor(options), recorder, cancellationToken);
+        recorder.Finish([]);
+        return warm;
+    }
+
     /// <summary>Quantizes <paramref name="model"/>: calibration images, reconstruction, QDQ model, ONNX Runtime check.</summary>
     /// <param name="modelBytes">The model file's bytes (for the report's hash and the FP side of the check); null: serialized from the model.</param>
+    /// <param name="warmUp">
+    /// A Genie-D warm-up already made with this model and <see cref="PipelineOptions.Generation"/> (one warm-up can
+    /// serve Genie-D and SADAG at several bit widths); it is copied, not changed, and its time is not in the report.
+    /// null: the pipeline makes its own. The result is the same either way.
+    /// </param>
     public static PipelineResult Quantize(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
-        CancellationToken cancellationToken = default, byte[]? modelBytes = null)
+        CancellationToken cancellationToken = default, byte[]? modelBytes = null, SyntheticImages? warmUp = null)
     {
         reporter ??= NullPipelineReporter.Instance;
         var total = Stopwatch.StartNew();
@@ -111,7 +132,7 @@ public static class QuantizationPipeline
 
         CalibrationSet images;
         using (var fp = new GraphModule(model, device))
-            images = MakeImages(model, fp, options, standardization, reporter, cancellationToken);
+            images = MakeImages(model, fp, options, standardization, reporter, cancellationToken, warmUp);
         try
         {
             var timings = images.Timings;
@@ -200,7 +221,7 @@ public static class QuantizationPipeline
     }
 
     static CalibrationSet MakeImages(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
-        IPipelineReporter reporter, CancellationToken cancellationToken)
+        IPipelineReporter reporter, CancellationToken cancellationToken, SyntheticImages? sharedWarmUp = null)
     {
         var timings = new List<StageTiming>();
         var losses = new List<StageLosses>();
@@ -232,10 +253,15 @@ public static class QuantizationPipeline
             default:
             {
                 var generation = GenerationFor(options);
+                if (sharedWarmUp is not null && (sharedWarmUp.Refined || sharedWarmUp.Batches.Sum(b => b.Images.shape[0]) != generation.Images))
+                    throw new ArgumentException($"The shared warm-up must be an unrefined Genie-D warm-up of {generation.Images} images.", nameof(sharedWarmUp));
                 var recorder = new GenerationRecorder(reporter);
-                using var warm = SyntheticData.WarmUp(fp, generation, recorder, cancellationToken);
-                recorder.Finish(losses);
-                timings.Add(new StageTiming("warm-up (Genie-D)", clock.Elapsed.TotalSeconds));
+                using var warm = sharedWarmUp?.Copy() ?? SyntheticData.WarmUp(fp, generation, recorder, cancellationToken);
+                if (sharedWarmUp is null)
+                {
+                    recorder.Finish(losses);
+                    timings.Add(new StageTiming("warm-up (Genie-D)", clock.Elapsed.TotalSeconds));
+                }
                 warning = warm.Warning;
                 usedStatistics = warm.UsedBatchNormStatistics;
                 if (options.Method == CalibrationMethod.Sadag)
