@@ -124,6 +124,7 @@ public sealed record PipelineOptions
             ["profile"] = Profile,
             ["reconstruction_steps"] = ResolvedReconstructionSteps.ToString(CultureInfo.InvariantCulture),
             ["samples"] = Samples?.ToString(CultureInfo.InvariantCulture) ?? "profile",
+            ["scale_steps"] = Quantization().ScaleSteps.ToString().ToLowerInvariant(),
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
         };
         if (Method == CalibrationMethod.Real) values["calibration_sha256"] = CalibrationDataHash ?? "none";

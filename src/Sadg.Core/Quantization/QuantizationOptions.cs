@@ -29,6 +29,19 @@ public sealed record BitPolicy
     };
 }
 
+/// <summary>How a learning rate of a quantization scale is measured.</summary>
+public enum ScaleSteps
+{
+    /// <summary>
+    /// Each Adam step moves a scale by about lr × its initial value: the same relative change for an 8-bit weight
+    /// scale of 0.005 as for an activation scale of 0.5, and for a model whose weights are multiplied by 10.
+    /// </summary>
+    Relative,
+
+    /// <summary>Each Adam step moves a scale by about lr, whatever its size (the paper's form).</summary>
+    Absolute,
+}
+
 /// <summary>
 /// Quantization and block reconstruction (Genie-M / BRECQ with QDrop). Each hyper-parameter shows its paper value;
 /// the defaults are the paper's except the iteration count, which is the caller's budget.
@@ -52,11 +65,17 @@ public sealed record QuantizationOptions
     /// <summary>Adam learning rate of the rounding variables V (paper: 1e-3).</summary>
     public double RoundingLearningRate { get; init; } = 1e-3;
 
-    /// <summary>Adam learning rate of the weight scales, with cosine decay (paper: 1e-4).</summary>
+    /// <summary>
+    /// Adam learning rate of the weight scales, with cosine decay (paper: 1e-4). With
+    /// <see cref="ScaleSteps.Relative"/> it is a fraction of each scale's initial value per step.
+    /// </summary>
     public double WeightScaleLearningRate { get; init; } = 1e-4;
 
-    /// <summary>Adam learning rate of the activation scales, LSQ (paper: 4e-5).</summary>
+    /// <summary>Adam learning rate of the activation scales, LSQ (paper: 4e-5); relative like <see cref="WeightScaleLearningRate"/>.</summary>
     public double ActivationScaleLearningRate { get; init; } = 4e-5;
+
+    /// <summary>Whether the scale learning rates are absolute or relative to each scale's initial value (default: relative).</summary>
+    public ScaleSteps ScaleSteps { get; init; } = ScaleSteps.Relative;
 
     /// <summary>λ, the weight of the rounding regularizer (paper: 1).</summary>
     public double RoundingLossWeight { get; init; } = 1.0;

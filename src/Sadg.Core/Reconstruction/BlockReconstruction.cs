@@ -13,7 +13,9 @@ public sealed record ReconstructionProgress(int Block, int Blocks, int Step, int
 /// its activation quantizers are calibrated on the quantized path's inputs, then its weight rounding (AdaRound),
 /// weight scales and activation scales (LSQ) are learned to minimize
 /// mean over the batch of Σ(y_q − y)² + λ Σ(1 − |2h − 1|^β), where the block input mixes the full-precision
-/// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output.
+/// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output. Scale
+/// learning rates are relative to each scale's initial value unless <see cref="QuantizationOptions.ScaleSteps"/> says
+/// otherwise.
 /// </summary>
 public static class BlockReconstruction
 {
@@ -107,6 +109,11 @@ public static class BlockReconstruction
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
             ? optim.Adam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
 
+        // Relative scale steps: each Adam update of a scale is multiplied by the scale's initial value.
+        var scales = weights.Select(w => (Tensor)w.Scale).Concat(activations.Select(a => (Tensor)a.Scale)).ToList();
+        using var initialScope = NewDisposeScope();
+        var initialScales = options.ScaleSteps == ScaleSteps.Relative ? scales.Select(t => t.detach().clone()).ToList() : [];
+
         q.SetTraining(true);
         try
         {
@@ -137,12 +144,16 @@ public static class BlockReconstruction
                 weightScaleOptimizer.zero_grad();
                 activationOptimizer?.zero_grad();
                 loss.backward();
+                var before = initialScales.Count > 0 ? scales.Select(t => t.detach().clone()).ToList() : null;
                 roundingOptimizer.step();
                 weightScaleOptimizer.step();
                 weightScaleSchedule.step();
                 activationOptimizer?.step();
                 using (no_grad())
                 {
+                    if (before is not null)
+                        for (int i = 0; i < scales.Count; i++)
+                            scales[i].copy_(before[i] + (scales[i] - before[i]) * initialScales[i]);
                     // A learned scale must stay a valid quantization step.
                     foreach (var w in weights) w.Scale.clamp_(min: MinScale);
                     foreach (var a in activations) a.Scale.clamp_(min: MinScale);
