@@ -18,10 +18,11 @@ namespace Sadg.Benchmarks;
 /// <summary>
 /// The paper's kind of table on the sample model: bit widths × calibration data (Gaussian noise with
 /// round-to-nearest, Genie-D, SADAG, 1024 real training images) × seeds; top-1 on the Fashion-MNIST test set with
-/// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json.
+/// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json (the
+/// synthetic image grids in docs/images only from that full run).
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
-///       [--out name (docs/name.md and .json; default benchmarks)] [--resume (keep the rows of an interrupted run)]
+///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// </summary>
 static class QuantizationBenchmark
@@ -40,10 +41,12 @@ static class QuantizationBenchmark
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
         string root = RepoRoot();
-        string name = Arg(args, "--out", "benchmarks");
+        string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
         string dataFolder = Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
         set_num_threads(Environment.ProcessorCount);
+        // The commit measured, read now: the working tree may move on during a long run.
+        string commit = Git("rev-parse --short HEAD") + (Git("status --porcelain --untracked-files=no") is "" or "unknown" ? "" : " (with uncommitted changes)");
 
         var model = OnnxModel.Load(modelPath);
         var meta = model.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
@@ -100,7 +103,7 @@ static class QuantizationBenchmark
         }
         // The table in the order asked for: bit widths, then methods, then seeds.
         rows = rows.OrderBy(r => Array.IndexOf(bits, r.Bits)).ThenBy(r => Array.IndexOf(methods, r.Method)).ThenBy(r => r.Seed).ToList();
-        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath);
+        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath, commit);
         File.Delete(partial);
         return 0;
     }
@@ -255,7 +258,7 @@ static class QuantizationBenchmark
         md.AppendLine("![Genie-D](images/genie.png)");
         md.AppendLine();
         md.AppendLine("![SADAG](images/sadag.png)");
-        string name = Arg(args, "--out", "benchmarks");
+        string name = Arg(args, "--out", args.Contains("--reduced") ? "benchmarks-reduced" : "benchmarks");
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.md"), md.ToString());
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
@@ -265,10 +268,10 @@ static class QuantizationBenchmark
         Console.WriteLine(md);
     }
 
-    /// <summary>Rewrites docs/benchmarks.md from docs/benchmarks.json (after a change to the report's layout).</summary>
+    /// <summary>Rewrites docs/&lt;out&gt;.md from docs/&lt;out&gt;.json (after a change to the report's layout).</summary>
     static int Rewrite(string root, string[] args)
     {
-        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "docs", "benchmarks.json")));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "docs", Arg(args, "--out", "benchmarks") + ".json")));
         var r = json.RootElement;
         var rows = r.GetProperty("rows").Deserialize<List<Row>>()!;
         string command = r.GetProperty("command").GetString()!;
