@@ -15,7 +15,7 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 
 // No-op build overhead of the MSBuild integration (see BuildNoop.cs). Writes docs/benchmarks/build-noop.md.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- build-noop [--iterations N]
-// The paper's table on the sample model (see QuantizationBenchmark.cs). Writes docs/benchmarks.md and .json.
+// The paper's table on the sample model (see QuantizationBenchmark.cs). Writes docs/benchmarks.md and .json (docs/benchmarks-reduced.* with --reduced).
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] ...
 if (args.Length > 0 && args[0] == "build-noop")
     return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
