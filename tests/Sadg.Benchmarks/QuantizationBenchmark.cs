@@ -23,6 +23,7 @@ namespace Sadg.Benchmarks;
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
+///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// </summary>
 static class QuantizationBenchmark
@@ -40,6 +41,7 @@ static class QuantizationBenchmark
         int seeds = int.Parse(Arg(args, "--seeds", reduced ? "1" : "3"), CultureInfo.InvariantCulture);
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
+        var scaleSteps = Enum.Parse<ScaleSteps>(Arg(args, "--scale-steps", "relative"), ignoreCase: true);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -78,7 +80,7 @@ static class QuantizationBenchmark
             {
                 ResetPeakRss();
                 var watch = Stopwatch.StartNew();
-                warm = QuantizationPipeline.WarmUp(model, Options(profile, "genie", 4, 4, seed, train.Images));
+                warm = QuantizationPipeline.WarmUp(model, Options(profile, "genie", 4, 4, seed, train.Images, scaleSteps));
                 warmSeconds = watch.Elapsed.TotalSeconds;
                 warmPeak = PeakRss();
                 Console.WriteLine($"seed {seed}: Genie-D warm-up {warmSeconds:F0} s");
@@ -88,7 +90,7 @@ static class QuantizationBenchmark
                 {
                     int weightBits = int.Parse(b[1..b.IndexOf('A')], CultureInfo.InvariantCulture), activationBits = int.Parse(b[(b.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
                     bool generated = method is "genie" or "sadag";
-                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images), generated ? warm : null,
+                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, scaleSteps), generated ? warm : null,
                         testImages, labels, root, saveGrids: name == "benchmarks");
                     row = row with
                     {
@@ -108,9 +110,9 @@ static class QuantizationBenchmark
         return 0;
     }
 
-    static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels) => new()
+    static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, ScaleSteps scaleSteps) => new()
     {
-        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed,
+        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed, ScaleSteps = scaleSteps,
         Method = method switch
         {
             "gaussian" => CalibrationMethod.Gaussian,
@@ -211,7 +213,8 @@ static class QuantizationBenchmark
         md.AppendLine("model is written as QDQ ONNX and scored by ONNX Runtime on the same 10,000 test images. Calibration data:");
         md.AppendLine("Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; 1024 real training");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(profile).Images} synthetic images, " +
-            $"{PipelineOptions.ProfileReconstructionSteps(profile)} reconstruction steps per block. Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
+            $"{PipelineOptions.ProfileReconstructionSteps(profile)} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
+            "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
         md.AppendLine($"- Commit: {commit}");

@@ -55,6 +55,9 @@ public sealed record PipelineOptions
     /// </summary>
     public int? ReconstructionSteps { get; init; }
 
+    /// <summary>How the scales' learning rates are measured (relative to each initial scale by default). For experiments.</summary>
+    public ScaleSteps ScaleSteps { get; init; } = ScaleSteps.Relative;
+
     /// <summary>Overrides the profile's warm-up and refinement steps per batch. Internal, like <see cref="ReconstructionSteps"/>.</summary>
     public int? GenerationSteps { get; init; }
 
@@ -72,7 +75,7 @@ public sealed record PipelineOptions
     /// <summary>The ONNX Runtime check; null skips it.</summary>
     public RuntimeTop1? Runtime { get; init; }
 
-    /// <summary>Reconstruction steps per block of each profile: quick 100, default 500, paper 20000 (batch 32, paper learning rates).</summary>
+    /// <summary>Reconstruction steps per block of each profile: quick 100, default 500, paper 20000 (batch 32, the paper's learning rates, relative for scales).</summary>
     public static int ProfileReconstructionSteps(string profile) => profile switch
     {
         "quick" => 100,
@@ -99,6 +102,7 @@ public sealed record PipelineOptions
         Iterations = ResolvedReconstructionSteps,
         BatchSize = 32,
         Seed = Seed,
+        ScaleSteps = ScaleSteps,
     };
 
     /// <summary>The number of calibration images this run uses.</summary>
@@ -124,7 +128,7 @@ public sealed record PipelineOptions
             ["profile"] = Profile,
             ["reconstruction_steps"] = ResolvedReconstructionSteps.ToString(CultureInfo.InvariantCulture),
             ["samples"] = Samples?.ToString(CultureInfo.InvariantCulture) ?? "profile",
-            ["scale_steps"] = Quantization().ScaleSteps.ToString().ToLowerInvariant(),
+            ["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant(),
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
         };
         if (Method == CalibrationMethod.Real) values["calibration_sha256"] = CalibrationDataHash ?? "none";
