@@ -65,7 +65,8 @@ static class QuantizationBenchmark
 
         // --resume keeps the rows of an interrupted run with the same command (docs/<out>.partial.json).
         string partial = Path.Combine(root, "docs", $"{name}.partial.json");
-        var rows = args.Contains("--resume") ? ReadPartial(partial, CommandLine(args)) : [];
+        var wall = Stopwatch.StartNew();
+        var (rows, priorWall) = args.Contains("--resume") ? ReadPartial(partial, CommandLine(args)) : ([], 0);
         if (rows.Count > 0) Console.WriteLine($"resuming: {rows.Count} row(s) from {Path.GetRelativePath(root, partial)}");
         for (int seed = 1; seed <= seeds; seed++)
         {
@@ -98,14 +99,14 @@ static class QuantizationBenchmark
                         PeakRssBytes = generated ? Math.Max(row.PeakRssBytes, warmPeak) : row.PeakRssBytes,
                     };
                     rows.Add(row);
-                    WritePartial(partial, CommandLine(args), rows);
+                    WritePartial(partial, CommandLine(args), rows, priorWall + wall.Elapsed.TotalSeconds);
                     Console.WriteLine($"{b} {method} seed {seed}: top-1 {row.Top1:P2} (warm-up {row.WarmupSeconds:F0} s, refine {row.RefineSeconds:F0} s, " +
                         $"reconstruction {row.ReconstructionSeconds:F0} s, peak RSS {row.PeakRssBytes / 1048576} MB)");
                 }
         }
         // The table in the order asked for: bit widths, then methods, then seeds.
         rows = rows.OrderBy(r => Array.IndexOf(bits, r.Bits)).ThenBy(r => Array.IndexOf(methods, r.Method)).ThenBy(r => r.Seed).ToList();
-        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath, commit);
+        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath, commit, priorWall + wall.Elapsed.TotalSeconds);
         File.Delete(partial);
         return 0;
     }
@@ -201,7 +202,7 @@ static class QuantizationBenchmark
     }
 
     static void Write(string root, List<Row> rows, double fp32, string profile, int seeds, string[] args, double generationStep,
-        double reconstructionStep, string modelPath, string? commit = null)
+        double reconstructionStep, string modelPath, string? commit = null, double? wallSeconds = null)
     {
         string command = CommandLine(args);
         commit ??= Git("rev-parse --short HEAD");
@@ -219,6 +220,7 @@ static class QuantizationBenchmark
         md.AppendLine($"- Machine: {machine}");
         md.AppendLine($"- Commit: {commit}");
         md.AppendLine($"- Command: `{command}`");
+        if (wallSeconds is { } w) md.AppendLine($"- Wall time of the whole run: {w / 60:F0} min");
         md.AppendLine($"- One Genie-D step (batch 64): {generationStep * 1000:F0} ms; one reconstruction step (batch 32, mean over blocks, calibration included): {reconstructionStep * 1000:F0} ms");
         md.AppendLine();
         md.AppendLine($"| bits | method | top-1 (mean ± std over {seeds} seed{(seeds > 1 ? "s" : "")}) | Δ vs FP32 | warm-up s | Q₀ + refine s | reconstruction s | peak RSS MB | file KB |");
@@ -265,7 +267,7 @@ static class QuantizationBenchmark
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.md"), md.ToString());
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
-            machine, commit, command, profile, seeds, fp32, generationStepMs = generationStep * 1000, reconstructionStepMs = reconstructionStep * 1000,
+            machine, commit, command, profile, seeds, fp32, wallSeconds, generationStepMs = generationStep * 1000, reconstructionStepMs = reconstructionStep * 1000,
             rows,
         }, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(md);
@@ -281,7 +283,8 @@ static class QuantizationBenchmark
         var original = command.Split(" -- quantization").Last().Split(' ', StringSplitOptions.RemoveEmptyEntries);
         Write(root, rows, r.GetProperty("fp32").GetDouble(), r.GetProperty("profile").GetString()!, r.GetProperty("seeds").GetInt32(), original,
             r.GetProperty("generationStepMs").GetDouble() / 1000, r.GetProperty("reconstructionStepMs").GetDouble() / 1000,
-            Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), r.GetProperty("commit").GetString()!);
+            Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), r.GetProperty("commit").GetString()!,
+            r.TryGetProperty("wallSeconds", out var w) ? w.GetDouble() : null);
         return 0;
     }
 
@@ -290,18 +293,19 @@ static class QuantizationBenchmark
         (args.Where(a => a != "--resume").ToArray() is { Length: > 0 } rest ? " " + string.Join(' ', rest) : "");
 
     /// <summary>The rows finished so far by an interrupted run of the same command, or none.</summary>
-    static List<Row> ReadPartial(string path, string command)
+    static (List<Row> Rows, double WallSeconds) ReadPartial(string path, string command)
     {
-        if (!File.Exists(path)) return [];
+        if (!File.Exists(path)) return ([], 0);
         using var json = JsonDocument.Parse(File.ReadAllText(path));
-        return json.RootElement.GetProperty("command").GetString() == command
-            ? json.RootElement.GetProperty("rows").Deserialize<List<Row>>()! : [];
+        var r = json.RootElement;
+        return r.GetProperty("command").GetString() == command
+            ? (r.GetProperty("rows").Deserialize<List<Row>>()!, r.GetProperty("wallSeconds").GetDouble()) : ([], 0);
     }
 
-    static void WritePartial(string path, string command, List<Row> rows)
+    static void WritePartial(string path, string command, List<Row> rows, double wallSeconds)
     {
         string tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(new { command, rows }, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(tmp, JsonSerializer.Serialize(new { command, wallSeconds, rows }, new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, path, overwrite: true);
     }
 
