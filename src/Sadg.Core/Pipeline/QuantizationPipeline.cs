@@ -117,7 +117,7 @@ public static class QuantizationPipeline
     /// <param name="warmUp">
     /// A Genie-D warm-up already made with this model and <see cref="PipelineOptions.Generation"/> (one warm-up can
     /// serve Genie-D and SADAG at several bit widths); it is copied, not changed, and its time is not in the report.
-    /// null: the pipeline makes its own. The result is the same either way.
+    /// null: the pipeline makes its own. The result is the same either way. Gaussian and real calibration ignore it.
     /// </param>
     public static PipelineResult Quantize(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
         CancellationToken cancellationToken = default, byte[]? modelBytes = null, SyntheticImages? warmUp = null)
