@@ -24,7 +24,10 @@ namespace Sadg.Benchmarks;
 ///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
 ///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
+///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
+/// --data may be an IDX folder (real calibration: the first 1024 training images; scored on the test set) or an image
+/// folder with one subfolder per class (real calibration: the first 100 images of each class; scored on the others).
 /// </summary>
 static class QuantizationBenchmark
 {
@@ -42,6 +45,9 @@ static class QuantizationBenchmark
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
         var scaleSteps = Enum.Parse<ScaleSteps>(Arg(args, "--scale-steps", "relative"), ignoreCase: true);
+        var knobs = new Knobs(scaleSteps, Enum.Parse<RoundingRate>(Arg(args, "--rounding-rate", "step-relative").Replace("-", ""), ignoreCase: true),
+            Enum.Parse<InputPriorMode>(Arg(args, "--input-prior", "auto"), ignoreCase: true),
+            Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -51,15 +57,15 @@ static class QuantizationBenchmark
         string commit = Git("rev-parse --short HEAD") + (Git("status --porcelain --untracked-files=no") is "" or "unknown" ? "" : " (with uncommitted changes)");
 
         var model = OnnxModel.Load(modelPath);
-        var meta = model.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
-        float mean = float.Parse(meta["sadg.input_mean"], CultureInfo.InvariantCulture), std = float.Parse(meta["sadg.input_std"], CultureInfo.InvariantCulture);
-        using var test = LabelledImages.FromIdx(Path.Combine(dataFolder, "t10k-images-idx3-ubyte.gz"), Path.Combine(dataFolder, "t10k-labels-idx1-ubyte.gz"));
-        using var train = LabelledImages.FromIdx(Path.Combine(dataFolder, "train-images-idx3-ubyte.gz"), Path.Combine(dataFolder, "train-labels-idx1-ubyte.gz"), 1024);
-        using var testImages = ((test.Images - mean) / std).DetachFromDisposeScope();
+        var (test, train, dataDescription) = LoadData(model, dataFolder);
+        using var testSet = test;
+        using var trainSet = train;
+        using var testImages = InputStandardization.FromMetadata(model).Standardize(test.Images).DetachFromDisposeScope();
         long[] labels = test.Labels.data<long>().ToArray();
 
         double fp32 = Accuracy(model.Proto, testImages, labels);
         Console.WriteLine($"FP32 top-1 {fp32:P2} on {labels.Length} test images; profile {profile}, {seeds} seed(s)");
+        var context = new Context(modelPath, dataDescription, labels.Length, (int)train.Count);
         var (generationStep, reconstructionStep) = StepTimes(model);
         Console.WriteLine($"one Genie-D step (batch 64): {generationStep * 1000:F0} ms; one reconstruction step (batch 32, averaged over blocks): {reconstructionStep * 1000:F0} ms");
 
@@ -81,7 +87,7 @@ static class QuantizationBenchmark
             {
                 ResetPeakRss();
                 var watch = Stopwatch.StartNew();
-                warm = QuantizationPipeline.WarmUp(model, Options(profile, "genie", 4, 4, seed, train.Images, scaleSteps));
+                warm = QuantizationPipeline.WarmUp(model, Options(profile, "genie", 4, 4, seed, train.Images, knobs));
                 warmSeconds = watch.Elapsed.TotalSeconds;
                 warmPeak = PeakRss();
                 Console.WriteLine($"seed {seed}: Genie-D warm-up {warmSeconds:F0} s");
@@ -91,7 +97,7 @@ static class QuantizationBenchmark
                 {
                     int weightBits = int.Parse(b[1..b.IndexOf('A')], CultureInfo.InvariantCulture), activationBits = int.Parse(b[(b.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
                     bool generated = method is "genie" or "sadag";
-                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, scaleSteps), generated ? warm : null,
+                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, knobs), generated ? warm : null,
                         testImages, labels, root, saveGrids: name == "benchmarks");
                     row = row with
                     {
@@ -106,14 +112,41 @@ static class QuantizationBenchmark
         }
         // The table in the order asked for: bit widths, then methods, then seeds.
         rows = rows.OrderBy(r => Array.IndexOf(bits, r.Bits)).ThenBy(r => Array.IndexOf(methods, r.Method)).ThenBy(r => r.Seed).ToList();
-        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, modelPath, commit, priorWall + wall.Elapsed.TotalSeconds);
+        Write(root, rows, fp32, profile, seeds, args, generationStep, reconstructionStep, context, commit, priorWall + wall.Elapsed.TotalSeconds);
         File.Delete(partial);
         return 0;
     }
 
-    static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, ScaleSteps scaleSteps) => new()
+    /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
+    sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour);
+
+    /// <summary>What the table describes: the model, the data and how it was split.</summary>
+    sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
+
+    /// <summary>
+    /// The test set and the real calibration set: an IDX folder gives its test set and the first 1024 training images;
+    /// an image folder (one subfolder per class) gives the first 100 images of each class for calibration and the rest
+    /// for scoring. Pixels in [0, 1].
+    /// </summary>
+    static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder)
     {
-        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed, ScaleSteps = scaleSteps,
+        if (Directory.GetDirectories(folder).Length > 0 && !File.Exists(Path.Combine(folder, "t10k-images-idx3-ubyte.gz")))
+        {
+            var input = model.GetImageInput();
+            const int perClass = 100;
+            var real = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, i => i < perClass);
+            var test = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, i => i >= perClass);
+            return (test, real, $"image folder `{folder}`: real calibration on the first {perClass} images of each class, every method scored on the other {test.Count}");
+        }
+        return (LabelledImages.FromIdx(Path.Combine(folder, "t10k-images-idx3-ubyte.gz"), Path.Combine(folder, "t10k-labels-idx1-ubyte.gz")),
+            LabelledImages.FromIdx(Path.Combine(folder, "train-images-idx3-ubyte.gz"), Path.Combine(folder, "train-labels-idx1-ubyte.gz"), 1024),
+            $"IDX folder `{folder}`: real calibration on the first 1024 training images, every method scored on the 10,000 test images");
+    }
+
+    static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
+    {
+        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed, ScaleSteps = knobs.ScaleSteps,
+        RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour,
         Method = method switch
         {
             "gaussian" => CalibrationMethod.Gaussian,
@@ -202,17 +235,19 @@ static class QuantizationBenchmark
     }
 
     static void Write(string root, List<Row> rows, double fp32, string profile, int seeds, string[] args, double generationStep,
-        double reconstructionStep, string modelPath, string? commit = null, double? wallSeconds = null)
+        double reconstructionStep, Context context, string? commit = null, double? wallSeconds = null)
     {
+        string modelPath = context.ModelPath;
+        bool sample = Path.GetFileName(modelPath) == "resnet20-fmnist.onnx";
         string command = CommandLine(args);
         commit ??= Git("rev-parse --short HEAD");
         string machine = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, {RuntimeInformation.FrameworkDescription}, TorchSharp CPU";
         var md = new StringBuilder();
-        md.AppendLine("# Quantization benchmark: ResNet-20 on Fashion-MNIST");
+        md.AppendLine(sample ? "# Quantization benchmark: ResNet-20 on Fashion-MNIST" : $"# Quantization benchmark: {Path.GetFileNameWithoutExtension(modelPath)}");
         md.AppendLine();
-        md.AppendLine($"Model `{Path.GetRelativePath(root, modelPath)}` (FP32 top-1 **{fp32:P2}** on the 10,000 test images). Every quantized");
-        md.AppendLine("model is written as QDQ ONNX and scored by ONNX Runtime on the same 10,000 test images. Calibration data:");
-        md.AppendLine("Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; 1024 real training");
+        md.AppendLine($"Model `{Path.GetRelativePath(root, modelPath)}` (FP32 top-1 **{fp32:P2}** on the {context.TestImages:N0} test images). Every quantized");
+        md.AppendLine($"model is written as QDQ ONNX and scored by ONNX Runtime on the same {context.TestImages:N0} test images. Data: {context.Data}.");
+        md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(profile).Images} synthetic images, " +
             $"{PipelineOptions.ProfileReconstructionSteps(profile)} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
@@ -246,23 +281,32 @@ static class QuantizationBenchmark
         double? Mean(string bits, string method) =>
             rows.Where(r => r.Bits == bits && r.Method == method).Select(r => r.Top1).DefaultIfEmpty(double.NaN).Average() is var v && !double.IsNaN(v) ? v : null;
         string Verdict(bool met) => met ? "met" : "**missed**";
+        // The sample's targets, or a pretrained model's (issue targets for the bench ResNet-8 and models like it).
+        double w8 = sample ? 0.3 : 0.5, w4Drop = sample ? 2 : 3, w3Drop = sample ? 0.5 : 10;
         foreach (string method in rows.Where(r => r.Bits == "W8A8").Select(r => r.Method).Distinct())
-            md.AppendLine($"- W8A8 within 0.3 pt of FP32, {method}: {(Mean("W8A8", method)!.Value - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - Mean("W8A8", method)!.Value <= 0.003)}.");
+            md.AppendLine($"- W8A8 within {w8} pt of FP32, {method}: {(Mean("W8A8", method)!.Value - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - Mean("W8A8", method)!.Value <= w8 / 100)}.");
         if (Mean("W4A4", "sadag") is { } w4)
-            md.AppendLine($"- W4A4 SADAG within 2 pt of FP32: {(w4 - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - w4 <= 0.02)}.");
+            md.AppendLine($"- W4A4 SADAG within {w4Drop} pt of FP32: {(w4 - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - w4 <= w4Drop / 100)}.");
+        if (Mean("W3A3", "sadag") is { } w3)
+            md.AppendLine($"- W3A3 SADAG within {w3Drop} pt of FP32: {(w3 - fp32) * 100:+0.00;-0.00} pt, {Verdict(fp32 - w3 <= w3Drop / 100)}.");
         foreach (string bits in new[] { "W4A4", "W3A3" })
             if (Mean(bits, "sadag") is { } sadag && Mean(bits, "genie") is { } genie)
                 md.AppendLine($"- SADAG ≥ Genie-D at {bits}: {sadag * 100:F2} vs {genie * 100:F2}, {Verdict(sadag >= genie)}.");
+        if (!sample && Mean("W4A4", "sadag") is { } zs && Mean("W4A4", "real") is { } real)
+            md.AppendLine($"- Zero-shot SADAG within 1 pt of real data at W4A4: {zs * 100:F2} vs {real * 100:F2}, {Verdict(real - zs <= 0.01)}.");
         md.AppendLine();
         md.AppendLine(seeds == 1
             ? "One seed per cell: differences of a few tenths of a point are within run-to-run noise, so this run cannot rank Genie-D and SADAG; the full table (3 seeds) is the command without --reduced."
             : $"Means over {seeds} seeds; the ± is the sample standard deviation.");
         md.AppendLine();
-        md.AppendLine("Synthetic images (seed 1, labelled by the FP32 model's class): Genie-D, then SADAG.");
-        md.AppendLine();
-        md.AppendLine("![Genie-D](images/genie.png)");
-        md.AppendLine();
-        md.AppendLine("![SADAG](images/sadag.png)");
+        if (sample)
+        {
+            md.AppendLine("Synthetic images (seed 1, labelled by the FP32 model's class): Genie-D, then SADAG.");
+            md.AppendLine();
+            md.AppendLine("![Genie-D](images/genie.png)");
+            md.AppendLine();
+            md.AppendLine("![SADAG](images/sadag.png)");
+        }
         string name = Arg(args, "--out", args.Contains("--reduced") ? "benchmarks-reduced" : "benchmarks");
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.md"), md.ToString());
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
@@ -283,7 +327,8 @@ static class QuantizationBenchmark
         var original = command.Split(" -- quantization").Last().Split(' ', StringSplitOptions.RemoveEmptyEntries);
         Write(root, rows, r.GetProperty("fp32").GetDouble(), r.GetProperty("profile").GetString()!, r.GetProperty("seeds").GetInt32(), original,
             r.GetProperty("generationStepMs").GetDouble() / 1000, r.GetProperty("reconstructionStepMs").GetDouble() / 1000,
-            Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), r.GetProperty("commit").GetString()!,
+            new Context(Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), "IDX folder `/usr/share/datasets/fashion-mnist`", 10000, 1024),
+            r.GetProperty("commit").GetString()!,
             r.TryGetProperty("wallSeconds", out var w) ? w.GetDouble() : null);
         return 0;
     }

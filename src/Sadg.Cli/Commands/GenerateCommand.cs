@@ -34,12 +34,14 @@ public static class GenerateCommand
         var profile = SharedOptions.Profile();
         var seed = SharedOptions.Seed();
         var device = SharedOptions.Device();
+        var inputOptions = new InputOptions();
         var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block of Q0." };
         var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
         var command = new Command("generate", "Synthesize calibration images from a model's own statistics, without quantizing.")
         {
             model, output, method, samples, profile, seed, device, reconstructionSteps, generationSteps,
         };
+        foreach (var option in inputOptions.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -59,6 +61,7 @@ public static class GenerateCommand
             {
                 GenerationSteps = parse.GetValue(generationSteps),
                 ReconstructionSteps = parse.GetValue(reconstructionSteps),
+                Choices = inputOptions.Parse(parse, input.Channels),
             };
             var images = await services.Generation.GenerateAsync(request, console, cancellationToken);
             cancellationToken.ThrowIfCancellationRequested();

@@ -48,6 +48,7 @@ public static class QuantizeCommand
         var profile = SharedOptions.Profile();
         var seed = SharedOptions.Seed();
         var device = SharedOptions.Device();
+        var inputOptions = new InputOptions();
         var cacheDir = new Option<string?>("--cache-dir")
         {
             Description = "Content-addressed cache folder: an unchanged model with the same options is not quantized again " +
@@ -67,6 +68,7 @@ public static class QuantizeCommand
             model, output, bits, activationBits, method, calibration, samples, profile, seed, device, cacheDir, noCache, report,
             reconstructionSteps, generationSteps,
         };
+        foreach (var option in inputOptions.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -83,6 +85,7 @@ public static class QuantizeCommand
                 throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--calibration-data is only read by --method real; --method {methodName} generates its own data.");
 
             var (onnx, input) = SharedOptions.LoadClassifier(modelPath);
+            var choices = inputOptions.Parse(parse, input.Channels);
             string outputPath = ResolveOutput(modelPath, parse.GetValue(output), weightBits);
 
             ImageSet? calibrationSet = null;
@@ -108,7 +111,7 @@ public static class QuantizeCommand
 
             var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
                 profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
-            { ReconstructionSteps = recSteps, GenerationSteps = genSteps };
+            { ReconstructionSteps = recSteps, GenerationSteps = genSteps, Choices = choices };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, weightBits, actBits?.ToString() ?? "float", methodName, profileName, request.Seed, outputPath);
             try

@@ -70,3 +70,82 @@ public static class SharedOptions
         return (model, model.GetImageInput());
     }
 }
+
+/// <summary>
+/// What the model is fed and how generation uses it, shared by <c>quantize</c> and <c>generate</c>:
+/// <c>--input-range lo,hi</c> or <c>--input-mean</c>/<c>--input-std</c>, <c>--input-prior</c> and <c>--neighbour</c>.
+/// </summary>
+public sealed class InputOptions
+{
+    public Option<string?> Range { get; } = new("--input-range")
+    {
+        Description = "What the model is fed: pixels in [0, 1] mapped onto [lo, hi] (x/255: 0,1; x/127.5-1: -1,1; raw bytes: 0,255). " +
+                      "Default: the model's sadg.input_mean/std metadata, else inferred from its first BatchNormalization node.",
+        HelpName = "lo,hi",
+    };
+
+    public Option<string?> Mean { get; } = new("--input-mean")
+    {
+        Description = "What the model is fed: pixels in [0, 1] as (x - mean) / std; one value or one per channel (with --input-std).",
+        HelpName = "m[,m,m]",
+    };
+
+    public Option<string?> Std { get; } = new("--input-std")
+    {
+        Description = "The std of --input-mean's normalization; one value or one per channel.",
+        HelpName = "s[,s,s]",
+    };
+
+    public Option<string> Prior { get; } = new("--input-prior")
+    {
+        Description = "The generation's input prior: auto (what --input-range/--input-mean state, else the metadata, else inferred), " +
+                      "off, or standardized (mean 0, std 1).",
+        DefaultValueFactory = _ => "auto",
+        HelpName = "auto|off|standardized",
+    };
+
+    public Option<string> Neighbour { get; } = new("--neighbour")
+    {
+        Description = "SADAG's neighbour: random (default; what the paper's formula does in effect), paper (its formula), or raw " +
+                      "(the formula on unnormalized features, which has a real gradient).",
+        DefaultValueFactory = _ => "random",
+        HelpName = "random|paper|raw",
+    };
+
+    public IEnumerable<Option> All => [Range, Mean, Std, Prior, Neighbour];
+
+    /// <summary>The checked choices for a model with <paramref name="channels"/> input channels.</summary>
+    public Pipeline.GenerationChoices Parse(ParseResult parse, int channels)
+    {
+        string? range = parse.GetValue(Range), mean = parse.GetValue(Mean), std = parse.GetValue(Std);
+        Sadg.Pipeline.InputStandardization? input = null;
+        if (range is not null)
+        {
+            if (mean is not null || std is not null)
+                throw new SadgException(SadgErrorCode.InvalidOptionValue, "Give either --input-range or --input-mean/--input-std, not both.");
+            var v = Numbers(range, "--input-range");
+            if (v.Length != 2) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--input-range '{range}': give two numbers lo,hi (e.g. 0,1).");
+            input = Sadg.Pipeline.InputStandardization.FromRange(v[0], v[1], channels);
+        }
+        else if (mean is not null || std is not null)
+        {
+            if (mean is null || std is null)
+                throw new SadgException(SadgErrorCode.InvalidOptionValue, "--input-mean and --input-std go together; give both.");
+            input = Sadg.Pipeline.InputStandardization.FromNormalization(
+                Numbers(mean, "--input-mean").Select(x => (float)x).ToArray(), Numbers(std, "--input-std").Select(x => (float)x).ToArray(), channels);
+        }
+        return new(input, ParseEnum<Sadg.Pipeline.InputPriorMode>(parse.GetValue(Prior)!, "--input-prior"),
+            ParseEnum<Sadg.Generation.NeighbourMode>(parse.GetValue(Neighbour)!, "--neighbour"));
+    }
+
+    static double[] Numbers(string text, string option) =>
+        text.Split(',', StringSplitOptions.TrimEntries).Select(p =>
+            double.TryParse(p, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
+                ? v : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{option} '{text}': '{p}' is not a number.")).ToArray();
+
+    static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
+        Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value) && !int.TryParse(text, out _)
+            ? value
+            : throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                $"{option} '{text}': use {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}.");
+}

@@ -68,7 +68,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             hash.AppendData(QuantizationPipeline.Bytes(set.Images));
             calibrationHash = Convert.ToHexStringLower(hash.GetHashAndReset());
         }
-        return new PipelineOptions
+        return r.Choices.ApplyTo(new PipelineOptions
         {
             WeightBits = r.WeightBits,
             ActivationBits = r.ActivationBits,
@@ -83,7 +83,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             CalibrationDataHash = calibrationHash,
             ToolVersion = CliApp.Version,
             Runtime = OrtCheck.Top1,
-        };
+        });
     }
 
     public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken)
@@ -125,7 +125,7 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
 {
     public Task<ImageSet> GenerateAsync(GenerationRequest request, CliConsole console, CancellationToken cancellationToken)
     {
-        var options = new PipelineOptions
+        var options = request.Choices.ApplyTo(new PipelineOptions
         {
             Method = Enum.Parse<CalibrationMethod>(request.Method, ignoreCase: true),
             Profile = request.Profile,
@@ -135,11 +135,11 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
             GenerationSteps = request.GenerationSteps,
             ReconstructionSteps = request.ReconstructionSteps,
             ToolVersion = CliApp.Version,
-        };
+        });
         using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console), cancellationToken);
         if (set.Warning is not null) console.Log.Debug("{Warning}", set.Warning);
         using var scope = torch.NewDisposeScope();
-        var pixels = InputStandardization.FromMetadata(request.Model).Destandardize(set.Images).contiguous();
+        var pixels = InputStandardization.Resolve(request.Model, options.Input).Destandardize(set.Images).contiguous();
         var shape = set.Images.shape.Select(d => (int)d).ToArray();
         return Task.FromResult(new ImageSet(pixels.data<float>().ToArray(), shape, set.Labels.Select(l => (int)l).ToArray(),
             $"generated from {Path.GetFileName(request.ModelPath)} ({request.Method}, seed {request.Seed})"));

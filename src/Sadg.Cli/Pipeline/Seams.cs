@@ -26,6 +26,23 @@ public sealed record QuantizationRequest(
 
     /// <summary>Internal (hidden <c>--generation-steps</c>): overrides the profile's warm-up and refinement steps per batch.</summary>
     public int? GenerationSteps { get; init; }
+
+    /// <summary>What the model is fed, the input prior and SADAG's neighbour (<see cref="Commands.InputOptions"/>).</summary>
+    public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
+}
+
+/// <summary>
+/// The generation settings <c>quantize</c> and <c>generate</c> share: the user's statement of what the model is fed
+/// (null: the model's metadata or its first BatchNormalization node decides), the input prior's source, and SADAG's
+/// neighbour.
+/// </summary>
+public sealed record GenerationChoices(Sadg.Pipeline.InputStandardization? Input, Sadg.Pipeline.InputPriorMode Prior, Sadg.Generation.NeighbourMode Neighbour)
+{
+    public static GenerationChoices Default { get; } = new(null, Sadg.Pipeline.InputPriorMode.Auto, Sadg.Generation.NeighbourMode.Random);
+
+    /// <summary>These choices applied to library options.</summary>
+    public Sadg.Pipeline.PipelineOptions ApplyTo(Sadg.Pipeline.PipelineOptions options) =>
+        options with { Input = Input, InputPrior = Prior, Neighbour = Neighbour };
 }
 
 /// <summary>
@@ -67,6 +84,9 @@ public sealed record GenerationRequest(
 
     /// <summary>Internal, as <see cref="QuantizationRequest.ReconstructionSteps"/> (SADAG's warm-up model Q₀).</summary>
     public int? ReconstructionSteps { get; init; }
+
+    /// <summary>As <see cref="QuantizationRequest.Choices"/>.</summary>
+    public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
 }
 
 /// <summary>

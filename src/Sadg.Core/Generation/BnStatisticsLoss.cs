@@ -9,7 +9,7 @@ namespace Sadg.Generation;
 /// and std σ = sqrt(running var + eps). After a run of the model, <see cref="Statistics"/> is
 /// Σ_layers ‖mean − μ‖²/C + ‖std − σ‖²/C with mean and std over every axis but the channel axis (N, H, W);
 /// <see cref="InputPrior"/> pulls the per-image, per-channel mean and std of the images towards the model's
-/// expected input statistics in the same form (averaged over images).
+/// expected input statistics (<see cref="Generation.InputPrior"/>), summed over channels and averaged over images.
 /// </summary>
 public sealed class BnStatisticsLoss : IDisposable
 {
@@ -17,13 +17,15 @@ public sealed class BnStatisticsLoss : IDisposable
     readonly ValueCapture capture;
     readonly List<Layer> layers = [];
 
-    public BnStatisticsLoss(GraphModule model, double inputMean = 0, double inputStd = 1)
+    /// <param name="prior">The input prior's targets; null: no input prior term.</param>
+    /// <param name="firstOnly">Match only the first BatchNormalization node in execution order.</param>
+    public BnStatisticsLoss(GraphModule model, InputPrior? prior, bool firstOnly = false)
     {
         this.model = model;
-        InputMean = inputMean;
-        InputStd = inputStd;
+        Prior = prior;
         foreach (var node in model.Nodes.Where(n => n.OpType == "BatchNormalization" && n.Kind == NodeKind.Dynamic))
         {
+            if (firstOnly && layers.Count > 0) break;
             var mean = model.GetConstant(node.Inputs[3]);
             var variance = model.GetConstant(node.Inputs[4]);
             if (mean is null || variance is null) continue;
@@ -32,6 +34,7 @@ public sealed class BnStatisticsLoss : IDisposable
             var mu = mean.detach().to(ScalarType.Float32).flatten().clone().DetachFromDisposeScope();
             var sigma = (variance.detach().to(ScalarType.Float32).flatten() + eps).sqrt().DetachFromDisposeScope();
             layers.Add(new Layer(node.Name, node.Inputs[0], mu, sigma));
+            FirstNodeIndex = layers.Count == 1 ? node.Index : FirstNodeIndex;
         }
         capture = model.Capture(layers.Select(l => l.Input).Distinct());
     }
@@ -39,11 +42,17 @@ public sealed class BnStatisticsLoss : IDisposable
     /// <summary>The number of BatchNormalization layers whose statistics are matched (0: a BN-free model).</summary>
     public int Layers => layers.Count;
 
-    /// <summary>The per-channel input mean the model expects (0 for standardized inputs).</summary>
-    public double InputMean { get; }
+    /// <summary>What the model expects of its input; null: no input prior term.</summary>
+    public InputPrior? Prior { get; }
 
-    /// <summary>The per-channel input std the model expects (1 for standardized inputs).</summary>
-    public double InputStd { get; }
+    /// <summary>The execution index of the first matched BatchNormalization node (−1 without one).</summary>
+    public int FirstNodeIndex { get; private set; } = -1;
+
+    /// <summary>The value the first matched BatchNormalization node reads (null without one).</summary>
+    public string? FirstInput => layers.Count > 0 ? layers[0].Input : null;
+
+    /// <summary>The name of the first matched BatchNormalization node (null without one).</summary>
+    public string? FirstName => layers.Count > 0 ? layers[0].Name : null;
 
     /// <summary>The BN statistics term of the model's latest run (a scalar; 0 when there are no BN layers).</summary>
     public Tensor Statistics()
@@ -64,15 +73,18 @@ public sealed class BnStatisticsLoss : IDisposable
     }
 
     /// <summary>
-    /// The input prior: per image and channel, mean over pixels pulled to <see cref="InputMean"/> and std to
-    /// <see cref="InputStd"/>; ‖·‖²/C averaged over the images.
+    /// The input prior: per image and channel, mean over pixels pulled to the prior's mean and std to its std;
+    /// summed over channels, averaged over the images (0 without a prior).
     /// </summary>
     public Tensor InputPrior(Tensor images)
     {
+        if (Prior is null) return zeros([], device: images.device);
         var flat = images.flatten(2);
         var mean = flat.mean([2]);
         var std = (flat.var(2, unbiased: false) + 1e-8).sqrt();
-        return ((mean - InputMean).square() + (std - InputStd).square()).mean();
+        var targetMean = tensor(Prior.Mean, device: images.device).unsqueeze(0);
+        var targetStd = tensor(Prior.Std, device: images.device).unsqueeze(0);
+        return ((mean - targetMean).square() + (std - targetStd).square()).sum(1).mean();
     }
 
     /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>

@@ -18,7 +18,7 @@ sealed class GenerationObjective : IDisposable
     {
         this.model = model;
         this.options = options;
-        bn = new BnStatisticsLoss(model, options.InputMean, options.InputStd);
+        bn = new BnStatisticsLoss(model, options.InputPrior);
     }
 
     /// <summary>False for a model without BatchNormalization layers (the fallback objective is used).</summary>

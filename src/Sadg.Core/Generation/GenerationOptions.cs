@@ -69,13 +69,12 @@ public sealed record GenerationOptions
     public bool SwingConvolution { get; init; } = true;
 
     /// <summary>
-    /// The per-image, per-channel mean the model expects of its input (standardized images: 0), pulled towards in
-    /// L_BN by the input prior term. Paper: not stated (Genie uses standardized inputs). CPU default: 0.
+    /// What the model expects of its input: per-channel targets of the per-image mean and std that the input prior
+    /// term of L_BN pulls the images towards; null: no input prior. Paper: not stated (Genie assumes standardized
+    /// inputs). CPU default: null here; the pipeline resolves it from the user, the model's metadata or its first
+    /// BatchNormalization node (<see cref="Generation.InputPrior"/>).
     /// </summary>
-    public double InputMean { get; init; } = 0;
-
-    /// <summary>The per-image, per-channel std the model expects of its input (standardized: 1). Paper: not stated. CPU default: 1.</summary>
-    public double InputStd { get; init; } = 1;
+    public InputPrior? InputPrior { get; init; }
 
     /// <summary>Weight of the input prior term inside L_BN. Paper: not stated. CPU default: 1.</summary>
     public double InputPriorWeight { get; init; } = 1;
@@ -90,6 +89,15 @@ public sealed record GenerationOptions
 
     /// <summary>Adam learning rate of the generator during refinement. Paper: 1e-4. CPU default: 1e-4.</summary>
     public double RefineGeneratorLearningRate { get; init; } = 1e-4;
+
+    /// <summary>The refinement generator's learning rate is multiplied by this after every step. Paper (the authors' code): 0.95. CPU default: 0.95.</summary>
+    public double RefineGeneratorDecay { get; init; } = 0.95;
+
+    /// <summary>
+    /// Floor of the latents' refinement learning rate, reduced on plateau (patience <see cref="LatentPlateauPatience"/>,
+    /// factor <see cref="LatentPlateauFactor"/>). Paper (the authors' code): 1e-6. CPU default: 1e-6.
+    /// </summary>
+    public double RefineLatentMinLearningRate { get; init; } = 1e-6;
 
     /// <summary>How the neighbour is chosen. Paper: <see cref="NeighbourMode.Paper"/>. CPU default: <see cref="NeighbourMode.Random"/> (the same in effect; the benchmark decides).</summary>
     public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
@@ -166,7 +174,8 @@ public sealed record GenerationOptions
         if (RefinementSteps < 0) throw new ArgumentOutOfRangeException(nameof(RefinementSteps), RefinementSteps, "Must be ≥ 0.");
         if (LatentDim < 1) throw new ArgumentOutOfRangeException(nameof(LatentDim), LatentDim, "Must be ≥ 1.");
         if (GeneratorChannels < 1) throw new ArgumentOutOfRangeException(nameof(GeneratorChannels), GeneratorChannels, "Must be ≥ 1.");
-        if (InputStd <= 0) throw new ArgumentOutOfRangeException(nameof(InputStd), InputStd, "Must be > 0.");
+        if (InputPrior is { } p && p.Std.Any(v => !(v > 0)))
+            throw new ArgumentOutOfRangeException(nameof(InputPrior), p, "The prior's std must be > 0.");
         if (GeneratorDecayEvery < 1) throw new ArgumentOutOfRangeException(nameof(GeneratorDecayEvery), GeneratorDecayEvery, "Must be ≥ 1.");
     }
 }

@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace Sadg.Generation;
 
 /// <summary>
-/// Genie-D's small generator, one per batch: Linear(latent → C0·⌈H/4⌉·⌈W/4⌉) → BN → ×2 upsample → conv3×3 →
-/// BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine. When H or W
+/// Genie-D's small generator, one per batch: Linear(latent → C0·⌈H/4⌉·⌈W/4⌉) → BN → ×2 upsample → conv3×3
+/// (C0 → C0/2, as Genie's) → BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine. When H or W
 /// is not a multiple of 4 it works at the ceiling sizes and crops the centre to H×W before the Tanh. Its batch
 /// norms always use batch statistics (the generator is only ever trained). Weights are drawn from a seeded
 /// generator (PyTorch's default ranges), so the same seed gives the same generator on any thread.
@@ -34,10 +34,11 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         w0 = (width + 3) / 4;
         l1 = nn.Linear(latentDim, (long)features * h0 * w0);
         bn0 = nn.BatchNorm2d(features);
-        conv1_weight = new Parameter(empty(features, features, 3, 3).DetachFromDisposeScope());
-        conv1_bias = new Parameter(empty(features).DetachFromDisposeScope());
-        bn1 = nn.BatchNorm2d(features);
-        conv2_weight = new Parameter(empty(channels, features, 3, 3).DetachFromDisposeScope());
+        long hidden = Math.Max(1, features / 2);
+        conv1_weight = new Parameter(empty(hidden, features, 3, 3).DetachFromDisposeScope());
+        conv1_bias = new Parameter(empty(hidden).DetachFromDisposeScope());
+        bn1 = nn.BatchNorm2d(hidden);
+        conv2_weight = new Parameter(empty(channels, hidden, 3, 3).DetachFromDisposeScope());
         conv2_bias = new Parameter(empty(channels).DetachFromDisposeScope());
         bn2 = nn.BatchNorm2d(channels, affine: false);
         RegisterComponents();

@@ -139,7 +139,7 @@ public static class GenieWarmup
     }
 
     /// <summary>PyTorch's ReduceLROnPlateau (mode min, relative threshold 1e-4, no cooldown).</summary>
-    sealed class PlateauSchedule(double rate, double factor, int patience, double floor)
+    internal sealed class PlateauSchedule(double rate, double factor, int patience, double floor)
     {
         double best = double.PositiveInfinity;
         int bad;

@@ -6,12 +6,14 @@ namespace Sadg.Generation;
 
 /// <summary>
 /// SADAG refinement. Per batch, continuing from the warm-up's latents z and generator G (Adam at
-/// <see cref="GenerationOptions.RefineLatentLearningRate"/> and <see cref="GenerationOptions.RefineGeneratorLearningRate"/>):
+/// <see cref="GenerationOptions.RefineLatentLearningRate"/>, reduced on plateau, and
+/// <see cref="GenerationOptions.RefineGeneratorLearningRate"/>, decayed after every step, as the authors' code does):
 /// x = G(z); f = F(x), q = Q₀(x); a = what Q₀'s classifier head reads; e = f − q; â, ê per-sample normalized.
 /// A neighbour x′ = G(z − δ) (see <see cref="NeighbourMode"/>) gives â′, ê′;
 /// L_GM = 1 − mean_i (â′_i·â_i)(ê′_i·ê_i) (the cosine of the per-sample last-layer gradients at x and x′, see
-/// <see cref="GradientSimilarity"/>); L_div = mean_i max_j max(|S_ij| − ζ, 0) with S_ij = (â_i·â_j)(ê_i·ê_j) against
-/// the batch itself (self entries zeroed) and a memory of earlier batches' final (â, ê);
+/// <see cref="GradientSimilarity"/>); L_div = mean_i max_j max(|S_ij| − ζ, 0) with S_ij = (â_i·sg(â_j))(ê_i·sg(ê_j))
+/// against the batch itself (self entries zeroed; the partner side detached, as the authors' code does) and a memory
+/// of earlier batches' final (â, ê);
 /// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div. After each batch its final (â, ê) joins the memory.
 /// Q₀ stays frozen; F keeps its BatchNormalization layers.
 /// </summary>
@@ -53,6 +55,8 @@ public static class SharpnessAwareRefinement
         var g = batch.Generator;
         using var optZ = optim.Adam([z], o.RefineLatentLearningRate);
         using var optG = optim.Adam(g.parameters(), o.RefineGeneratorLearningRate);
+        var plateau = new GenieWarmup.PlateauSchedule(o.RefineLatentLearningRate, o.LatentPlateauFactor, o.LatentPlateauPatience, o.RefineLatentMinLearningRate);
+        double generatorRate = o.RefineGeneratorLearningRate;
         using var random = new torch.Generator((ulong)GenieWarmup.DeriveSeed(o.Seed, batch.Index, 4));
         Tensor? memoryA = null, memoryE = null;
         if (memory.Count > 0)
@@ -92,6 +96,8 @@ public static class SharpnessAwareRefinement
                 loss.backward();
                 optZ.step();
                 optG.step();
+                if (plateau.Step(loss.item<float>())) GenieWarmup.SetRate(optZ, plateau.Rate);
+                GenieWarmup.SetRate(optG, generatorRate *= o.RefineGeneratorDecay);
 
                 if (terms is not null)
                 {
@@ -143,10 +149,13 @@ public static class SharpnessAwareRefinement
         return (s.abs() - zeta).clamp_min(0).max(1).values.mean();
     }
 
-    /// <summary>S_ij = (â_i·â_j)(ê_i·ê_j) within one batch, with the self entries (the diagonal) zeroed.</summary>
+    /// <summary>
+    /// S_ij = (â_i·sg(â_j))(ê_i·sg(ê_j)) within one batch, with the self entries (the diagonal) zeroed: the gradient
+    /// reaches each sample only through its own row, as it does for the memory's (detached) entries.
+    /// </summary>
     public static Tensor SelfSimilarity(Tensor aHat, Tensor eHat)
     {
-        var s = GradientSimilarity.Matrix(aHat, eHat, aHat, eHat);
+        var s = GradientSimilarity.Matrix(aHat, eHat, aHat.detach(), eHat.detach());
         return s * (1 - eye(s.shape[0], dtype: s.dtype, device: s.device));
     }
 

@@ -4,10 +4,27 @@ using static TorchSharp.torch;
 
 namespace Sadg.Pipeline;
 
+/// <summary>Where an <see cref="InputStandardization"/> comes from.</summary>
+public enum InputConvention
+{
+    /// <summary>Nothing says: images are fed as they are.</summary>
+    None,
+
+    /// <summary>The model's <c>sadg.input_mean</c>/<c>sadg.input_std</c> metadata (its training data's statistics).</summary>
+    Metadata,
+
+    /// <summary>The user's --input-mean/--input-std (normalization constants: the training data's statistics).</summary>
+    Normalization,
+
+    /// <summary>The user's --input-range lo,hi: pixels in [0, 1] mapped linearly onto [lo, hi].</summary>
+    Range,
+}
+
 /// <summary>
-/// The model's input standardization from its metadata (<c>sadg.input_mean</c>, <c>sadg.input_std</c>: one number
-/// or one per channel, invariant culture), the same convention as <c>sadg evaluate</c>: pixels in [0, 1] are fed as
-/// (x − mean[c]) / std[c]. Without metadata, images are fed as they are.
+/// What the model is fed, in the convention of <c>sadg evaluate</c>: pixels in [0, 1] are fed as (x − mean[c]) / std[c].
+/// From the model's metadata (<c>sadg.input_mean</c>, <c>sadg.input_std</c>: one number or one per channel, invariant
+/// culture), or stated by the user as normalization constants or as a range [lo, hi] (mean = −lo / (hi − lo),
+/// std = 1 / (hi − lo)). Without any, images are fed as they are.
 /// </summary>
 public sealed record InputStandardization(float[]? Mean, float[]? Std)
 {
@@ -15,6 +32,48 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     public const string StdKey = "sadg.input_std";
 
     public bool IsIdentity => Mean is null && Std is null;
+
+    /// <summary>Where the values come from.</summary>
+    public InputConvention Convention { get; init; } = InputConvention.Metadata;
+
+    /// <summary>The user's range [lo, hi] (for <see cref="InputConvention.Range"/>).</summary>
+    public double[]? Range { get; init; }
+
+    /// <summary>Pixels in [0, 1] fed mapped linearly onto [lo, hi] (x/255: 0,1; x/127.5 − 1: −1,1; raw bytes: 0,255).</summary>
+    public static InputStandardization FromRange(double lo, double hi, int channels)
+    {
+        if (!double.IsFinite(lo) || !double.IsFinite(hi) || hi <= lo)
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Input range [{lo}, {hi}]: give two numbers lo,hi with lo < hi (e.g. 0,1 or -1,1 or 0,255).");
+        return new InputStandardization(Enumerable.Repeat((float)(-lo / (hi - lo)), channels).ToArray(),
+            Enumerable.Repeat((float)(1 / (hi - lo)), channels).ToArray()) { Convention = InputConvention.Range, Range = [lo, hi] };
+    }
+
+    /// <summary>Normalization constants stated by the user: pixels in [0, 1] fed as (x − mean[c]) / std[c] (one value or one per channel).</summary>
+    public static InputStandardization FromNormalization(float[] mean, float[] std, int channels)
+    {
+        float[] Expand(float[] v, string what) => v.Length == 1 ? Enumerable.Repeat(v[0], channels).ToArray()
+            : v.Length == channels ? v
+            : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--input-{what} has {v.Length} values; the model has {channels} input channels (give 1 or {channels}).");
+        var m = Expand(mean, "mean");
+        var s = Expand(std, "std");
+        if (m.Concat(s).Any(v => !float.IsFinite(v)) || s.Any(v => v <= 0))
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, "--input-mean/--input-std: give finite numbers, each std > 0.");
+        return new InputStandardization(m, s) { Convention = InputConvention.Normalization };
+    }
+
+    /// <summary>The user's statement when given, else the model's metadata.</summary>
+    public static InputStandardization Resolve(OnnxModel model, InputStandardization? user) => user ?? FromMetadata(model);
+
+    /// <summary>The canonical text of this standardization (part of the cache key).</summary>
+    public string Canonical()
+    {
+        static string L(IEnumerable<double> v) => string.Join(",", v.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
+        return Convention switch
+        {
+            InputConvention.Range => $"range:{L(Range!)}",
+            _ => $"{Convention.ToString().ToLowerInvariant()}:mean={L((Mean ?? []).Select(v => (double)v))};std={L((Std ?? []).Select(v => (double)v))}",
+        };
+    }
 
     public static InputStandardization FromMetadata(OnnxModel model)
     {
@@ -29,7 +88,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         var std = Parse(stdText, StdKey, channels, model.Path);
         if (std is not null && std.Any(s => s <= 0))
             throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{StdKey}' has a value <= 0.", model.Path);
-        return new InputStandardization(mean, std);
+        return new InputStandardization(mean, std) { Convention = mean is null && std is null ? InputConvention.None : InputConvention.Metadata };
     }
 
     static float[]? Parse(string? text, string key, int channels, string? file)
@@ -66,7 +125,22 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         return x;
     }
 
-    public override string ToString() => IsIdentity ? "none" :
-        $"mean [{string.Join(", ", (Mean ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
-        $"std [{string.Join(", ", (Std ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}] (model metadata)";
+    public override string ToString() => IsIdentity ? "none" : Convention == InputConvention.Range
+        ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] (--input-range)"
+        : $"mean [{string.Join(", ", (Mean ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
+          $"std [{string.Join(", ", (Std ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}] " +
+          (Convention == InputConvention.Normalization ? "(--input-mean/--input-std)" : "(model metadata)");
+
+    /// <summary>
+    /// The generation's input prior this standardization implies: normalization constants (metadata or the user's)
+    /// are the training data's statistics, so the fed images have mean 0 and std 1; a range carries natural-image
+    /// statistics onto it. Null when nothing is stated.
+    /// </summary>
+    public Generation.InputPrior? Prior(int channels) => Convention switch
+    {
+        InputConvention.Range => Generation.InputPrior.FromRange(Range![0], Range[1], channels, "--input-range"),
+        InputConvention.Normalization => Generation.InputPrior.Standardized(channels, "the normalization constants --input-mean/--input-std"),
+        InputConvention.Metadata => Generation.InputPrior.Standardized(channels, "the model's sadg.input_mean/std metadata"),
+        _ => null,
+    };
 }

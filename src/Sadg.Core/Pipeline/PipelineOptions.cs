@@ -23,6 +23,22 @@ public enum CalibrationMethod
     Real,
 }
 
+/// <summary>Where the input prior of generation (the per-image mean and std the images are pulled towards) comes from.</summary>
+public enum InputPriorMode
+{
+    /// <summary>
+    /// The user's --input-range or --input-mean/--input-std, else the model's sadg.input_mean/std metadata, else a fit
+    /// to the model's first BatchNormalization node (see <see cref="Generation.InputPrior"/>).
+    /// </summary>
+    Auto,
+
+    /// <summary>No input prior term.</summary>
+    Off,
+
+    /// <summary>Mean 0 and std 1 whatever the model expects (standardized inputs assumed).</summary>
+    Standardized,
+}
+
 /// <summary>
 /// Runs a model with ONNX Runtime (default graph optimizations) and returns each image's top-1 class. The library
 /// has no ONNX Runtime of its own; the tool passes one (null: the check is skipped).
@@ -61,6 +77,21 @@ public sealed record PipelineOptions
     /// <summary>Overrides the profile's warm-up and refinement steps per batch. Internal, like <see cref="ReconstructionSteps"/>.</summary>
     public int? GenerationSteps { get; init; }
 
+    /// <summary>How the rounding variables' learning rate follows the step budget (step-relative by default). For experiments.</summary>
+    public RoundingRate RoundingRate { get; init; } = RoundingRate.StepRelative;
+
+    /// <summary>How SADAG picks its neighbour (random by default: what the paper's formula does in effect).</summary>
+    public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
+
+    /// <summary>Where the generation's input prior comes from (auto by default).</summary>
+    public InputPriorMode InputPrior { get; init; } = InputPriorMode.Auto;
+
+    /// <summary>
+    /// The user's statement of what the model is fed (--input-range, --input-mean/--input-std); null: not stated
+    /// (the model's metadata, else the first BatchNormalization node, decides).
+    /// </summary>
+    public InputStandardization? Input { get; init; }
+
     public Device? Device { get; init; }
 
     /// <summary>Real calibration images [N, C, H, W] in the model's pixel units (standardized here as the model's metadata says).</summary>
@@ -86,10 +117,16 @@ public sealed record PipelineOptions
 
     public int ResolvedReconstructionSteps => ReconstructionSteps ?? ProfileReconstructionSteps(Profile);
 
-    /// <summary>The generation options: the profile's, with the seed, the image count and the step override applied.</summary>
-    public GenerationOptions Generation(double inputMean = 0, double inputStd = 1)
+    /// <summary>
+    /// Reconstruction steps per block of SADAG's warm-up model Q₀: a fifth of the final reconstruction's, as in the
+    /// paper (4000 against 20000).
+    /// </summary>
+    public int ResolvedWarmUpReconstructionSteps => ResolvedReconstructionSteps == 0 ? 0 : Math.Max(1, ResolvedReconstructionSteps / 5);
+
+    /// <summary>The generation options: the profile's, with the seed, the image count, the step override and the input prior applied.</summary>
+    public GenerationOptions Generation(InputPrior? prior = null)
     {
-        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputMean = inputMean, InputStd = inputStd };
+        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour };
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
         return g;
@@ -103,6 +140,7 @@ public sealed record PipelineOptions
         BatchSize = 32,
         Seed = Seed,
         ScaleSteps = ScaleSteps,
+        RoundingRate = RoundingRate,
     };
 
     /// <summary>The number of calibration images this run uses.</summary>
@@ -124,6 +162,10 @@ public sealed record PipelineOptions
             ["bits"] = WeightBits.ToString(CultureInfo.InvariantCulture),
             ["device"] = (Device ?? CPU).type.ToString().ToLowerInvariant(),
             ["generation_steps"] = GenerationSteps?.ToString(CultureInfo.InvariantCulture) ?? "profile",
+            ["input"] = Input?.Canonical() ?? "model",
+            ["input_prior"] = InputPrior.ToString().ToLowerInvariant(),
+            ["neighbour"] = Neighbour.ToString().ToLowerInvariant(),
+            ["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant(),
             ["method"] = MethodName(Method),
             ["profile"] = Profile,
             ["reconstruction_steps"] = ResolvedReconstructionSteps.ToString(CultureInfo.InvariantCulture),

@@ -35,6 +35,9 @@ public sealed class CalibrationSet : IDisposable
 
     public bool UsedBatchNormStatistics { get; }
 
+    /// <summary>The input prior the generation used (null: none, or no generation).</summary>
+    public InputPrior? Prior { get; init; }
+
     public List<StageTiming> Timings { get; } = [];
 
     public List<StageLosses> Losses { get; } = [];
@@ -93,7 +96,7 @@ public static class QuantizationPipeline
         Seed(options.Seed);
         var device = options.Device ?? CPU;
         using var fp = new GraphModule(model, device);
-        return MakeImages(model, fp, options, InputStandardization.FromMetadata(model), reporter, cancellationToken);
+        return MakeImages(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, cancellationToken);
     }
 
     /// <summary>
@@ -107,7 +110,8 @@ public static class QuantizationPipeline
         Seed(options.Seed);
         using var fp = new GraphModule(model, options.Device ?? CPU);
         var recorder = new GenerationRecorder(reporter);
-        var warm = SyntheticData.WarmUp(fp, GenerationFor(options), recorder, cancellationToken);
+        var prior = ResolvePrior(model, fp, options, InputStandardization.Resolve(model, options.Input));
+        var warm = SyntheticData.WarmUp(fp, GenerationFor(options, prior), recorder, cancellationToken);
         recorder.Finish([]);
         return warm;
     }
@@ -127,7 +131,7 @@ public static class QuantizationPipeline
         options.Quantization().Validate();
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
-        var standardization = InputStandardization.FromMetadata(model);
+        var standardization = InputStandardization.Resolve(model, options.Input);
         var device = options.Device ?? CPU;
 
         CalibrationSet images;
@@ -185,8 +189,7 @@ public static class QuantizationPipeline
                 CalibrationImages = (int)images.Images.shape[0],
                 InputStandardization = standardization.ToString(),
                 InputPrior = options.Method is CalibrationMethod.Sadag or CalibrationMethod.Genie
-                    ? "per-image, per-channel mean 0 and std 1 (the model is fed standardized images" +
-                      (standardization.IsIdentity ? "; it has no sadg.input_mean/std metadata, so they are assumed standardized)" : ")")
+                    ? images.Prior?.ToString() ?? "none (--input-prior off)"
                     : "none (no generation)",
                 UsedBatchNormStatistics = images.UsedBatchNormStatistics,
                 Warning = images.Warning,
@@ -195,6 +198,7 @@ public static class QuantizationPipeline
                 Losses = losses,
                 FoldedBatchNorms = outcome.FoldedBatchNorms,
                 Layers = outcome.Layers.Select(l => new LayerReport(l.Node, l.OpType, l.WeightBits, l.InputBits)).ToList(),
+                Blocks = outcome.Blocks,
                 InputBytes = modelBytes.LongLength,
                 OutputBytes = bytes.LongLength,
                 Check = check,
@@ -229,6 +233,7 @@ public static class QuantizationPipeline
         Tensor images;
         string? warning = null;
         bool usedStatistics = false;
+        InputPrior? prior = null;
         var device = options.Device ?? CPU;
         switch (options.Method)
         {
@@ -252,7 +257,8 @@ public static class QuantizationPipeline
             }
             default:
             {
-                var generation = GenerationFor(options);
+                prior = ResolvePrior(model, fp, options, standardization);
+                var generation = GenerationFor(options, prior);
                 if (sharedWarmUp is not null && (sharedWarmUp.Refined || sharedWarmUp.Batches.Sum(b => b.Images.shape[0]) != generation.Images))
                     throw new ArgumentException($"The shared warm-up must be an unrefined Genie-D warm-up of {generation.Images} images.", nameof(sharedWarmUp));
                 var recorder = new GenerationRecorder(reporter);
@@ -269,8 +275,9 @@ public static class QuantizationPipeline
                     clock.Restart();
                     var q0Recorder = new ReconstructionRecorder(reporter, "reconstructing the warm-up model Q0");
                     QuantizedGraph q0;
+                    var q0Options = options.Quantization() with { Iterations = options.ResolvedWarmUpReconstructionSteps };
                     using (var warmImages = warm.Images())
-                        q0 = ModelQuantizer.Calibrate(model, warmImages, options.Quantization(), device, q0Recorder, cancellationToken).Quantized;
+                        q0 = ModelQuantizer.Calibrate(model, warmImages, q0Options, device, q0Recorder, cancellationToken).Quantized;
                     using (q0)
                     {
                         q0Recorder.Finish(losses, "reconstruction (Q0)");
@@ -292,7 +299,7 @@ public static class QuantizationPipeline
             var labels = Top1(fp, images);
             var cpuImages = images.cpu().detach().DetachFromDisposeScope();
             if (!ReferenceEquals(cpuImages, images)) images.Dispose();
-            var set = new CalibrationSet(cpuImages, labels, warning, usedStatistics);
+            var set = new CalibrationSet(cpuImages, labels, warning, usedStatistics) { Prior = prior };
             set.Timings.AddRange(timings);
             set.Losses.AddRange(losses);
             return set;
@@ -304,9 +311,28 @@ public static class QuantizationPipeline
         }
     }
 
-    static GenerationOptions GenerationFor(PipelineOptions options)
+    /// <summary>
+    /// The generation's input prior (<see cref="InputPriorMode"/>): off; fixed standardized; or, by default, what the
+    /// user or the model's metadata states, else a fit to the model's first BatchNormalization node, else standardized
+    /// (a BN-free model gives nothing to infer it from).
+    /// </summary>
+    public static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization)
     {
-        var g = options.Generation();
+        var input = model.GetImageInput();
+        return options.InputPrior switch
+        {
+            InputPriorMode.Off => null,
+            InputPriorMode.Standardized => InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized"),
+            _ => standardization.Prior(input.Channels)
+                 ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed)
+                 ?? InputPrior.Standardized(input.Channels,
+                     "assumed standardized: the model has no BatchNormalization to infer it from; state --input-range or --input-mean/--input-std"),
+        };
+    }
+
+    static GenerationOptions GenerationFor(PipelineOptions options, InputPrior? prior)
+    {
+        var g = options.Generation(prior);
         if (g.Images < 2)
             throw new SadgException(SadgErrorCode.InvalidOptionValue,
                 $"--samples {g.Images}: generation needs at least 2 images (the generator uses batch statistics).");

@@ -36,6 +36,9 @@ public sealed record QuantizationReport
     public IReadOnlyList<StageLosses> Losses { get; init; } = [];
     public int FoldedBatchNorms { get; init; }
     public IReadOnlyList<LayerReport> Layers { get; init; } = [];
+
+    /// <summary>How each block's final reconstruction ended: last losses and the share of binarized rounding offsets.</summary>
+    public IReadOnlyList<Reconstruction.BlockOutcome> Blocks { get; init; } = [];
     public long InputBytes { get; init; }
     public long OutputBytes { get; init; }
     public RuntimeCheck? Check { get; init; }
@@ -111,6 +114,16 @@ public sealed record QuantizationReport
         s.AppendLine("|---|---|---:|---:|");
         foreach (var l in Layers) s.AppendLine($"| {l.Node} | {l.OpType} | {l.WeightBits} | {l.InputBits?.ToString(CultureInfo.InvariantCulture) ?? "float"} |");
         s.AppendLine();
+        if (Blocks.Count > 0)
+        {
+            s.AppendLine("## Reconstruction (last step of each block)");
+            s.AppendLine();
+            s.AppendLine("| block | output | steps | reconstruction loss | rounding loss | h(V) binarized |");
+            s.AppendLine("|---:|---|---:|---:|---:|---:|");
+            foreach (var b in Blocks)
+                s.AppendLine($"| {b.Block} | {b.Output} | {b.Steps} | {F(b.ReconstructionLoss, "0.####")} | {F(b.RoundingLoss, "0.##")} | {F(b.BinarizedShare * 100, "0.0")}% |");
+            s.AppendLine();
+        }
         s.AppendLine("## Notes");
         s.AppendLine();
         foreach (var n in Notes) s.AppendLine($"- {n}");

@@ -11,7 +11,7 @@ public sealed record LayerBits(string Node, string OpType, int WeightBits, int? 
 
 /// <summary>A quantized model: the QDQ ONNX model, its integer spec, and what was done to get there.</summary>
 public sealed record QuantizationOutcome(ModelProto QdqModel, QuantizationSpec Spec, OnnxModel FoldedModel, int FoldedBatchNorms,
-    IReadOnlyList<LayerBits> Layers);
+    IReadOnlyList<LayerBits> Layers, IReadOnlyList<BlockOutcome> Blocks);
 
 /// <summary>
 /// FP32 model + calibration images (synthetic or real) → quantized QDQ model: fold BatchNorm, quantize with the
@@ -46,7 +46,7 @@ public static class ModelQuantizer
         {
             using var fp = new GraphModule(fold.Model, device);
             using var scope = NewDisposeScope();
-            BlockReconstruction.Run(quantized, fp, images.to(quantized.Graph.Device), progress, cancellationToken);
+            quantized.Blocks = BlockReconstruction.Run(quantized, fp, images.to(quantized.Graph.Device), progress, cancellationToken);
             return (quantized, fold);
         }
         catch
@@ -79,6 +79,6 @@ public static class ModelQuantizer
         var activationBits = spec.Activations.ToDictionary(a => a.Value, a => a.Bits);
         var layers = quantized.QuantizedNodes.Select(n => new LayerBits(n.Name, n.OpType, quantized.WeightQuantizers[n.Inputs[1]].Bits,
             activationBits.TryGetValue(n.Inputs[0], out int b) ? b : null)).ToList();
-        return new QuantizationOutcome(qdq, spec, fold.Model, fold.Folded, layers);
+        return new QuantizationOutcome(qdq, spec, fold.Model, fold.Folded, layers, quantized.Blocks);
     }
 }

@@ -42,6 +42,20 @@ public enum ScaleSteps
     Absolute,
 }
 
+/// <summary>How the rounding variables' learning rate follows the step budget.</summary>
+public enum RoundingRate
+{
+    /// <summary>
+    /// lr_V = <see cref="QuantizationOptions.RoundingLearningRate"/> × max(1, 20000 / steps): the paper's total movement
+    /// (1e-3 × 20000 steps), so that V can reach the saturated ends of h(V) (|V| ≳ 2.4) within any budget. At the paper's
+    /// budget it is the paper's rate.
+    /// </summary>
+    StepRelative,
+
+    /// <summary>lr_V = <see cref="QuantizationOptions.RoundingLearningRate"/> whatever the budget (the paper's form).</summary>
+    Fixed,
+}
+
 /// <summary>
 /// Quantization and block reconstruction (Genie-M / BRECQ with QDrop). Each hyper-parameter shows its paper value;
 /// the defaults are the paper's except the iteration count, which is the caller's budget.
@@ -62,8 +76,19 @@ public sealed record QuantizationOptions
     /// <summary>Reconstruction batch size (paper: 32).</summary>
     public int BatchSize { get; init; } = 32;
 
-    /// <summary>Adam learning rate of the rounding variables V (paper: 1e-3).</summary>
+    /// <summary>The paper's reconstruction steps per block, the reference of <see cref="RoundingRate.StepRelative"/>.</summary>
+    public const int PaperIterations = 20000;
+
+    /// <summary>Adam learning rate of the rounding variables V at the paper's budget (paper: 1e-3).</summary>
     public double RoundingLearningRate { get; init; } = 1e-3;
+
+    /// <summary>How the rounding variables' learning rate follows <see cref="Iterations"/> (default: step-relative).</summary>
+    public RoundingRate RoundingRate { get; init; } = RoundingRate.StepRelative;
+
+    /// <summary>The rounding variables' learning rate used for <see cref="Iterations"/> steps.</summary>
+    public double EffectiveRoundingLearningRate => RoundingRate == RoundingRate.StepRelative && Iterations > 0
+        ? RoundingLearningRate * Math.Max(1.0, (double)PaperIterations / Iterations)
+        : RoundingLearningRate;
 
     /// <summary>
     /// Adam learning rate of the weight scales, with cosine decay (paper: 1e-4). With
@@ -71,7 +96,7 @@ public sealed record QuantizationOptions
     /// </summary>
     public double WeightScaleLearningRate { get; init; } = 1e-4;
 
-    /// <summary>Adam learning rate of the activation scales, LSQ (paper: 4e-5); relative like <see cref="WeightScaleLearningRate"/>.</summary>
+    /// <summary>Adam learning rate of the activation scales, LSQ, with cosine decay (paper: 4e-5); relative like <see cref="WeightScaleLearningRate"/>.</summary>
     public double ActivationScaleLearningRate { get; init; } = 4e-5;
 
     /// <summary>Whether the scale learning rates are absolute or relative to each scale's initial value (default: relative).</summary>

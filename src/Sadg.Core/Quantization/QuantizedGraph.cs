@@ -70,6 +70,9 @@ public sealed class QuantizedGraph : IDisposable
     /// <summary>Weight quantizers by weight name.</summary>
     public IReadOnlyDictionary<string, WeightQuantizer> WeightQuantizers => weightQuantizers;
 
+    /// <summary>How each block's reconstruction ended (empty until reconstructed, or without reconstruction).</summary>
+    public IReadOnlyList<BlockOutcome> Blocks { get; internal set; } = [];
+
     /// <summary>Activation quantizers by the name of the value they quantize.</summary>
     public IReadOnlyDictionary<string, ActivationQuantizer> ActivationQuantizers => activationQuantizers;
 

@@ -10,10 +10,10 @@ public enum WeightRoundingMode
     /// <summary>Round to nearest (half to even) with the current scale; V is not used.</summary>
     Nearest,
 
-    /// <summary>AdaRound training: floor(w / s) + h(V), differentiable with respect to V and s.</summary>
+    /// <summary>AdaRound training: floor(w / s₀) + h(V), differentiable with respect to V and (through the rescaling) s.</summary>
     Soft,
 
-    /// <summary>The final rounding: floor(w / s) + [V ≥ 0].</summary>
+    /// <summary>The final rounding: floor(w / s₀) + [V ≥ 0].</summary>
     Hard,
 }
 
@@ -24,11 +24,13 @@ public enum WeightRoundingMode
 /// <item>s, z from the clip-ratio search: for each channel, ratios r = 1.00 … 0.01 of [min(w_c, 0), max(w_c, 0)]
 /// (the range always holds 0, so z fits [0, 2^b − 1]), keeping the r that minimizes mean |w − Q(w)|^2.4;
 /// s = (max' − min') / (2^b − 1), z = clamp(round(−min' / s), 0, 2^b − 1);</item>
-/// <item>AdaRound: w_int = floor(w / s) + h(V), h(V) = clamp(σ(V) · (ζ − γ) + γ, 0, 1) with ζ = 1.1, γ = −0.1,
-/// V initialized so that h(V) = frac(w / s) exactly.</item>
+/// <item>AdaRound: w_int = floor(w / s₀) + h(V), h(V) = clamp(σ(V) · (ζ − γ) + γ, 0, 1) with ζ = 1.1, γ = −0.1,
+/// V initialized so that h(V) = frac(w / s₀) exactly. s₀ is the scale at initialization: the floor is fixed once
+/// (as Genie does) and the learned s only rescales, w_q = s · (clamp(w_int + z, 0, 2^b − 1) − z); recomputing
+/// floor(w / s) with the learned s would make a weight jump a whole level whenever s drifts across a boundary.</item>
 /// </list>
 /// s ([C], a learned <see cref="Parameter"/>) and V (the weight's shape, a learned <see cref="Parameter"/>) are the
-/// trainable parameters; w and z are buffers. Parameters are created outside any dispose scope and live as long as the
+/// trainable parameters; w, floor(w / s₀) and z are buffers. Parameters are created outside any dispose scope and live as long as the
 /// module; <see cref="forward"/> allocates only in the caller's scope.
 /// </summary>
 public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
@@ -50,6 +52,7 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
 
 #pragma warning disable IDE1006 // Names mirror the paper's symbols and the registered parameter names.
     Tensor w;
+    Tensor wFloor;
     Tensor z;
     Parameter s;
     Parameter V;
@@ -81,11 +84,13 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
             var v = (p / (1 - p)).log();
 
             w = weight32.DetachFromDisposeScope();
+            wFloor = wOverS.floor().DetachFromDisposeScope();
             z = zeroPoint.DetachFromDisposeScope();
             s = (Parameter)new Parameter(scale, requires_grad: true).DetachFromDisposeScope();
             V = (Parameter)new Parameter(v, requires_grad: true).DetachFromDisposeScope();
         }
         register_buffer("w", w);
+        register_buffer("w_floor", wFloor);
         register_buffer("z", z);
         register_parameter("s", s);
         register_parameter("V", V);
@@ -114,10 +119,16 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     /// <summary>The float weight being quantized.</summary>
     public Tensor Weight => w;
 
+    /// <summary>floor(w / s₀), fixed at initialization: the integer part AdaRound rounds up from.</summary>
+    public Tensor Floor => wFloor;
+
     /// <summary>h(V) = clamp(σ(V) · (ζ − γ) + γ, 0, 1), the soft rounding offset in [0, 1].</summary>
     public Tensor SoftOffset() => V.sigmoid().mul(Zeta - Gamma).add(Gamma).clamp(0, 1);
 
-    /// <summary>The fake-quantized weight in the current <see cref="Mode"/>.</summary>
+    /// <summary>
+    /// The fake-quantized weight in the current <see cref="Mode"/>. The graph hook passes the weight it holds, which
+    /// is this quantizer's own weight; Soft and Hard modes round from the stored floor(w / s₀).
+    /// </summary>
     public override Tensor forward(Tensor weight) => Quantize(weight);
 
     /// <summary>The fake-quantized weight of this quantizer's own weight, in the current <see cref="Mode"/>.</summary>
@@ -130,10 +141,25 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         var wInt = Mode switch
         {
             WeightRoundingMode.Nearest => (weight / scale).round(),
-            WeightRoundingMode.Soft => (weight / scale).floor() + SoftOffset(),
-            _ => (weight / scale).floor() + V.ge(0).to_type(weight.dtype),
+            WeightRoundingMode.Soft => wFloor + SoftOffset(),
+            _ => Integers(),
         };
         return scale * ((wInt + zero).clamp(0, Levels) - zero);
+    }
+
+    /// <summary>The hard AdaRound integers before the zero point: floor(w / s₀) + [V ≥ 0].</summary>
+    Tensor Integers() => wFloor + V.ge(0).to_type(wFloor.dtype);
+
+    /// <summary>
+    /// The share of rounding offsets h(V) within 0.01 of 0 or 1: 1 when AdaRound has converged (the soft weights
+    /// the reconstruction optimized are the hard ones that are written).
+    /// </summary>
+    public double BinarizedShare()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var h = SoftOffset();
+        return h.le(0.01).logical_or(h.ge(0.99)).to_type(ScalarType.Float32).mean().item<float>();
     }
 
     /// <summary>The AdaRound regularizer Σ(1 − |2h(V) − 1|^β), which pushes every h(V) to 0 or 1.</summary>
@@ -177,9 +203,8 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var scale = Broadcast(s, w.dim(), Axis);
         var zero = Broadcast(z, w.dim(), Axis);
-        var integers = ((w / scale).floor() + V.ge(0).to_type(w.dtype) + zero).clamp(0, Levels).to_type(ScalarType.Int64);
+        var integers = (Integers() + zero).clamp(0, Levels).to_type(ScalarType.Int64);
         return new WeightQuantization(node, weight,
             integers.cpu().MoveToOuterDisposeScope(),
             s.detach().cpu().clone().MoveToOuterDisposeScope(),

@@ -9,13 +9,21 @@ namespace Sadg.Reconstruction;
 public sealed record ReconstructionProgress(int Block, int Blocks, int Step, int Steps, double ReconstructionLoss, double RoundingLoss);
 
 /// <summary>
+/// How one block's reconstruction ended: the last step's losses and the share of rounding offsets h(V) within 0.01 of
+/// 0 or 1 (1: AdaRound converged, the weights optimized are the ones written).
+/// </summary>
+public sealed record BlockOutcome(int Block, string Output, int Steps, double ReconstructionLoss, double RoundingLoss, double BinarizedShare);
+
+/// <summary>
 /// Genie-M / BRECQ block reconstruction with QDrop (DESIGN §3). Blocks are reconstructed in order; for each:
 /// its activation quantizers are calibrated on the quantized path's inputs, then its weight rounding (AdaRound),
 /// weight scales and activation scales (LSQ) are learned to minimize
-/// mean over the batch of Σ(y_q − y)² + λ Σ(1 − |2h − 1|^β), where the block input mixes the full-precision
-/// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output. Scale
-/// learning rates are relative to each scale's initial value unless <see cref="QuantizationOptions.ScaleSteps"/> says
-/// otherwise.
+/// Σ_channels (y_q − y)² averaged over the batch and the spatial positions (<see cref="ReconstructionLoss"/>, BRECQ's
+/// <c>(y_q − y).pow(2).sum(1).mean()</c>) + λ Σ(1 − |2h − 1|^β), where the block input mixes the full-precision
+/// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output. Both scale
+/// groups decay with a cosine schedule; scale learning rates are relative to each scale's initial value unless
+/// <see cref="QuantizationOptions.ScaleSteps"/> says otherwise; the rounding variables' rate follows the step budget
+/// (<see cref="QuantizationOptions.EffectiveRoundingLearningRate"/>).
 /// </summary>
 public static class BlockReconstruction
 {
@@ -29,7 +37,8 @@ public static class BlockReconstruction
     /// </summary>
     /// <param name="fp">The full-precision model the blocks are matched to (the same BN-folded graph, no hooks).</param>
     /// <param name="images">Calibration images, [N, C, H, W], on the models' device.</param>
-    public static void Run(QuantizedGraph q, GraphModule fp, Tensor images, IProgress<ReconstructionProgress>? progress = null,
+    /// <returns>How each reconstructed block ended (empty without reconstruction).</returns>
+    public static IReadOnlyList<BlockOutcome> Run(QuantizedGraph q, GraphModule fp, Tensor images, IProgress<ReconstructionProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         var options = q.Options;
@@ -37,6 +46,7 @@ public static class BlockReconstruction
         var generator = new Generator((ulong)options.Seed, images.device);
         foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
 
+        var outcomes = new List<BlockOutcome>();
         using var outer = NewDisposeScope();
         Tensor xFp = images.detach(), xQ = images.detach();
         foreach (var block in blocks)
@@ -45,7 +55,7 @@ public static class BlockReconstruction
             CalibrateActivations(q, block, xQ, options.ActivationCalibrationSamples);
             var yFp = Forward(fp, block, xFp);
             if (options.Iterations > 0)
-                Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken);
+                outcomes.Add(Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken));
             else
                 progress?.Report(new ReconstructionProgress(block.Index + 1, blocks.Count, 0, 0, 0, 0));
 
@@ -55,6 +65,18 @@ public static class BlockReconstruction
             xQ = nextQ;
             xFp = yFp;
         }
+        return outcomes;
+    }
+
+    /// <summary>
+    /// Σ over channels (axis 1) of (y_q − y)², averaged over every other axis (the batch and the spatial positions):
+    /// the squared error per output position, so the rounding regularizer's weight means the same at every
+    /// resolution.
+    /// </summary>
+    public static Tensor ReconstructionLoss(Tensor output, Tensor target)
+    {
+        var squared = (output - target).square();
+        return squared.dim() >= 2 ? squared.sum(1).mean() : squared.mean();
     }
 
     /// <summary>The block's output for every image, in chunks, without gradients.</summary>
@@ -95,7 +117,7 @@ public static class BlockReconstruction
         }
     }
 
-    static void Optimize(QuantizedGraph q, Block block, int blockCount, Tensor xFp, Tensor xQ, Tensor yFp, Generator generator,
+    static BlockOutcome Optimize(QuantizedGraph q, Block block, int blockCount, Tensor xFp, Tensor xQ, Tensor yFp, Generator generator,
         IProgress<ReconstructionProgress>? progress, CancellationToken cancellationToken)
     {
         var options = q.Options;
@@ -103,11 +125,14 @@ public static class BlockReconstruction
         var activations = BlockActivations(q, block).Select(a => a.Quantizer).ToList();
         foreach (var w in weights) w.Mode = WeightRoundingMode.Soft;
 
-        using var roundingOptimizer = optim.Adam(weights.Select(w => w.RoundingVariable), options.RoundingLearningRate);
+        using var roundingOptimizer = optim.Adam(weights.Select(w => w.RoundingVariable), options.EffectiveRoundingLearningRate);
         using var weightScaleOptimizer = optim.Adam(weights.Select(w => w.Scale), options.WeightScaleLearningRate);
         var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
             ? optim.Adam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
+        var activationScaleSchedule = activationOptimizer is null ? null
+            : optim.lr_scheduler.CosineAnnealingLR(activationOptimizer, options.Iterations, 0);
+        double lastReconstruction = 0, lastRounding = 0;
 
         // Relative scale steps: each Adam update of a scale is multiplied by the scale's initial value.
         var scales = weights.Select(w => (Tensor)w.Scale).Concat(activations.Select(a => (Tensor)a.Scale)).ToList();
@@ -133,7 +158,7 @@ public static class BlockReconstruction
                 var target = yFp.index_select(0, index);
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
-                var reconstruction = (output - target).square().sum() / output.shape[0];
+                var reconstruction = ReconstructionLoss(output, target);
                 bool warmUp = WeightQuantizer.InWarmUp(step, steps);
                 double beta = WeightQuantizer.Beta(step, steps);
                 Tensor rounding = warmUp ? zeros(1, device: output.device)
@@ -149,6 +174,7 @@ public static class BlockReconstruction
                 weightScaleOptimizer.step();
                 weightScaleSchedule.step();
                 activationOptimizer?.step();
+                activationScaleSchedule?.step();
                 using (no_grad())
                 {
                     if (before is not null)
@@ -159,10 +185,16 @@ public static class BlockReconstruction
                     foreach (var a in activations) a.Scale.clamp_(min: MinScale);
                 }
 
-                if (progress is not null && (step % reportEvery == 0 || step == steps - 1))
-                    progress.Report(new ReconstructionProgress(block.Index + 1, blockCount, step + 1, steps,
-                        reconstruction.item<float>(), rounding.item<float>()));
+                if (step == steps - 1 || (progress is not null && step % reportEvery == 0))
+                {
+                    lastReconstruction = reconstruction.item<float>();
+                    lastRounding = rounding.item<float>();
+                    progress?.Report(new ReconstructionProgress(block.Index + 1, blockCount, step + 1, steps, lastReconstruction, lastRounding));
+                }
             }
+            long count = weights.Sum(w => w.RoundingVariable.numel());
+            double binarized = count == 0 ? 1 : weights.Sum(w => w.BinarizedShare() * w.RoundingVariable.numel()) / count;
+            return new BlockOutcome(block.Index + 1, block.Output, steps, lastReconstruction, lastRounding, binarized);
         }
         finally
         {

@@ -1,0 +1,108 @@
+using Onnx;
+using Sadg.Generation;
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Pipeline;
+using Sadg.Tests.Support;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Sadg.Tests.Generation;
+
+/// <summary>
+/// The input the model expects: stated ranges and normalizations, and the expectation read from a model whose first
+/// BatchNormalization saw images of a known mean and std.
+/// </summary>
+public class InputPriorTests(ITestOutputHelper output)
+{
+    /// <summary>Smooth images (bilinear 8×8 noise) with per-image, per-channel mean <paramref name="mean"/>[c] and std <paramref name="std"/>.</summary>
+    static Tensor Images(float[] mean, float std, long seed, int n = 64)
+    {
+        var coarse = randn([n, mean.Length, 8, 8], generator: new torch.Generator((ulong)seed));
+        var fine = nn.functional.interpolate(coarse, size: [32, 32], mode: InterpolationMode.Bilinear, align_corners: false);
+        var flat = fine.flatten(2);
+        var unit = ((flat - flat.mean([2], keepdim: true)) / flat.std(2, keepdim: true)).reshape(n, mean.Length, 32, 32);
+        return tensor(mean).reshape(1, -1, 1, 1) + std * unit;
+    }
+
+    /// <summary>The test ResNet with its first BatchNormalization's running statistics measured on <paramref name="images"/>.</summary>
+    static OnnxModel ModelTrainedOn(Tensor images)
+    {
+        var proto = TestModels.ResNet(width: 8);
+        using var graph = new GraphModule(OnnxModel.FromProto(proto));
+        var bn = graph.Nodes.First(n => n.OpType == "BatchNormalization");
+        using var capture = graph.Capture([bn.Inputs[0]]);
+        using var scope = NewDisposeScope();
+        using (no_grad()) graph.forward(images);
+        var x = capture[bn.Inputs[0]].transpose(0, 1).flatten(1);
+        var mean = x.mean([1]).data<float>().ToArray();
+        var variance = x.var(1, unbiased: false).data<float>().ToArray();
+        void Set(string name, float[] values)
+        {
+            var initializer = proto.Graph.Initializer.Single(i => i.Name == name);
+            initializer.FloatData.Clear();
+            initializer.RawData = Google.Protobuf.ByteString.CopyFrom(values.SelectMany(BitConverter.GetBytes).ToArray());
+        }
+        Set(bn.Inputs[3], mean);
+        Set(bn.Inputs[4], variance);
+        return OnnxModel.FromProto(proto);
+    }
+
+    [Theory]
+    [InlineData(1f)]       // x/255: pixels in [0, 1]
+    [InlineData(255f)]     // raw bytes
+    public void The_first_batch_norm_tells_the_input_mean_and_scale(float unit)
+    {
+        float[] mean = [0.55f * unit, 0.4f * unit, 0.3f * unit];
+        float std = 0.2f * unit;
+        using var images = Images(mean, std, seed: 1);
+        var model = ModelTrainedOn(images);
+        using var graph = new GraphModule(model);
+        var prior = InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7)!;
+        output.WriteLine(prior.ToString());
+        for (int c = 0; c < 3; c++)
+        {
+            Assert.InRange(prior.Mean[c], mean[c] - 0.1f * unit, mean[c] + 0.1f * unit);
+            Assert.InRange(prior.Std[c], std / 2, std * 2);
+        }
+    }
+
+    [Fact]
+    public void Without_batch_norm_nothing_is_inferred()
+    {
+        using var graph = new GraphModule(OnnxModel.FromProto(TestModels.ResNet(batchNorm: false)));
+        Assert.Null(InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7));
+    }
+
+    [Theory]
+    [InlineData(0.0, 1.0)]
+    [InlineData(-1.0, 1.0)]
+    [InlineData(0.0, 255.0)]
+    public void A_range_maps_pixels_onto_it_and_carries_natural_image_statistics(double lo, double hi)
+    {
+        var standardization = InputStandardization.FromRange(lo, hi, 3);
+        using var scope = NewDisposeScope();
+        var pixels = tensor(new[] { 0f, 0.25f, 1f }).reshape(1, 3, 1, 1);
+        var fed = standardization.Standardize(pixels).flatten().data<float>().ToArray();
+        Assert.Equal(lo, fed[0], 4);
+        Assert.Equal(lo + 0.25 * (hi - lo), fed[1], 3);
+        Assert.Equal(hi, fed[2], 3);
+        var prior = standardization.Prior(3)!;
+        Assert.Equal(lo + 0.485 * (hi - lo), prior.Mean[0], 3);
+        Assert.Equal(0.229 * (hi - lo), prior.Std[0], 3);
+    }
+
+    [Fact]
+    public void The_prior_sums_over_channels_and_averages_over_images()
+    {
+        using var scope = NewDisposeScope();
+        var prior = new InputPrior([0f, 1f], [1f, 2f], "test");
+        using var graph = new GraphModule(OnnxModel.FromProto(TestModels.ResNet(width: 8)));
+        using var loss = new BnStatisticsLoss(graph, prior);
+        // Two images, two channels, constant planes: std 0 (≈1e-4 with the epsilon) and means 2, 3 / 0, −1.
+        var images = tensor(new[] { 2f, 2f, 3f, 3f, 0f, 0f, -1f, -1f }).reshape(2, 2, 1, 2);
+        double expected = ((2 - 0) * (2 - 0) + 1 + (3 - 1) * (3 - 1) + 4 + 0 + 1 + (-1 - 1) * (-1 - 1) + 4) / 2.0;
+        Assert.Equal(expected, loss.InputPrior(images).item<float>(), 2);
+    }
+}
