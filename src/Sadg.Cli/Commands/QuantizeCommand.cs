@@ -62,9 +62,10 @@ public static class QuantizeCommand
             Description = "Folder for the report (JSON, Markdown, plots); created if missing.",
             HelpName = "dir",
         };
-        var command = new Command("quantize", "Quantize an FP32 ONNX image classifier to b-bit weights (and activations) without real data.")
+        var inputShape = SharedOptions.InputShape();
+        var command = new Command("quantize", "Quantize an FP32 ONNX image model to b-bit weights (and activations) without real data.")
         {
-            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, cacheDir, noCache, report,
+            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, inputShape, cacheDir, noCache, report,
             reconstructionSteps, generationSteps,
         };
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
@@ -82,7 +83,8 @@ public static class QuantizeCommand
             if (methodName != "real" && calibrationPath is not null)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--calibration-data is only read by --method real; --method {methodName} generates its own data.");
 
-            var (onnx, input) = SharedOptions.LoadClassifier(modelPath);
+            int[]? shape = SharedOptions.ParseInputShape(parse.GetValue(inputShape));
+            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, shape);
             string outputPath = ResolveOutput(modelPath, parse.GetValue(output), weightBits);
 
             ImageSet? calibrationSet = null;
@@ -108,7 +110,7 @@ public static class QuantizeCommand
 
             var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
                 profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
-            { ReconstructionSteps = recSteps, GenerationSteps = genSteps };
+            { ReconstructionSteps = recSteps, GenerationSteps = genSteps, InputShape = shape };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, weightBits, actBits?.ToString() ?? "float", methodName, profileName, request.Seed, outputPath);
             try

@@ -26,6 +26,9 @@ public sealed record QuantizationRequest(
 
     /// <summary>Internal (hidden <c>--generation-steps</c>): overrides the profile's warm-up and refinement steps per batch.</summary>
     public int? GenerationSteps { get; init; }
+
+    /// <summary><c>--input-shape C,H,W</c>: the image size for a model whose input leaves some of it free; null: the model's.</summary>
+    public int[]? InputShape { get; init; }
 }
 
 /// <summary>
@@ -67,6 +70,9 @@ public sealed record GenerationRequest(
 
     /// <summary>Internal, as <see cref="QuantizationRequest.ReconstructionSteps"/> (SADAG's warm-up model Q₀).</summary>
     public int? ReconstructionSteps { get; init; }
+
+    /// <summary>As <see cref="QuantizationRequest.InputShape"/>.</summary>
+    public int[]? InputShape { get; init; }
 }
 
 /// <summary>

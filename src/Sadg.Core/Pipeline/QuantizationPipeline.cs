@@ -81,6 +81,8 @@ public static class QuantizationPipeline
     public const string ProfileKey = "sadg.profile";
     public const string OptionsHashKey = "sadg.options_hash";
     public const string AgreementKey = "sadg.top1_agreement";
+    public const string OutputCosineKey = "sadg.output_cosine";
+    public const string OutputSqnrKey = "sadg.output_sqnr_db";
     public const string CalibrationImagesKey = "sadg.calibration_images";
 
     /// <summary>Makes the calibration images only (<c>sadg generate</c>; real images are refused).</summary>
@@ -92,7 +94,9 @@ public static class QuantizationPipeline
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
+        model = InputShapes.Apply(model, options.InputShape);
         using var fp = new GraphModule(model, device);
+        Preflight.Check(model, fp, options);
         return MakeImages(model, fp, options, InputStandardization.FromMetadata(model), reporter, cancellationToken);
     }
 
@@ -105,7 +109,9 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
+        model = InputShapes.Apply(model, options.InputShape);
         using var fp = new GraphModule(model, options.Device ?? CPU);
+        Preflight.Check(model, fp, options);
         var recorder = new GenerationRecorder(reporter);
         var warm = SyntheticData.WarmUp(fp, GenerationFor(options), recorder, cancellationToken);
         recorder.Finish([]);
@@ -124,15 +130,20 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         var total = Stopwatch.StartNew();
-        options.Quantization().Validate();
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
+        var source = model;
+        model = InputShapes.Apply(model, options.InputShape);
         var standardization = InputStandardization.FromMetadata(model);
         var device = options.Device ?? CPU;
 
         CalibrationSet images;
+        OutputKind kind;
         using (var fp = new GraphModule(model, device))
+        {
+            kind = Preflight.Check(model, fp, options);
             images = MakeImages(model, fp, options, standardization, reporter, cancellationToken, warmUp);
+        }
         try
         {
             var timings = images.Timings;
@@ -149,6 +160,7 @@ public static class QuantizationPipeline
             timings.Add(new StageTiming("reconstruction", clock.Elapsed.TotalSeconds));
 
             var qdq = outcome.QdqModel;
+            if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
             SetMetadata(qdq, ToolVersionKey, options.ToolVersion);
             SetMetadata(qdq, MethodKey, PipelineOptions.MethodName(options.Method));
             SetMetadata(qdq, ProfileKey, options.Profile);
@@ -163,13 +175,18 @@ public static class QuantizationPipeline
                 using var stage = reporter.Stage("checking with ONNX Runtime", 2);
                 var data = images.ImageData();
                 long[] shape = images.Images.shape;
-                int[] fpTop1 = runtime(modelBytes, data, shape, cancellationToken);
+                float[] fpOutputs = runtime(modelBytes, data, shape, cancellationToken);
                 stage.Report(1);
-                int[] qTop1 = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
+                float[] qOutputs = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
                 stage.Report(2);
-                double agreement = (double)fpTop1.Where((p, i) => p == qTop1[i]).Count() / Math.Max(1, fpTop1.Length);
-                check = new RuntimeCheck("ONNX Runtime (CPU, default graph optimizations)", fpTop1.Length, agreement);
-                SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                check = OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]);
+                if (check.Top1Agreement is { } agreement)
+                    SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                else
+                {
+                    SetMetadata(qdq, OutputCosineKey, check.CosineSimilarity!.Value.ToString("0.0000", CultureInfo.InvariantCulture));
+                    SetMetadata(qdq, OutputSqnrKey, check.SqnrDb!.Value.ToString("0.00", CultureInfo.InvariantCulture));
+                }
                 timings.Add(new StageTiming("ONNX Runtime check", clock.Elapsed.TotalSeconds));
             }
             byte[] bytes = qdq.ToByteArray();
@@ -304,7 +321,7 @@ public static class QuantizationPipeline
         }
     }
 
-    static GenerationOptions GenerationFor(PipelineOptions options)
+    internal static GenerationOptions GenerationFor(PipelineOptions options)
     {
         var g = options.Generation();
         if (g.Images < 2)
@@ -320,7 +337,7 @@ public static class QuantizationPipeline
         return g;
     }
 
-    /// <summary>The FP model's top-1 class of each image (batches of 128, no gradients).</summary>
+    /// <summary>The FP model's top-1 class of each image (batches of 128, no gradients); the first value of an integer output (class indices).</summary>
     public static long[] Top1(GraphModule model, Tensor images)
     {
         using var noGrad = no_grad();
@@ -329,7 +346,9 @@ public static class QuantizationPipeline
         {
             using var scope = NewDisposeScope();
             long count = Math.Min(128, images.shape[0] - start);
-            predictions.AddRange(model.forward(images.narrow(0, start, count).to(model.Device)).flatten(1).argmax(1).cpu().data<long>().ToArray());
+            var rows = model.forward(images.narrow(0, start, count).to(model.Device)).reshape(count, -1);
+            var top1 = rows.is_floating_point() ? rows.argmax(1) : rows[.., 0].to(ScalarType.Int64);
+            predictions.AddRange(top1.cpu().data<long>().ToArray());
         }
         return predictions.ToArray();
     }
