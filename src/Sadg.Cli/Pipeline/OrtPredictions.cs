@@ -1,5 +1,4 @@
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Sadg.Cli.Pipeline;
 
@@ -32,8 +31,8 @@ public static class OrtPredictions
     }
 
     /// <summary>
-    /// Like <see cref="Top1"/>, but returns the output itself: each image's output flattened and converted to float
-    /// (float, int64 and int32 outputs), one row per image, one after another.
+    /// Like <see cref="Top1"/>, but returns the (float) output itself: each image's output flattened, one row per
+    /// image, one after another.
     /// </summary>
     public static float[] Outputs(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
         int batch, bool fixedBatch, string? path, CancellationToken cancellationToken)
@@ -80,16 +79,8 @@ public static class OrtPredictions
                 string what = path is null ? "the model" : $"'{path}'";
                 throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run {what}: {e.Message.Split('\n')[0]}", path, inner: e);
             }
-            using (outputs) consume(start, n, rows, AsFloats(outputs[0]));
+            using (outputs) consume(start, n, rows, outputs[0].GetTensorDataAsSpan<float>());
             progress?.Invoke(start + n);
         }
     }
-
-    static ReadOnlySpan<float> AsFloats(OrtValue value) => value.GetTensorTypeAndShape().ElementDataType switch
-    {
-        TensorElementType.Float => value.GetTensorDataAsSpan<float>(),
-        TensorElementType.Int64 => value.GetTensorDataAsSpan<long>().ToArray().Select(v => (float)v).ToArray(),
-        TensorElementType.Int32 => value.GetTensorDataAsSpan<int>().ToArray().Select(v => (float)v).ToArray(),
-        var other => throw new SadgException(SadgErrorCode.InvalidGraph, $"The model's output is {other}; Sadg reads float and integer outputs."),
-    };
 }

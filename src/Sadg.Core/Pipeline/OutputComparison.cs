@@ -2,8 +2,8 @@ namespace Sadg.Pipeline;
 
 /// <summary>
 /// Compares the FP model's and the quantized model's outputs (both run by ONNX Runtime on the calibration images):
-/// top-1 agreement for classifiers (argmax of class scores, or equal class indices); the mean per-image cosine
-/// similarity and the SQNR in dB (10·log10 Σf² / Σ(f − q)²) of the flattened outputs for every float output.
+/// top-1 agreement (argmax of the class scores) for classifiers; for every model the mean per-image cosine
+/// similarity and the SQNR in dB (10·log10 Σf² / Σ(f − q)²) of the flattened outputs.
 /// </summary>
 public static class OutputComparison
 {
@@ -17,16 +17,10 @@ public static class OutputComparison
             throw new SadgException(SadgErrorCode.InvalidGraph,
                 $"The FP and the quantized model gave outputs of different sizes ({reference.Length} and {quantized.Length} values for {images} images).");
         int width = reference.Length / images;
-        double? agreement = kind switch
-        {
-            OutputKind.ClassScores => Fraction(images, i => ArgMax(reference.AsSpan(i * width, width)) == ArgMax(quantized.AsSpan(i * width, width))),
-            OutputKind.ClassIndices => Fraction(images, i => reference.AsSpan(i * width, width).SequenceEqual(quantized.AsSpan(i * width, width))),
-            _ => null,
-        };
-        double? cosine = null, sqnr = null;
-        if (kind != OutputKind.ClassIndices)
-        {
-            double cosines = 0, signal = 0, noise = 0;
+        double? agreement = kind == OutputKind.ClassScores
+            ? (double)Enumerable.Range(0, images).Count(i => ArgMax(reference.AsSpan(i * width, width)) == ArgMax(quantized.AsSpan(i * width, width))) / images
+            : null;
+        double cosines = 0, signal = 0, noise = 0;
             for (int i = 0; i < images; i++)
             {
                 double dot = 0, ff = 0, qq = 0;
@@ -41,18 +35,13 @@ public static class OutputComparison
                 signal += ff;
                 cosines += ff == 0 && qq == 0 ? 1 : ff == 0 || qq == 0 ? 0 : dot / Math.Sqrt(ff * qq);
             }
-            cosine = cosines / images;
-            sqnr = noise == 0 ? double.PositiveInfinity : 10 * Math.Log10(signal / noise);
-        }
         return new RuntimeCheck(runtime, images, agreement)
         {
             Metric = agreement is null ? CosineSimilarity : Top1Agreement,
-            CosineSimilarity = cosine,
-            SqnrDb = sqnr,
+            CosineSimilarity = cosines / images,
+            SqnrDb = noise == 0 ? double.PositiveInfinity : 10 * Math.Log10(signal / noise),
         };
     }
-
-    static double Fraction(int count, Func<int, bool> agrees) => (double)Enumerable.Range(0, count).Count(agrees) / count;
 
     static int ArgMax(ReadOnlySpan<float> row)
     {

@@ -25,7 +25,7 @@ public enum CalibrationMethod
 
 /// <summary>
 /// Runs a model with ONNX Runtime (default graph optimizations) and returns its first output for every image,
-/// flattened per image and converted to float: N rows of equal length, one after another. The library has no ONNX
+/// flattened per image: N rows of equal length, one after another. The library has no ONNX
 /// Runtime of its own; the tool passes one (null: the check is skipped).
 /// </summary>
 /// <param name="model">The serialized ONNX model.</param>

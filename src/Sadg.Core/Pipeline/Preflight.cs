@@ -13,9 +13,6 @@ public enum OutputKind
     /// <summary>Class scores from a classifier head (Gemm/MatMul, or a 1×1 Conv over a 1×1 map): top-1 agreement.</summary>
     ClassScores,
 
-    /// <summary>Class indices (an integer output, e.g. from a final ArgMax): agreement of the indices.</summary>
-    ClassIndices,
-
     /// <summary>Anything else (pooled features, feature maps, boxes, masks): cosine similarity and SQNR of the outputs.</summary>
     Features,
 }
@@ -25,8 +22,8 @@ public enum OutputKind
 /// cannot work fails in seconds with a coded error rather than after generation: options (bits, profile, sample
 /// counts, real data), the image input (SADG1102, SADG1107), operators (building the graph, SADG1101; the opset
 /// upgrade of the writer), the graph's structure (SADG1401, SADG1103), one run of the model on two images
-/// (SADG1104), and what the method needs (SADG1404): SADAG a last quantized layer and a float output to take the
-/// output error from, Genie-D and SADAG BatchNormalization statistics or class scores to generate from.
+/// (SADG1104), a float output [N, …] (SADG1404: reconstruction and SADAG compare outputs), and what the method needs
+/// (SADG1404): SADAG a last quantized layer, Genie-D and SADAG BatchNormalization statistics or class scores.
 /// </summary>
 public static class Preflight
 {
@@ -39,17 +36,8 @@ public static class Preflight
         BlockPartition.Partition(fp, n => BlockPartition.IsQuantizable(fp, n));
 
         var head = ClassifierHead.TryFind(fp);
-        var (kind, outputType, outputRank) = Probe(fp, input, head);
-        if (options.Method == CalibrationMethod.Sadag)
-        {
-            if (head is null) ClassifierHead.Find(fp);
-            if (kind == OutputKind.ClassIndices || outputRank < 2)
-                throw new SadgException(SadgErrorCode.MethodNotApplicable,
-                    $"The first output '{fp.OutputNames[0]}' of {Name(model)} is {outputType} of rank {outputRank}" +
-                    (kind == OutputKind.ClassIndices ? " (class indices, e.g. from a final ArgMax)" : "") +
-                    ", so SADAG cannot take the output error it refines with from it (it needs a float output [N, …]). " +
-                    "Use --method genie (Genie-D generation only), or export the model without its final ArgMax.", model.Path);
-        }
+        var kind = Probe(model, fp, input, head);
+        if (options.Method == CalibrationMethod.Sadag && head is null) ClassifierHead.Find(fp);
         if (options.Method is CalibrationMethod.Sadag or CalibrationMethod.Genie && kind != OutputKind.ClassScores)
         {
             using var statistics = new BnStatisticsLoss(fp);
@@ -83,7 +71,7 @@ public static class Preflight
     }
 
     /// <summary>Runs the model once on two zero images: every node must run, and the output says what kind it is.</summary>
-    static (OutputKind Kind, ScalarType Type, long Rank) Probe(GraphModule fp, ImageInput input, ClassifierHead? head)
+    static OutputKind Probe(OnnxModel model, GraphModule fp, ImageInput input, ClassifierHead? head)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -94,10 +82,14 @@ public static class Preflight
             return t;
         }, first: true);
         var output = fp.forward(zeros([2, input.Channels, input.Height, input.Width], device: fp.Device));
-        var kind = !output.is_floating_point() ? OutputKind.ClassIndices
-            : head is not null && featureShape is not null && output.numel() / 2 >= 2 && head.IsClassifierHead(fp, featureShape)
-                ? OutputKind.ClassScores : OutputKind.Features;
-        return (kind, output.dtype, output.dim());
+        if (!output.is_floating_point() || output.dim() < 2)
+            throw new SadgException(SadgErrorCode.MethodNotApplicable,
+                $"The first output '{fp.OutputNames[0]}' of {Name(model)} is {output.dtype} of rank {output.dim()}" +
+                (output.is_floating_point() ? "" : " (class indices, e.g. from a final ArgMax)") + ", but block reconstruction " +
+                "and SADAG compare the FP and the quantized model's float outputs [N, …]. Export the model without its final " +
+                "ArgMax (output the scores; take the ArgMax in the app).", model.Path);
+        return head is not null && featureShape is not null && output.numel() / 2 >= 2 && head.IsClassifierHead(fp, featureShape)
+            ? OutputKind.ClassScores : OutputKind.Features;
     }
 
     static string Name(OnnxModel model) => model.Path is { } path ? $"'{Path.GetFileName(path)}'" : "the model";

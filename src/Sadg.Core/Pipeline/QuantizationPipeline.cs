@@ -337,7 +337,7 @@ public static class QuantizationPipeline
         return g;
     }
 
-    /// <summary>The FP model's top-1 class of each image (batches of 128, no gradients); the first value of an integer output (class indices).</summary>
+    /// <summary>The FP model's top-1 class of each image (batches of 128, no gradients).</summary>
     public static long[] Top1(GraphModule model, Tensor images)
     {
         using var noGrad = no_grad();
@@ -346,9 +346,7 @@ public static class QuantizationPipeline
         {
             using var scope = NewDisposeScope();
             long count = Math.Min(128, images.shape[0] - start);
-            var rows = model.forward(images.narrow(0, start, count).to(model.Device)).reshape(count, -1);
-            var top1 = rows.is_floating_point() ? rows.argmax(1) : rows[.., 0].to(ScalarType.Int64);
-            predictions.AddRange(top1.cpu().data<long>().ToArray());
+            predictions.AddRange(model.forward(images.narrow(0, start, count).to(model.Device)).flatten(1).argmax(1).cpu().data<long>().ToArray());
         }
         return predictions.ToArray();
     }

@@ -23,10 +23,10 @@ public sealed record RuntimeCheck(string Runtime, int Images, double? Top1Agreem
     /// <summary><c>top1_agreement</c> or <c>cosine_similarity</c> (see <see cref="OutputComparison"/>).</summary>
     public string Metric { get; init; } = OutputComparison.Top1Agreement;
 
-    /// <summary>Mean per-image cosine similarity of the flattened outputs (null for class-index outputs).</summary>
+    /// <summary>Mean per-image cosine similarity of the flattened outputs.</summary>
     public double? CosineSimilarity { get; init; }
 
-    /// <summary>Signal-to-quantization-noise ratio of the outputs in dB (null for class-index outputs).</summary>
+    /// <summary>Signal-to-quantization-noise ratio of the outputs in dB.</summary>
     public double? SqnrDb { get; init; }
 
     /// <summary>One line: the metric's value, and the other numbers measured.</summary>
