@@ -53,6 +53,8 @@ namespace Sadg.BuildTasks
         public int Seed { get; private set; }
         public string Device { get; private set; } = "auto";
         public string? CalibrationData { get; private set; }
+        /// <summary><c>C,H,W</c> for a model whose input leaves some of them free (the tool's <c>--input-shape</c>); null: the model's.</summary>
+        public string? InputShape { get; private set; }
         public bool Embed { get; private set; } = true;
         public string LogicalName { get; private set; } = "";
         public string AccessorName { get; private set; } = "";
@@ -141,6 +143,17 @@ namespace Sadg.BuildTasks
                 problems.Add(new MetadataProblem(Codes.CalibrationDataInvalid,
                     $"QuantizeModel '{name}': Method=\"real\" needs CalibrationData (a data folder; see docs/cli.md)."));
 
+            string shape = Meta("InputShape");
+            if (shape.Length > 0)
+            {
+                var dims = shape.Split(',', 'x', 'X').Select(d => d.Trim()).ToArray();
+                if (dims.Length == 3 && dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= 1))
+                    m.InputShape = string.Join(",", dims.Select(d => int.Parse(d, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture)));
+                else
+                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
+                        $"QuantizeModel '{name}': InputShape=\"{shape}\" is not allowed; give the image size as C,H,W (three whole numbers, e.g. 3,48,320)."));
+            }
+
             string embed = Meta("Embed");
             if (embed.Length > 0)
             {
@@ -207,6 +220,7 @@ namespace Sadg.BuildTasks
             "seed=" + Seed.ToString(CultureInfo.InvariantCulture),
             "device=" + Device,
             "calibration-data=" + (CalibrationData ?? ""),
+            "input-shape=" + (InputShape ?? ""),
             "tool=" + toolIdentity,
         });
 

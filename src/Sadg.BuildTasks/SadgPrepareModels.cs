@@ -81,6 +81,7 @@ namespace Sadg.BuildTasks
                 item.SetMetadata("Seed", m.Seed.ToString(CultureInfo.InvariantCulture));
                 item.SetMetadata("Device", m.Device);
                 item.SetMetadata("CalibrationData", m.CalibrationData ?? "");
+                item.SetMetadata("InputShape", m.InputShape ?? "");
                 item.SetMetadata("Embed", m.Embed ? "true" : "false");
                 item.SetMetadata("LogicalName", m.LogicalName);
                 item.SetMetadata("AccessorName", m.AccessorName);

@@ -119,6 +119,7 @@ namespace Sadg.BuildTasks
             if (m.Profile != null) b.AppendSwitchIfNotNull("--profile ", m.Profile);
             b.AppendSwitchIfNotNull("--seed ", m.Seed.ToString(CultureInfo.InvariantCulture));
             b.AppendSwitchIfNotNull("--device ", m.Device);
+            if (m.InputShape != null) b.AppendSwitchIfNotNull("--input-shape ", m.InputShape);
             if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull("--cache-dir ", Path.GetFullPath(CacheDirectory));
             if (ReportDirectory.Length > 0) b.AppendSwitchIfNotNull("--report ", Path.GetFullPath(ReportDirectory));
             if (ExtraArguments.Length > 0) b.AppendTextUnquoted(" " + ExtraArguments);

@@ -24,6 +24,7 @@ public enum SadgErrorCode
     InvalidNode = 1104,
     UnsupportedAttribute = 1105,
     DeviceUnavailable = 1106,
+    InputShapeRequired = 1107,
 
     // 1200–1299: writing a model.
     WriteFailed = 1201,
@@ -36,6 +37,7 @@ public enum SadgErrorCode
     NothingToQuantize = 1401,
     InvalidBits = 1402,
     CalibrationDataInvalid = 1403,
+    MethodNotApplicable = 1404,
 
     // 1500–1599: the sadg command line.
     UsageError = 1501,

@@ -67,12 +67,12 @@ public sealed class TaskTests : IDisposable
     {
         Directory.CreateDirectory(Path.Combine(_dir, "cal data"));
         var task = Quantize(Item("Models/resnet20.onnx", ("Bits", "3"), ("ActivationBits", "none"), ("Method", "Real"),
-            ("CalibrationData", "cal data"), ("Samples", "256"), ("Profile", "quick"), ("Seed", "7"), ("Device", "cpu")));
+            ("CalibrationData", "cal data"), ("Samples", "256"), ("Profile", "quick"), ("Seed", "7"), ("Device", "cpu"), ("InputShape", "3, 48,320")));
         task.CacheDirectory = Path.Combine(_dir, "cache");
         string line = task.CommandLineForTests();
         Assert.Empty(_engine.Errors);
         Assert.EndsWith($"--bits 3 --activation-bits none --method real --calibration-data \"{Path.Combine(_dir, "cal data")}\" " +
-                        $"--samples 256 --profile quick --seed 7 --device cpu --cache-dir {Path.Combine(_dir, "cache")}", line);
+                        $"--samples 256 --profile quick --seed 7 --device cpu --input-shape \"3,48,320\" --cache-dir {Path.Combine(_dir, "cache")}", line);
     }
 
     [Fact]
@@ -88,9 +88,9 @@ public sealed class TaskTests : IDisposable
     public void EveryBadValueIsAnErrorAgainstTheProjectFileBeforeAnythingRuns()
     {
         var task = Quantize(Item("Models/resnet20.onnx", ("Bits", "12"), ("ActivationBits", "abc"), ("Method", "magic"),
-            ("Samples", "0"), ("Profile", "slow"), ("Seed", "x"), ("Device", "tpu"), ("Embed", "maybe")));
+            ("Samples", "0"), ("Profile", "slow"), ("Seed", "x"), ("Device", "tpu"), ("InputShape", "3,48"), ("Embed", "maybe")));
         Assert.False(task.Execute());
-        Assert.Equal(["SADG1402", "SADG1402", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502"],
+        Assert.Equal(["SADG1402", "SADG1402", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502", "SADG1502"],
             _engine.Errors.Select(e => e.Code));
         Assert.All(_engine.Errors, e => Assert.Equal(_project, e.File));
         Assert.All(_engine.Errors, e => Assert.Equal(3, e.LineNumber)); // the line with Include="Models/resnet20.onnx"
@@ -154,6 +154,13 @@ public sealed class TaskTests : IDisposable
         Assert.True(Prepare(Item("Models/resnet20.onnx", ("Seed", "1"))).Execute());
         Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
         Assert.Contains("seed=1", File.ReadAllText(stamp));
+
+        File.SetLastWriteTimeUtc(stamp, written);
+        var shaped = Prepare(Item("Models/resnet20.onnx", ("Seed", "1"), ("InputShape", "3,48,320")));
+        Assert.True(shaped.Execute());
+        Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
+        Assert.Contains("input-shape=3,48,320", File.ReadAllText(stamp));
+        Assert.Equal("3,48,320", shaped.PreparedModels[0].GetMetadata("InputShape"));
     }
 
     [Fact]

@@ -48,4 +48,80 @@ public static class Models
         b.AddOutput(x, DataType.Float, -1, 2, 6, 6);
         return b.Build(13, irVersion: 8);
     }
+    /// <summary>
+    /// Models of the kinds real exports have, each with BatchNormalization kept, on 1-channel 8x8 images:
+    /// a stem Conv-BN-Relu (4 channels) and a strided Conv-BN-Relu (8 channels), then a tail that makes the kind.
+    /// </summary>
+    public enum Kind
+    {
+        /// <summary>GlobalAveragePool, a 1x1 Conv to 10 classes over the 1x1 map, Reshape [N, 10], Softmax (as Keras writes a classifier).</summary>
+        ConvHead,
+
+        /// <summary>GlobalAveragePool, Flatten: the output is the pooled 8-d features (a backbone, no classifier).</summary>
+        Features,
+
+        /// <summary>GlobalAveragePool, Flatten, Gemm to 10 classes, ArgMax: the output is the class index (int64).</summary>
+        ArgMax,
+
+        /// <summary>The input is [N, 1, 8, W] (free width); GlobalAveragePool, Flatten, Gemm to 10 classes.</summary>
+        FreeWidth,
+
+        /// <summary>The input is [1, 1, 8, 8] (batch fixed to 1, as CNTK exports); Reshape [1, 128], Gemm to 10 classes.</summary>
+        BatchOne,
+    }
+
+    public static ModelProto Of(Kind kind, long seed = 1)
+    {
+        var generator = new Generator(0).manual_seed(seed);
+        var b = new OnnxGraphBuilder(kind.ToString());
+        Tensor Randn(params long[] shape) => randn(shape, generator: generator);
+        string ConvBnRelu(string x, int cin, int cout, int stride)
+        {
+            var w = b.AddInitializer(b.Fresh("w"), Randn(cout, cin, 3, 3) * MathF.Sqrt(2f / (cin * 9)));
+            x = b.AddNode("Conv", [x, w], attributes: new Dictionary<string, object>
+            {
+                ["kernel_shape"] = new long[] { 3, 3 },
+                ["pads"] = new long[] { 1, 1, 1, 1 },
+                ["strides"] = new long[] { stride, stride },
+            });
+            x = b.AddNode("BatchNormalization", [x, b.AddInitializer(b.Fresh("s"), rand([cout], generator: generator) + 0.5f),
+                b.AddInitializer(b.Fresh("b"), Randn(cout) * 0.1f), b.AddInitializer(b.Fresh("m"), Randn(cout) * 0.1f),
+                b.AddInitializer(b.Fresh("v"), rand([cout], generator: generator) + 0.5f)]);
+            return b.AddNode("Relu", [x]);
+        }
+        string Gemm(string x, int features) => b.AddNode("Gemm", [x, b.AddInitializer(b.Fresh("fc_w"), Randn(10, features) * MathF.Sqrt(1f / features)),
+            b.AddInitializer(b.Fresh("fc_b"), Randn(10) * 0.1f)], attributes: new Dictionary<string, object> { ["transB"] = 1L });
+        string Flatten(string x) => b.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+
+        var x = b.AddInput("image", DataType.Float, kind switch { Kind.FreeWidth => [-1, 1, 8, -1], Kind.BatchOne => [1, 1, 8, 8], _ => [-1, 1, 8, 8] });
+        if (kind == Kind.FreeWidth) b.Graph.Input[0].Type.TensorType.Shape.Dim[3].DimParam = "W";
+        x = ConvBnRelu(x, 1, 4, 1);
+        x = ConvBnRelu(x, 4, 8, 2);
+        switch (kind)
+        {
+            case Kind.ConvHead:
+                x = b.AddNode("GlobalAveragePool", [x]);
+                x = b.AddNode("Conv", [x, b.AddInitializer("head_w", Randn(10, 8, 1, 1) * 0.3f), b.AddInitializer("head_b", Randn(10) * 0.1f)],
+                    attributes: new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } });
+                x = b.AddNode("Reshape", [x, b.AddInt64s("shape", -1, 10)]);
+                x = b.AddNode("Softmax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+                break;
+            case Kind.Features:
+                x = Flatten(b.AddNode("GlobalAveragePool", [x]));
+                break;
+            case Kind.ArgMax:
+                x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
+                x = b.AddNode("ArgMax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L, ["keepdims"] = 0L });
+                b.AddOutput(x, DataType.Int64, -1);
+                return b.Build(13, irVersion: 8);
+            case Kind.FreeWidth:
+                x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
+                break;
+            case Kind.BatchOne:
+                x = Gemm(b.AddNode("Reshape", [x, b.AddInt64s("shape", 1, 128)]), 128);
+                break;
+        }
+        b.AddOutput(x);
+        return b.Build(13, irVersion: 8);
+    }
 }

@@ -68,7 +68,7 @@ public class PipelineTests
         Assert.NotEmpty(report.Layers);
         Assert.Equal(8, report.CalibrationImages);
         Assert.NotNull(report.Check);
-        Assert.InRange(report.Check!.Top1Agreement, 0, 1);
+        Assert.InRange(report.Check!.Top1Agreement!.Value, 0, 1);
         Assert.Equal(new FileInfo(folder.File("out.onnx")).Length, report.OutputBytes);
         Assert.Contains("4-bit", File.ReadAllText(folder.File("report/report.md")));
         using (var png = SKBitmap.Decode(folder.File("report/synthetic.png"))) Assert.True(png.Width > 0);

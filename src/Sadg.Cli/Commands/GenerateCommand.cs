@@ -37,9 +37,10 @@ public static class GenerateCommand
         var inputOptions = new InputOptions();
         var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block of Q0." };
         var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
+        var inputShape = SharedOptions.InputShape();
         var command = new Command("generate", "Synthesize calibration images from a model's own statistics, without quantizing.")
         {
-            model, output, method, samples, profile, seed, device, reconstructionSteps, generationSteps,
+            model, output, method, samples, profile, seed, device, inputShape, reconstructionSteps, generationSteps,
         };
         foreach (var option in inputOptions.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
@@ -55,13 +56,15 @@ public static class GenerateCommand
             if (Directory.Exists(outputPath) && Directory.EnumerateFileSystemEntries(outputPath).Any())
                 throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{outputPath}' exists and is not empty; give a new or empty folder.", outputPath);
 
-            var (onnx, input) = SharedOptions.LoadClassifier(modelPath);
+            int[]? shape = SharedOptions.ParseInputShape(parse.GetValue(inputShape));
+            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, shape);
             var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
             var request = new GenerationRequest(modelPath, onnx, input, methodName, sampleCount, profileName, parse.GetValue(seed), torchDevice)
             {
                 GenerationSteps = parse.GetValue(generationSteps),
                 ReconstructionSteps = parse.GetValue(reconstructionSteps),
                 Choices = inputOptions.Parse(parse, input.Channels),
+                InputShape = shape,
             };
             var images = await services.Generation.GenerateAsync(request, console, cancellationToken);
             cancellationToken.ThrowIfCancellationRequested();

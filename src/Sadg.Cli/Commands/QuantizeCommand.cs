@@ -63,9 +63,10 @@ public static class QuantizeCommand
             Description = "Folder for the report (JSON, Markdown, plots); created if missing.",
             HelpName = "dir",
         };
-        var command = new Command("quantize", "Quantize an FP32 ONNX image classifier to b-bit weights (and activations) without real data.")
+        var inputShape = SharedOptions.InputShape();
+        var command = new Command("quantize", "Quantize an FP32 ONNX image model to b-bit weights (and activations) without real data.")
         {
-            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, cacheDir, noCache, report,
+            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, inputShape, cacheDir, noCache, report,
             reconstructionSteps, generationSteps,
         };
         foreach (var option in inputOptions.All) command.Options.Add(option);
@@ -84,7 +85,8 @@ public static class QuantizeCommand
             if (methodName != "real" && calibrationPath is not null)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--calibration-data is only read by --method real; --method {methodName} generates its own data.");
 
-            var (onnx, input) = SharedOptions.LoadClassifier(modelPath);
+            int[]? shape = SharedOptions.ParseInputShape(parse.GetValue(inputShape));
+            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, shape);
             var choices = inputOptions.Parse(parse, input.Channels);
             string outputPath = ResolveOutput(modelPath, parse.GetValue(output), weightBits);
 
@@ -111,7 +113,7 @@ public static class QuantizeCommand
 
             var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
                 profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
-            { ReconstructionSteps = recSteps, GenerationSteps = genSteps, Choices = choices };
+            { ReconstructionSteps = recSteps, GenerationSteps = genSteps, InputShape = shape, Choices = choices };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, weightBits, actBits?.ToString() ?? "float", methodName, profileName, request.Seed, outputPath);
             try

@@ -56,6 +56,13 @@ public static class SharedOptions
         return lower;
     }
 
+    public static Option<string?> InputShape() => new("--input-shape")
+    {
+        Description = "The image size C,H,W to generate and calibrate at, for a model whose input leaves channels, height or " +
+                      "width free (e.g. [N,3,48,W]); the written model keeps them free.",
+        HelpName = "C,H,W",
+    };
+
     public static int? CheckSamples(int? samples)
     {
         if (samples is < 1)
@@ -63,12 +70,18 @@ public static class SharedOptions
         return samples;
     }
 
-    /// <summary>Loads the model and requires a single NCHW image input (SADG1001–1009, SADG1102).</summary>
-    public static (OnnxModel Model, ImageInput Input) LoadClassifier(string path)
+    /// <summary>
+    /// Loads the model and requires a single NCHW image input (SADG1001–1009, SADG1102), of a known size once
+    /// <paramref name="inputShape"/> (C,H,W) is applied (SADG1107, SADG1502). The model is returned as the file has it.
+    /// </summary>
+    public static (OnnxModel Model, ImageInput Input) LoadClassifier(string path, int[]? inputShape = null)
     {
         var model = OnnxModel.Load(path);
-        return (model, model.GetImageInput());
+        return (model, InputShapes.Apply(model, inputShape).GetImageInput());
     }
+
+    /// <summary>The parsed <c>--input-shape</c>, or null when not given.</summary>
+    public static int[]? ParseInputShape(string? text) => text is null ? null : InputShapes.Parse(text);
 }
 
 /// <summary>

@@ -26,10 +26,13 @@ public sealed class ConsoleReporter(CliConsole console) : IPipelineReporter
     }
 }
 
-/// <summary>The ONNX Runtime check: CPU provider, default graph optimizations, the model's own batch size when fixed.</summary>
+/// <summary>
+/// The ONNX Runtime check: CPU provider, default graph optimizations, the model's own batch size when fixed (a
+/// model declared with batch 1, as CNTK exports, is run one image at a time: its graph may hold that 1 in shapes).
+/// </summary>
 public static class OrtCheck
 {
-    public static int[] Top1(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken)
+    public static float[] Outputs(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken)
     {
         using var options = new SessionOptions();
         InferenceSession session;
@@ -42,8 +45,8 @@ public static class OrtCheck
         {
             long declared = session.InputMetadata[session.InputNames[0]].Dimensions is { Length: > 0 } dims && dims[0] > 0 ? dims[0] : 0;
             int[] chw = [(int)shape[1], (int)shape[2], (int)shape[3]];
-            return OrtPredictions.Top1(session, session.InputNames[0], session.OutputNames[0], images, (int)shape[0], chw,
-                declared > 0 ? (int)declared : 64, declared > 0, prepare: null, progress: null, path: null, cancellationToken);
+            return OrtPredictions.Outputs(session, session.InputNames[0], session.OutputNames[0], images, (int)shape[0], chw,
+                declared > 0 ? (int)declared : 64, declared > 0, path: null, cancellationToken);
         }
     }
 }
@@ -82,7 +85,8 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             CalibrationImages = calibration,
             CalibrationDataHash = calibrationHash,
             ToolVersion = CliApp.Version,
-            Runtime = OrtCheck.Top1,
+            Runtime = OrtCheck.Outputs,
+            InputShape = r.InputShape,
         });
     }
 
@@ -113,7 +117,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
     {
         var lines = new List<string>();
         if (report.Check is { } check)
-            lines.Add($"top-1 agreement with the FP32 model on {check.Images} calibration images (ONNX Runtime): {check.Top1Agreement * 100:0.00}%");
+            lines.Add($"{check.Describe()} against the FP32 model on {check.Images} calibration images (ONNX Runtime)");
         lines.Add($"size: {Commands.InspectCommand.FormatBytes(report.InputBytes)} -> {Commands.InspectCommand.FormatBytes(report.OutputBytes)}");
         lines.Add($"time: {report.TotalSeconds:0.0} s ({string.Join(", ", report.Timings.Select(t => $"{t.Stage} {t.Seconds:0.0} s"))})");
         return lines;
@@ -134,6 +138,7 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
             Device = request.Device,
             GenerationSteps = request.GenerationSteps,
             ReconstructionSteps = request.ReconstructionSteps,
+            InputShape = request.InputShape,
             ToolVersion = CliApp.Version,
         });
         using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console), cancellationToken);

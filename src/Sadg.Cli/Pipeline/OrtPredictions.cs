@@ -2,7 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 
 namespace Sadg.Cli.Pipeline;
 
-/// <summary>Top-1 classes of a classifier run by ONNX Runtime over a set of images, batch by batch.</summary>
+/// <summary>Top-1 classes of a classifier, or any model's outputs, run by ONNX Runtime over a set of images, batch by batch.</summary>
 public static class OrtPredictions
 {
     /// <summary>
@@ -15,8 +15,44 @@ public static class OrtPredictions
     public static int[] Top1(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
         int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken)
     {
-        int per = chw[0] * chw[1] * chw[2];
         var predictions = new int[count];
+        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, prepare, progress, path, cancellationToken, (start, n, rows, logits) =>
+        {
+            int classes = logits.Length / rows;
+            for (int r = 0; r < n; r++)
+            {
+                var row = logits.Slice(r * classes, classes);
+                int best = 0;
+                for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
+                predictions[start + r] = best;
+            }
+        });
+        return predictions;
+    }
+
+    /// <summary>
+    /// Like <see cref="Top1"/>, but returns the (float) output itself: each image's output flattened, one row per
+    /// image, one after another.
+    /// </summary>
+    public static float[] Outputs(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
+        int batch, bool fixedBatch, string? path, CancellationToken cancellationToken)
+    {
+        var values = new List<float>();
+        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, null, null, path, cancellationToken, (_, n, rows, output) =>
+        {
+            foreach (float v in output[..(output.Length / rows * n)]) values.Add(v);
+        });
+        return values.ToArray();
+    }
+
+    /// <summary>Hears one batch's output (float) for <paramref name="images"/> images from <paramref name="start"/>; <paramref name="rows"/> were run (padding included).</summary>
+    delegate void BatchOutput(int start, int images, int rows, ReadOnlySpan<float> output);
+
+    static void Run(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
+        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken,
+        BatchOutput consume)
+    {
+        int per = chw[0] * chw[1] * chw[2];
         using var runOptions = new RunOptions();
         using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
         var buffer = new float[batch * per];
@@ -43,20 +79,8 @@ public static class OrtPredictions
                 string what = path is null ? "the model" : $"'{path}'";
                 throw new SadgException(SadgErrorCode.InvalidNode, $"ONNX Runtime failed to run {what}: {e.Message.Split('\n')[0]}", path, inner: e);
             }
-            using (outputs)
-            {
-                var logits = outputs[0].GetTensorDataAsSpan<float>();
-                int classes = logits.Length / rows;
-                for (int r = 0; r < n; r++)
-                {
-                    var row = logits.Slice(r * classes, classes);
-                    int best = 0;
-                    for (int k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
-                    predictions[start + r] = best;
-                }
-            }
+            using (outputs) consume(start, n, rows, outputs[0].GetTensorDataAsSpan<float>());
             progress?.Invoke(start + n);
         }
-        return predictions;
     }
 }

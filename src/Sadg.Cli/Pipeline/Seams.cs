@@ -27,6 +27,9 @@ public sealed record QuantizationRequest(
     /// <summary>Internal (hidden <c>--generation-steps</c>): overrides the profile's warm-up and refinement steps per batch.</summary>
     public int? GenerationSteps { get; init; }
 
+    /// <summary><c>--input-shape C,H,W</c>: the image size for a model whose input leaves some of it free; null: the model's.</summary>
+    public int[]? InputShape { get; init; }
+
     /// <summary>What the model is fed, the input prior and SADAG's neighbour (<see cref="Commands.InputOptions"/>).</summary>
     public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
 }
@@ -87,6 +90,9 @@ public sealed record GenerationRequest(
 
     /// <summary>As <see cref="QuantizationRequest.Choices"/>.</summary>
     public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
+
+    /// <summary>As <see cref="QuantizationRequest.InputShape"/>.</summary>
+    public int[]? InputShape { get; init; }
 }
 
 /// <summary>

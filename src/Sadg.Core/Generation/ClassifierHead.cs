@@ -1,40 +1,82 @@
 using Sadg.Graph;
+using Sadg.Reconstruction;
 
 namespace Sadg.Generation;
 
 /// <summary>
-/// The classifier's last layer: the last Gemm or MatMul (with a constant weight) of the graph, and the value it
-/// reads as features (the flattened penultimate activations a of SADAG).
+/// The layer SADAG reads its features a from: the last quantized layer (Conv, Gemm, or MatMul with a constant
+/// weight) that the model's first output depends on, whatever its op, and the value it reads (flattened per sample).
+/// For a classifier this is the head (a Gemm/MatMul, or a 1×1 Conv over a 1×1 map as Keras writes it); for a
+/// feature extractor, detector or segmenter it is the last layer before the output.
 /// </summary>
 public sealed record ClassifierHead(GraphNode Node, int FeatureInput)
 {
-    /// <summary>The name of the feature value feeding the head.</summary>
+    /// <summary>Ops that pass class scores on unchanged in meaning (shape changes, normalization, a constant bias).</summary>
+    static readonly HashSet<string> PassThrough = new(StringComparer.Ordinal)
+    {
+        "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Softmax", "LogSoftmax", "Identity", "Dropout", "Cast",
+    };
+
+    static readonly HashSet<string> ConstantOperand = new(StringComparer.Ordinal) { "Add", "Sub", "Mul", "Div" };
+
+    /// <summary>The name of the feature value the layer reads.</summary>
     public string Features => Node.Inputs[FeatureInput];
 
-    /// <summary>Finds the last Gemm/MatMul whose other operand is a constant weight.</summary>
-    public static ClassifierHead Find(GraphModule graph)
+    /// <summary>Finds the layer; SADG1404 (naming the model and the fix) when the first output depends on no quantized layer.</summary>
+    public static ClassifierHead Find(GraphModule graph) => TryFind(graph)
+        ?? throw new SadgException(SadgErrorCode.MethodNotApplicable,
+            $"The output '{graph.OutputNames[0]}' of {ModelName(graph)} depends on no Conv, Gemm or MatMul with a constant weight, " +
+            "so SADAG has no last layer to take its gradient-matching and diversity terms from. Use --method genie (Genie-D " +
+            "generation only) for this model.", graph.Model.Path);
+
+    /// <summary>The last quantizable node, in execution order, among those the first output depends on; null if none.</summary>
+    public static ClassifierHead? TryFind(GraphModule graph)
     {
-        for (int i = graph.Nodes.Count - 1; i >= 0; i--)
+        var needed = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([graph.OutputNames[0]]);
+        GraphNode? last = null;
+        while (pending.Count > 0)
         {
-            var node = graph.Nodes[i];
-            if (node.OpType is not ("Gemm" or "MatMul") || node.Kind != NodeKind.Dynamic) continue;
-            bool a = graph.IsConstant(node.Inputs[0]), b = graph.IsConstant(node.Inputs[1]);
-            if (!a && b) return new ClassifierHead(node, 0);
-            if (a && !b) return new ClassifierHead(node, 1);
+            string value = pending.Pop();
+            if (!needed.Add(value) || graph.Producer(value) is not { } node) continue;
+            if (BlockPartition.IsQuantizable(graph, node) && (last is null || node.Index > last.Index)) last = node;
+            foreach (var input in node.Inputs.Where(i => i.Length > 0)) pending.Push(input);
         }
-        throw new SadgException(SadgErrorCode.InvalidGraph,
-            "The model has no final Gemm/MatMul with a constant weight (a classifier head), which SADAG needs for its " +
-            "gradient-matching and diversity terms. Use Genie-D generation (warm-up only) for this model.", graph.Model.Path);
+        return last is null ? null : new ClassifierHead(last, 0);
     }
 
     /// <summary>
-    /// Records what the head reads on every run (after any quantizer hooks already on that input), flattened to
+    /// True when this layer is a classifier head: a Gemm or MatMul, or a Conv with a 1×1 kernel over a 1×1 map
+    /// (<paramref name="featureShape"/>: the shape of what it reads), whose output reaches the model's first output
+    /// only through shape changes, (log-)softmax or a constant bias/scale.
+    /// </summary>
+    public bool IsClassifierHead(GraphModule graph, IReadOnlyList<long> featureShape)
+    {
+        bool head = Node.OpType is "Gemm" or "MatMul"
+            || (Node.OpType == "Conv" && graph.GetConstant(Node.Inputs[1]) is { } w && w.dim() == 4 && w.shape[2] == 1 && w.shape[3] == 1
+                && featureShape.Count == 4 && featureShape[2] == 1 && featureShape[3] == 1);
+        if (!head) return false;
+        string value = graph.OutputNames[0];
+        while (graph.Producer(value) is { } node && node.Index != Node.Index)
+        {
+            bool passes = PassThrough.Contains(node.OpType)
+                || (ConstantOperand.Contains(node.OpType) && node.Inputs.Count == 2 && graph.IsConstant(node.Inputs[1]));
+            if (!passes) return false;
+            value = node.Inputs[0];
+        }
+        return graph.Producer(value)?.Index == Node.Index;
+    }
+
+    static string ModelName(GraphModule graph) => graph.Model.Path is { } path ? $"'{Path.GetFileName(path)}'" : "the model";
+
+    /// <summary>
+    /// Records what the layer reads on every run, before any quantizer hook on that value changes it, flattened to
     /// [N, features]. Dispose the result to stop recording.
     /// </summary>
     public FeatureRecorder Record(GraphModule graph) => new(graph, this);
 }
 
-/// <summary>The features a classifier head saw on the latest run; see <see cref="ClassifierHead.Record"/>.</summary>
+/// <summary>The features the last layer saw on the latest run; see <see cref="ClassifierHead.Record"/>.</summary>
 public sealed class FeatureRecorder : IDisposable
 {
     readonly IDisposable hook;
@@ -42,11 +84,11 @@ public sealed class FeatureRecorder : IDisposable
 
     internal FeatureRecorder(GraphModule graph, ClassifierHead head)
     {
-        hook = graph.AddInputHook(head.Node, head.FeatureInput, t =>
+        hook = graph.AddHook(head.Features, t =>
         {
             latest = t;
             return t;
-        });
+        }, first: true);
     }
 
     /// <summary>The latest run's features as [N, features] (belongs to that run's dispose scope).</summary>

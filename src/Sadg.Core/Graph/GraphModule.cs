@@ -112,10 +112,11 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Calls <paramref name="hook"/> with a value each time it is produced (or, for weights, read) and uses what
-    /// it returns instead. Hooks on one value run in the order they were added. Dispose the result to remove it.
-    /// Folded and shape-only values cannot be hooked.
+    /// it returns instead. Hooks on one value run in the order they were added; <paramref name="first"/> puts this one
+    /// before those already there (to see a value before a quantizer hook changes it). Dispose the result to remove
+    /// it. Folded and shape-only values cannot be hooked.
     /// </summary>
-    public IDisposable AddHook(string value, Func<Tensor, Tensor> hook)
+    public IDisposable AddHook(string value, Func<Tensor, Tensor> hook, bool first = false)
     {
         bool produced = producers.TryGetValue(value, out int p) && nodes[p].Kind == NodeKind.Dynamic;
         if (!produced && !leaves.Contains(value) && !InputNames.Contains(value))
@@ -123,7 +124,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
                 ? $"'{value}' is computed once, not per run, so it cannot be hooked."
                 : $"The graph has no value named '{value}'.", nameof(value));
         if (!hooks.TryGetValue(value, out var list)) hooks[value] = list = [];
-        list.Add(hook);
+        if (first) list.Insert(0, hook);
+        else list.Add(hook);
         return new HookHandle(() =>
         {
             list.Remove(hook);

@@ -132,6 +132,7 @@ public sealed class OnnxModel
         var inputs = RuntimeInputs;
         var candidates = inputs.Where(IsImageLike).ToList();
         if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0]);
+        if (inputs.Count == 1 && IsRank4Float(inputs[0]) && InputShapes.FreeDimensionError(inputs[0], Path) is { } free) throw free;
         string have = inputs.Count == 0 ? "no inputs" :
             string.Join(", ", inputs.Select(i => $"'{i.Name}' {Describe(i)}"));
         string why = candidates.Count > 1 || (candidates.Count == 1 && inputs.Count > 1)
@@ -141,16 +142,17 @@ public sealed class OnnxModel
             $"{why}; this model has {have}. Export the classifier with a single NCHW float input.", Path);
     }
 
-    static bool IsImageLike(ValueInfoProto v) =>
-        v.Type?.TensorType is { } t && (DataType)t.ElemType is DataType.Float or DataType.Float16 or DataType.Double
-        && t.Shape?.Dim.Count == 4 && t.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
+    static bool IsImageLike(ValueInfoProto v) => IsRank4Float(v) && v.Type.TensorType.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
+
+    internal static bool IsRank4Float(ValueInfoProto v) =>
+        v.Type?.TensorType is { } t && (DataType)t.ElemType is DataType.Float or DataType.Float16 or DataType.Double && t.Shape?.Dim.Count == 4;
 
     static string Describe(ValueInfoProto v)
     {
         var t = v.Type?.TensorType;
         if (t is null) return "(not a tensor)";
         string dims = t.Shape is null ? "unknown shape" :
-            "[" + string.Join(", ", t.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue.ToString() : string.IsNullOrEmpty(d.DimParam) ? "?" : d.DimParam)) + "]";
+            "[" + string.Join(", ", t.Shape.Dim.Select(InputShapes.Describe)) + "]";
         return $"{(DataType)t.ElemType} {dims}";
     }
 

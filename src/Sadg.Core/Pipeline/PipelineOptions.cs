@@ -40,12 +40,13 @@ public enum InputPriorMode
 }
 
 /// <summary>
-/// Runs a model with ONNX Runtime (default graph optimizations) and returns each image's top-1 class. The library
-/// has no ONNX Runtime of its own; the tool passes one (null: the check is skipped).
+/// Runs a model with ONNX Runtime (default graph optimizations) and returns its first output for every image,
+/// flattened per image: N rows of equal length, one after another. The library has no ONNX
+/// Runtime of its own; the tool passes one (null: the check is skipped).
 /// </summary>
 /// <param name="model">The serialized ONNX model.</param>
 /// <param name="images">Images [N, C, H, W] as fed to the model (already standardized), row-major.</param>
-public delegate int[] RuntimeTop1(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken);
+public delegate float[] RuntimeOutputs(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken);
 
 /// <summary>Everything that decides what <see cref="QuantizationPipeline"/> produces, plus how it runs.</summary>
 public sealed record PipelineOptions
@@ -104,7 +105,13 @@ public sealed record PipelineOptions
     public string ToolVersion { get; init; } = "unknown";
 
     /// <summary>The ONNX Runtime check; null skips it.</summary>
-    public RuntimeTop1? Runtime { get; init; }
+    public RuntimeOutputs? Runtime { get; init; }
+
+    /// <summary>
+    /// The image size C, H, W to generate and calibrate at, for a model whose input leaves some of them free
+    /// (<see cref="Onnx.InputShapes"/>); null: the model's own. Part of the canonical options when given.
+    /// </summary>
+    public int[]? InputShape { get; init; }
 
     /// <summary>Reconstruction steps per block of each profile: quick 100, default 500, paper 20000 (batch 32, the paper's learning rates, relative for scales).</summary>
     public static int ProfileReconstructionSteps(string profile) => profile switch
@@ -174,6 +181,7 @@ public sealed record PipelineOptions
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
         };
         if (Method == CalibrationMethod.Real) values["calibration_sha256"] = CalibrationDataHash ?? "none";
+        if (InputShape is not null) values["input_shape"] = Onnx.InputShapes.Format(InputShape);
         return string.Join("\n", values.Select(kv => $"{kv.Key}={kv.Value}"));
     }
 

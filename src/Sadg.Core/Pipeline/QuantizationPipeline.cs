@@ -84,6 +84,8 @@ public static class QuantizationPipeline
     public const string ProfileKey = "sadg.profile";
     public const string OptionsHashKey = "sadg.options_hash";
     public const string AgreementKey = "sadg.top1_agreement";
+    public const string OutputCosineKey = "sadg.output_cosine";
+    public const string OutputSqnrKey = "sadg.output_sqnr_db";
     public const string CalibrationImagesKey = "sadg.calibration_images";
 
     /// <summary>Makes the calibration images only (<c>sadg generate</c>; real images are refused).</summary>
@@ -95,7 +97,9 @@ public static class QuantizationPipeline
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
+        model = InputShapes.Apply(model, options.InputShape);
         using var fp = new GraphModule(model, device);
+        Preflight.Check(model, fp, options);
         return MakeImages(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, cancellationToken);
     }
 
@@ -108,7 +112,9 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
+        model = InputShapes.Apply(model, options.InputShape);
         using var fp = new GraphModule(model, options.Device ?? CPU);
+        Preflight.Check(model, fp, options);
         var recorder = new GenerationRecorder(reporter);
         var prior = ResolvePrior(model, fp, options, InputStandardization.Resolve(model, options.Input));
         var warm = SyntheticData.WarmUp(fp, GenerationFor(options, prior), recorder, cancellationToken);
@@ -128,15 +134,20 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         var total = Stopwatch.StartNew();
-        options.Quantization().Validate();
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
+        var source = model;
+        model = InputShapes.Apply(model, options.InputShape);
         var standardization = InputStandardization.Resolve(model, options.Input);
         var device = options.Device ?? CPU;
 
         CalibrationSet images;
+        OutputKind kind;
         using (var fp = new GraphModule(model, device))
+        {
+            kind = Preflight.Check(model, fp, options);
             images = MakeImages(model, fp, options, standardization, reporter, cancellationToken, warmUp);
+        }
         try
         {
             var timings = images.Timings;
@@ -153,6 +164,7 @@ public static class QuantizationPipeline
             timings.Add(new StageTiming("reconstruction", clock.Elapsed.TotalSeconds));
 
             var qdq = outcome.QdqModel;
+            if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
             SetMetadata(qdq, ToolVersionKey, options.ToolVersion);
             SetMetadata(qdq, MethodKey, PipelineOptions.MethodName(options.Method));
             SetMetadata(qdq, ProfileKey, options.Profile);
@@ -167,13 +179,18 @@ public static class QuantizationPipeline
                 using var stage = reporter.Stage("checking with ONNX Runtime", 2);
                 var data = images.ImageData();
                 long[] shape = images.Images.shape;
-                int[] fpTop1 = runtime(modelBytes, data, shape, cancellationToken);
+                float[] fpOutputs = runtime(modelBytes, data, shape, cancellationToken);
                 stage.Report(1);
-                int[] qTop1 = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
+                float[] qOutputs = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
                 stage.Report(2);
-                double agreement = (double)fpTop1.Where((p, i) => p == qTop1[i]).Count() / Math.Max(1, fpTop1.Length);
-                check = new RuntimeCheck("ONNX Runtime (CPU, default graph optimizations)", fpTop1.Length, agreement);
-                SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                check = OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]);
+                if (check.Top1Agreement is { } agreement)
+                    SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                else
+                {
+                    SetMetadata(qdq, OutputCosineKey, check.CosineSimilarity!.Value.ToString("0.0000", CultureInfo.InvariantCulture));
+                    SetMetadata(qdq, OutputSqnrKey, check.SqnrDb!.Value.ToString("0.00", CultureInfo.InvariantCulture));
+                }
                 timings.Add(new StageTiming("ONNX Runtime check", clock.Elapsed.TotalSeconds));
             }
             byte[] bytes = qdq.ToByteArray();
@@ -330,7 +347,7 @@ public static class QuantizationPipeline
         };
     }
 
-    static GenerationOptions GenerationFor(PipelineOptions options, InputPrior? prior)
+    internal static GenerationOptions GenerationFor(PipelineOptions options, InputPrior? prior = null)
     {
         var g = options.Generation(prior);
         if (g.Images < 2)

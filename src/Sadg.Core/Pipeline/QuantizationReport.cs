@@ -14,8 +14,32 @@ public sealed record StageLosses(string Stage, IReadOnlyDictionary<string, doubl
 /// <summary>One quantized layer's bit widths (null input bits: a float input).</summary>
 public sealed record LayerReport(string Node, string OpType, int WeightBits, int? InputBits);
 
-/// <summary>The ONNX Runtime check: top-1 agreement of the quantized model with the FP model on the calibration set.</summary>
-public sealed record RuntimeCheck(string Runtime, int Images, double Top1Agreement);
+/// <summary>
+/// The ONNX Runtime check of the quantized model against the FP model on the calibration set: top-1 agreement for
+/// classifiers, cosine similarity (with SQNR) of the outputs for other models; <see cref="Metric"/> says which is the result.
+/// </summary>
+public sealed record RuntimeCheck(string Runtime, int Images, double? Top1Agreement)
+{
+    /// <summary><c>top1_agreement</c> or <c>cosine_similarity</c> (see <see cref="OutputComparison"/>).</summary>
+    public string Metric { get; init; } = OutputComparison.Top1Agreement;
+
+    /// <summary>Mean per-image cosine similarity of the flattened outputs.</summary>
+    public double? CosineSimilarity { get; init; }
+
+    /// <summary>Signal-to-quantization-noise ratio of the outputs in dB.</summary>
+    public double? SqnrDb { get; init; }
+
+    /// <summary>One line: the metric's value, and the other numbers measured.</summary>
+    public string Describe()
+    {
+        static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
+        var parts = new List<string>();
+        if (Top1Agreement is { } top1) parts.Add($"top-1 agreement {F(top1 * 100, "0.00")}%");
+        if (CosineSimilarity is { } cosine) parts.Add($"output cosine similarity {F(cosine, "0.0000")}");
+        if (SqnrDb is { } sqnr) parts.Add($"output SQNR {F(sqnr, "0.0")} dB");
+        return string.Join(", ", parts);
+    }
+}
 
 /// <summary>Everything the pipeline did, for report.json and report.md.</summary>
 public sealed record QuantizationReport
@@ -86,7 +110,7 @@ public sealed record QuantizationReport
         s.AppendLine();
         s.AppendLine($"- Size: {Bytes(InputBytes)} → {Bytes(OutputBytes)} ({F(InputBytes == 0 ? 0 : (double)OutputBytes / InputBytes * 100, "0.0")}% of the FP32 model).");
         if (Check is not null)
-            s.AppendLine($"- Top-1 agreement with the FP32 model on the {Check.Images} calibration images, both run by {Check.Runtime}: {F(Check.Top1Agreement * 100, "0.00")}%.");
+            s.AppendLine($"- Check against the FP32 model on the {Check.Images} calibration images, both run by {Check.Runtime} (metric: {Check.Metric}): {Check.Describe()}.");
         else s.AppendLine("- ONNX Runtime check: not run.");
         s.AppendLine($"- BatchNormalization nodes folded: {FoldedBatchNorms}.");
         s.AppendLine();

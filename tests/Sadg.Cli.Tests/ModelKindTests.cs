@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Pipeline;
+using Sadg.Onnx;
+using Sadg.Pipeline;
+using Sadg.Tests.Support;
+using static TorchSharp.torch;
+
+namespace Sadg.Cli.Tests;
+
+/// <summary>
+/// Models as real exports have them: a 1x1 Conv head, a feature extractor without classifier, an ArgMax output, a
+/// free input width, a batch fixed to 1. Tiny budgets; results compared with ONNX Runtime.
+/// </summary>
+public class ModelKindTests
+{
+    static readonly string[] Tiny = ["--device", "cpu", "--profile", "quick", "--samples", "8", "--generation-steps", "4", "--reconstruction-steps", "4"];
+
+    static PipelineOptions TinyOptions(CalibrationMethod method) => new()
+    {
+        Method = method, Profile = "quick", Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4, Device = CPU, Seed = 3,
+        Runtime = OrtCheck.Outputs,
+    };
+
+    /// <summary>The first output of the model at <paramref name="model"/> for each image, by ONNX Runtime one image at a time.</summary>
+    static float[][] OrtOutputs(byte[] model, float[] images, long[] shape)
+    {
+        using var session = new InferenceSession(model);
+        int per = (int)(shape[1] * shape[2] * shape[3]);
+        var rows = new float[shape[0]][];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            using var value = OrtValue.CreateTensorValueFromMemory(images.AsSpan(i * per, per).ToArray(), [1, shape[1], shape[2], shape[3]]);
+            using var outputs = session.Run(new RunOptions(), [session.InputNames[0]], [value], [session.OutputNames[0]]);
+            rows[i] = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        return rows;
+    }
+
+    static double Cosine(float[] f, float[] q) =>
+        f.Zip(q, (a, b) => (double)a * b).Sum() / Math.Sqrt(f.Sum(a => (double)a * a) * q.Sum(b => (double)b * b));
+
+    static int ArgMax(float[] row) => Array.IndexOf(row, row.Max());
+
+    [Theory]
+    [InlineData(Models.Kind.ConvHead, OutputComparison.Top1Agreement)]
+    [InlineData(Models.Kind.Features, OutputComparison.CosineSimilarity)]
+    public void Sadag_runs_end_to_end_and_its_check_matches_onnx_runtime(Models.Kind kind, string metric)
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(Models.Of(kind), folder, "m.onnx");
+        using var result = QuantizationPipeline.Quantize(OnnxModel.Load(path), TinyOptions(CalibrationMethod.Sadag));
+
+        Assert.Contains(result.Report.Losses, l => l.Stage == "refinement (SADAG)" && l.Last.ContainsKey("gm") && l.Last.ContainsKey("div"));
+        var check = result.Report.Check!;
+        Assert.Equal(metric, check.Metric);
+
+        // The same numbers, computed here from both models run by ONNX Runtime on the calibration images.
+        var data = result.Images.ImageData();
+        long[] shape = result.Images.Images.shape;
+        var fp = OrtOutputs(File.ReadAllBytes(path), data, shape);
+        var q = OrtOutputs(result.ModelBytes, data, shape);
+        Assert.Equal(fp[0].Length, q[0].Length);
+        double cosine = fp.Zip(q, Cosine).Average();
+        Assert.Equal(cosine, check.CosineSimilarity!.Value, 5);
+        Assert.True(cosine > 0.5, $"cosine similarity {cosine}");
+        var metadata = result.Model.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        if (kind == Models.Kind.ConvHead)
+        {
+            Assert.Equal(fp.Zip(q, (a, b) => ArgMax(a) == ArgMax(b) ? 1.0 : 0.0).Average(), check.Top1Agreement!.Value, 9);
+            Assert.True(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
+        }
+        else
+        {
+            Assert.Null(check.Top1Agreement);
+            Assert.Equal(8, fp[0].Length);
+            Assert.Equal(cosine.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture), metadata[QuantizationPipeline.OutputCosineKey]);
+            Assert.False(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
+        }
+    }
+
+    [Fact]
+    public async Task A_model_without_a_usable_output_fails_within_seconds_with_every_method()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Of(Models.Kind.ArgMax), folder, "argmax.onnx");
+
+        // The default profile: 256 images, 400 warm-up steps per batch, then Q0: minutes of work if it started.
+        foreach (var method in new[] { "sadag", "genie", "gaussian" })
+        {
+            var clock = Stopwatch.StartNew();
+            var r = await CliRunner.RunAsync("quantize", model, "-o", folder.File("out.onnx"), "--method", method, "--device", "cpu", "--no-cache");
+            clock.Stop();
+            Assert.Equal(1, r.ExitCode);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the refusal took {clock.Elapsed}");
+            Assert.Contains("argmax.onnx(0,0): error SADG1404", r.Err);
+            Assert.Contains("Int64 of rank 1", r.Err);
+            Assert.Contains("without its final ArgMax", r.Err);
+            Assert.DoesNotContain("generating", r.Err);
+            Assert.False(File.Exists(folder.File("out.onnx")));
+        }
+    }
+
+    [Fact]
+    public async Task Sadag_on_a_model_without_statistics_or_class_scores_fails_within_seconds_naming_the_fix()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(Models.Kind.Features);
+        // Fold nothing, just drop the BatchNormalization nodes: a BN-free backbone.
+        foreach (var bn in proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").ToList())
+        {
+            foreach (var reader in proto.Graph.Node) for (int i = 0; i < reader.Input.Count; i++) if (reader.Input[i] == bn.Output[0]) reader.Input[i] = bn.Input[0];
+            proto.Graph.Node.Remove(bn);
+        }
+        string model = Models.Save(proto, folder, "backbone.onnx");
+        var clock = Stopwatch.StartNew();
+        var r = await CliRunner.RunAsync("quantize", model, "-o", folder.File("out.onnx"), "--method", "sadag", "--device", "cpu", "--no-cache");
+        Assert.Equal(1, r.ExitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the refusal took {clock.Elapsed}");
+        Assert.Contains("backbone.onnx(0,0): error SADG1404", r.Err);
+        Assert.Contains("--method real", r.Err);
+        Assert.DoesNotContain("generating", r.Err);
+    }
+
+    [Fact]
+    public async Task A_free_width_needs_input_shape_and_the_written_model_keeps_it_free()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Of(Models.Kind.FreeWidth), folder, "ocr.onnx");
+        string cache = folder.File("cache");
+
+        var clock = Stopwatch.StartNew();
+        var missing = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--cache-dir", cache, .. Tiny]);
+        Assert.Equal(1, missing.ExitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the refusal took {clock.Elapsed}");
+        Assert.Contains("error SADG1107", missing.Err);
+        Assert.Contains("W ('W', dimension 3)", missing.Err);
+        Assert.Contains("--input-shape 1,8,W", missing.Err);
+
+        var run = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--input-shape", "1,8,12", "--cache-dir", cache, .. Tiny]);
+        Assert.True(run.ExitCode == 0, run.Err);
+        var written = OnnxModel.Load(folder.File("out.onnx"));
+        var dims = written.RuntimeInputs[0].Type.TensorType.Shape.Dim;
+        Assert.Equal("W", dims[3].DimParam);
+        Assert.Equal(8, dims[2].DimValue);
+        using var session = new InferenceSession(folder.File("out.onnx"));
+        foreach (int width in new[] { 12, 20 })
+        {
+            using var value = OrtValue.CreateTensorValueFromMemory(new float[2 * 8 * width], [2, 1, 8, width]);
+            using var outputs = session.Run(new RunOptions(), [session.InputNames[0]], [value], [session.OutputNames[0]]);
+            Assert.Equal(20, outputs[0].GetTensorDataAsSpan<float>().Length);
+        }
+
+        // The shape is part of the cache key: another width is a miss, the same one a hit.
+        var other = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("b.onnx"), "--input-shape", "1,8,16", "--cache-dir", cache, .. Tiny]);
+        Assert.True(other.ExitCode == 0, other.Err);
+        Assert.DoesNotContain("cache hit", other.Out);
+        var again = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("c.onnx"), "--input-shape", "1,8,16", "--cache-dir", cache, .. Tiny]);
+        Assert.Contains("cache hit", again.Out);
+    }
+
+    [Fact]
+    public async Task An_input_shape_that_contradicts_a_fixed_dimension_is_refused()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Of(Models.Kind.FreeWidth), folder, "ocr.onnx");
+        var r = await CliRunner.RunAsync(["quantize", model, "--input-shape", "1,9,12", .. Tiny]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1502", r.Err);
+        Assert.Contains("H fixed at 8", r.Err);
+        var malformed = await CliRunner.RunAsync(["quantize", model, "--input-shape", "1,8", .. Tiny]);
+        Assert.Contains("error SADG1502", malformed.Err);
+    }
+
+    [Fact]
+    public void The_input_shape_is_part_of_the_canonical_options()
+    {
+        var plain = new PipelineOptions();
+        Assert.DoesNotContain("input_shape", plain.Canonical());
+        Assert.Contains("input_shape=3,48,320", (plain with { InputShape = [3, 48, 320] }).Canonical());
+        Assert.NotEqual((plain with { InputShape = [3, 48, 320] }).OptionsHash(), (plain with { InputShape = [3, 48, 160] }).OptionsHash());
+    }
+
+    [Theory]
+    [InlineData("sadag")]
+    [InlineData("genie")]
+    public async Task A_model_with_its_batch_fixed_to_1_quantizes_and_runs_in_onnx_runtime(string method)
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Of(Models.Kind.BatchOne), folder, "cntk.onnx");
+        var r = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--method", method, "--no-cache",
+            "--report", folder.File("report"), .. Tiny]);
+        Assert.True(r.ExitCode == 0, r.Err);
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.Equal(8, report.Check!.Images);
+        Assert.Equal(OutputComparison.Top1Agreement, report.Check.Metric);
+
+        var written = OnnxModel.Load(folder.File("out.onnx"));
+        Assert.Equal(1, written.RuntimeInputs[0].Type.TensorType.Shape.Dim[0].DimValue);
+        var random = new Random(5);
+        var images = Enumerable.Range(0, 3 * 64).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
+        var reference = OrtOutputs(File.ReadAllBytes(model), images, [3, 1, 8, 8]);
+        var quantized = OrtOutputs(File.ReadAllBytes(folder.File("out.onnx")), images, [3, 1, 8, 8]);
+        Assert.All(quantized, row => Assert.Equal(10, row.Length));
+        Assert.True(reference.Zip(quantized, Cosine).Average() > 0.5);
+    }
+}
