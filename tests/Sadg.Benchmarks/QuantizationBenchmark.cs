@@ -25,6 +25,7 @@ namespace Sadg.Benchmarks;
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
 ///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
+///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// --data may be an IDX folder (real calibration: the first 1024 training images; scored on the test set) or an image
 /// folder with one subfolder per class (real calibration: the first 100 images of each class; scored on the others).
@@ -47,7 +48,8 @@ static class QuantizationBenchmark
         var scaleSteps = Enum.Parse<ScaleSteps>(Arg(args, "--scale-steps", "relative"), ignoreCase: true);
         var knobs = new Knobs(scaleSteps, Enum.Parse<RoundingRate>(Arg(args, "--rounding-rate", "step-relative").Replace("-", ""), ignoreCase: true),
             Enum.Parse<InputPriorMode>(Arg(args, "--input-prior", "auto"), ignoreCase: true),
-            Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true));
+            Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true),
+            Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -118,7 +120,7 @@ static class QuantizationBenchmark
     }
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
-    sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour);
+    sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation);
 
     /// <summary>What the table describes: the model, the data and how it was split.</summary>
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
@@ -146,7 +148,7 @@ static class QuantizationBenchmark
     static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
     {
         WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed, ScaleSteps = knobs.ScaleSteps,
-        RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour,
+        RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
         Method = method switch
         {
             "gaussian" => CalibrationMethod.Gaussian,

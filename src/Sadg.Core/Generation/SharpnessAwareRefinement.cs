@@ -91,13 +91,16 @@ public static class SharpnessAwareRefinement
                 recorder.Clear();
 
                 var gm = 1 - GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean();
-                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta);
+                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(Pipeline.MethodAblation.DiversityBothSides));
                 var loss = o.LambdaBn * data + o.LambdaGm * gm + o.LambdaDiv * div;
                 loss.backward();
                 optZ.step();
                 optG.step();
-                if (plateau.Step(loss.item<float>())) GenieWarmup.SetRate(optZ, plateau.Rate);
-                GenieWarmup.SetRate(optG, generatorRate *= o.RefineGeneratorDecay);
+                if (!o.Ablation.HasFlag(Pipeline.MethodAblation.NoRefinementSchedules))
+                {
+                    if (plateau.Step(loss.item<float>())) GenieWarmup.SetRate(optZ, plateau.Rate);
+                    GenieWarmup.SetRate(optG, generatorRate *= o.RefineGeneratorDecay);
+                }
 
                 if (terms is not null)
                 {
@@ -141,9 +144,9 @@ public static class SharpnessAwareRefinement
     /// <summary>
     /// L_div = mean_i max_j max(|S_ij| − ζ, 0) over the batch (self entries zeroed) and the memory of earlier batches.
     /// </summary>
-    public static Tensor Diversity(Tensor aHat, Tensor eHat, Tensor? memoryA, Tensor? memoryE, double zeta)
+    public static Tensor Diversity(Tensor aHat, Tensor eHat, Tensor? memoryA, Tensor? memoryE, double zeta, bool detachPartner = true)
     {
-        var s = SelfSimilarity(aHat, eHat);
+        var s = SelfSimilarity(aHat, eHat, detachPartner);
         if (memoryA is not null && memoryE is not null)
             s = cat([s, GradientSimilarity.Matrix(aHat, eHat, memoryA, memoryE)], 1);
         return (s.abs() - zeta).clamp_min(0).max(1).values.mean();
@@ -153,9 +156,9 @@ public static class SharpnessAwareRefinement
     /// S_ij = (â_i·sg(â_j))(ê_i·sg(ê_j)) within one batch, with the self entries (the diagonal) zeroed: the gradient
     /// reaches each sample only through its own row, as it does for the memory's (detached) entries.
     /// </summary>
-    public static Tensor SelfSimilarity(Tensor aHat, Tensor eHat)
+    public static Tensor SelfSimilarity(Tensor aHat, Tensor eHat, bool detachPartner = true)
     {
-        var s = GradientSimilarity.Matrix(aHat, eHat, aHat.detach(), eHat.detach());
+        var s = detachPartner ? GradientSimilarity.Matrix(aHat, eHat, aHat.detach(), eHat.detach()) : GradientSimilarity.Matrix(aHat, eHat, aHat, eHat);
         return s * (1 - eye(s.shape[0], dtype: s.dtype, device: s.device));
     }
 

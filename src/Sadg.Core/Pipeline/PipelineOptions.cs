@@ -93,6 +93,9 @@ public sealed record PipelineOptions
     /// </summary>
     public InputStandardization? Input { get; init; }
 
+    /// <summary>For the benchmark's ablation only: puts back one earlier behaviour (<see cref="MethodAblation"/>).</summary>
+    public MethodAblation Ablation { get; init; }
+
     public Device? Device { get; init; }
 
     /// <summary>Real calibration images [N, C, H, W] in the model's pixel units (standardized here as the model's metadata says).</summary>
@@ -128,12 +131,13 @@ public sealed record PipelineOptions
     /// Reconstruction steps per block of SADAG's warm-up model Q₀: a fifth of the final reconstruction's, as in the
     /// paper (4000 against 20000).
     /// </summary>
-    public int ResolvedWarmUpReconstructionSteps => ResolvedReconstructionSteps == 0 ? 0 : Math.Max(1, ResolvedReconstructionSteps / 5);
+    public int ResolvedWarmUpReconstructionSteps => ResolvedReconstructionSteps == 0 || Ablation.HasFlag(MethodAblation.FullBudgetQ0)
+        ? ResolvedReconstructionSteps : Math.Max(1, ResolvedReconstructionSteps / 5);
 
     /// <summary>The generation options: the profile's, with the seed, the image count, the step override and the input prior applied.</summary>
     public GenerationOptions Generation(InputPrior? prior = null)
     {
-        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour };
+        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
         return g;
@@ -148,6 +152,7 @@ public sealed record PipelineOptions
         Seed = Seed,
         ScaleSteps = ScaleSteps,
         RoundingRate = RoundingRate,
+        Ablation = Ablation,
     };
 
     /// <summary>The number of calibration images this run uses.</summary>
@@ -180,6 +185,7 @@ public sealed record PipelineOptions
             ["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant(),
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
         };
+        if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
         if (Method == CalibrationMethod.Real) values["calibration_sha256"] = CalibrationDataHash ?? "none";
         if (InputShape is not null) values["input_shape"] = Onnx.InputShapes.Format(InputShape);
         return string.Join("\n", values.Select(kv => $"{kv.Key}={kv.Value}"));

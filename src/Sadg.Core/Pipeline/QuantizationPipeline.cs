@@ -336,7 +336,7 @@ public static class QuantizationPipeline
     public static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization)
     {
         var input = model.GetImageInput();
-        return options.InputPrior switch
+        return (options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior) switch
         {
             InputPriorMode.Off => null,
             InputPriorMode.Standardized => InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized"),

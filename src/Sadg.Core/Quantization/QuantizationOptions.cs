@@ -87,6 +87,7 @@ public sealed record QuantizationOptions
 
     /// <summary>The rounding variables' learning rate used for <see cref="Iterations"/> steps.</summary>
     public double EffectiveRoundingLearningRate => RoundingRate == RoundingRate.StepRelative && Iterations > 0
+        && !Ablation.HasFlag(Pipeline.MethodAblation.FixedRoundingRate)
         ? RoundingLearningRate * Math.Max(1.0, (double)PaperIterations / Iterations)
         : RoundingLearningRate;
 
@@ -112,6 +113,9 @@ public sealed record QuantizationOptions
     public int ActivationCalibrationSamples { get; init; } = 256;
 
     public int Seed { get; init; }
+
+    /// <summary>For the benchmark's ablation only (<see cref="Pipeline.MethodAblation"/>); none by default.</summary>
+    public Pipeline.MethodAblation Ablation { get; init; }
 
     /// <summary>Throws <see cref="SadgException"/> (InvalidBits) for bit widths outside 2–8.</summary>
     public void Validate()

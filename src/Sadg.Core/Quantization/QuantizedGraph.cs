@@ -41,6 +41,7 @@ public sealed class QuantizedGraph : IDisposable
             {
                 var quantizer = new WeightQuantizer(Graph.Weights[weight], wBits, WeightAxis(node));
                 quantizer.Mode = WeightRoundingMode.Nearest;
+                quantizer.FixedFloor = !options.Ablation.HasFlag(Pipeline.MethodAblation.FloorFollowsScale);
                 weightQuantizers[weight] = quantizer;
                 weightOwners[weight] = node;
                 hooks.Add(Graph.AddHook(weight, quantizer.forward));

@@ -107,6 +107,14 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
 
     public WeightRoundingMode Mode { get; set; } = WeightRoundingMode.Soft;
 
+    /// <summary>
+    /// True (the default, as Genie): AdaRound rounds up from floor(w / s₀). False: from floor(w / s) with the current
+    /// learned s (the ablation <see cref="Pipeline.MethodAblation.FloorFollowsScale"/>).
+    /// </summary>
+    public bool FixedFloor { get; set; } = true;
+
+    Tensor FloorOf(Tensor weight) => FixedFloor ? wFloor : (weight / Broadcast(s, weight.dim(), Axis)).floor();
+
     /// <summary>s, [C], learned.</summary>
     public Parameter Scale => s;
 
@@ -141,14 +149,14 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         var wInt = Mode switch
         {
             WeightRoundingMode.Nearest => (weight / scale).round(),
-            WeightRoundingMode.Soft => wFloor + SoftOffset(),
-            _ => Integers(),
+            WeightRoundingMode.Soft => FloorOf(weight) + SoftOffset(),
+            _ => FloorOf(weight) + V.ge(0).to_type(weight.dtype),
         };
         return scale * ((wInt + zero).clamp(0, Levels) - zero);
     }
 
     /// <summary>The hard AdaRound integers before the zero point: floor(w / s₀) + [V ≥ 0].</summary>
-    Tensor Integers() => wFloor + V.ge(0).to_type(wFloor.dtype);
+    Tensor Integers() => FloorOf(w) + V.ge(0).to_type(wFloor.dtype);
 
     /// <summary>
     /// The share of rounding offsets h(V) within 0.01 of 0 or 1: 1 when AdaRound has converged (the soft weights

@@ -130,7 +130,7 @@ public static class BlockReconstruction
         var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
             ? optim.Adam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
-        var activationScaleSchedule = activationOptimizer is null ? null
+        var activationScaleSchedule = activationOptimizer is null || options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.NoActivationScaleDecay) ? null
             : optim.lr_scheduler.CosineAnnealingLR(activationOptimizer, options.Iterations, 0);
         double lastReconstruction = 0, lastRounding = 0;
 
@@ -158,7 +158,9 @@ public static class BlockReconstruction
                 var target = yFp.index_select(0, index);
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
-                var reconstruction = ReconstructionLoss(output, target);
+                var reconstruction = options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.LossSumsPositions)
+                    ? (output - target).square().sum() / output.shape[0]
+                    : ReconstructionLoss(output, target);
                 bool warmUp = WeightQuantizer.InWarmUp(step, steps);
                 double beta = WeightQuantizer.Beta(step, steps);
                 Tensor rounding = warmUp ? zeros(1, device: output.device)
