@@ -135,6 +135,13 @@ public sealed class Consumer
 
     public void WriteModel(string name, byte[] bytes) => File.WriteAllBytes(Path.Combine(Dir, "Models", name), bytes);
 
+    /// <summary>Models/tiny.onnx and Models/other.onnx, two different small classifiers.</summary>
+    public void WriteTinyAndOther()
+    {
+        WriteModel("tiny.onnx", TinyModels.Classifier(1));
+        WriteModel("other.onnx", TinyModels.Classifier(2));
+    }
+
     /// <summary>Writes App.csproj: the package reference, the fake tool, and the given items and properties.</summary>
     public void WriteProject(string items, string properties = "", string targetFrameworks = "<TargetFramework>net10.0</TargetFramework><OutputType>Exe</OutputType>", bool useFakeTool = true,
         string cacheDir = "<SadgCacheDir>$(MSBuildProjectDirectory)/cache</SadgCacheDir>")

@@ -101,8 +101,7 @@ public sealed class StaleBuildTests(BuildFixture fixture)
     public void EachItemWritesItsReportToItsOwnFolder()
     {
         var c = new Consumer(fixture, "reports");
-        c.WriteModel("tiny.onnx", TinyModels.Classifier(1));
-        c.WriteModel("other.onnx", TinyModels.Classifier(2));
+        c.WriteTinyAndOther();
         c.WriteProject("""
                 <QuantizeModel Include="Models/tiny.onnx" />
                 <QuantizeModel Include="Models/other.onnx" />
