@@ -125,11 +125,15 @@ namespace Sadg.BuildTasks
             if (File.Exists(path) && File.ReadAllText(path, Encoding.UTF8) == content) return false;
             string tmp = path + "." + Guid.NewGuid().ToString("N").Substring(0, 8) + ".tmp";
             File.WriteAllText(tmp, content, new UTF8Encoding(false));
-            if (File.Exists(path)) File.Delete(path);
-            try { File.Move(tmp, path); }
+            try
+            {
+                // Renamed over the old file in one step: a concurrent build never finds the stamp missing.
+                if (File.Exists(path)) File.Replace(tmp, path, null);
+                else File.Move(tmp, path);
+            }
             catch (IOException)
             {
-                // A concurrent build wrote the same stamp first.
+                // A concurrent build wrote the stamp first.
                 File.Delete(tmp);
             }
             return true;

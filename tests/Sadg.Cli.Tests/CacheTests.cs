@@ -135,6 +135,20 @@ public class CacheTests
     }
 
     [Fact]
+    public void Leftovers_of_killed_writers_are_swept_once_a_day_old()
+    {
+        using var folder = new TempFolder();
+        var cache = new ModelCache(folder.File("cache"));
+        string old = Path.Combine(cache.Directory, ".k.1.a.tmp"), fresh = Path.Combine(cache.Directory, ".k.2.b.tmp");
+        Directory.CreateDirectory(old);
+        Directory.CreateDirectory(fresh);
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddDays(-2));
+        cache.Put(new string('b', 64), FixedPipeline.Result, new Dictionary<string, byte[]>());
+        Assert.False(Directory.Exists(old));
+        Assert.True(Directory.Exists(fresh));
+    }
+
+    [Fact]
     public async Task No_cache_neither_reads_nor_writes_it()
     {
         using var folder = new TempFolder();

@@ -122,6 +122,7 @@ public sealed class ModelCache
         foreach (string name in files.Keys)
             if (!IsBareName(name) || name is ModelFile or ManifestFile)
                 throw new ArgumentException($"'{name}' cannot be stored in a cache entry.", nameof(files));
+        SweepLeftovers();
         for (int attempt = 0; ; attempt++)
         {
             var found = Lookup(key);
@@ -185,6 +186,22 @@ public sealed class ModelCache
                 $"Could not remove the broken cache entry '{entry}': {e.Message} Delete the folder by hand.", entry, inner: e);
         }
         TryDelete(trash);
+    }
+
+    /// <summary>
+    /// Removes what killed processes left (hidden <c>.&lt;key&gt;.*.tmp</c> and <c>.removed</c> folders) once it is a
+    /// day old, so no live writer's folder is touched.
+    /// </summary>
+    void SweepLeftovers()
+    {
+        try
+        {
+            foreach (string path in System.IO.Directory.EnumerateFileSystemEntries(Directory, ".*"))
+                if ((path.EndsWith(".tmp", StringComparison.Ordinal) || path.EndsWith(".removed", StringComparison.Ordinal))
+                    && System.IO.Directory.GetLastWriteTimeUtc(path) < DateTime.UtcNow.AddDays(-1))
+                    TryDelete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>null when the bytes are an ONNX model that loads, else why not.</summary>
