@@ -210,6 +210,21 @@ public class CacheTests
     }
 
     [Fact]
+    public async Task A_default_cache_folder_that_cannot_be_used_is_a_warning_and_the_run_goes_on()
+    {
+        using var folder = new TempFolder();
+        Models.Save(Models.Tiny(1), folder, "m.onnx");
+        File.WriteAllText(folder.File("cache"), "a file where the cache folder should be");
+        var pipeline = new FixedPipeline();
+        var services = Services(pipeline) with { CacheDirectory = folder.File("cache") };
+        var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File("out.onnx"), "--device", "cpu"], services);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains($"{folder.File("cache")}(0,0): warning SADG1203: ", r.Err);
+        Assert.Equal(1, pipeline.Calls);
+        Assert.Equal(FixedPipeline.Result, File.ReadAllBytes(folder.File("out.onnx")));
+    }
+
+    [Fact]
     public async Task When_writing_the_output_fails_after_the_run_the_result_is_cached()
     {
         using var folder = new TempFolder();
