@@ -40,6 +40,15 @@ public class CacheTests
         CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File(output), "--device", "cpu", "--cache-dir", folder.File("cache"), .. more],
             Services(pipeline));
 
+    /// <summary>A folder with m.onnx and a plain file named <paramref name="blocker"/> where a folder will be needed.</summary>
+    static TempFolder WithModelAndBlockingFile(string blocker)
+    {
+        var folder = new TempFolder();
+        Models.Save(Models.Tiny(1), folder, "m.onnx");
+        File.WriteAllText(folder.File(blocker), "a file where a folder is needed");
+        return folder;
+    }
+
     static string OnlyEntry(TempFolder folder) => Assert.Single(Directory.GetDirectories(folder.File("cache")));
 
     [Theory]
@@ -185,9 +194,7 @@ public class CacheTests
     [Fact]
     public async Task An_output_folder_that_cannot_be_written_fails_before_the_pipeline()
     {
-        using var folder = new TempFolder();
-        Models.Save(Models.Tiny(1), folder, "m.onnx");
-        File.WriteAllText(folder.File("not-a-folder"), "x");
+        using var folder = WithModelAndBlockingFile("not-a-folder");
         var pipeline = new FixedPipeline();
         var r = await Quantize(folder, pipeline, "not-a-folder/out.onnx");
         Assert.Equal(1, r.ExitCode);
@@ -198,9 +205,7 @@ public class CacheTests
     [Fact]
     public async Task A_cache_dir_that_cannot_be_used_fails_before_the_pipeline()
     {
-        using var folder = new TempFolder();
-        Models.Save(Models.Tiny(1), folder, "m.onnx");
-        File.WriteAllText(folder.File("cache"), "a file where the cache folder should be");
+        using var folder = WithModelAndBlockingFile("cache");
         var pipeline = new FixedPipeline();
         var r = await Quantize(folder, pipeline, "out.onnx");
         Assert.Equal(1, r.ExitCode);
@@ -212,9 +217,7 @@ public class CacheTests
     [Fact]
     public async Task A_default_cache_folder_that_cannot_be_used_is_a_warning_and_the_run_goes_on()
     {
-        using var folder = new TempFolder();
-        Models.Save(Models.Tiny(1), folder, "m.onnx");
-        File.WriteAllText(folder.File("cache"), "a file where the cache folder should be");
+        using var folder = WithModelAndBlockingFile("cache");
         var pipeline = new FixedPipeline();
         var services = Services(pipeline) with { CacheDirectory = folder.File("cache") };
         var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File("out.onnx"), "--device", "cpu"], services);
