@@ -205,13 +205,15 @@ namespace Sadg.BuildTasks
         }
 
         /// <summary>
-        /// Every option that changes the quantized model, in a fixed order and form. The stamp file holds it; the
-        /// tool's identity is part of it, so a new tool re-quantizes.
+        /// Everything that changes the quantized model, in a fixed order and form: every option after defaults, the
+        /// content hashes of the model and the calibration data, the extra arguments, the report folder and the
+        /// tool's identity. The stamp file holds it; any change re-quantizes this item.
         /// </summary>
-        public string CanonicalOptions(string toolIdentity) => string.Join("\n", new[]
+        public string CanonicalOptions(string toolIdentity, string extraArguments, string reportDirectory, InputHashes hashes) => string.Join("\n", new[]
         {
-            "sadg-options/1",
+            "sadg-options/2",
             "model=" + FullPath,
+            "model-sha256=" + (File.Exists(FullPath) ? hashes.OfFile(FullPath) : "missing"),
             "bits=" + Bits.ToString(CultureInfo.InvariantCulture),
             "activation-bits=" + (ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none"),
             "method=" + Method,
@@ -221,6 +223,9 @@ namespace Sadg.BuildTasks
             "device=" + Device,
             "calibration-data=" + (CalibrationData ?? ""),
             "input-shape=" + (InputShape ?? ""),
+            "calibration-data-sha256=" + (CalibrationData == null ? "" : hashes.Tree(CalibrationData)),
+            "extra-arguments=" + extraArguments.Trim(),
+            "report=" + reportDirectory,
             "tool=" + toolIdentity,
         });
 

@@ -37,9 +37,19 @@ namespace Sadg.BuildTasks
         /// <summary>Folder the model paths are relative to; the project's folder by default.</summary>
         public string ProjectDirectory { get; set; } = "";
 
+        /// <summary>The tool's extra arguments (<c>$(SadgExtraArguments)</c>); part of every stamp.</summary>
+        public string ExtraArguments { get; set; } = "";
+
+        /// <summary>
+        /// <c>$(SadgReportDir)</c>: each item's report goes to its own subfolder, named by its AccessorName (unique
+        /// per project). None when empty.
+        /// </summary>
+        public string ReportDirectory { get; set; } = "";
+
         /// <summary>
         /// One item per model (ItemSpec = the model's full path) with the checked metadata and <c>OutputFile</c>,
-        /// <c>StampFile</c>, <c>LogicalName</c>, <c>AccessorName</c>, <c>Embed</c>, <c>Source</c> (the item as written).
+        /// <c>StampFile</c>, <c>ReportDirectory</c>, <c>LogicalName</c>, <c>AccessorName</c>, <c>Embed</c>,
+        /// <c>Source</c> (the item as written).
         /// </summary>
         [Output]
         public ITaskItem[] PreparedModels { get; private set; } = Array.Empty<ITaskItem>();
@@ -68,11 +78,16 @@ namespace Sadg.BuildTasks
             {
                 string stem = Path.Combine(dir, m.OutputStem());
                 string stamp = stem + ".options";
-                WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity) + "\n");
+                string report = ReportDirectory.Length == 0 ? ""
+                    : Path.Combine(Path.GetFullPath(Path.Combine(projectDir, ReportDirectory)), m.AccessorName);
+                var hashes = new InputHashes(stem + ".inputs");
+                WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity, ExtraArguments, report, hashes) + "\n");
+                hashes.Save();
                 var item = new TaskItem(m.FullPath);
                 item.SetMetadata("Source", m.Spec);
                 item.SetMetadata("OutputFile", stem + ".q.onnx");
                 item.SetMetadata("StampFile", stamp);
+                item.SetMetadata("ReportDirectory", report);
                 item.SetMetadata("Bits", m.Bits.ToString(CultureInfo.InvariantCulture));
                 item.SetMetadata("ActivationBits", m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none");
                 item.SetMetadata("Method", m.Method);
@@ -111,11 +126,15 @@ namespace Sadg.BuildTasks
             if (File.Exists(path) && File.ReadAllText(path, Encoding.UTF8) == content) return false;
             string tmp = path + "." + Guid.NewGuid().ToString("N").Substring(0, 8) + ".tmp";
             File.WriteAllText(tmp, content, new UTF8Encoding(false));
-            if (File.Exists(path)) File.Delete(path);
-            try { File.Move(tmp, path); }
+            try
+            {
+                // Renamed over the old file in one step: a concurrent build never finds the stamp missing.
+                if (File.Exists(path)) File.Replace(tmp, path, null);
+                else File.Move(tmp, path);
+            }
             catch (IOException)
             {
-                // A concurrent build wrote the same stamp first.
+                // A concurrent build wrote the stamp first.
                 File.Delete(tmp);
             }
             return true;

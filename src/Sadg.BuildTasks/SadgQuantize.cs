@@ -43,10 +43,13 @@ namespace Sadg.BuildTasks
         /// <summary>The dotnet host for a <c>.dll</c> tool; DOTNET_HOST_PATH, then <c>dotnet</c> on PATH, when empty.</summary>
         public string DotnetHostPath { get; set; } = "";
 
-        /// <summary>The tool's content-addressed cache folder (<c>--cache-dir</c>); none when empty.</summary>
+        /// <summary>The tool's content-addressed cache folder (<c>--cache-dir</c>); the tool's default when empty.</summary>
         public string CacheDirectory { get; set; } = "";
 
-        /// <summary>The tool's report folder (<c>--report</c>); none when empty.</summary>
+        /// <summary>false: <c>--no-cache</c> (the tool neither reads nor writes its cache).</summary>
+        public bool UseCache { get; set; } = true;
+
+        /// <summary>This item's report folder (<c>--report</c>; <c>%(ReportDirectory)</c> from SadgPrepareModels); none when empty.</summary>
         public string ReportDirectory { get; set; } = "";
 
         /// <summary>Folder the model path is relative to; the project's folder by default.</summary>
@@ -59,9 +62,10 @@ namespace Sadg.BuildTasks
 
         protected override string ToolName => ToolIsAssembly ? "dotnet" : Path.GetFileName(SadgTool);
 
-        // Progress and information lines from the tool are shown at normal verbosity; results on stdout too.
-        protected override MessageImportance StandardErrorLoggingImportance => MessageImportance.Normal;
-        protected override MessageImportance StandardOutputLoggingImportance => MessageImportance.Normal;
+        // Progress and information lines from the tool, and its results on stdout, are high-importance messages:
+        // a quantization takes minutes, and minimal verbosity (dotnet build, dotnet run -v m) shows that it works.
+        protected override MessageImportance StandardErrorLoggingImportance => MessageImportance.High;
+        protected override MessageImportance StandardOutputLoggingImportance => MessageImportance.High;
 
         protected override string GenerateFullPathToTool()
         {
@@ -90,10 +94,9 @@ namespace Sadg.BuildTasks
             }
             var problems = new List<MetadataProblem>();
             _model = ModelItem.Read(Model, projectDir, problems);
+            // Whether the output is the model itself (links resolved) is the tool's check (SADG1503).
             if (OutputFile.Length == 0)
                 problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': no output file was given."));
-            else if (string.Equals(Path.GetFullPath(OutputFile), _model.FullPath, StringComparison.Ordinal))
-                problems.Add(new MetadataProblem(Codes.InvalidOptionValue, $"QuantizeModel '{_model.Spec}': the output file is the model itself."));
             ProjectLocation.LogProblems(Log, ProjectFileForErrors, _model, problems);
 
             if (SadgTool.Length == 0 || !File.Exists(SadgTool))
@@ -120,7 +123,8 @@ namespace Sadg.BuildTasks
             b.AppendSwitchIfNotNull("--seed ", m.Seed.ToString(CultureInfo.InvariantCulture));
             b.AppendSwitchIfNotNull("--device ", m.Device);
             if (m.InputShape != null) b.AppendSwitchIfNotNull("--input-shape ", m.InputShape);
-            if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull("--cache-dir ", Path.GetFullPath(CacheDirectory));
+            if (!UseCache) b.AppendSwitch("--no-cache");
+            else if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull("--cache-dir ", Path.GetFullPath(CacheDirectory));
             if (ReportDirectory.Length > 0) b.AppendSwitchIfNotNull("--report ", Path.GetFullPath(ReportDirectory));
             if (ExtraArguments.Length > 0) b.AppendTextUnquoted(" " + ExtraArguments);
             return b.ToString();

@@ -41,15 +41,25 @@ public static class AtomicFile
         }
     }
 
-    public static void Copy(string source, string path)
+    /// <summary>
+    /// Checks, before any long work, that a file can be written into <paramref name="folder"/> (created if missing):
+    /// creates and removes a hidden probe file there. <paramref name="purpose"/> says what the folder is for.
+    /// </summary>
+    public static void CheckWritable(string folder, string purpose)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(source); }
+        string probe = Path.Combine(folder, $".sadg-probe.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(folder);
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not read '{source}': {e.Message}", source, inner: e);
+            TryDelete(probe);
+            throw new SadgException(SadgErrorCode.WriteFailed,
+                $"Cannot write into the folder '{folder}' ({purpose}): {e.Message} Make it writable (or choose another path); nothing was run.",
+                folder, inner: e);
         }
-        Write(path, bytes);
     }
 
     static void TryDelete(string path)

@@ -26,8 +26,10 @@ public enum SadgErrorCode
     DeviceUnavailable = 1106,
     InputShapeRequired = 1107,
 
-    // 1200–1299: writing a model.
+    // 1200–1299: writing a model, the cache.
     WriteFailed = 1201,
+    CacheEntryInvalid = 1202,
+    CacheUnavailable = 1203,
 
     // 1300–1399: reading data sets.
     DataNotFound = 1301,
@@ -74,5 +76,12 @@ public class SadgException : Exception
     public string CodeText => $"SADG{(int)Code:D4}";
 
     /// <summary><c>path(0,0): error SADGnnnn: message</c>; line and column do not apply to binary models.</summary>
-    public string ToDiagnostic() => $"{File ?? "sadg"}(0,0): error {CodeText}: {Message}";
+    public string ToDiagnostic() => Format("error", Code, Message, File);
+
+    /// <summary>
+    /// The one format of Sadg's diagnostics, <c>path(0,0): error|warning SADGnnnn: message</c> (<c>sadg</c> when no
+    /// file applies); the build task turns such lines into MSBuild errors and warnings.
+    /// </summary>
+    public static string Format(string kind, SadgErrorCode code, string message, string? file) =>
+        $"{file ?? "sadg"}(0,0): {kind} SADG{(int)code:D4}: {message}";
 }

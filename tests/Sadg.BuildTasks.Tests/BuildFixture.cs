@@ -99,7 +99,7 @@ public sealed class Consumer
           prev="$a"
         done
         mkdir -p "$dir/calls"
-        printf '%s\n' "$@" > "$dir/calls/$(date +%s%N)-$$.args"
+        { printf '%s\n' "$@"; printf 'env:SADG_CACHE_DIR=%s\n' "$SADG_CACHE_DIR"; } > "$dir/calls/$(date +%s%N)-$$.args"
         case "$model" in *broken*) echo "$model(0,0): error SADG1101: The model uses operators Sadg cannot run: Foo (node n1)." >&2; exit 1;; esac
         echo "fake sadg: quantizing $model" >&2
         cp "$model" "$out.tmp" && mv "$out.tmp" "$out"
@@ -135,8 +135,16 @@ public sealed class Consumer
 
     public void WriteModel(string name, byte[] bytes) => File.WriteAllBytes(Path.Combine(Dir, "Models", name), bytes);
 
+    /// <summary>Models/tiny.onnx and Models/other.onnx, two different small classifiers.</summary>
+    public void WriteTinyAndOther()
+    {
+        WriteModel("tiny.onnx", TinyModels.Classifier(1));
+        WriteModel("other.onnx", TinyModels.Classifier(2));
+    }
+
     /// <summary>Writes App.csproj: the package reference, the fake tool, and the given items and properties.</summary>
-    public void WriteProject(string items, string properties = "", string targetFrameworks = "<TargetFramework>net10.0</TargetFramework><OutputType>Exe</OutputType>", bool useFakeTool = true)
+    public void WriteProject(string items, string properties = "", string targetFrameworks = "<TargetFramework>net10.0</TargetFramework><OutputType>Exe</OutputType>", bool useFakeTool = true,
+        string cacheDir = "<SadgCacheDir>$(MSBuildProjectDirectory)/cache</SadgCacheDir>")
     {
         string tool = useFakeTool ? "<SadgToolPath>$(MSBuildProjectDirectory)/fake-sadg.sh</SadgToolPath>" : "";
         File.WriteAllText(ProjectFile, $"""
@@ -146,7 +154,7 @@ public sealed class Consumer
                 <Nullable>enable</Nullable>
                 <RootNamespace>App</RootNamespace>
                 {tool}
-                <SadgCacheDir>$(MSBuildProjectDirectory)/cache</SadgCacheDir>
+                {cacheDir}
                 {properties}
               </PropertyGroup>
               <ItemGroup>
@@ -163,6 +171,9 @@ public sealed class Consumer
 
     public Dotnet.Result Build(params string[] extra) => Dotnet.Run(Dir, ["build", ProjectFile, "-nodeReuse:false", .. extra]);
 
+    public Dotnet.Result Build(IDictionary<string, string> environment, params string[] extra) =>
+        Dotnet.Run(Dir, environment, ["build", ProjectFile, "-nodeReuse:false", .. extra]);
+
     /// <summary>The fake tool's calls so far, oldest first, each as its argument list.</summary>
     public List<string[]> Calls()
     {
@@ -173,4 +184,7 @@ public sealed class Consumer
 
     public static string ModelOf(string[] call) => call[Array.IndexOf(call, "quantize") + 1];
     public static string Option(string[] call, string name) => call[Array.IndexOf(call, name) + 1];
+
+    /// <summary>The value of SADG_CACHE_DIR the tool saw.</summary>
+    public static string CacheEnvironment(string[] call) => call.Single(a => a.StartsWith("env:SADG_CACHE_DIR=", StringComparison.Ordinal))["env:SADG_CACHE_DIR=".Length..];
 }

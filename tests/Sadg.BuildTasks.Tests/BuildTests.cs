@@ -130,8 +130,7 @@ public sealed class BuildTests(BuildFixture fixture)
     public void AMultiTargetedProjectQuantizesOnceWithParallelBuilds()
     {
         var c = new Consumer(fixture, "multi");
-        c.WriteModel("tiny.onnx", TinyModels.Classifier(1));
-        c.WriteModel("other.onnx", TinyModels.Classifier(2));
+        c.WriteTinyAndOther();
         c.WriteProject("""
                 <QuantizeModel Include="Models/tiny.onnx" />
                 <QuantizeModel Include="Models/other.onnx" ActivationBits="none" LogicalName="models/other.onnx" />

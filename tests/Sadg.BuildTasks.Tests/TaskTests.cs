@@ -164,6 +164,46 @@ public sealed class TaskTests : IDisposable
     }
 
     [Fact]
+    public void TheStampChangesWithExtraArgumentsReportFolderAndDataContentAndReportsArePerItem()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "data"));
+        File.WriteAllBytes(Path.Combine(_dir, "data", "images.f32"), new byte[16]);
+        var item = Item("Models/resnet20.onnx", ("Method", "real"), ("CalibrationData", "data"));
+        string Stamp(string extra = "", string report = "")
+        {
+            var p = Prepare(item);
+            p.ExtraArguments = extra;
+            p.ReportDirectory = report;
+            Assert.True(p.Execute());
+            return File.ReadAllText(p.PreparedModels[0].GetMetadata("StampFile"));
+        }
+        string first = Stamp();
+        Assert.Equal(first, Stamp());
+        Assert.NotEqual(first, Stamp(extra: "--samples 8"));
+        Assert.NotEqual(first, Stamp(report: "reports"));
+        // Same size, an older timestamp: only the content says it changed.
+        File.WriteAllBytes(Path.Combine(_dir, "data", "images.f32"), Enumerable.Repeat((byte)1, 16).ToArray());
+        File.SetLastWriteTimeUtc(Path.Combine(_dir, "data", "images.f32"), new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        Assert.NotEqual(first, Stamp());
+
+        var prepared = Prepare(Item("Models/resnet20.onnx"), Item("Models/my-model.v2.onnx"));
+        prepared.ReportDirectory = "reports";
+        Assert.True(prepared.Execute());
+        Assert.Equal([Path.Combine(_dir, "reports", "Resnet20"), Path.Combine(_dir, "reports", "MyModelV2")],
+            prepared.PreparedModels.Select(m => m.GetMetadata("ReportDirectory")));
+    }
+
+    [Fact]
+    public void UseCacheFalseIsNoCacheAndAnEmptyCacheDirLeavesTheDefaultToTheTool()
+    {
+        var off = Quantize(Item("Models/resnet20.onnx"));
+        off.CacheDirectory = Path.Combine(_dir, "cache");
+        off.UseCache = false;
+        Assert.EndsWith(" --no-cache", off.CommandLineForTests());
+        Assert.DoesNotContain("--cache-dir", Quantize(Item("Models/resnet20.onnx")).CommandLineForTests());
+    }
+
+    [Fact]
     public void PrepareReportsEveryItemsProblemsAndDuplicateNames()
     {
         var p = Prepare(Item("Models/resnet20.onnx", ("Bits", "12")), Item("Models/missing.onnx"),

@@ -104,12 +104,14 @@ public static class QuantizeCommand
             }
 
             var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
-            string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), services, console);
             int? recSteps = CheckSteps(parse.GetValue(reconstructionSteps), "--reconstruction-steps");
             int? genSteps = CheckSteps(parse.GetValue(generationSteps), "--generation-steps");
+            string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), services, console);
             string? reportPath = parse.GetValue(report);
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
-            if (reportPath is not null) CreateFolder(reportPath);
+            if (reportPath is not null) AtomicFile.CheckWritable(reportPath, "the --report folder");
+            // Every check that does not need the pipeline is made before it runs: the output's folder too.
+            AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
 
             var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
                 profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
@@ -121,36 +123,22 @@ public static class QuantizeCommand
                 ModelCache? store = cache is null ? null : new ModelCache(cache);
                 string? key = store is null ? null
                     : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
-                if (store is not null && store.TryGet(key!) is { } entry)
+                if (store is not null && FindInCache(store, key!, console) is { } entry)
                 {
-                    AtomicFile.Copy(Path.Combine(entry, ModelCache.ModelFile), outputPath);
-                    if (reportPath is not null)
-                        foreach (var file in Directory.GetFiles(entry).Where(f => Path.GetFileName(f) != ModelCache.ModelFile))
-                            AtomicFile.Copy(file, Path.Combine(reportPath, Path.GetFileName(file)));
-                    console.Out.WriteLine($"cache hit: {key} ({entry})");
-                    console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(new FileInfo(outputPath).Length)})");
+                    // The bytes written are the ones just verified.
+                    WriteOutputs(outputPath, entry.Model, reportPath, entry.Files, cachedIn: null);
+                    console.Out.WriteLine($"cache hit: {key} ({entry.Path})");
+                    console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(entry.Model.LongLength)})");
                     return ExitCodes.Ok;
                 }
                 var result = await RunPipelineAsync(services.Quantization, request, console, cancellationToken);
                 cancellationToken.ThrowIfCancellationRequested();
                 byte[] bytes = result.Model.ToByteArray();
-                AtomicFile.Write(outputPath, bytes);
-                if (reportPath is not null)
-                    foreach (var (name, content) in result.ReportFiles) AtomicFile.Write(Path.Combine(reportPath, name), content);
-                if (store is not null)
-                {
-                    try
-                    {
-                        store.Put(key!, bytes, result.ReportFiles);
-                        console.Log.Information("Stored in the cache: {Entry}", store.EntryPath(key!));
-                    }
-                    catch (SadgException e)
-                    {
-                        console.Log.Warning("warning: {Message} (the model was written; it is just not cached)", e.Message);
-                    }
-                }
+                // Cache first: when writing -o fails now, the finished result is not lost.
+                string? cachedIn = store is null ? null : StoreInCache(store, key!, bytes, result.ReportFiles, modelPath, console);
+                WriteOutputs(outputPath, bytes, reportPath, result.ReportFiles, cachedIn);
                 foreach (var line in result.Summary) console.Out.WriteLine(line);
-                console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(new FileInfo(outputPath).Length)})");
+                console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(bytes.LongLength)})");
                 return ExitCodes.Ok;
             }
             catch when (reportCreated && reportPath is not null)
@@ -171,6 +159,57 @@ public static class QuantizeCommand
     public static Task<QuantizationResult> RunPipelineAsync(IQuantizationPipeline pipeline, QuantizationRequest request, CliConsole console, CancellationToken cancellationToken) =>
         pipeline.RunAsync(request, console, cancellationToken);
 
+    /// <summary>
+    /// The verified entry of <paramref name="key"/>, or null. An entry that fails verification is a warning
+    /// (SADG1202), is removed, and the model is computed again.
+    /// </summary>
+    static CacheEntry? FindInCache(ModelCache store, string key, CliConsole console)
+    {
+        var found = store.Lookup(key);
+        if (found.Problem is null) return found.Entry;
+        string entry = store.EntryPath(key);
+        console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheEntryInvalid,
+            $"The cache entry '{entry}' is not used: {found.Problem}. It is removed and the model is quantized again.", entry));
+        try { store.Remove(key); }
+        catch (SadgException e) { console.Diagnostic(SadgException.Format("warning", e.Code, e.Message, e.File)); }
+        return null;
+    }
+
+    /// <summary>Stores a finished result; returns the entry's folder, or null (with a warning, SADG1203) when it could not be stored.</summary>
+    static string? StoreInCache(ModelCache store, string key, byte[] model, IReadOnlyDictionary<string, byte[]> files, string modelPath, CliConsole console)
+    {
+        string entry = store.EntryPath(key);
+        try
+        {
+            var outcome = store.Put(key, model, files);
+            if (outcome == CachePutOutcome.Stored) console.Log.Information("Stored in the cache: {Entry}", entry);
+            else console.Log.Information("Already in the cache (stored by another run): {Entry}", entry);
+            return entry;
+        }
+        catch (SadgException e)
+        {
+            console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheUnavailable,
+                $"{e.Message} The model is written, but not cached.", e.File ?? modelPath));
+            return null;
+        }
+    }
+
+    /// <summary>Writes -o and the report files atomically; a failure says where the cached result is.</summary>
+    static void WriteOutputs(string outputPath, byte[] model, string? reportPath, IReadOnlyDictionary<string, byte[]> reportFiles, string? cachedIn)
+    {
+        try
+        {
+            AtomicFile.Write(outputPath, model);
+            if (reportPath is not null)
+                foreach (var (name, content) in reportFiles) AtomicFile.Write(Path.Combine(reportPath, name), content);
+        }
+        catch (SadgException e) when (cachedIn is not null && e.Code == SadgErrorCode.WriteFailed)
+        {
+            throw new SadgException(e.Code, $"{e.Message} The finished model is in the cache ('{cachedIn}'): run the same command " +
+                "again once the path is writable and it is copied from there.", e.File, inner: e);
+        }
+    }
+
     static int? CheckSteps(int? steps, string option)
     {
         if (steps is < 0) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{option} {steps}: give 0 or more.");
@@ -178,25 +217,23 @@ public static class QuantizeCommand
     }
 
     /// <summary>
-    /// --cache-dir (created; an error when it cannot be), else the default folder (created; when it cannot be, a
-    /// warning and no cache).
+    /// --cache-dir (created and written to; error SADG1203 when it cannot be), else the default folder (when it
+    /// cannot be used: warning SADG1203 and no cache).
     /// </summary>
     static string? ResolveCache(string? option, CliServices services, CliConsole console)
     {
-        if (option is not null)
-        {
-            CreateFolder(option);
-            return option;
-        }
-        string folder = services.CacheDirectory ?? ModelCache.DefaultDirectory();
+        string folder = option ?? services.CacheDirectory ?? ModelCache.DefaultDirectory();
         try
         {
-            Directory.CreateDirectory(folder);
+            AtomicFile.CheckWritable(folder, "the cache");
             return folder;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (SadgException e) when (e.Code == SadgErrorCode.WriteFailed)
         {
-            console.Log.Warning("warning: cannot use the cache folder '{Folder}' ({Message}); running without a cache.", folder, e.Message);
+            string fix = option is not null ? "Give a writable --cache-dir, or --no-cache." : "Running without a cache; set --cache-dir or $SADG_CACHE_DIR to a writable folder, or pass --no-cache.";
+            string message = $"The cache folder '{folder}' cannot be used: {e.InnerException?.Message ?? e.Message} {fix}";
+            if (option is not null) throw new SadgException(SadgErrorCode.CacheUnavailable, message, folder, inner: e);
+            console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheUnavailable, message, folder));
             return null;
         }
     }
@@ -223,17 +260,9 @@ public static class QuantizeCommand
         string path = output ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, $"{Path.GetFileNameWithoutExtension(modelPath)}.q{bits}.onnx");
         if (Directory.Exists(path))
             throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{path}' is a folder; give the path of the .onnx file to write.", path);
-        if (string.Equals(Path.GetFullPath(path), Path.GetFullPath(modelPath), StringComparison.Ordinal))
-            throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{path}' is the input model; write the quantized model to another file.", path);
+        if (FilePaths.SameFile(path, modelPath))
+            throw new SadgException(SadgErrorCode.OutputInvalid,
+                $"-o '{path}' is the input model '{modelPath}' (the same file once links are resolved: '{FilePaths.RealPath(path)}'); write the quantized model to another file.", path);
         return path;
-    }
-
-    static void CreateFolder(string path)
-    {
-        try { Directory.CreateDirectory(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not create the folder '{path}': {e.Message}", path, inner: e);
-        }
     }
 }
