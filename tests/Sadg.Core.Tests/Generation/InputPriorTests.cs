@@ -14,6 +14,7 @@ namespace Sadg.Tests.Generation;
 /// The input the model expects: stated ranges and normalizations, and the expectation read from a model whose first
 /// BatchNormalization saw images of a known mean and std.
 /// </summary>
+[Collection(nameof(Sadg.Tests.Quantization.QuantizerMemoryTests))]
 public class InputPriorTests(ITestOutputHelper output)
 {
     /// <summary>Smooth images (bilinear 8×8 noise) with per-image, per-channel mean <paramref name="mean"/>[c] and std <paramref name="std"/>.</summary>
@@ -66,6 +67,17 @@ public class InputPriorTests(ITestOutputHelper output)
             Assert.InRange(prior.Mean[c], mean[c] - 0.1f * unit, mean[c] + 0.1f * unit);
             Assert.InRange(prior.Std[c], std / 2, std * 2);
         }
+    }
+
+    [Fact]
+    public void The_fit_leaves_no_live_tensors()
+    {
+        var stats = DisposeScopeManager.Statistics.TensorStatistics;
+        using var graph = new GraphModule(OnnxModel.FromProto(TestModels.ResNet(width: 8)));
+        InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7, steps: 5);
+        long before = stats.ThreadTotalLiveCount;
+        InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7, steps: 200);
+        Assert.True(before == stats.ThreadTotalLiveCount, $"live tensors {before} before the fit, after: {stats}");
     }
 
     [Fact]
