@@ -13,7 +13,7 @@ namespace Sadg.Tests.Quantization;
 public class QdqWriterTests(ITestOutputHelper output)
 {
     static readonly string[] ModelNames = ["resnet", "mobilenetv2", "vgg"];
-    static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed"];
+    static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed", "W4"];
 
     public static TheoryData<string, string, QdqWriter.ActivationStorage> Cases
     {
@@ -41,6 +41,7 @@ public class QdqWriterTests(ITestOutputHelper output)
         "W8A8" => RtnSpecBuilder.Uniform(8, 8),
         "W3A3" => RtnSpecBuilder.Uniform(3, 3),
         "mixed" => RtnSpecBuilder.FirstLayer8Bit,
+        "W4" => RtnSpecBuilder.Uniform(4, 0), // weights only, activations float
         _ => throw new ArgumentException(name),
     };
 
