@@ -222,19 +222,9 @@ static class QuantizationBenchmark
         return (double)correct / images.shape[0];
     }
 
-    /// <summary>Resets the process's peak resident set (VmHWM) to its current size (Linux: "5" into /proc/self/clear_refs).</summary>
-    static void ResetPeakRss()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-    }
+    static void ResetPeakRss() => StageClock.ResetPeakResident();
 
-    /// <summary>The process's peak resident set since the last <see cref="ResetPeakRss"/> (VmHWM), in bytes.</summary>
-    static long PeakRss()
-    {
-        var line = File.Exists("/proc/self/status") ? File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:")) : null;
-        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-    }
+    static long PeakRss() => StageClock.PeakResidentBytes() ?? 0;
 
     static void Write(string root, List<Row> rows, double fp32, string profile, int seeds, string[] args, double generationStep,
         double reconstructionStep, Context context, string? commit = null, double? wallSeconds = null)

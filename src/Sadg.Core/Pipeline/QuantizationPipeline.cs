@@ -153,7 +153,7 @@ public static class QuantizationPipeline
             var timings = images.Timings;
             var losses = images.Losses;
             cancellationToken.ThrowIfCancellationRequested();
-            var clock = Stopwatch.StartNew();
+            var clock = StageClock.Start();
             QuantizationOutcome outcome;
             var recorder = new ReconstructionRecorder(reporter, "reconstructing");
             {
@@ -161,7 +161,7 @@ public static class QuantizationPipeline
                 using (quantized) outcome = ModelQuantizer.Write(quantized, fold);
             }
             recorder.Finish(losses);
-            timings.Add(new StageTiming("reconstruction", clock.Elapsed.TotalSeconds));
+            timings.Add(clock.Finish("reconstruction"));
 
             var qdq = outcome.QdqModel;
             if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
@@ -191,7 +191,7 @@ public static class QuantizationPipeline
                     SetMetadata(qdq, OutputCosineKey, check.CosineSimilarity!.Value.ToString("0.0000", CultureInfo.InvariantCulture));
                     SetMetadata(qdq, OutputSqnrKey, check.SqnrDb!.Value.ToString("0.00", CultureInfo.InvariantCulture));
                 }
-                timings.Add(new StageTiming("ONNX Runtime check", clock.Elapsed.TotalSeconds));
+                timings.Add(clock.Finish("ONNX Runtime check"));
             }
             byte[] bytes = qdq.ToByteArray();
 
@@ -246,7 +246,7 @@ public static class QuantizationPipeline
     {
         var timings = new List<StageTiming>();
         var losses = new List<StageLosses>();
-        var clock = Stopwatch.StartNew();
+        var clock = StageClock.Start();
         Tensor images;
         string? warning = null;
         bool usedStatistics = false;
@@ -259,7 +259,7 @@ public static class QuantizationPipeline
                 using var stage = reporter.Stage("generating noise images", 1);
                 images = SyntheticData.GaussianNoise(fp, options.ResolvedSamples, options.Seed);
                 stage.Report(1);
-                timings.Add(new StageTiming("gaussian noise", clock.Elapsed.TotalSeconds));
+                timings.Add(clock.Finish("gaussian noise"));
                 break;
             }
             case CalibrationMethod.Real:
@@ -269,7 +269,7 @@ public static class QuantizationPipeline
                 using var scope = NewDisposeScope();
                 var x = given.narrow(0, 0, options.ResolvedSamples).to(ScalarType.Float32).to(device);
                 images = standardization.Standardize(x).detach().MoveToOuterDisposeScope();
-                timings.Add(new StageTiming("real images", clock.Elapsed.TotalSeconds));
+                timings.Add(clock.Finish("real images"));
                 break;
             }
             default:
@@ -283,7 +283,7 @@ public static class QuantizationPipeline
                 if (sharedWarmUp is null)
                 {
                     recorder.Finish(losses);
-                    timings.Add(new StageTiming("warm-up (Genie-D)", clock.Elapsed.TotalSeconds));
+                    timings.Add(clock.Finish("warm-up (Genie-D)"));
                 }
                 warning = warm.Warning;
                 usedStatistics = warm.UsedBatchNormStatistics;
@@ -298,12 +298,12 @@ public static class QuantizationPipeline
                     using (q0)
                     {
                         q0Recorder.Finish(losses, "reconstruction (Q0)");
-                        timings.Add(new StageTiming("reconstruction (Q0)", clock.Elapsed.TotalSeconds));
+                        timings.Add(clock.Finish("reconstruction (Q0)"));
                         clock.Restart();
                         var refine = new GenerationRecorder(reporter);
                         SyntheticData.Refine(warm, fp, q0.Graph, generation, refine, cancellationToken);
                         refine.Finish(losses);
-                        timings.Add(new StageTiming("refinement (SADAG)", clock.Elapsed.TotalSeconds));
+                        timings.Add(clock.Finish("refinement (SADAG)"));
                     }
                 }
                 images = warm.Images();

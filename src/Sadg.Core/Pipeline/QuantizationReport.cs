@@ -5,8 +5,8 @@ using System.Text.Json.Serialization;
 
 namespace Sadg.Pipeline;
 
-/// <summary>How long one stage took.</summary>
-public sealed record StageTiming(string Stage, double Seconds);
+/// <summary>How long one stage took, and the process's peak resident memory during it (null where unknown).</summary>
+public sealed record StageTiming(string Stage, double Seconds, long? PeakResidentBytes = null);
 
 /// <summary>The loss terms of a stage's first and last reported step.</summary>
 public sealed record StageLosses(string Stage, IReadOnlyDictionary<string, double> First, IReadOnlyDictionary<string, double> Last);
@@ -116,10 +116,10 @@ public sealed record QuantizationReport
         s.AppendLine();
         s.AppendLine("## Timings");
         s.AppendLine();
-        s.AppendLine("| stage | seconds |");
-        s.AppendLine("|---|---:|");
-        foreach (var t in Timings) s.AppendLine($"| {t.Stage} | {F(t.Seconds, "0.0")} |");
-        s.AppendLine($"| **total** | {F(TotalSeconds, "0.0")} |");
+        s.AppendLine("| stage | seconds | peak resident memory |");
+        s.AppendLine("|---|---:|---:|");
+        foreach (var t in Timings) s.AppendLine($"| {t.Stage} | {F(t.Seconds, "0.0")} | {(t.PeakResidentBytes is { } b ? Bytes(b) : "")} |");
+        s.AppendLine($"| **total** | {F(TotalSeconds, "0.0")} | {(Timings.Max(t => t.PeakResidentBytes) is { } peak ? Bytes(peak) : "")} |");
         s.AppendLine();
         if (Losses.Count > 0)
         {

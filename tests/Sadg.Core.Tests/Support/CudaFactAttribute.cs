@@ -19,3 +19,12 @@ public sealed class NoCudaFactAttribute : FactAttribute
             Skip = "Checks the error for a missing CUDA backend; this machine has CUDA.";
     }
 }
+
+/// <summary>A fact that reads Linux's /proc: skipped, with the reason shown, elsewhere.</summary>
+public sealed class LinuxFactAttribute : FactAttribute
+{
+    public LinuxFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux()) Skip = "Reads /proc/self (Linux only).";
+    }
+}
