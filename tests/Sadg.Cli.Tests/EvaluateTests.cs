@@ -73,6 +73,53 @@ public class EvaluateTests
         Assert.Equal("", table.Err);
     }
 
+    /// <summary>Writes the IDX images as grey PNGs into one subfolder per label (class folders "c0" … "c9").</summary>
+    static void WriteImageFolder(string folder, byte[] pixels, byte[] labels)
+    {
+        for (int i = 0; i < Count; i++)
+        {
+            string dir = Directory.CreateDirectory(Path.Combine(folder, $"c{labels[i]}")).FullName;
+            using var bitmap = new SkiaSharp.SKBitmap(8, 8);
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++)
+                {
+                    byte v = pixels[i * 64 + y * 8 + x];
+                    bitmap.SetPixel(x, y, new SkiaSharp.SKColor(v, v, v));
+                }
+            using var data = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+            File.WriteAllBytes(Path.Combine(dir, $"{i:D3}.png"), data.ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task An_image_folder_with_class_subfolders_scores_as_the_IDX_files_do()
+    {
+        using var folder = new TempFolder();
+        string idx = Directory.CreateDirectory(folder.File("idx")).FullName;
+        var (pixels, labels) = WriteIdx(idx);
+        // Class folders c0 … c9: every label present in the data must exist as a folder for ranks to match labels.
+        string images = Directory.CreateDirectory(folder.File("images")).FullName;
+        for (int c = 0; c < 10; c++) Directory.CreateDirectory(Path.Combine(images, $"c{c}"));
+        WriteImageFolder(images, pixels, labels);
+        string a = Models.Save(Models.Tiny(1), folder, "a.onnx");
+
+        var fromIdx = await CliRunner.RunAsync("evaluate", a, "--data", idx, "--json", "--device", "cpu");
+        var fromImages = await CliRunner.RunAsync("evaluate", a, "--data", images, "--json", "--device", "cpu");
+        Assert.True(fromImages.ExitCode == 0, fromImages.Err);
+        double Top1(CliRunner.Result r) => JsonDocument.Parse(r.Out).RootElement.GetProperty("models")[0].GetProperty("top1").GetDouble();
+        var direct = Predict(a, pixels);
+        Assert.Equal((double)direct.Where((c, i) => c == labels[i]).Count() / Count, Top1(fromImages), 12);
+        Assert.Equal(Top1(fromIdx), Top1(fromImages), 12);
+
+        // Without class subfolders there are no labels to score against: a clear error, not a score.
+        string flat = Directory.CreateDirectory(folder.File("flat")).FullName;
+        foreach (var png in Directory.GetFiles(images, "*.png", SearchOption.AllDirectories)) File.Copy(png, Path.Combine(flat, Path.GetFileName(png)));
+        var unlabelled = await CliRunner.RunAsync("evaluate", a, "--data", flat, "--device", "cpu");
+        Assert.Equal(1, unlabelled.ExitCode);
+        Assert.Contains("SADG1302", unlabelled.Err);
+        Assert.Contains("no class subfolders", unlabelled.Err);
+    }
+
     [Fact]
     public async Task Tensor_folder_gives_the_same_result_and_standardization_applies()
     {

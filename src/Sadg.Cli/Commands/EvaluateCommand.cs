@@ -69,7 +69,10 @@ public static class EvaluateCommand
 
             // Check every model before the long part, so a bad path fails at once.
             var loaded = paths.Select(p => SharedOptions.LoadClassifier(p)).ToList();
-            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n);
+            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n, loaded[0].Input.Channels);
+            if (!set.Labelled)
+                throw new SadgException(SadgErrorCode.DataInvalid,
+                    $"'{set.Source}' has images but no class subfolders, so there are no labels to score against. Put each class's images in a subfolder of its own.", set.Source);
             console.Log.Information("Data: {Count} images {Shape} from {Source}.", set.Count, $"{set.Shape[1]}x{set.Shape[2]}x{set.Shape[3]}", set.Source);
 
             var results = new List<ModelEvaluation>();

@@ -93,7 +93,7 @@ public static class QuantizeCommand
             ImageSet? calibrationSet = null;
             if (calibrationPath is not null)
             {
-                try { calibrationSet = ImageSet.Load(calibrationPath, limit: sampleCount); }
+                try { calibrationSet = ImageSet.Load(calibrationPath, limit: sampleCount, channels: input.Channels); }
                 catch (SadgException e) when (e.Code is SadgErrorCode.DataNotFound or SadgErrorCode.DataInvalid)
                 {
                     throw new SadgException(SadgErrorCode.CalibrationDataInvalid, e.Message, e.File, inner: e);

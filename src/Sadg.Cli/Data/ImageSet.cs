@@ -12,7 +12,10 @@ namespace Sadg.Cli.Data;
 /// <item>an IDX folder: <c>t10k-images-idx3-ubyte[.gz]</c> + <c>t10k-labels-idx1-ubyte[.gz]</c> and/or the
 /// <c>train-</c> pair (Fashion-MNIST, MNIST);</item>
 /// <item>a tensor folder: <c>sadg-data.json</c> (<c>{"format": "sadg-tensors/1", "shape": [N, C, H, W],
-/// "images": "images.f32", "labels": "labels.i32"}</c>), raw little-endian float32 images and int32 labels.</item>
+/// "images": "images.f32", "labels": "labels.i32"}</c>), raw little-endian float32 images and int32 labels;</item>
+/// <item>an image folder: JPEG/PNG files in one subfolder per class (label = the subfolder's rank in ordinal name
+/// order), or directly in the folder (unlabelled: every label is −1, for calibration only), decoded to [0, 1]
+/// (<see cref="ImageFolder"/>).</item>
 /// </list>
 /// </summary>
 public sealed class ImageSet
@@ -43,13 +46,25 @@ public sealed class ImageSet
 
     public int ImageSize => Shape[1] * Shape[2] * Shape[3];
 
-    /// <summary>Reads a data folder in either form; <paramref name="split"/> is test, train or null (test when present).</summary>
-    public static ImageSet Load(string path, string? split = null, int? limit = null)
+    /// <summary>True when every image has a label (an image folder without class subfolders has none).</summary>
+    public bool Labelled => Labels.All(l => l >= 0);
+
+    /// <summary>
+    /// Reads a data folder in any form; <paramref name="split"/> (IDX) is test, train or null (test when present);
+    /// <paramref name="channels"/> is what image folders are decoded to (3: RGB, 1: grey).
+    /// </summary>
+    public static ImageSet Load(string path, string? split = null, int? limit = null, int channels = 3)
     {
         if (File.Exists(Path.Combine(path, HeaderFile))) return LoadTensors(path, limit);
         if (File.Exists(path) && Path.GetFileName(path) == HeaderFile) return LoadTensors(Path.GetDirectoryName(Path.GetFullPath(path))!, limit);
         if (!Directory.Exists(path))
             throw new SadgException(SadgErrorCode.DataNotFound, $"No data folder at '{path}'.", path);
+        if (!Directory.EnumerateFiles(path, "*-idx?-ubyte*").Any() && ImageFolder.IsImageFolder(path))
+        {
+            using var read = ImageFolder.Read(path, channels, null, null, limit: limit);
+            return new ImageSet(read.Images.contiguous().data<float>().ToArray(), read.Images.shape.Select(d => (int)d).ToArray(),
+                read.Labels.data<long>().Select(l => (int)l).ToArray(), path);
+        }
         return LoadIdx(path, split, limit);
     }
 

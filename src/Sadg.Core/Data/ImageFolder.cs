@@ -23,49 +23,66 @@ public static class ImageFolder
         return classes!;
     }
 
+    /// <summary>True when <paramref name="folder"/> holds JPEG/PNG images directly or in subfolders (an image folder).</summary>
+    public static bool IsImageFolder(string folder) =>
+        Directory.Exists(folder) && (ImageFiles(folder).Length > 0 || Directory.GetDirectories(folder).Any(d => ImageFiles(d).Length > 0));
+
+    static string[] ImageFiles(string folder) => Directory.GetFiles(folder)
+        .Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToArray();
+
     /// <summary>
     /// Reads the images of every class; <paramref name="select"/> picks, from a class's files in name order, which
-    /// indices to read (all when null). Every image must be <paramref name="height"/>×<paramref name="width"/>.
+    /// indices to read (all when null). Images are taken round-robin over the classes (the first of each class, then
+    /// the second …), so the first <paramref name="limit"/> cover every class. A folder with images and no class
+    /// subfolders is unlabelled: every label is −1. Every image must be <paramref name="height"/>×<paramref name="width"/>
+    /// (when null, the size of the first image).
     /// </summary>
-    public static LabelledImages Read(string folder, int channels, int height, int width, Func<int, bool>? select = null)
+    public static LabelledImages Read(string folder, int channels, int? height, int? width, Func<int, bool>? select = null, int? limit = null)
     {
         if (channels is not (1 or 3))
             throw new SadgException(SadgErrorCode.DataInvalid, $"Image folders hold grey or RGB images; the model takes {channels} channels.", folder);
-        var classes = Classes(folder);
+        if (!Directory.Exists(folder))
+            throw new SadgException(SadgErrorCode.DataNotFound, $"No image folder at '{folder}'.", folder);
+        var flat = ImageFiles(folder);
+        var perClass = flat.Length > 0
+            ? [flat]
+            : Classes(folder).Select(c => ImageFiles(Path.Combine(folder, c))).ToArray();
+        var order = perClass.SelectMany((files, label) => files.Select((file, index) => (file, label, index)))
+            .Where(f => select is null || select(f.index))
+            .OrderBy(f => f.index).ThenBy(f => f.label)
+            .Take(limit ?? int.MaxValue).ToList();
+        if (order.Count == 0)
+            throw new SadgException(SadgErrorCode.DataInvalid, $"'{folder}' holds no JPEG or PNG images to read.", folder);
         var pixels = new List<float>();
         var labels = new List<long>();
-        int plane = height * width;
-        var image = new float[channels * plane];
-        for (int label = 0; label < classes.Length; label++)
+        foreach (var (file, label, _) in order)
         {
-            var files = Directory.GetFiles(Path.Combine(folder, classes[label]))
-                .Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToArray();
-            for (int i = 0; i < files.Length; i++)
-            {
-                if (select is not null && !select(i)) continue;
-                using var bitmap = SKBitmap.Decode(files[i])
-                    ?? throw new SadgException(SadgErrorCode.DataInvalid, $"'{files[i]}' is not a JPEG or PNG image SkiaSharp can decode.", files[i]);
-                if (bitmap.Width != width || bitmap.Height != height)
-                    throw new SadgException(SadgErrorCode.DataInvalid,
-                        $"'{files[i]}' is {bitmap.Width}x{bitmap.Height}; the model takes {width}x{height} images.", files[i]);
-                for (int y = 0; y < height; y++)
-                    for (int x = 0; x < width; x++)
+            using var bitmap = SKBitmap.Decode(file)
+                ?? throw new SadgException(SadgErrorCode.DataInvalid, $"'{file}' is not a JPEG or PNG image SkiaSharp can decode.", file);
+            height ??= bitmap.Height;
+            width ??= bitmap.Width;
+            if (bitmap.Width != width || bitmap.Height != height)
+                throw new SadgException(SadgErrorCode.DataInvalid,
+                    $"'{file}' is {bitmap.Width}x{bitmap.Height}; the other images (or the model) are {width}x{height}. Give images of one size.", file);
+            int plane = height.Value * width.Value;
+            var image = new float[channels * plane];
+            for (int y = 0; y < height; y++)
+                for (int x = 0; x < width; x++)
+                {
+                    var c = bitmap.GetPixel(x, y);
+                    int at = y * width.Value + x;
+                    if (channels == 1) image[at] = (0.299f * c.Red + 0.587f * c.Green + 0.114f * c.Blue) / 255f;
+                    else
                     {
-                        var c = bitmap.GetPixel(x, y);
-                        int at = y * width + x;
-                        if (channels == 1) image[at] = (0.299f * c.Red + 0.587f * c.Green + 0.114f * c.Blue) / 255f;
-                        else
-                        {
-                            image[at] = c.Red / 255f;
-                            image[plane + at] = c.Green / 255f;
-                            image[2 * plane + at] = c.Blue / 255f;
-                        }
+                        image[at] = c.Red / 255f;
+                        image[plane + at] = c.Green / 255f;
+                        image[2 * plane + at] = c.Blue / 255f;
                     }
-                pixels.AddRange(image);
-                labels.Add(label);
-            }
+                }
+            pixels.AddRange(image);
+            labels.Add(flat.Length > 0 ? -1 : label);
         }
         using var scope = NewDisposeScope();
-        return new LabelledImages(tensor(pixels.ToArray(), [labels.Count, channels, height, width]), tensor(labels.ToArray()));
+        return new LabelledImages(tensor(pixels.ToArray(), [labels.Count, channels, height!.Value, width!.Value]), tensor(labels.ToArray()));
     }
 }
