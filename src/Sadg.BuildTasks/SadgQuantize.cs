@@ -101,8 +101,9 @@ namespace Sadg.BuildTasks
 
             if (SadgTool.Length == 0 || !File.Exists(SadgTool))
                 Log.LogError(null, Codes.ToolNotFound, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
-                    $"The sadg tool was not found at '{SadgTool}'. It comes with the Sadg.Tool package that " +
-                    "Sadg.BuildTasks downloads at restore: run 'dotnet restore', or set SadgToolPath to a sadg.dll.");
+                    $"The sadg tool was not found at '{SadgTool}'. It comes with the Sadg.Tool package for this machine " +
+                    "(Sadg.Tool.<RID>), which the build downloads unless SadgRestoreTool=false, and which 'dotnet tool restore' " +
+                    "puts in the same place when a local tool manifest lists Sadg.Tool; or set SadgToolPath to a sadg.dll.");
             return !Log.HasLoggedErrors;
         }
 

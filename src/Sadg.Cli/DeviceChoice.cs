@@ -18,6 +18,18 @@ public enum DeviceOption
 /// </summary>
 public static class DeviceChoice
 {
+    /// <summary>What this build of the tool has for CUDA (the SadgBackend it was built with; docs/packaging.md).</summary>
+#if SADG_CUDA
+    const string TorchBackend = "This sadg is the CUDA build (Sadg.Tool.Cuda, TorchSharp-cuda-linux); check the NVIDIA driver and that a GPU is visible.";
+    const string OrtBackend = "It needs CUDA 13 and cuDNN 9 (Microsoft.ML.OnnxRuntime.Gpu 1.31.0) and an NVIDIA driver.";
+#else
+    const string TorchBackend = "This sadg is the CPU build (Sadg.Tool, CPU libtorch). CUDA needs the Sadg.Tool.Cuda package " +
+        "(dotnet pack src/Sadg.Cli -p:SadgBackend=cuda, with TorchSharp-cuda-linux from your own NuGet feed; docs/packaging.md) " +
+        "and an NVIDIA driver.";
+    const string OrtBackend = "This sadg is the CPU build (Sadg.Tool, ONNX Runtime without CUDA); the CUDA provider is in the " +
+        "Sadg.Tool.Cuda package (Microsoft.ML.OnnxRuntime.Gpu: CUDA 13 and cuDNN 9; docs/packaging.md).";
+#endif
+
     public static DeviceOption Parse(string value) => value.ToLowerInvariant() switch
     {
         "auto" => DeviceOption.Auto,
@@ -35,9 +47,7 @@ public static class DeviceChoice
         {
             if (!available)
                 throw new SadgException(SadgErrorCode.DeviceUnavailable,
-                    "--device cuda, but TorchSharp sees no CUDA device. This sadg is built with the CPU backend " +
-                    "(libtorch-cpu-linux-x64); CUDA needs the CUDA backend package TorchSharp-cuda-linux (from your own " +
-                    "NuGet feed) and an NVIDIA driver. Use --device cpu or auto.");
+                    $"--device cuda, but TorchSharp sees no CUDA device. {TorchBackend} Use --device cpu or auto.");
             return torch.CUDA;
         }
         if (available)
@@ -45,7 +55,7 @@ public static class DeviceChoice
             console.Log.Information("Device: CUDA ({Count} GPU(s) visible to TorchSharp).", torch.cuda.device_count());
             return torch.CUDA;
         }
-        console.Log.Information("Device: CPU (TorchSharp sees no CUDA device; the CUDA backend is the TorchSharp-cuda-linux package).");
+        console.Log.Information("Device: CPU (TorchSharp sees no CUDA device; the CUDA build is the Sadg.Tool.Cuda package).");
         return torch.CPU;
     }
 
@@ -71,12 +81,11 @@ public static class DeviceChoice
                     string why = FirstLine(e.Message);
                     if (option == DeviceOption.Cuda)
                         throw new SadgException(SadgErrorCode.DeviceUnavailable,
-                            $"--device cuda, but ONNX Runtime's CUDA provider does not load ({why}). It needs CUDA 13 and " +
-                            "cuDNN 9 (Microsoft.ML.OnnxRuntime.Gpu.Linux 1.31.0) and an NVIDIA driver. Use --device cpu or auto.",
+                            $"--device cuda, but ONNX Runtime's CUDA provider does not load ({why}). {OrtBackend} Use --device cpu or auto.",
                             modelPath, inner: e);
                     options.Dispose();
                     options = new SessionOptions();
-                    if (announce) console.Log.Information("ONNX Runtime: CPU provider (the CUDA provider needs CUDA 13: {Why}).", why);
+                    if (announce) console.Log.Information("ONNX Runtime: CPU provider (no CUDA provider: {Why}).", why);
                 }
             }
             else if (announce) console.Log.Information("ONNX Runtime: CPU provider (--device cpu).");

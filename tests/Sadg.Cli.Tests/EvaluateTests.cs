@@ -201,6 +201,7 @@ public class EvaluateTests
             Assert.Equal(1, r.ExitCode);
             Assert.Contains("error SADG1106: ", r.Err);
             Assert.Contains("CUDA 13", r.Err);
+            Assert.Contains("Sadg.Tool.Cuda", r.Err);
         }
     }
 }

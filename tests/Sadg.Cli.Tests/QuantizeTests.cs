@@ -139,6 +139,7 @@ public class QuantizeTests
             Assert.Equal(1, r.ExitCode);
             Assert.Contains("error SADG1106: ", r.Err);
             Assert.Contains("TorchSharp-cuda-linux", r.Err);
+            Assert.Contains("Sadg.Tool.Cuda", r.Err);
         }
     }
 }
