@@ -105,7 +105,7 @@ public sealed class LabelledImages : IDisposable
     {
         var (pixels, shape, labels) = Idx.ReadLabelled(imagesPath, labelsPath, limit);
         using var scope = NewDisposeScope();
-        var images = tensor(pixels, shape.Select(d => (long)d).ToArray()).to_type(ScalarType.Float32).div_(255f);
+        var images = tensor(pixels, shape.Select(d => (long)d).ToArray()).to_type(ScalarType.Float32).Div_(255f);
         var y = tensor(labels).to_type(ScalarType.Int64);
         return new LabelledImages(images, y);
     }

@@ -32,7 +32,7 @@ public sealed class BnStatisticsLoss : IDisposable
             float eps = node.Proto.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
             using var scope = NewDisposeScope();
             var mu = mean.detach().to(ScalarType.Float32).flatten().clone().DetachFromDisposeScope();
-            var sigma = (variance.detach().to(ScalarType.Float32).flatten() + eps).sqrt().DetachFromDisposeScope();
+            var sigma = variance.detach().to(ScalarType.Float32).flatten().Add(eps).sqrt().DetachFromDisposeScope();
             layers.Add(new Layer(node.Name, node.Inputs[0], mu, sigma));
             FirstNodeIndex = layers.Count == 1 ? node.Index : FirstNodeIndex;
         }
@@ -65,9 +65,9 @@ public sealed class BnStatisticsLoss : IDisposable
             long c = x.shape[1];
             var perChannel = x.transpose(0, 1).reshape(c, -1);
             var mean = perChannel.mean([1]);
-            var std = (perChannel.var(1, unbiased: false) + 1e-8).sqrt();
-            var term = (mean - layer.Mean).square().sum() / c + (std - layer.Std).square().sum() / c;
-            total = total is null ? term : total + term;
+            var std = perChannel.var(1, unbiased: false).Add(1e-8).sqrt();
+            var term = (mean - layer.Mean).Square().sum().Div(c).Add((std - layer.Std).Square().sum().Div(c));
+            total = total is null ? term : total.Add(term);
         }
         return total!;
     }
@@ -81,10 +81,10 @@ public sealed class BnStatisticsLoss : IDisposable
         if (Prior is null) return zeros([], device: images.device);
         var flat = images.flatten(2);
         var mean = flat.mean([2]);
-        var std = (flat.var(2, unbiased: false) + 1e-8).sqrt();
+        var std = flat.var(2, unbiased: false).Add(1e-8).sqrt();
         var targetMean = tensor(Prior.Mean, device: images.device).unsqueeze(0);
         var targetStd = tensor(Prior.Std, device: images.device).unsqueeze(0);
-        return ((mean - targetMean).square() + (std - targetStd).square()).sum(1).mean();
+        return (mean - targetMean).Square().Add((std - targetStd).Square()).sum(1).mean();
     }
 
     /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>

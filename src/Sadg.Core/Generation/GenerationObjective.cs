@@ -36,7 +36,7 @@ sealed class GenerationObjective : IDisposable
         if (HasStatistics)
         {
             var statistics = bn.Statistics();
-            loss = statistics + options.InputPriorWeight * prior;
+            loss = statistics.Add(prior.Mul(options.InputPriorWeight));
             if (terms is not null) terms["bn"] = statistics;
         }
         else
@@ -45,8 +45,8 @@ sealed class GenerationObjective : IDisposable
             var ce = StatisticsFreeLoss.CrossEntropy(logits.flatten(1), targets);
             var tv = StatisticsFreeLoss.TotalVariation(images);
             var l2 = StatisticsFreeLoss.L2(images);
-            loss = options.FallbackCrossEntropyWeight * ce + options.FallbackTotalVariationWeight * tv
-                + options.FallbackL2Weight * l2 + options.InputPriorWeight * prior;
+            loss = ce.Mul(options.FallbackCrossEntropyWeight).Add(tv.Mul(options.FallbackTotalVariationWeight))
+                .Add(l2.Mul(options.FallbackL2Weight)).Add(prior.Mul(options.InputPriorWeight));
             if (terms is not null)
             {
                 terms["ce"] = ce;

@@ -72,7 +72,7 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         var x = l1.forward(z).view(z.shape[0], features, h0, w0);
         x = bn0.forward(x);
         x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        x = nn.functional.leaky_relu(bn1.forward(nn.functional.conv2d(x, conv1_weight, conv1_bias, padding: [1, 1])), 0.2);
+        x = bn1.forward(nn.functional.conv2d(x, conv1_weight, conv1_bias, padding: [1, 1])).LeakyRelu(0.2);
         x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
         x = nn.functional.conv2d(x, conv2_weight, conv2_bias, padding: [1, 1]);
         if (x.shape[2] != Height || x.shape[3] != Width)
@@ -92,7 +92,7 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
         {
             double bound = 1.0 / Math.Sqrt(weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b));
             foreach (var p in new[] { weight, bias })
-                p.copy_(rand(p.shape, generator: generator) * (2 * bound) - bound);
+                p.copy_(rand(p.shape, generator: generator).Mul(2 * bound).Sub(bound));
         }
     }
 }

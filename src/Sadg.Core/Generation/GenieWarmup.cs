@@ -64,8 +64,8 @@ public static class GenieWarmup
 
         try
         {
-            using var optZ = optim.Adam([latent], o.LatentLearningRate);
-            using var optG = optim.Adam(generator.parameters(), o.GeneratorLearningRate);
+            using var optZ = new HeldScalarAdam([latent], o.LatentLearningRate);
+            using var optG = new HeldScalarAdam(generator.parameters(), o.GeneratorLearningRate);
             var plateau = new PlateauSchedule(o.LatentLearningRate, o.LatentPlateauFactor, o.LatentPlateauPatience, o.LatentMinLearningRate);
             double generatorRate = o.GeneratorLearningRate;
             using (o.SwingConvolution ? new SwingConvolution(model, DeriveSeed(o.Seed, b, 3)) : null)

@@ -11,7 +11,7 @@ namespace Sadg.Generation;
 public static class GradientSimilarity
 {
     /// <summary>Each row divided by its L2 norm (rows of zeros stay zero).</summary>
-    public static Tensor NormalizeRows(Tensor x) => x / x.norm(1, keepdim: true).clamp_min(1e-12);
+    public static Tensor NormalizeRows(Tensor x) => x / x.norm(1, keepdim: true).ClampMin(1e-12);
 
     /// <summary>S_ij = (â_i·â'_j)(ê_i·ê'_j) for every pair of rows: [N, M].</summary>
     public static Tensor Matrix(Tensor aHat, Tensor eHat, Tensor otherAHat, Tensor otherEHat) =>

@@ -86,7 +86,7 @@ public static class ImageGrid
         var flat = x.flatten(1);
         var low = flat.amin([1], keepdim: true);
         var high = flat.amax([1], keepdim: true);
-        return ((flat - low) / (high - low).clamp_min(1e-12)).contiguous().data<float>().ToArray();
+        return ((flat - low) / (high - low).ClampMin(1e-12)).contiguous().data<float>().ToArray();
     }
 
     /// <summary>The default typeface as a font, when it can draw digits; else null (use the built-in digits).</summary>

@@ -70,22 +70,22 @@ public sealed record InputPrior(float[] Mean, float[] Std, string Source)
         {
             using var inner = NewDisposeScope();
             using var noGrad = no_grad();
-            return Loss(c.Mean + c.Std * u).item<float>();
+            return Loss(u.Mul(c.Std).Add(c.Mean)).item<float>();
         });
         var mean = new TorchSharp.Modules.Parameter(zeros([1, channels, 1, 1], device: device), requires_grad: true);
         var logStd = new TorchSharp.Modules.Parameter(zeros([1, 1, 1, 1], device: device), requires_grad: true);
-        using (var optimizer = optim.Adam([mean, logStd], 0.05))
+        using (var optimizer = new HeldScalarAdam([mean, logStd], 0.05))
         {
             for (int step = 0; step < steps; step++)
             {
                 using var inner = NewDisposeScope();
                 optimizer.zero_grad();
-                var loss = Loss(m0 + s0 * mean + s0 * logStd.exp() * u);
+                var loss = Loss(mean.Mul(s0).Add(m0).Add(logStd.exp().Mul(s0) * u));
                 loss.backward();
                 optimizer.step();
             }
         }
-        var m = (m0 + s0 * mean.detach()).cpu().flatten().data<float>().ToArray();
+        var m = mean.detach().Mul(s0).Add(m0).cpu().flatten().data<float>().ToArray();
         var s = Enumerable.Repeat((float)(s0 * logStd.detach().exp().item<float>()), channels).ToArray();
         if (m.Concat(s).Any(v => !float.IsFinite(v))) return null;
         return new InputPrior(m, s, $"fitted to the statistics of the first BatchNormalization node '{bn.FirstName}'");
@@ -106,11 +106,11 @@ public sealed record InputPrior(float[] Mean, float[] Std, string Source)
         using var generator = new torch.Generator((ulong)seed);
         var fy = fft.fftfreq(height).reshape(-1, 1);
         var fx = fft.rfftfreq(width).reshape(1, -1);
-        var amplitude = 1 / (fy.square() + fx.square()).sqrt().clamp_min(1.0 / Math.Max(height, width));
+        var amplitude = fy.Square().Add(fx.Square()).sqrt().ClampMin(1.0 / Math.Max(height, width)).RDiv(1);
         Tensor Field(long c) => fft.irfft2(fft.rfft2(randn([n, c, height, width], generator: generator)) * amplitude, [height, width]);
-        var field = Field(1) * Math.Sqrt(0.9) + Field(channels) * Math.Sqrt(0.1);
+        var field = Field(1).Mul(Math.Sqrt(0.9)).Add(Field(channels).Mul(Math.Sqrt(0.1)));
         var flat = field.flatten(2);
-        var standardized = (flat - flat.mean([2], keepdim: true)) / flat.std(2, keepdim: true).clamp_min(1e-6);
+        var standardized = (flat - flat.mean([2], keepdim: true)) / flat.std(2, keepdim: true).ClampMin(1e-6);
         return standardized.reshape(n, channels, height, width);
     }
 

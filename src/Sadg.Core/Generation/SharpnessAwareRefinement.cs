@@ -53,8 +53,8 @@ public static class SharpnessAwareRefinement
     {
         var z = batch.Latent;
         var g = batch.Generator;
-        using var optZ = optim.Adam([z], o.RefineLatentLearningRate);
-        using var optG = optim.Adam(g.parameters(), o.RefineGeneratorLearningRate);
+        using var optZ = new HeldScalarAdam([z], o.RefineLatentLearningRate);
+        using var optG = new HeldScalarAdam(g.parameters(), o.RefineGeneratorLearningRate);
         var plateau = new GenieWarmup.PlateauSchedule(o.RefineLatentLearningRate, o.LatentPlateauFactor, o.LatentPlateauPatience, o.RefineLatentMinLearningRate);
         double generatorRate = o.RefineGeneratorLearningRate;
         using var random = new torch.Generator((ulong)GenieWarmup.DeriveSeed(o.Seed, batch.Index, 4));
@@ -90,9 +90,9 @@ public static class SharpnessAwareRefinement
                 var enHat = GradientSimilarity.NormalizeRows(fn - qn);
                 recorder.Clear();
 
-                var gm = 1 - GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean();
+                var gm = GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean().RSub(1);
                 var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(Pipeline.MethodAblation.DiversityBothSides));
-                var loss = o.LambdaBn * data + o.LambdaGm * gm + o.LambdaDiv * div;
+                var loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
                 loss.backward();
                 optZ.step();
                 optG.step();
@@ -138,7 +138,7 @@ public static class SharpnessAwareRefinement
             default:
                 throw new ArgumentOutOfRangeException(nameof(o), o.Neighbour, "Unknown neighbour mode.");
         }
-        return (o.Rho * GradientSimilarity.NormalizeRows(direction)).detach();
+        return GradientSimilarity.NormalizeRows(direction).Mul(o.Rho).detach();
     }
 
     /// <summary>
@@ -149,7 +149,7 @@ public static class SharpnessAwareRefinement
         var s = SelfSimilarity(aHat, eHat, detachPartner);
         if (memoryA is not null && memoryE is not null)
             s = cat([s, GradientSimilarity.Matrix(aHat, eHat, memoryA, memoryE)], 1);
-        return (s.abs() - zeta).clamp_min(0).max(1).values.mean();
+        return s.abs().Sub(zeta).ClampMin(0).max(1).values.mean();
     }
 
     /// <summary>
@@ -159,7 +159,7 @@ public static class SharpnessAwareRefinement
     public static Tensor SelfSimilarity(Tensor aHat, Tensor eHat, bool detachPartner = true)
     {
         var s = detachPartner ? GradientSimilarity.Matrix(aHat, eHat, aHat.detach(), eHat.detach()) : GradientSimilarity.Matrix(aHat, eHat, aHat, eHat);
-        return s * (1 - eye(s.shape[0], dtype: s.dtype, device: s.device));
+        return s * eye(s.shape[0], dtype: s.dtype, device: s.device).RSub(1);
     }
 
     /// <summary>The batch's final (â, ê), detached and outside any dispose scope.</summary>

@@ -27,9 +27,9 @@ public static class StatisticsFreeLoss
         long h = images.shape[2], w = images.shape[3];
         var dy = images[.., .., TensorIndex.Slice(1, h), ..] - images[.., .., TensorIndex.Slice(0, h - 1), ..];
         var dx = images[.., .., .., TensorIndex.Slice(1, w)] - images[.., .., .., TensorIndex.Slice(0, w - 1)];
-        return (h > 1 ? dy.square().mean() : zeros([], device: images.device)) + (w > 1 ? dx.square().mean() : zeros([], device: images.device));
+        return (h > 1 ? dy.Square().mean() : zeros([], device: images.device)).Add(w > 1 ? dx.Square().mean() : zeros([], device: images.device));
     }
 
     /// <summary>L2 prior: the mean squared pixel value.</summary>
-    public static Tensor L2(Tensor images) => images.square().mean();
+    public static Tensor L2(Tensor images) => images.Square().mean();
 }

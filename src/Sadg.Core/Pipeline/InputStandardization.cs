@@ -121,7 +121,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     {
         var x = fed;
         if (Std is not null) x = x * Shape(Std, x);
-        if (Mean is not null) x = x + Shape(Mean, x);
+        if (Mean is not null) x = x.Add(Shape(Mean, x));
         return x;
     }
 

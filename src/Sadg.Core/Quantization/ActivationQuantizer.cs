@@ -113,7 +113,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
                 }
             }
         }
-        s.fill_((float)best);
+        s.Fill_((float)best);
         Calibrated = true;
     }
 
@@ -123,7 +123,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         if (!(scale > 0) || float.IsInfinity(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "The scale must be positive and finite.");
         using var noGrad = no_grad();
-        s.fill_(scale);
+        s.Fill_(scale);
     }
 
     /// <summary>
@@ -139,8 +139,8 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     public Tensor FakeQuantize(Tensor x)
     {
         var u = x / s;
-        var rounded = u + (u.round() - u).detach();
-        return rounded.clamp(Min, Max) * s;
+        var rounded = u.Add((u.round() - u).detach());
+        return rounded.Clamp(Min, Max) * s;
     }
 
     /// <summary>
@@ -149,7 +149,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     /// </summary>
     public static Tensor DropMix(Tensor quantized, Tensor @float, double p, Generator? generator = null)
     {
-        var keepFloat = rand(quantized.shape, generator: generator, device: quantized.device).lt(p);
+        var keepFloat = rand(quantized.shape, generator: generator, device: quantized.device).Lt(p);
         return where(keepFloat, @float, quantized);
     }
 
@@ -161,5 +161,5 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         return new(value, s.detach().cpu().item<float>(), Bits, Signed);
     }
 
-    static Tensor Apply(Tensor x, float scale, long min, long max) => x.div(scale).round().clamp(min, max).mul(scale);
+    static Tensor Apply(Tensor x, float scale, long min, long max) => x.Div(scale).round().Clamp(min, max).Mul(scale);
 }

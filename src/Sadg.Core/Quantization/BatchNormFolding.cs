@@ -107,7 +107,7 @@ public static class BatchNormFolding
             long channels = gamma.numel();
             if (bnParams.Any(t => t.dim() != 1 || t.numel() != channels)) return false;
             double epsilon = Float(bn, "epsilon", 1e-5f);
-            var f = gamma / (variance + epsilon).sqrt();
+            var f = gamma / variance.Add(epsilon).sqrt();
 
             Tensor newWeight, newBias;
             switch (producer.OpType)
@@ -118,7 +118,7 @@ public static class BatchNormFolding
                     newWeight = w * f.reshape([channels, .. Enumerable.Repeat(1L, (int)w.dim() - 1)]);
                     var b = hasBias ? Read(producer.Input[2]) : zeros(channels, dtype: ScalarType.Float64);
                     if (b.dim() != 1 || b.numel() != channels) return false;
-                    newBias = (b - mean) * f + beta;
+                    newBias = ((b - mean) * f).Add(beta);
                     break;
                 }
                 case "ConvTranspose":
@@ -132,7 +132,7 @@ public static class BatchNormFolding
                     newWeight = (grouped * factor).reshape(w.shape);
                     var b = hasBias ? Read(producer.Input[2]) : zeros(channels, dtype: ScalarType.Float64);
                     if (b.dim() != 1 || b.numel() != channels) return false;
-                    newBias = (b - mean) * f + beta;
+                    newBias = ((b - mean) * f).Add(beta);
                     break;
                 }
                 default: // Gemm: Y = alpha · A' · B' + beta · C, output channels along Y's dim 1.
@@ -143,9 +143,9 @@ public static class BatchNormFolding
                     if (w.shape[axis] != channels) return false;
                     newWeight = w * (transB ? f.reshape(channels, 1) : f.reshape(1, channels));
                     double gemmBeta = Float(producer, "beta", 1f);
-                    var c = hasBias ? Read(producer.Input[2]) * gemmBeta : zeros(channels, dtype: ScalarType.Float64);
+                    var c = hasBias ? Read(producer.Input[2]).Mul(gemmBeta) : zeros(channels, dtype: ScalarType.Float64);
                     if (c.dim() > 2 || (c.dim() >= 1 && c.shape[^1] != 1 && c.shape[^1] != channels)) return false;
-                    newBias = (c - mean) * f + beta;
+                    newBias = ((c - mean) * f).Add(beta);
                     if (newBias.dim() == 0) newBias = newBias.expand(channels).contiguous();
                     SetAttribute(producer, "beta", 1f);
                     break;

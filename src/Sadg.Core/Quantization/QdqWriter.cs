@@ -252,7 +252,7 @@ internal static class SpecCheck
             if (w.ZeroPoint.min().item<long>() < 0 || w.ZeroPoint.max().item<long>() > top)
                 throw Bad($"zero points outside [0, {top}]");
             var s = w.Scale.to_type(ScalarType.Float32);
-            if (!s.isfinite().all().item<bool>() || s.le(0).any().item<bool>()) throw Bad("a scale is not a positive finite number");
+            if (!s.isfinite().all().item<bool>() || s.Le(0).any().item<bool>()) throw Bad("a scale is not a positive finite number");
         }
 
         var values = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name))

@@ -38,7 +38,7 @@ public sealed record ActivationQuantization(string Value, float Scale, int Bits,
     public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1;
 
     /// <summary>The fake-quantized value (no gradient tricks: for evaluation).</summary>
-    public Tensor Apply(Tensor x) => x.div(Scale).round().clamp(Min, Max).mul(Scale);
+    public Tensor Apply(Tensor x) => x.Div(Scale).round().Clamp(Min, Max).Mul(Scale);
 }
 
 /// <summary>Everything the QDQ writer needs besides the BN-folded model.</summary>

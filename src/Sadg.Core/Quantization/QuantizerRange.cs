@@ -32,5 +32,5 @@ public static class QuantizerRange
 
     /// <summary>mean |x − q|^p over <paramref name="dims"/> (all dims when null).</summary>
     internal static Tensor Error(Tensor x, Tensor q, long[]? dims = null) =>
-        dims is null ? (x - q).abs().pow(P).mean() : (x - q).abs().pow(P).mean(dims);
+        dims is null ? (x - q).abs().Pow(P).mean() : (x - q).abs().Pow(P).mean(dims);
 }

@@ -80,8 +80,8 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
             var wOverS = weight32 / Broadcast(scale, weight32.dim(), axis);
             var frac = wOverS - wOverS.floor();
             // h(V) = frac ⇔ σ(V) = (frac − γ) / (ζ − γ) ⇔ V = logit((frac − γ) / (ζ − γ)).
-            var p = (frac - Gamma) / (Zeta - Gamma);
-            var v = (p / (1 - p)).log();
+            var p = frac.Sub(Gamma).Div(Zeta - Gamma);
+            var v = (p / p.RSub(1)).log();
 
             w = weight32.DetachFromDisposeScope();
             wFloor = wOverS.floor().DetachFromDisposeScope();
@@ -131,7 +131,7 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     public Tensor Floor => wFloor;
 
     /// <summary>h(V) = clamp(σ(V) · (ζ − γ) + γ, 0, 1), the soft rounding offset in [0, 1].</summary>
-    public Tensor SoftOffset() => V.sigmoid().mul(Zeta - Gamma).add(Gamma).clamp(0, 1);
+    public Tensor SoftOffset() => V.sigmoid().Mul(Zeta - Gamma).Add(Gamma).Clamp(0, 1);
 
     /// <summary>
     /// The fake-quantized weight in the current <see cref="Mode"/>. The graph hook passes the weight it holds, which
@@ -149,14 +149,14 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         var wInt = Mode switch
         {
             WeightRoundingMode.Nearest => (weight / scale).round(),
-            WeightRoundingMode.Soft => FloorOf(weight) + SoftOffset(),
-            _ => FloorOf(weight) + V.ge(0).to_type(weight.dtype),
+            WeightRoundingMode.Soft => FloorOf(weight).Add(SoftOffset()),
+            _ => FloorOf(weight).Add(V.Ge(0).to_type(weight.dtype)),
         };
-        return scale * ((wInt + zero).clamp(0, Levels) - zero);
+        return scale * (wInt.Add(zero).Clamp(0, Levels) - zero);
     }
 
     /// <summary>The hard AdaRound integers before the zero point: floor(w / s₀) + [V ≥ 0].</summary>
-    Tensor Integers() => FloorOf(w) + V.ge(0).to_type(wFloor.dtype);
+    Tensor Integers() => FloorOf(w).Add(V.Ge(0).to_type(wFloor.dtype));
 
     /// <summary>
     /// The share of rounding offsets h(V) within 0.01 of 0 or 1: 1 when AdaRound has converged (the soft weights
@@ -167,11 +167,11 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var h = SoftOffset();
-        return h.le(0.01).logical_or(h.ge(0.99)).to_type(ScalarType.Float32).mean().item<float>();
+        return h.Le(0.01).logical_or(h.Ge(0.99)).to_type(ScalarType.Float32).mean().item<float>();
     }
 
     /// <summary>The AdaRound regularizer Σ(1 − |2h(V) − 1|^β), which pushes every h(V) to 0 or 1.</summary>
-    public Tensor RoundingLoss(double beta) => (1 - SoftOffset().mul(2).sub(1).abs().pow(beta)).sum();
+    public Tensor RoundingLoss(double beta) => SoftOffset().Mul(2).Sub(1).abs().Pow(beta).RSub(1).sum();
 
     /// <summary>
     /// True during the first <see cref="WarmUp"/> (20%) of the steps, when the rounding loss is not added
@@ -212,7 +212,7 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var zero = Broadcast(z, w.dim(), Axis);
-        var integers = (Integers() + zero).clamp(0, Levels).to_type(ScalarType.Int64);
+        var integers = Integers().Add(zero).Clamp(0, Levels).to_type(ScalarType.Int64);
         return new WeightQuantization(node, weight,
             integers.cpu().MoveToOuterDisposeScope(),
             s.detach().cpu().clone().MoveToOuterDisposeScope(),
@@ -227,21 +227,21 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     public static (Tensor Scale, Tensor ZeroPoint) SearchRange(Tensor weight, long levels, int axis)
     {
         var rows = weight.detach().to_type(ScalarType.Float32).movedim([axis], [0]).flatten(1);
-        var min = rows.amin(1).clamp(max: 0);
-        var max = rows.amax(1).clamp(min: 0);
-        var bestError = full(min.shape, double.PositiveInfinity, dtype: ScalarType.Float32, device: weight.device);
+        var min = rows.amin(1).ClampMax(0);
+        var max = rows.amax(1).ClampMin(0);
+        var bestError = TorchScalars.Full(min.shape, double.PositiveInfinity, dtype: ScalarType.Float32, device: weight.device);
         var bestMin = min.clone();
         var bestMax = max.clone();
         for (int i = 0; i < QuantizerRange.RatioCount; i++)
         {
             using var step = NewDisposeScope();
             double r = QuantizerRange.Ratio(i);
-            var lo = min * r;
-            var hi = max * r;
+            var lo = min.Mul(r);
+            var hi = max.Mul(r);
             var (scale, zero) = ScaleAndZero(lo, hi, levels);
             var sc = scale.unsqueeze(1);
             var zc = zero.unsqueeze(1);
-            var q = sc * ((rows / sc).round() + zc).clamp(0, levels).sub(zc);
+            var q = sc * (rows / sc).round().Add(zc).Clamp(0, levels).sub(zc);
             var error = QuantizerRange.Error(rows, q, [1]);
             var better = error < bestError;
             bestError.copy_(where(better, error, bestError));
@@ -254,8 +254,8 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
     /// <summary>s = (max' − min') / (2^b − 1) (at least 1e-8, for all-zero channels), z = clamp(round(−min' / s), 0, 2^b − 1).</summary>
     static (Tensor Scale, Tensor ZeroPoint) ScaleAndZero(Tensor min, Tensor max, long levels)
     {
-        var scale = ((max - min) / levels).clamp(min: 1e-8);
-        var zero = (-min / scale).round().clamp(0, levels);
+        var scale = (max - min).Div(levels).ClampMin(1e-8);
+        var zero = (-min / scale).round().Clamp(0, levels);
         return (scale, zero);
     }
 

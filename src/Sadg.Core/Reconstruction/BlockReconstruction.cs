@@ -75,7 +75,7 @@ public static class BlockReconstruction
     /// </summary>
     public static Tensor ReconstructionLoss(Tensor output, Tensor target)
     {
-        var squared = (output - target).square();
+        var squared = (output - target).Square();
         return squared.dim() >= 2 ? squared.sum(1).mean() : squared.mean();
     }
 
@@ -125,11 +125,11 @@ public static class BlockReconstruction
         var activations = BlockActivations(q, block).Select(a => a.Quantizer).ToList();
         foreach (var w in weights) w.Mode = WeightRoundingMode.Soft;
 
-        using var roundingOptimizer = optim.Adam(weights.Select(w => w.RoundingVariable), options.EffectiveRoundingLearningRate);
-        using var weightScaleOptimizer = optim.Adam(weights.Select(w => w.Scale), options.WeightScaleLearningRate);
+        using var roundingOptimizer = new HeldScalarAdam(weights.Select(w => w.RoundingVariable), options.EffectiveRoundingLearningRate);
+        using var weightScaleOptimizer = new HeldScalarAdam(weights.Select(w => w.Scale), options.WeightScaleLearningRate);
         var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
-            ? optim.Adam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
+            ? new HeldScalarAdam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
         var activationScaleSchedule = activationOptimizer is null || options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.NoActivationScaleDecay) ? null
             : optim.lr_scheduler.CosineAnnealingLR(activationOptimizer, options.Iterations, 0);
         double lastReconstruction = 0, lastRounding = 0;
@@ -153,19 +153,19 @@ public static class BlockReconstruction
                 var fpIn = xFp.index_select(0, index);
                 var qIn = xQ.index_select(0, index);
                 // QDrop on the block input: each element from the quantized path with probability 1 − p.
-                var keep = rand(fpIn.shape, generator: generator, device: fpIn.device).ge(options.DropProbability);
+                var keep = rand(fpIn.shape, generator: generator, device: fpIn.device).Ge(options.DropProbability);
                 var input = where(keep, qIn, fpIn);
                 var target = yFp.index_select(0, index);
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
                 var reconstruction = options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.LossSumsPositions)
-                    ? (output - target).square().sum() / output.shape[0]
+                    ? (output - target).Square().sum().Div(output.shape[0])
                     : ReconstructionLoss(output, target);
                 bool warmUp = WeightQuantizer.InWarmUp(step, steps);
                 double beta = WeightQuantizer.Beta(step, steps);
                 Tensor rounding = warmUp ? zeros(1, device: output.device)
-                    : weights.Select(w => w.RoundingLoss(beta)).Aggregate((a, b) => a + b);
-                var loss = reconstruction + options.RoundingLossWeight * rounding;
+                    : weights.Select(w => w.RoundingLoss(beta)).Aggregate((a, b) => a.Add(b));
+                var loss = reconstruction.Add(rounding.Mul(options.RoundingLossWeight));
 
                 roundingOptimizer.zero_grad();
                 weightScaleOptimizer.zero_grad();
@@ -181,10 +181,10 @@ public static class BlockReconstruction
                 {
                     if (before is not null)
                         for (int i = 0; i < scales.Count; i++)
-                            scales[i].copy_(before[i] + (scales[i] - before[i]) * initialScales[i]);
+                            scales[i].copy_(before[i].Add((scales[i] - before[i]) * initialScales[i]));
                     // A learned scale must stay a valid quantization step.
-                    foreach (var w in weights) w.Scale.clamp_(min: MinScale);
-                    foreach (var a in activations) a.Scale.clamp_(min: MinScale);
+                    foreach (var w in weights) w.Scale.ClampMin_(MinScale);
+                    foreach (var a in activations) a.Scale.ClampMin_(MinScale);
                 }
 
                 if (step == steps - 1 || (progress is not null && step % reportEvery == 0))

@@ -117,7 +117,7 @@ public static class TestModels
         var m = new Maker(seed);
         var x = m.B.AddInput(InputName, DataType.Float, -1, 64);
         x = m.Relu(m.Gemm(x, 64, 32));
-        var w = m.B.AddInitializer(m.B.Fresh("w"), m.Randn(32, 10) * 0.2f);
+        var w = m.B.AddInitializer(m.B.Fresh("w"), m.Randn(32, 10).Mul(0.2f));
         x = m.B.AddNode("MatMul", [x, w]);
         return m.Finish(x, opset);
     }
@@ -141,7 +141,7 @@ public static class TestModels
 
         public Tensor Randn(params long[] shape) => randn(shape, generator: generator);
 
-        Tensor Uniform(float low, float high, params long[] shape) => rand(shape, generator: generator) * (high - low) + low;
+        Tensor Uniform(float low, float high, params long[] shape) => rand(shape, generator: generator).Mul(high - low).Add(low);
 
         public string Input(params long[] chw) => B.AddInput(InputName, DataType.Float, [-1, .. chw]);
 
@@ -154,9 +154,9 @@ public static class TestModels
         public string Conv(string x, int cin, int cout, int k, int stride, int pad, int group = 1, bool bias = false)
         {
             long fanIn = cin / group * k * k;
-            var w = B.AddInitializer(B.Fresh("conv_w"), Randn(cout, cin / group, k, k) * MathF.Sqrt(2f / fanIn));
+            var w = B.AddInitializer(B.Fresh("conv_w"), Randn(cout, cin / group, k, k).Mul(MathF.Sqrt(2f / fanIn)));
             var inputs = new List<string> { x, w };
-            if (bias || !UseBatchNorm) inputs.Add(B.AddInitializer(B.Fresh("conv_b"), Randn(cout) * 0.1f));
+            if (bias || !UseBatchNorm) inputs.Add(B.AddInitializer(B.Fresh("conv_b"), Randn(cout).Mul(0.1f)));
             return B.AddNode("Conv", inputs, attributes: new Dictionary<string, object>
             {
                 ["kernel_shape"] = new long[] { k, k },
@@ -170,8 +170,8 @@ public static class TestModels
         [
             x,
             B.AddInitializer(B.Fresh("bn_scale"), Uniform(0.5f, 1.5f, c)),
-            B.AddInitializer(B.Fresh("bn_bias"), Randn(c) * 0.1f),
-            B.AddInitializer(B.Fresh("bn_mean"), Randn(c) * 0.1f),
+            B.AddInitializer(B.Fresh("bn_bias"), Randn(c).Mul(0.1f)),
+            B.AddInitializer(B.Fresh("bn_mean"), Randn(c).Mul(0.1f)),
             B.AddInitializer(B.Fresh("bn_var"), Uniform(0.5f, 1.5f, c)),
         ], attributes: new Dictionary<string, object> { ["epsilon"] = 1e-5f });
 
@@ -195,8 +195,8 @@ public static class TestModels
 
         public string Gemm(string x, int inFeatures, int outFeatures)
         {
-            var w = B.AddInitializer(B.Fresh("fc_w"), Randn(outFeatures, inFeatures) * MathF.Sqrt(1f / inFeatures));
-            var b = B.AddInitializer(B.Fresh("fc_b"), Randn(outFeatures) * 0.1f);
+            var w = B.AddInitializer(B.Fresh("fc_w"), Randn(outFeatures, inFeatures).Mul(MathF.Sqrt(1f / inFeatures)));
+            var b = B.AddInitializer(B.Fresh("fc_b"), Randn(outFeatures).Mul(0.1f));
             return B.AddNode("Gemm", [x, w, b], attributes: new Dictionary<string, object> { ["transB"] = 1L });
         }
 

@@ -14,7 +14,7 @@ sealed class LeakyReluOp(OpContext context) : OnnxOp(context)
 {
     readonly double alpha = context.Float("alpha", 0.01f);
 
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.leaky_relu(Required(inputs, 0), alpha)];
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).LeakyRelu(alpha)];
 }
 
 /// <summary>
@@ -37,7 +37,7 @@ sealed class PReluOp(OpContext context) : OnnxOp(context)
                 throw Context.Error(SadgErrorCode.InvalidNode,
                     $"slope of shape [{string.Join(", ", slope.shape)}] does not broadcast to input [{string.Join(", ", x.shape)}]");
         }
-        return [where(x.lt(0), x * slope, x)];
+        return [where(x.Lt(0), x * slope, x)];
     }
 
     static bool BroadcastsTo(long[] from, long[] to)
@@ -76,9 +76,9 @@ sealed class ClipOp : OnnxOp
         var x = Required(inputs, 0);
         if (Context.Opset < 11)
         {
-            if (minAttribute is { } lo && maxAttribute is { } hi) return [x.clamp(lo, hi)];
-            if (minAttribute is { } lo2) return [x.clamp_min(lo2)];
-            if (maxAttribute is { } hi2) return [x.clamp_max(hi2)];
+            if (minAttribute is { } lo && maxAttribute is { } hi) return [x.Clamp(lo, hi)];
+            if (minAttribute is { } lo2) return [x.ClampMin(lo2)];
+            if (maxAttribute is { } hi2) return [x.ClampMax(hi2)];
             return [x.alias()];
         }
         var min = Optional(inputs, 1) is { } a ? Bound(a, x, "min") : null;
@@ -109,7 +109,7 @@ sealed class HardSigmoidOp(OpContext context) : OnnxOp(context)
     readonly double alpha = context.Float("alpha", 0.2f);
     readonly double beta = context.Float("beta", 0.5f);
 
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [(Required(inputs, 0) * alpha + beta).clamp(0.0, 1.0)];
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).Mul(alpha).Add(beta).Clamp(0.0, 1.0)];
 }
 
 /// <summary>HardSwish (opset 14): x · max(0, min(1, x/6 + 1/2)).</summary>
@@ -131,7 +131,7 @@ sealed class EluOp(OpContext context) : OnnxOp(context)
 {
     readonly double alpha = context.Float("alpha", 1f);
 
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.elu(Required(inputs, 0), alpha)];
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).Elu(alpha)];
 }
 
 /// <summary>Selu: gamma · (x for x &gt; 0, alpha·(exp(x) − 1) otherwise), with the self-normalizing defaults.</summary>
@@ -141,14 +141,14 @@ sealed class SeluOp(OpContext context) : OnnxOp(context)
     readonly double alpha = context.Float("alpha", 1.67326319217681884765625f);
     readonly double gamma = context.Float("gamma", 1.05070102214813232421875f);
 
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.elu(Required(inputs, 0), alpha) * gamma];
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).Elu(alpha).Mul(gamma)];
 }
 
 /// <summary>Softplus: log(exp(x) + 1).</summary>
 [OnnxOperator("Softplus")]
 sealed class SoftplusOp(OpContext context) : OnnxOp(context)
 {
-    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [nn.functional.softplus(Required(inputs, 0))];
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs) => [Required(inputs, 0).Softplus()];
 }
 
 /// <summary>Softsign: x / (1 + |x|).</summary>
@@ -158,7 +158,7 @@ sealed class SoftsignOp(OpContext context) : OnnxOp(context)
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
         var x = Required(inputs, 0);
-        return [x / (x.abs() + 1)];
+        return [x / x.abs().Add(1)];
     }
 }
 
@@ -184,8 +184,8 @@ sealed class GeluOp : OnnxOp
         var x = Required(inputs, 0);
         if (!tanhApproximation) return [nn.functional.gelu(x)];
         // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-        var inner = (x + x.pow(3) * 0.044715) * Math.Sqrt(2 / Math.PI);
-        return [x * 0.5 * (inner.tanh() + 1)];
+        var inner = x.Add(x.Pow(3).Mul(0.044715)).Mul(Math.Sqrt(2 / Math.PI));
+        return [x.Mul(0.5) * inner.tanh().Add(1)];
     }
 }
 
@@ -196,6 +196,6 @@ sealed class MishOp(OpContext context) : OnnxOp(context)
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
         var x = Required(inputs, 0);
-        return [x * nn.functional.softplus(x).tanh()];
+        return [x * x.Softplus().tanh()];
     }
 }

@@ -26,7 +26,7 @@ sealed class BinaryArithmeticOp : OnnxOp
         var (a, b) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
         return op switch
         {
-            "Add" => [a + b],
+            "Add" => [a.Add(b)],
             "Sub" => [a - b],
             "Mul" => [a * b],
             _ => [a.is_floating_point() ? a / b : a.div(b, RoundingMode.trunc)],
@@ -75,9 +75,9 @@ sealed class VariadicOp(OpContext context) : OnnxOp(context)
             {
                 "Min" => minimum(result, next),
                 "Max" => maximum(result, next),
-                _ => result + next,
+                _ => result.Add(next),
             };
         }
-        return [op == "Mean" ? result / present.Count : result];
+        return [op == "Mean" ? result.Div(present.Count) : result];
     }
 }

@@ -60,9 +60,9 @@ sealed class ConstantOfShapeOp : OnnxOp
     {
         long[] shape = OpHelpers.ToLongs(Required(inputs, 0));
         if (shape.Any(d => d < 0)) throw Context.Error(SadgErrorCode.InvalidNode, $"negative dimension in {ShapeOpSupport.Dims(shape)}");
-        if (dtype == ScalarType.Bool) return [full(shape, value != 0, dtype: dtype)];
+        if (dtype == ScalarType.Bool) return [TorchScalars.Full(shape, value != 0, dtype: dtype)];
         // Integers keep full 64-bit precision.
-        return [floating ? full(shape, value, dtype: dtype) : full(shape, integer, dtype: dtype)];
+        return [floating ? TorchScalars.Full(shape, value, dtype: dtype) : TorchScalars.Full(shape, integer, dtype: dtype)];
     }
 }
 

@@ -134,7 +134,7 @@ sealed class ConvTransposeOp : OnnxOp
         var cropEnd = end.Select((e, i) => e - outPad[i]).ToArray();
         if (begin.Any(v => v != 0) || cropEnd.Any(v => v != 0))
             y = nn.functional.pad(y, SpatialAttributes.TorchPad(begin.Select(v => -v).ToArray(), cropEnd.Select(v => -v).ToArray()));
-        if (b is not null) y = y + b.reshape([-1, .. Enumerable.Repeat(1L, rank)]);
+        if (b is not null) y = y.Add(b.reshape([-1, .. Enumerable.Repeat(1L, rank)]));
         return [y];
     }
 }

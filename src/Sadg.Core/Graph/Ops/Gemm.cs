@@ -36,9 +36,9 @@ sealed class GemmOp : OnnxOp
             return [addmm(c, a, b, beta, alpha)];
 
         var y = a.matmul(b);
-        if (alpha != 1f) y = a.is_floating_point() ? y * alpha : (y.to_type(ScalarType.Float64) * alpha).to_type(y.dtype);
+        if (alpha != 1f) y = a.is_floating_point() ? y.Mul(alpha) : y.to_type(ScalarType.Float64).Mul(alpha).to_type(y.dtype);
         if (c is not null && beta != 0f)
-            y = y + (beta == 1f ? c : a.is_floating_point() ? c * beta : (c.to_type(ScalarType.Float64) * beta).to_type(c.dtype));
+            y = y.Add(beta == 1f ? c : a.is_floating_point() ? c.Mul(beta) : c.to_type(ScalarType.Float64).Mul(beta).to_type(c.dtype));
         return [y];
     }
 }

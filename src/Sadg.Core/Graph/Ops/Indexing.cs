@@ -45,14 +45,14 @@ static class IndexSupport
         if (idx.device.type != DeviceType.CPU)
         {
             // Checking the range would cost a device sync every step; count negative indices from the end only.
-            return OpHelpers.OnDeviceOf(where(idx.lt(0), idx + size, idx), like);
+            return OpHelpers.OnDeviceOf(where(idx.Lt(0), idx.Add(size), idx), like);
         }
         if (idx.numel() > 0)
         {
             long min = idx.min().item<long>(), max = idx.max().item<long>();
             if (min < -size || max >= size)
                 throw context.Error(SadgErrorCode.InvalidNode, $"index out of range [{-size}, {size - 1}] (got {min}..{max})");
-            if (min < 0) idx = where(idx.lt(0), idx + size, idx);
+            if (min < 0) idx = where(idx.Lt(0), idx.Add(size), idx);
         }
         return OpHelpers.OnDeviceOf(idx, like);
     }

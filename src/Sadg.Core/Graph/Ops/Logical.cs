@@ -63,7 +63,7 @@ sealed class WhereOp(OpContext context) : OnnxOp(context)
         var y = Required(inputs, 2);
         var device = OpHelpers.CommonDevice([x, y, condition]);
         condition = OpHelpers.OnDevice(condition, device);
-        if (condition.dtype != ScalarType.Bool) condition = condition.ne(0);
+        if (condition.dtype != ScalarType.Bool) condition = condition.Ne(0);
         return [where(condition, OpHelpers.OnDevice(x, device), OpHelpers.OnDevice(y, device))];
     }
 }

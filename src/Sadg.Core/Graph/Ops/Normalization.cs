@@ -47,7 +47,7 @@ sealed class BatchNormalizationOp : OnnxOp
         Tensor Typed(Tensor t) => t.dtype == x.dtype ? t : t.to_type(x.dtype);
         // libtorch's fused inference kernel: (x − mean) / sqrt(var + ε) · scale + bias in one pass over x.
         var y = x.dim() == 2 || x.shape[0] == 0
-            ? (x - Channel(Typed(mean), x)) * (Channel(Typed(scale), x) * (Channel(Typed(variance), x) + epsilon).rsqrt()) + Channel(Typed(bias), x)
+            ? ((x - Channel(Typed(mean), x)) * (Channel(Typed(scale), x) * Channel(Typed(variance), x).Add(epsilon).rsqrt())).Add(Channel(Typed(bias), x))
             : nn.functional.batch_norm(x, Typed(mean), Typed(variance), Typed(scale), Typed(bias), training: false, eps: epsilon);
 
         var result = new Tensor?[outputs];
@@ -74,7 +74,7 @@ sealed class InstanceNormalizationOp(OpContext context) : OnnxOp(context)
         long[] shape = [-1, .. Enumerable.Repeat(1L, dims.Length)];
         var centered = x - x.mean(dims, keepdim: true);
         var variance = (centered * centered).mean(dims, keepdim: true);
-        return [centered * (variance + epsilon).rsqrt() * scale.reshape(shape) + bias.reshape(shape)];
+        return [(centered * variance.Add(epsilon).rsqrt() * scale.reshape(shape)).Add(bias.reshape(shape))];
     }
 }
 
@@ -108,6 +108,6 @@ sealed class LrnOp : OnnxOp
         long before = (size - 1) / 2, after = size - 1 - before;
         squares = nn.functional.pad(squares, [0, 0, before, after]);
         var mean = nn.functional.avg_pool2d(squares, [size, 1], [1, 1], [0, 0]).reshape(x.shape);
-        return [x / (mean * alpha + bias).pow(beta)];
+        return [x / mean.Mul(alpha).Add(bias).Pow(beta)];
     }
 }

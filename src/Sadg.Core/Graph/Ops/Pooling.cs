@@ -126,16 +126,16 @@ sealed class MaxPoolOp : OnnxOp
         long planeSize = input.Aggregate(1L, (a, b) => a * b);
         for (int i = rank - 1; i >= 0; i--)
         {
-            var coordinate = rest.remainder(padded[i]) - offset[i];
-            rest = rest.div(padded[i], RoundingMode.floor);
+            var coordinate = rest.Remainder(padded[i]).Sub(offset[i]);
+            rest = rest.Div(padded[i], RoundingMode.floor);
             long stride = 1;
             if (storageOrder == 0) for (int j = i + 1; j < rank; j++) stride *= input[j];
             else for (int j = 0; j < i; j++) stride *= input[j];
-            flat = flat + coordinate * stride;
+            flat = flat.Add(coordinate.Mul(stride));
         }
-        var planes = arange(n * c, dtype: ScalarType.Int64, device: torchIndices.device)
-            .reshape([n, c, .. Enumerable.Repeat(1L, rank)]) * planeSize;
-        return flat + planes;
+        var planes = TorchScalars.Arange(n * c, dtype: ScalarType.Int64, device: torchIndices.device)
+            .reshape([n, c, .. Enumerable.Repeat(1L, rank)]).Mul(planeSize);
+        return flat.Add(planes);
     }
 }
 
@@ -209,7 +209,7 @@ sealed class AveragePoolOp : OnnxOp
                 2 => nn.functional.conv2d(x, w, null, s, zero, d, channels),
                 _ => nn.functional.conv3d(x, w, null, s, zero, d, channels),
             };
-            return average ? sum / size : sum;
+            return average ? sum.Div(size) : sum;
         }
         var mean = g.Rank switch
         {
@@ -217,7 +217,7 @@ sealed class AveragePoolOp : OnnxOp
             2 => nn.functional.avg_pool2d(x, k, s, new long[2]),
             _ => nn.functional.avg_pool3d(x, k, s, new long[3]),
         };
-        return average ? mean : mean * size;
+        return average ? mean : mean.Mul(size);
     }
 }
 

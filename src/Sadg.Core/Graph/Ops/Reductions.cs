@@ -75,7 +75,7 @@ sealed class ReduceOp : OnnxOp
             {
                 var max = x.amax(dims, true).detach();
                 max = where(max.isinf(), zeros_like(max), max);
-                var r = (x - max).exp().sum(dims, true).log() + max;
+                var r = (x - max).exp().sum(dims, true).log().Add(max);
                 return keepDims ? r : Squeeze(r, dims);
             }
             case "ReduceProd":
@@ -111,7 +111,7 @@ sealed class ArgReduceOp(OpContext context) : OnnxOp(context)
         long a = ShapeOpSupport.NormalizeAxis(Context, axis, x.dim());
         var source = last ? x.flip(a) : x;
         var index = max ? source.argmax(a, keepDims) : source.argmin(a, keepDims);
-        if (last) index = (x.shape[a] - 1) - index;
+        if (last) index = index.RSub(x.shape[a] - 1);
         return [index];
     }
 }
