@@ -105,6 +105,17 @@ public sealed class ToolPackageTests(BuildFixture fixture)
             Assert.True(inspect.ExitCode == 0, inspect.Output);
             Assert.Contains("Conv", inspect.Output);
 
+            // A global-style install (dotnet tool install --tool-path, as --global does into ~/.dotnet/tools) runs too.
+            string toolPath = Path.Combine(fixture.Root, "globaltool");
+            var globalInstall = Dotnet.Run(fixture.Root, env, "tool", "install", "Sadg.Tool", "--tool-path", toolPath, "--add-source", fixture.Feed,
+                "--version", fixture.Version);
+            Assert.True(globalInstall.ExitCode == 0, globalInstall.Output);
+            var globalVersion = Process.Start(new ProcessStartInfo(Path.Combine(toolPath, "sadg"), "--version") { RedirectStandardOutput = true })!;
+            string globalOut = globalVersion.StandardOutput.ReadToEnd();
+            globalVersion.WaitForExit();
+            Assert.True(globalVersion.ExitCode == 0, globalOut);
+            Assert.Contains(fixture.Version.Split('-')[0], globalOut);
+
             // The packed tool quantizes (libtorch and ONNX Runtime load without the files left out): the sample model,
             // the smallest budget.
             string sample = Path.Combine(BuildFixture.RepoRoot, "samples", "models", "resnet20-fmnist.onnx");
