@@ -136,7 +136,7 @@ public sealed class InputOptions
         {
             if (mean is not null || std is not null)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue, "Give either --input-range or --input-mean/--input-std, not both.");
-            var v = Numbers(range, "--input-range");
+            var v = EvaluateCommand.ParseChannels(range, "--input-range")!;
             if (v.Length != 2) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--input-range '{range}': give two numbers lo,hi (e.g. 0,1).");
             input = Sadg.Pipeline.InputStandardization.FromRange(v[0], v[1], channels);
         }
@@ -145,16 +145,11 @@ public sealed class InputOptions
             if (mean is null || std is null)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue, "--input-mean and --input-std go together; give both.");
             input = Sadg.Pipeline.InputStandardization.FromNormalization(
-                Numbers(mean, "--input-mean").Select(x => (float)x).ToArray(), Numbers(std, "--input-std").Select(x => (float)x).ToArray(), channels);
+                EvaluateCommand.ParseChannels(mean, "--input-mean")!, EvaluateCommand.ParseChannels(std, "--input-std")!, channels);
         }
         return new(input, ParseEnum<Sadg.Pipeline.InputPriorMode>(parse.GetValue(Prior)!, "--input-prior"),
             ParseEnum<Sadg.Generation.NeighbourMode>(parse.GetValue(Neighbour)!, "--neighbour"));
     }
-
-    static double[] Numbers(string text, string option) =>
-        text.Split(',', StringSplitOptions.TrimEntries).Select(p =>
-            double.TryParse(p, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
-                ? v : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{option} '{text}': '{p}' is not a number.")).ToArray();
 
     static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
         Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value) && !int.TryParse(text, out _)
