@@ -8,19 +8,23 @@ using Sadg.Samples;
 using TorchSharp;
 using static TorchSharp.torch;
 
-// Trains ResNet-20 on Fashion-MNIST and exports it to ONNX with BatchNorm kept.
-//   dotnet run -c Release --project samples/SampleModel -- [--epochs 15] [--batch 128] [--lr 0.1] [--seed 1]
-//       [--data /usr/share/datasets/fashion-mnist] [--out samples/models/resnet20-fmnist.onnx] [--limit N]
+// Trains a sample network (ResNet-20, or a MobileNetV2-style depthwise network) on Fashion-MNIST and exports it to
+// ONNX with BatchNorm kept.
+//   dotnet run -c Release --project samples/SampleModel -- [--arch resnet20|mobilenetv2] [--epochs 15] [--batch 128]
+//       [--lr 0.1] [--seed 1] [--data /usr/share/datasets/fashion-mnist] [--out samples/models/<arch>-fmnist.onnx] [--limit N]
 // The model expects standardized input: (pixel / 255 - mean) / std with the training set's mean and std, which
 // are stored in the model's metadata (sadg.input_mean, sadg.input_std).
 
+Sadg.NativeHeap.ReexecWithReusedHeap(); // reuse freed activations instead of mapping them again every step
 var options = ParseArgs(args);
 int epochs = int.Parse(options.GetValueOrDefault("epochs", "15"));
 int batchSize = int.Parse(options.GetValueOrDefault("batch", "128"));
 double lr = double.Parse(options.GetValueOrDefault("lr", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
 int seed = int.Parse(options.GetValueOrDefault("seed", "1"));
 string dataDir = options.GetValueOrDefault("data", "/usr/share/datasets/fashion-mnist");
-string output = options.GetValueOrDefault("out", "samples/models/resnet20-fmnist.onnx");
+string arch = options.GetValueOrDefault("arch", "resnet20");
+if (arch is not ("resnet20" or "mobilenetv2")) throw new ArgumentException($"--arch must be resnet20 or mobilenetv2, not '{arch}'.");
+string output = options.GetValueOrDefault("out", $"samples/models/{arch}-fmnist.onnx");
 int? limit = options.TryGetValue("limit", out var l) ? int.Parse(l) : null;
 
 torch.manual_seed(seed);
@@ -29,9 +33,9 @@ using var train = LabelledImages.FromIdx(Path.Combine(dataDir, "train-images-idx
 using var test = LabelledImages.FromIdx(Path.Combine(dataDir, "t10k-images-idx3-ubyte.gz"), Path.Combine(dataDir, "t10k-labels-idx1-ubyte.gz"));
 float mean = train.Images.mean().item<float>();
 float std = train.Images.std().item<float>();
-Console.WriteLine($"train {train.Count} images, test {test.Count}; input mean {mean:F4}, std {std:F4}; {epochs} epochs, batch {batchSize}, lr {lr}, seed {seed}");
+Console.WriteLine($"{arch}: train {train.Count} images, test {test.Count}; input mean {mean:F4}, std {std:F4}; {epochs} epochs, batch {batchSize}, lr {lr}, seed {seed}");
 
-using var model = new ResNet20();
+using nn.Module<Tensor, Tensor> model = arch == "resnet20" ? new ResNet20() : new MobileNetV2();
 var decay = model.named_parameters().Where(p => p.parameter.dim() > 1).Select(p => p.parameter).ToList();
 var noDecay = model.named_parameters().Where(p => p.parameter.dim() <= 1).Select(p => p.parameter).ToList();
 using var optimizer = optim.SGD(new[]
@@ -70,14 +74,14 @@ for (int epoch = 1; epoch <= epochs; epoch++)
 
 model.eval();
 double torchAccuracy = Evaluate(model, test, mean, std);
-var onnx = model.ToOnnx(28, 28);
+var onnx = ((ISampleNetwork)model).ToOnnx(28, 28);
 void Meta(string key, string value) => onnx.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
 Meta("sadg.input_mean", mean.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
 Meta("sadg.input_std", std.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
 Meta("sadg.input_note", "standardized input: (pixel / 255 - sadg.input_mean) / sadg.input_std");
 Meta("sadg.training", $"Fashion-MNIST train (60k), {epochs} epochs, batch {batchSize}, SGD nesterov lr {lr} cosine, wd 5e-4, crop+flip, seed {seed}");
 Meta("sadg.test_top1", torchAccuracy.ToString("F4", System.Globalization.CultureInfo.InvariantCulture));
-onnx.DocString = "ResNet-20 (BatchNorm kept) trained on Fashion-MNIST by samples/SampleModel; MIT-licensed data.";
+onnx.DocString = $"{(arch == "resnet20" ? "ResNet-20" : "MobileNetV2-style network")} (BatchNorm kept) trained on Fashion-MNIST by samples/SampleModel; MIT-licensed data.";
 OnnxModel.Save(onnx, output);
 
 double ortAccuracy = EvaluateWithOrt(output, test, mean, std);
@@ -106,7 +110,7 @@ static Tensor Augment(Tensor images, Generator generator)
     return stack(crops);
 }
 
-static double Evaluate(ResNet20 model, LabelledImages data, float mean, float std)
+static double Evaluate(nn.Module<Tensor, Tensor> model, LabelledImages data, float mean, float std)
 {
     model.eval();
     using var noGrad = no_grad();

@@ -4,6 +4,8 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // Before libtorch allocates anything: restart with a heap that reuses freed native memory (NativeHeap).
+        NativeHeap.ReexecWithReusedHeap();
         using var cancellation = new CancellationTokenSource();
         int interrupts = 0;
         Console.CancelKeyPress += (_, e) =>

@@ -17,6 +17,7 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- build-noop [--iterations N]
 // The paper's table on the sample model (see QuantizationBenchmark.cs). Writes docs/benchmarks.md and .json (docs/benchmarks-reduced.* with --reduced).
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] ...
+Sadg.NativeHeap.ReexecWithReusedHeap(); // as the sadg tool does, so that the stage times are the tool's
 if (args.Length > 0 && args[0] == "build-noop")
     return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
 if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.QuantizationBenchmark.Run(args[1..]);

@@ -30,11 +30,17 @@ public static class CliRunner
     public static Task<Result> RunAsync(params string[] args) => RunAsync(args, null);
 
     /// <summary>Runs <c>dotnet sadg.dll args</c> (the copy beside the test assembly) as a separate process.</summary>
-    public static Result RunProcess(params string[] args)
+    public static Result RunProcess(params string[] args) => RunProcess(args, new Dictionary<string, string?>());
+
+    /// <summary>Runs <c>dotnet sadg.dll args</c> as a separate process with these environment variables set (null: removed).</summary>
+    public static Result RunProcess(string[] args, IReadOnlyDictionary<string, string?> environment)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "sadg.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["SADG_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "sadg-test-cache-process");
+        foreach (var (name, value) in environment)
+            if (value is null) start.Environment.Remove(name);
+            else start.Environment[name] = value;
         start.ArgumentList.Add(dll);
         foreach (var a in args) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;

@@ -39,6 +39,25 @@ public class PipelineTests
         Assert.Equal(20, outputs[0].GetTensorDataAsSpan<float>().Length);
     }
 
+    [Fact]
+    public void The_tool_restarts_itself_with_a_heap_that_reuses_freed_memory_unless_told_not_to()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        foreach (var (heap, expected) in new[] { ((string?)null, "reused"), ("system", "system") })
+        {
+            // glibc's own variables unset, as in a user's shell; SADG_NATIVE_HEAP unset or "system".
+            var start = NativeHeap.Settings.ToDictionary(s => s.Name, string? (_) => null);
+            start[NativeHeap.Variable] = heap;
+            string report = folder.File($"report-{expected}");
+            var r = CliRunner.RunProcess(Args(["quantize", model, "-o", folder.File($"{expected}.onnx"), "--method", "gaussian", "--no-cache", "--report", report]), start);
+            Assert.True(r.ExitCode == 0, r.Err);
+            Assert.Equal(expected, QuantizationReport.FromJson(File.ReadAllText(Path.Combine(report, "report.json"))).NativeHeap);
+            // The restart keeps the process's standard streams: the command's output arrives as usual.
+            Assert.Contains("wrote", r.Out + r.Err);
+        }
+    }
+
     [Theory]
     [InlineData("sadag")]
     [InlineData("genie")]

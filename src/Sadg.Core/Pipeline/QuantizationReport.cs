@@ -5,8 +5,11 @@ using System.Text.Json.Serialization;
 
 namespace Sadg.Pipeline;
 
-/// <summary>How long one stage took, and the process's peak resident memory during it (null where unknown).</summary>
-public sealed record StageTiming(string Stage, double Seconds, long? PeakResidentBytes = null);
+/// <summary>
+/// How long one stage took, the process's peak resident memory during it and the minor page faults it caused (null
+/// where unknown; many faults mean native memory mapped afresh every step, see <see cref="NativeHeap"/>).
+/// </summary>
+public sealed record StageTiming(string Stage, double Seconds, long? PeakResidentBytes = null, long? MinorFaults = null);
 
 /// <summary>The loss terms of a stage's first and last reported step.</summary>
 public sealed record StageLosses(string Stage, IReadOnlyDictionary<string, double> First, IReadOnlyDictionary<string, double> Last);
@@ -56,6 +59,9 @@ public sealed record QuantizationReport
     public bool UsedBatchNormStatistics { get; init; }
     public string? Warning { get; init; }
     public IReadOnlyList<StageTiming> Timings { get; init; } = [];
+
+    /// <summary>How the process's native heap was set up (<see cref="Sadg.NativeHeap.Mode"/>): reused or system.</summary>
+    public string NativeHeap { get; init; } = Sadg.NativeHeap.Mode;
     public double TotalSeconds { get; init; }
     public IReadOnlyList<StageLosses> Losses { get; init; } = [];
     public int FoldedBatchNorms { get; init; }
@@ -116,10 +122,13 @@ public sealed record QuantizationReport
         s.AppendLine();
         s.AppendLine("## Timings");
         s.AppendLine();
-        s.AppendLine("| stage | seconds | peak resident memory |");
-        s.AppendLine("|---|---:|---:|");
-        foreach (var t in Timings) s.AppendLine($"| {t.Stage} | {F(t.Seconds, "0.0")} | {(t.PeakResidentBytes is { } b ? Bytes(b) : "")} |");
-        s.AppendLine($"| **total** | {F(TotalSeconds, "0.0")} | {(Timings.Max(t => t.PeakResidentBytes) is { } peak ? Bytes(peak) : "")} |");
+        s.AppendLine($"Native heap: {NativeHeap} (docs/cli.md, `SADG_NATIVE_HEAP`).");
+        s.AppendLine();
+        s.AppendLine("| stage | seconds | peak resident memory | minor page faults |");
+        s.AppendLine("|---|---:|---:|---:|");
+        foreach (var t in Timings)
+            s.AppendLine($"| {t.Stage} | {F(t.Seconds, "0.0")} | {(t.PeakResidentBytes is { } b ? Bytes(b) : "")} | {(t.MinorFaults is { } f ? f.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+        s.AppendLine($"| **total** | {F(TotalSeconds, "0.0")} | {(Timings.Max(t => t.PeakResidentBytes) is { } peak ? Bytes(peak) : "")} | {(Timings.Sum(t => t.MinorFaults ?? 0) is > 0 and var all ? all.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
         s.AppendLine();
         if (Losses.Count > 0)
         {

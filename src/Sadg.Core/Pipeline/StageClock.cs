@@ -4,13 +4,14 @@ using System.Globalization;
 namespace Sadg.Pipeline;
 
 /// <summary>
-/// Times a pipeline stage and, on Linux, its peak resident memory: <see cref="Restart"/> resets the process's peak
+/// Times a pipeline stage and, on Linux, its peak resident memory and minor page faults: <see cref="Restart"/> resets the process's peak
 /// resident set (VmHWM, through /proc/self/clear_refs) and the stopwatch; <see cref="Finish"/> reads both. Elsewhere
 /// the peak is not known (null).
 /// </summary>
 public sealed class StageClock
 {
     readonly Stopwatch watch = new();
+    long? faultsAtStart;
 
     StageClock() => Restart();
 
@@ -19,11 +20,30 @@ public sealed class StageClock
     public void Restart()
     {
         ResetPeakResident();
+        faultsAtStart = MinorFaults();
         watch.Restart();
     }
 
     /// <summary>The stage's time and peak resident memory since the last <see cref="Restart"/>.</summary>
-    public StageTiming Finish(string stage) => new(stage, watch.Elapsed.TotalSeconds, PeakResidentBytes());
+    public StageTiming Finish(string stage) =>
+        new(stage, watch.Elapsed.TotalSeconds, PeakResidentBytes(), MinorFaults() - faultsAtStart);
+
+    /// <summary>The process's minor page faults so far (Linux: /proc/self/stat, field 10); null elsewhere.</summary>
+    public static long? MinorFaults()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            string stat = File.ReadAllText("/proc/self/stat");
+            // The fields after the command name, which is in parentheses and may hold spaces: state is [0], minflt [7].
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[7], CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>Resets the process's peak resident set to its current size (Linux: "5" into /proc/self/clear_refs).</summary>
     public static void ResetPeakResident()
