@@ -33,4 +33,7 @@ public enum MethodAblation
 
     /// <summary>8: the input prior fixed at mean 0, std 1.</summary>
     StandardizedPrior = 1 << 7,
+
+    /// <summary>A depthwise convolution reconstructed as a block of its own instead of with the layers after it.</summary>
+    DepthwiseAlone = 1 << 8,
 }

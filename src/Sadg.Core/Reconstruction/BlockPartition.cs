@@ -69,10 +69,21 @@ public static class BlockPartition
         !graph.IsConstant(value) && graph.Producer(value) is not { Kind: not NodeKind.Dynamic };
 
     /// <summary>
-    /// Blocks in execution order. A segment between two cut points that holds no quantized operator joins the
-    /// next block (the last such segment joins the previous one), so every block has work to reconstruct.
+    /// A depthwise convolution: a Conv with one input channel per group and more than one group (weight [C, 1, kh, kw]).
     /// </summary>
-    public static IReadOnlyList<Block> Partition(GraphModule graph, Func<GraphNode, bool> isQuantized)
+    public static bool IsDepthwise(GraphModule graph, GraphNode node) =>
+        node.OpType == "Conv" && node.Inputs.Count >= 2 && graph.Weights.TryGetValue(node.Inputs[1], out var w)
+        && w.dim() >= 3 && w.shape[1] == 1 && node.Proto.Attribute.FirstOrDefault(a => a.Name == "group") is { I: > 1 };
+
+    /// <summary>
+    /// Blocks in execution order. A segment between two cut points that holds no quantized operator joins the
+    /// next block (the last such segment joins the previous one), so every block has work to reconstruct. So does a
+    /// segment whose quantized operators are all depthwise convolutions (unless <paramref name="depthwiseAlone"/>):
+    /// a 3×3 depthwise kernel has 9 weights per channel and mixes no channels, so its rounding is learned against the
+    /// output of the pointwise layer that mixes them — a MobileNet's depthwise + pointwise pair, or an inverted
+    /// residual's depthwise + projection, is one block, as in BRECQ's and Genie's MobileNet blocks.
+    /// </summary>
+    public static IReadOnlyList<Block> Partition(GraphModule graph, Func<GraphNode, bool> isQuantized, bool depthwiseAlone = false)
     {
         var cuts = CutPoints(graph);
         var blocks = new List<Block>();
@@ -83,6 +94,7 @@ public static class BlockPartition
             int end = cuts[c].NextNode;
             var quantized = graph.Nodes.Skip(start).Take(end - start).Where(n => n.Kind == NodeKind.Dynamic && isQuantized(n)).ToList();
             if (quantized.Count == 0) continue;
+            if (!depthwiseAlone && c < cuts.Count - 1 && quantized.All(n => IsDepthwise(graph, n))) continue;
             blocks.Add(new Block(blocks.Count, start, end, input, cuts[c].Value, quantized));
             start = end;
             input = cuts[c].Value;

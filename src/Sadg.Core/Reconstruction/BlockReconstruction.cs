@@ -42,7 +42,8 @@ public static class BlockReconstruction
         CancellationToken cancellationToken = default)
     {
         var options = q.Options;
-        var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n));
+        var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n),
+            depthwiseAlone: options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.DepthwiseAlone));
         var generator = new Generator((ulong)options.Seed, images.device);
         foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
 

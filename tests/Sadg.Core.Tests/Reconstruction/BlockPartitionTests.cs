@@ -55,6 +55,30 @@ public class BlockPartitionTests
     }
 
     [Fact]
+    public void A_depthwise_convolution_is_reconstructed_with_the_layers_after_it()
+    {
+        using var graph = new GraphModule(OnnxModel.FromProto(TestModels.MobileNetV2()));
+        bool Quantizable(GraphNode n) => BlockPartition.IsQuantizable(graph, n);
+        var depthwise = graph.Nodes.Where(n => BlockPartition.IsDepthwise(graph, n)).ToList();
+        Assert.NotEmpty(depthwise);
+        Assert.DoesNotContain(graph.Nodes.Where(n => n.OpType == "Conv").Except(depthwise), n => BlockPartition.IsDepthwise(graph, n));
+
+        var blocks = BlockPartition.Partition(graph, Quantizable);
+        // No block holds only depthwise convolutions; each depthwise shares its block with the pointwise layer after it.
+        Assert.DoesNotContain(blocks, b => b.QuantizedNodes.All(n => BlockPartition.IsDepthwise(graph, n)));
+        foreach (var dw in depthwise)
+        {
+            var block = blocks.Single(b => b.QuantizedNodes.Contains(dw));
+            Assert.Contains(block.QuantizedNodes, n => n.Index > dw.Index && n.OpType == "Conv" && !BlockPartition.IsDepthwise(graph, n));
+        }
+        // The ablation puts back one block per cut segment: more blocks, some of them a depthwise alone.
+        var alone = BlockPartition.Partition(graph, Quantizable, depthwiseAlone: true);
+        Assert.True(alone.Count > blocks.Count);
+        Assert.Contains(alone, b => b.QuantizedNodes.All(n => BlockPartition.IsDepthwise(graph, n)));
+        Assert.Equal(alone.Sum(b => b.QuantizedNodes.Count), blocks.Sum(b => b.QuantizedNodes.Count));
+    }
+
+    [Fact]
     public void BlockRangesRunOnTheirOwn()
     {
         var (graph, blocks) = Partition(TestModels.MobileNetV2());
