@@ -18,7 +18,7 @@ public class ModelKindTests
 
     static PipelineOptions TinyOptions(CalibrationMethod method) => new()
     {
-        Method = method, Profile = "quick", Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4, Device = CPU, Seed = 3,
+        Method = method, Profile = StepProfile.Quick, Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4, Device = CPU, Seed = 3,
         Runtime = OrtCheck.Outputs,
     };
 
