@@ -83,27 +83,31 @@ namespace Sadg.Options
         {
             var result = new QuantizeSettings();
             var given = new HashSet<Setting>();
-            foreach (var s in settings ?? QuantizeSchema.All)
+            var read = (settings ?? QuantizeSchema.All).ToList();
+            foreach (var s in read)
             {
                 string value = (text(s) ?? "").Trim();
                 if (value.Length == 0) continue;
                 given.Add(s);
-                var read = s.Read(result, value);
-                if (read != null) result = read;
+                var next = s.Read(result, value);
+                if (next != null) result = next;
                 else problems.Add(new OptionProblem(s, s.Code, $"{s.Label} must be {s.Requirement}, not \"{value}\"."));
             }
             if (!given.Contains(QuantizeSchema.ActivationBits)) result = result with { ActivationBits = result.Bits };
-            return result.Check(problems);
+            return result.Check(problems, withData: read.Contains(QuantizeSchema.CalibrationData));
         }
 
-        /// <summary>The checks between settings (the method and its data; the input statements that go together).</summary>
-        public QuantizeSettings Check(ICollection<OptionProblem> problems)
+        /// <summary>
+        /// The checks between settings: the method and its data (when <paramref name="withData"/>: a caller that reads
+        /// no calibration data, like <c>sadg generate</c>, checks the method itself), the input statements that go together.
+        /// </summary>
+        public QuantizeSettings Check(ICollection<OptionProblem> problems, bool withData = true)
         {
             Setting method = QuantizeSchema.Method, data = QuantizeSchema.CalibrationData;
-            if (Method == CalibrationMethod.Real && CalibrationData == null)
+            if (withData && Method == CalibrationMethod.Real && CalibrationData == null)
                 problems.Add(new OptionProblem(data, data.Code,
                     $"{method.Label} real needs {data.Label}: a data folder (an IDX, tensor or image folder; docs/cli.md)."));
-            if (Method != CalibrationMethod.Real && CalibrationData != null)
+            if (withData && Method != CalibrationMethod.Real && CalibrationData != null)
                 problems.Add(new OptionProblem(data, data.Code,
                     $"{data.Label} is only read by {method.Label} real; {QuantizeSchema.Name(Method)} generates its own data."));
             Setting range = QuantizeSchema.InputRange, mean = QuantizeSchema.InputMean, std = QuantizeSchema.InputStd;

@@ -70,7 +70,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     public static InputStandardization? FromSettings(QuantizeSettings settings, int channels)
     {
         var problems = new List<OptionProblem>();
-        settings.Check(problems);
+        settings.Check(problems, withData: false);
         if (problems.FirstOrDefault(p => p.Setting == QuantizeSchema.InputRange || p.Setting == QuantizeSchema.InputMean) is { } problem)
             throw new SadgException(SadgErrorCode.InvalidOptionValue, problem.Message);
         if (settings.InputRange is { } range) return FromRange(range[0], range[1], channels);
