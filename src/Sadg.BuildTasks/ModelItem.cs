@@ -6,6 +6,7 @@ using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Build.Framework;
+using Sadg.Options;
 
 namespace Sadg.BuildTasks
 {
@@ -28,10 +29,6 @@ namespace Sadg.BuildTasks
     /// </summary>
     internal sealed class ModelItem
     {
-        public static readonly string[] Methods = { "sadag", "genie", "gaussian", "real" };
-        public static readonly string[] Profiles = { "quick", "default", "paper" };
-        public static readonly string[] Devices = { "auto", "cpu", "cuda" };
-
         private ModelItem(ITaskItem item, string projectDirectory)
         {
             Item = item;
@@ -44,17 +41,8 @@ namespace Sadg.BuildTasks
         public ITaskItem Item { get; }
         public string Spec { get; }
         public string FullPath { get; }
-        public int Bits { get; private set; } = 4;
-        /// <summary>2–8, or null for float activations (<c>none</c>).</summary>
-        public int? ActivationBits { get; private set; }
-        public string Method { get; private set; } = "sadag";
-        public int? Samples { get; private set; }
-        public string? Profile { get; private set; }
-        public int Seed { get; private set; }
-        public string Device { get; private set; } = "auto";
-        public string? CalibrationData { get; private set; }
-        /// <summary><c>C,H,W</c> for a model whose input leaves some of them free (the tool's <c>--input-shape</c>); null: the model's.</summary>
-        public string? InputShape { get; private set; }
+        /// <summary>The quantization settings (<see cref="QuantizeSchema"/>), CalibrationData as a full path.</summary>
+        public QuantizeSettings Settings { get; private set; } = new QuantizeSettings();
         public bool Embed { get; private set; } = true;
         public string LogicalName { get; private set; } = "";
         public string AccessorName { get; private set; } = "";
@@ -70,89 +58,18 @@ namespace Sadg.BuildTasks
                 problems.Add(new MetadataProblem(Codes.ModelNotFound,
                     $"QuantizeModel '{name}': the model file '{m.FullPath}' does not exist."));
 
-            string bits = Meta("Bits");
-            if (bits.Length == 0) m.Bits = 4;
-            else if (TryBits(bits, out int b)) m.Bits = b;
-            else
-                problems.Add(new MetadataProblem(Codes.InvalidBits,
-                    $"QuantizeModel '{name}': Bits=\"{bits}\" is not allowed; use a whole number from 2 to 8."));
-
-            string act = Meta("ActivationBits");
-            if (act.Length == 0) m.ActivationBits = m.Bits;
-            else if (string.Equals(act, "none", StringComparison.OrdinalIgnoreCase)) m.ActivationBits = null;
-            else if (TryBits(act, out int a)) m.ActivationBits = a;
-            else
-                problems.Add(new MetadataProblem(Codes.InvalidBits,
-                    $"QuantizeModel '{name}': ActivationBits=\"{act}\" is not allowed; use a whole number from 2 to 8, or none."));
-
-            string method = Meta("Method");
-            if (method.Length == 0) m.Method = "sadag";
-            else if (OneOf(method, Methods, out string? mm)) m.Method = mm!;
-            else
-                problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                    $"QuantizeModel '{name}': Method=\"{method}\" is not one of {string.Join(", ", Methods)}."));
-
-            string samples = Meta("Samples");
-            if (samples.Length > 0)
+            // Every setting of the schema that metadata carries, checked by the schema (the tool reads the same way).
+            var settingProblems = new List<OptionProblem>();
+            var settings = QuantizeSettings.Parse(s => s.IsMetadata ? Meta(s.Name) : null, settingProblems);
+            if (settings.CalibrationData != null)
             {
-                if (int.TryParse(samples, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s >= 1) m.Samples = s;
-                else
-                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                        $"QuantizeModel '{name}': Samples=\"{samples}\" is not allowed; use a whole number of at least 1."));
+                settings = settings with { CalibrationData = Path.GetFullPath(Path.Combine(projectDirectory, settings.CalibrationData)) };
+                if (settings.Method == CalibrationMethod.Real && !Directory.Exists(settings.CalibrationData) && !File.Exists(settings.CalibrationData))
+                    settingProblems.Add(new OptionProblem(QuantizeSchema.CalibrationData, QuantizeSchema.CalibrationData.Code,
+                        $"{QuantizeSchema.CalibrationData.Label} '{settings.CalibrationData}' does not exist."));
             }
-
-            string profile = Meta("Profile");
-            if (profile.Length > 0)
-            {
-                if (OneOf(profile, Profiles, out string? p)) m.Profile = p;
-                else
-                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                        $"QuantizeModel '{name}': Profile=\"{profile}\" is not one of {string.Join(", ", Profiles)}."));
-            }
-
-            string seed = Meta("Seed");
-            if (seed.Length > 0)
-            {
-                if (int.TryParse(seed, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int sd)) m.Seed = sd;
-                else
-                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                        $"QuantizeModel '{name}': Seed=\"{seed}\" is not a whole number."));
-            }
-
-            string device = Meta("Device");
-            if (device.Length > 0)
-            {
-                if (OneOf(device, Devices, out string? d)) m.Device = d!;
-                else
-                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                        $"QuantizeModel '{name}': Device=\"{device}\" is not one of {string.Join(", ", Devices)}."));
-            }
-
-            string data = Meta("CalibrationData");
-            if (data.Length > 0)
-            {
-                m.CalibrationData = Path.GetFullPath(Path.Combine(projectDirectory, data));
-                if (m.Method != "real")
-                    problems.Add(new MetadataProblem(Codes.CalibrationDataInvalid,
-                        $"QuantizeModel '{name}': CalibrationData is only used with Method=\"real\" (Method is \"{m.Method}\")."));
-                else if (!Directory.Exists(m.CalibrationData) && !File.Exists(m.CalibrationData))
-                    problems.Add(new MetadataProblem(Codes.CalibrationDataInvalid,
-                        $"QuantizeModel '{name}': CalibrationData '{m.CalibrationData}' does not exist."));
-            }
-            else if (m.Method == "real")
-                problems.Add(new MetadataProblem(Codes.CalibrationDataInvalid,
-                    $"QuantizeModel '{name}': Method=\"real\" needs CalibrationData (a data folder; see docs/cli.md)."));
-
-            string shape = Meta("InputShape");
-            if (shape.Length > 0)
-            {
-                var dims = shape.Split(',', 'x', 'X').Select(d => d.Trim()).ToArray();
-                if (dims.Length == 3 && dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= 1))
-                    m.InputShape = string.Join(",", dims.Select(d => int.Parse(d, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture)));
-                else
-                    problems.Add(new MetadataProblem(Codes.InvalidOptionValue,
-                        $"QuantizeModel '{name}': InputShape=\"{shape}\" is not allowed; give the image size as C,H,W (three whole numbers, e.g. 3,48,320)."));
-            }
+            m.Settings = settings;
+            foreach (var p in settingProblems) problems.Add(new MetadataProblem(p.Code, $"QuantizeModel '{name}': {p.Message}"));
 
             string embed = Meta("Embed");
             if (embed.Length > 0)
@@ -165,7 +82,7 @@ namespace Sadg.BuildTasks
 
             string fileName = Path.GetFileNameWithoutExtension(m.FullPath);
             string logical = Meta("LogicalName");
-            m.LogicalName = logical.Length > 0 ? logical : DefaultLogicalName(fileName, m.Bits);
+            m.LogicalName = logical.Length > 0 ? logical : DefaultLogicalName(fileName, m.Settings.Bits);
             string accessor = Meta("AccessorName");
             if (accessor.Length > 0)
             {
@@ -209,25 +126,21 @@ namespace Sadg.BuildTasks
         /// content hashes of the model and the calibration data, the extra arguments, the report folder and the
         /// tool's identity. The stamp file holds it; any change re-quantizes this item.
         /// </summary>
-        public string CanonicalOptions(string toolIdentity, string extraArguments, string reportDirectory, InputHashes hashes) => string.Join("\n", new[]
+        public string CanonicalOptions(string toolIdentity, string extraArguments, string reportDirectory, InputHashes hashes)
         {
-            "sadg-options/2",
-            "model=" + FullPath,
-            "model-sha256=" + (File.Exists(FullPath) ? hashes.OfFile(FullPath) : "missing"),
-            "bits=" + Bits.ToString(CultureInfo.InvariantCulture),
-            "activation-bits=" + (ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none"),
-            "method=" + Method,
-            "samples=" + (Samples?.ToString(CultureInfo.InvariantCulture) ?? ""),
-            "profile=" + (Profile ?? ""),
-            "seed=" + Seed.ToString(CultureInfo.InvariantCulture),
-            "device=" + Device,
-            "calibration-data=" + (CalibrationData ?? ""),
-            "input-shape=" + (InputShape ?? ""),
-            "calibration-data-sha256=" + (CalibrationData == null ? "" : hashes.Tree(CalibrationData)),
-            "extra-arguments=" + extraArguments.Trim(),
-            "report=" + reportDirectory,
-            "tool=" + toolIdentity,
-        });
+            var lines = new List<string>
+            {
+                "sadg-options/3",
+                "model=" + FullPath,
+                "model-sha256=" + (File.Exists(FullPath) ? hashes.OfFile(FullPath) : "missing"),
+            };
+            lines.AddRange(Settings.Canonical().Select(kv => kv.Key + "=" + kv.Value));
+            lines.Add("calibration-data-sha256=" + (Settings.CalibrationData == null ? "" : hashes.Tree(Settings.CalibrationData)));
+            lines.Add("extra-arguments=" + extraArguments.Trim());
+            lines.Add("report=" + reportDirectory);
+            lines.Add("tool=" + toolIdentity);
+            return string.Join("\n", lines);
+        }
 
         /// <summary>The file name stem of this item's outputs in the intermediate folder: unique per model path.</summary>
         public string OutputStem()
@@ -236,15 +149,6 @@ namespace Sadg.BuildTasks
             byte[] hash = sha.ComputeHash(Encoding.UTF8.GetBytes(FullPath));
             string hex = string.Concat(hash.Take(4).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
             return Path.GetFileNameWithoutExtension(FullPath) + "." + hex;
-        }
-
-        private static bool TryBits(string text, out int bits) =>
-            int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out bits) && bits >= 2 && bits <= 8;
-
-        private static bool OneOf(string text, string[] allowed, out string? value)
-        {
-            value = allowed.FirstOrDefault(a => string.Equals(a, text, StringComparison.OrdinalIgnoreCase));
-            return value != null;
         }
 
         internal static bool IsIdentifier(string text) =>

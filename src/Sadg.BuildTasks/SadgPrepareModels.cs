@@ -6,6 +6,7 @@ using System.Linq;
 using System.Text;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
+using Sadg.Options;
 
 namespace Sadg.BuildTasks
 {
@@ -88,15 +89,9 @@ namespace Sadg.BuildTasks
                 item.SetMetadata("OutputFile", stem + ".q.onnx");
                 item.SetMetadata("StampFile", stamp);
                 item.SetMetadata("ReportDirectory", report);
-                item.SetMetadata("Bits", m.Bits.ToString(CultureInfo.InvariantCulture));
-                item.SetMetadata("ActivationBits", m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none");
-                item.SetMetadata("Method", m.Method);
-                item.SetMetadata("Samples", m.Samples?.ToString(CultureInfo.InvariantCulture) ?? "");
-                item.SetMetadata("Profile", m.Profile ?? "");
-                item.SetMetadata("Seed", m.Seed.ToString(CultureInfo.InvariantCulture));
-                item.SetMetadata("Device", m.Device);
-                item.SetMetadata("CalibrationData", m.CalibrationData ?? "");
-                item.SetMetadata("InputShape", m.InputShape ?? "");
+                // Every setting after defaults, as the schema writes it (what SadgQuantize reads back).
+                foreach (var setting in QuantizeSchema.All.Where(x => x.IsMetadata))
+                    item.SetMetadata(setting.Name, setting.Write(m.Settings) ?? "");
                 item.SetMetadata("Embed", m.Embed ? "true" : "false");
                 item.SetMetadata("LogicalName", m.LogicalName);
                 item.SetMetadata("AccessorName", m.AccessorName);

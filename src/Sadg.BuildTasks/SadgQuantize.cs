@@ -5,6 +5,7 @@ using System.IO;
 using System.Text.RegularExpressions;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
+using Sadg.Options;
 
 namespace Sadg.BuildTasks
 {
@@ -115,18 +116,11 @@ namespace Sadg.BuildTasks
             b.AppendSwitch("quantize");
             b.AppendFileNameIfNotNull(m.FullPath);
             b.AppendSwitchIfNotNull("-o ", Path.GetFullPath(OutputFile));
-            b.AppendSwitchIfNotNull("--bits ", m.Bits.ToString(CultureInfo.InvariantCulture));
-            b.AppendSwitchIfNotNull("--activation-bits ", m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none");
-            b.AppendSwitchIfNotNull("--method ", m.Method);
-            if (m.CalibrationData != null) b.AppendSwitchIfNotNull("--calibration-data ", m.CalibrationData);
-            if (m.Samples != null) b.AppendSwitchIfNotNull("--samples ", m.Samples.Value.ToString(CultureInfo.InvariantCulture));
-            if (m.Profile != null) b.AppendSwitchIfNotNull("--profile ", m.Profile);
-            b.AppendSwitchIfNotNull("--seed ", m.Seed.ToString(CultureInfo.InvariantCulture));
-            b.AppendSwitchIfNotNull("--device ", m.Device);
-            if (m.InputShape != null) b.AppendSwitchIfNotNull("--input-shape ", m.InputShape);
-            if (!UseCache) b.AppendSwitch("--no-cache");
-            else if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull("--cache-dir ", Path.GetFullPath(CacheDirectory));
-            if (ReportDirectory.Length > 0) b.AppendSwitchIfNotNull("--report ", Path.GetFullPath(ReportDirectory));
+            // Every setting that has a value, as the schema writes it: the tool reads it back with the same schema.
+            foreach (var argument in m.Settings.Arguments()) b.AppendSwitchIfNotNull(argument.Key + " ", argument.Value);
+            if (!UseCache) b.AppendSwitch(RunSchema.NoCache.Flag);
+            else if (CacheDirectory.Length > 0) b.AppendSwitchIfNotNull(RunSchema.CacheDir.Flag + " ", Path.GetFullPath(CacheDirectory));
+            if (ReportDirectory.Length > 0) b.AppendSwitchIfNotNull(RunSchema.Report.Flag + " ", Path.GetFullPath(ReportDirectory));
             if (ExtraArguments.Length > 0) b.AppendTextUnquoted(" " + ExtraArguments);
             return b.ToString();
         }
@@ -136,7 +130,7 @@ namespace Sadg.BuildTasks
         {
             var m = _model;
             string what = m == null ? Model?.ItemSpec ?? "" :
-                $"{m.Spec} (W{m.Bits}A{m.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "-"}, {m.Method})";
+                $"{m.Spec} (W{m.Settings.Bits}A{m.Settings.ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "-"}, {QuantizeSchema.Name(m.Settings.Method)})";
             Log.LogMessage(MessageImportance.High, "{0}", "sadg: quantizing " + what + " -> " + OutputFile);
             Log.LogMessage(MessageImportance.Normal, "{0}", message);
         }

@@ -4,14 +4,6 @@ using TorchSharp;
 
 namespace Sadg.Cli;
 
-/// <summary>The value of <c>--device</c>.</summary>
-public enum DeviceOption
-{
-    Auto,
-    Cpu,
-    Cuda,
-}
-
 /// <summary>
 /// Turns <c>--device</c> into a TorchSharp device (for generation and quantization) or an ONNX Runtime session
 /// (for checking and evaluating), saying in one line which one was chosen when <c>auto</c> had to fall back.
@@ -30,20 +22,12 @@ public static class DeviceChoice
         "Sadg.Tool.Cuda package (Microsoft.ML.OnnxRuntime.Gpu: CUDA 13 and cuDNN 9; docs/packaging.md).";
 #endif
 
-    public static DeviceOption Parse(string value) => value.ToLowerInvariant() switch
-    {
-        "auto" => DeviceOption.Auto,
-        "cpu" => DeviceOption.Cpu,
-        "cuda" => DeviceOption.Cuda,
-        _ => throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Unknown device '{value}'; use auto, cpu or cuda."),
-    };
-
     /// <summary>The TorchSharp device: CUDA when asked for (or available under auto), else the CPU.</summary>
-    public static torch.Device ResolveTorch(DeviceOption option, CliConsole console)
+    public static torch.Device ResolveTorch(DeviceKind option, CliConsole console)
     {
-        if (option == DeviceOption.Cpu) return torch.CPU;
+        if (option == DeviceKind.Cpu) return torch.CPU;
         bool available = torch.cuda.is_available();
-        if (option == DeviceOption.Cuda)
+        if (option == DeviceKind.Cuda)
         {
             if (!available)
                 throw new SadgException(SadgErrorCode.DeviceUnavailable,
@@ -63,13 +47,13 @@ public static class DeviceChoice
     /// An ONNX Runtime session for <paramref name="modelPath"/>: the CUDA execution provider when the option
     /// allows it and CUDA 13 (with cuDNN 9) loads, else the CPU provider. <paramref name="announce"/> says which.
     /// </summary>
-    public static InferenceSession CreateOrtSession(string modelPath, DeviceOption option, CliConsole console, bool announce = true)
+    public static InferenceSession CreateOrtSession(string modelPath, DeviceKind option, CliConsole console, bool announce = true)
     {
         var options = new SessionOptions();
         string provider = "CPU";
         try
         {
-            if (option != DeviceOption.Cpu)
+            if (option != DeviceKind.Cpu)
             {
                 try
                 {
@@ -79,7 +63,7 @@ public static class DeviceChoice
                 catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
                 {
                     string why = FirstLine(e.Message);
-                    if (option == DeviceOption.Cuda)
+                    if (option == DeviceKind.Cuda)
                         throw new SadgException(SadgErrorCode.DeviceUnavailable,
                             $"--device cuda, but ONNX Runtime's CUDA provider does not load ({why}). {OrtBackend} Use --device cpu or auto.",
                             modelPath, inner: e);

@@ -147,7 +147,7 @@ static class QuantizationBenchmark
 
     static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
     {
-        WeightBits = weightBits, ActivationBits = activationBits, Profile = profile, Seed = seed, ScaleSteps = knobs.ScaleSteps,
+        WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
         RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
         Method = method switch
         {
@@ -241,7 +241,7 @@ static class QuantizationBenchmark
         md.AppendLine($"model is written as QDQ ONNX and scored by ONNX Runtime on the same {context.TestImages:N0} test images. Data: {context.Data}.");
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(profile).Images} synthetic images, " +
-            $"{PipelineOptions.ProfileReconstructionSteps(profile)} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
+            $"{PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");

@@ -108,8 +108,8 @@ public sealed class BuildTests(BuildFixture fixture)
         var build = c.Build();
         Assert.NotEqual(0, build.ExitCode);
         int line = Array.FindIndex(File.ReadAllLines(c.ProjectFile), l => l.Contains("tiny.onnx")) + 1;
-        Assert.Matches($@"App\.csproj\({line}(,0)?\): error SADG1402: QuantizeModel 'Models/tiny.onnx': Bits=""12""", build.Output);
-        Assert.Matches(@"App\.csproj\(\d+(,0)?\): error SADG1402: QuantizeModel 'Models/other.onnx': Bits=""abc""", build.Output);
+        Assert.Matches($@"App\.csproj\({line}(,0)?\): error SADG1402: QuantizeModel 'Models/tiny.onnx': Bits \(`--bits` / `Bits` metadata\) must be a whole number from 2 to 8, not ""12""", build.Output);
+        Assert.Matches(@"App\.csproj\(\d+(,0)?\): error SADG1402: QuantizeModel 'Models/other.onnx': Bits \(`--bits` / `Bits` metadata\) must be a whole number from 2 to 8, not ""abc""", build.Output);
         Assert.Matches(@"App\.csproj\(\d+(,0)?\): error SADG1001: QuantizeModel 'Models/missing.onnx'", build.Output);
         Assert.Empty(c.Calls());
     }

@@ -59,7 +59,8 @@ public sealed class TaskTests : IDisposable
         Assert.Empty(_engine.Errors);
         string model = Path.Combine(_dir, "Models", "resnet20.onnx");
         string output = Path.Combine(_dir, "obj", "out.onnx");
-        Assert.Equal($"/usr/bin/dotnet {_tool} quantize {model} -o {output} --bits 4 --activation-bits 4 --method sadag --seed 0 --device auto", line);
+        Assert.Equal($"/usr/bin/dotnet {_tool} quantize {model} -o {output} --bits 4 --activation-bits 4 --method sadag --profile default " +
+                     "--seed 0 --device auto --input-prior auto --neighbour random", line);
     }
 
     [Fact]
@@ -72,7 +73,57 @@ public sealed class TaskTests : IDisposable
         string line = task.CommandLineForTests();
         Assert.Empty(_engine.Errors);
         Assert.EndsWith($"--bits 3 --activation-bits none --method real --calibration-data \"{Path.Combine(_dir, "cal data")}\" " +
-                        $"--samples 256 --profile quick --seed 7 --device cpu --input-shape \"3,48,320\" --cache-dir {Path.Combine(_dir, "cache")}", line);
+                        $"--samples 256 --profile quick --seed 7 --device cpu --input-shape \"3,48,320\" --input-prior auto --neighbour random " +
+                        $"--cache-dir {Path.Combine(_dir, "cache")}", line);
+    }
+
+    /// <summary>For each metadata setting of the schema: a base and a variant that differs in it (SchemaTests has the same table for the cache key).</summary>
+    public static TheoryData<string, string, string> MetadataRows() => new()
+    {
+        { "Bits", "", "Bits=3" },
+        { "ActivationBits", "", "ActivationBits=none" },
+        { "Method", "", "Method=genie" },
+        { "CalibrationData", "Method=real;CalibrationData=cal a", "Method=real;CalibrationData=cal b" },
+        { "Samples", "", "Samples=9" },
+        { "Profile", "", "Profile=quick" },
+        { "Seed", "", "Seed=5" },
+        { "Device", "", "Device=cuda" },
+        { "InputShape", "", "InputShape=3,8,8" },
+        { "InputRange", "", "InputRange=0,255" },
+        { "InputMean", "", "InputMean=0.5;InputStd=0.25" },
+        { "InputStd", "InputMean=0.5;InputStd=0.25", "InputMean=0.5;InputStd=0.5" },
+        { "InputPrior", "", "InputPrior=off" },
+        { "Neighbour", "", "Neighbour=raw" },
+    };
+
+    [Fact]
+    public void EveryMetadataSettingHasARow() =>
+        Assert.Equal(Sadg.Options.QuantizeSchema.All.Where(s => s.IsMetadata).Select(s => s.Name), MetadataRows().Select(r => (string)r[0]));
+
+    private (string Stamp, string CommandLine) StampAndCommandLine(string metadata)
+    {
+        var values = metadata.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).Select(kv => (kv[0], kv[1])).ToArray();
+        var p = Prepare(Item("Models/resnet20.onnx", values));
+        Assert.True(p.Execute(), string.Join("\n", _engine.Errors.Select(e => e.Message)));
+        var prepared = p.PreparedModels.Single();
+        string stamp = File.ReadAllText(prepared.GetMetadata("StampFile"));
+        string line = Quantize(prepared).CommandLineForTests();
+        Assert.Empty(_engine.Errors);
+        return (stamp, line);
+    }
+
+    [Theory]
+    [MemberData(nameof(MetadataRows))]
+    public void ChangingASettingChangesTheStampAndTheCommandLine(string setting, string baseline, string variant)
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "cal a"));
+        Directory.CreateDirectory(Path.Combine(_dir, "cal b"));
+        var a = StampAndCommandLine(baseline);
+        var b = StampAndCommandLine(variant);
+        Assert.NotEqual(a.Stamp, b.Stamp);
+        Assert.NotEqual(a.CommandLine, b.CommandLine);
+        var flag = Sadg.Options.QuantizeSchema.All.Single(s => s.Name == setting).Flag;
+        if (variant.Contains(setting + "=")) Assert.Contains(flag + " ", b.CommandLine);
     }
 
     [Fact]
@@ -94,7 +145,7 @@ public sealed class TaskTests : IDisposable
             _engine.Errors.Select(e => e.Code));
         Assert.All(_engine.Errors, e => Assert.Equal(_project, e.File));
         Assert.All(_engine.Errors, e => Assert.Equal(3, e.LineNumber)); // the line with Include="Models/resnet20.onnx"
-        Assert.Contains("Bits=\"12\"", _engine.Errors[0].Message);
+        Assert.Contains("Bits (`--bits` / `Bits` metadata) must be a whole number from 2 to 8, not \"12\".", _engine.Errors[0].Message);
     }
 
     [Fact]
@@ -159,7 +210,7 @@ public sealed class TaskTests : IDisposable
         var shaped = Prepare(Item("Models/resnet20.onnx", ("Seed", "1"), ("InputShape", "3,48,320")));
         Assert.True(shaped.Execute());
         Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
-        Assert.Contains("input-shape=3,48,320", File.ReadAllText(stamp));
+        Assert.Contains("input_shape=3,48,320", File.ReadAllText(stamp));
         Assert.Equal("3,48,320", shaped.PreparedModels[0].GetMetadata("InputShape"));
     }
 

@@ -74,7 +74,7 @@ public class QuantizeTests
         Assert.Contains("reconstruction: 0% (0/3)", r.Err);
         Assert.Contains("reconstruction: done", r.Err);
         var q = pipeline.Request!;
-        Assert.Equal((3, null, "quick", 7, "sadag"), (q.WeightBits, q.ActivationBits, q.Profile, q.Seed, q.Method));
+        Assert.Equal((3, (int?)null, StepProfile.Quick, 7, CalibrationMethod.Sadag), (q.Settings.Bits, q.Settings.ActivationBits, q.Settings.Profile, q.Settings.Seed, q.Settings.Method));
         Assert.True(Directory.Exists(folder.File("report")));
     }
 

@@ -48,19 +48,20 @@ public static class EvaluateCommand
             HelpName = "s[,s...]",
         };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per ONNX Runtime run (models with a fixed batch use theirs).", DefaultValueFactory = _ => 64, HelpName = "N" };
-        var device = SharedOptions.Device();
+        var device = new SettingOptions([QuantizeSchema.Device]);
         var json = new Option<bool>("--json") { Description = "Print the results as JSON on stdout." };
         var command = new Command("evaluate", "Top-1 accuracy of one or more models on labelled data with ONNX Runtime, and their pairwise agreement.")
         {
-            models, data, split, limit, mean, std, batchSize, device, json,
+            models, data, split, limit, mean, std, batchSize, json,
         };
+        foreach (var option in device.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             int? n = parse.GetValue(limit);
             if (n is < 1) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--limit {n}: give at least 1.");
             int batch = parse.GetValue(batchSize);
             if (batch < 1) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--batch-size {batch}: give at least 1.");
-            var deviceOption = DeviceChoice.Parse(parse.GetValue(device)!);
+            var deviceOption = device.Read(parse).Device;
             var paths = parse.GetValue(models)!;
             float[]? meanOverride = ParseChannels(parse.GetValue(mean), "--mean");
             float[]? stdOverride = ParseChannels(parse.GetValue(std), "--std");
@@ -93,13 +94,9 @@ public static class EvaluateCommand
     public static float[]? ParseChannels(string? text, string what, string? file = null)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
-        var parts = text.Split([',', ' ', ';'], StringSplitOptions.RemoveEmptyEntries);
-        var values = new float[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!float.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) || !float.IsFinite(values[i]))
-                throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
-                    $"{what} '{text}' is not a number or a comma-separated list of numbers.", file);
-        return values;
+        return NumberLists.TryParse(text, out var values) ? values
+            : throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
+                $"{what} '{text}' is not a number or a comma-separated list of numbers.", file);
     }
 
     static float[] PerChannel(float[] values, int channels, string what, string? file)
@@ -112,7 +109,7 @@ public static class EvaluateCommand
     }
 
     public static ModelEvaluation Evaluate(string path, OnnxModel model, ImageInput input, ImageSet set, float[]? meanOverride, float[]? stdOverride,
-        int batchSize, DeviceOption device, CliConsole console, bool announce, CancellationToken cancellationToken)
+        int batchSize, DeviceKind device, CliConsole console, bool announce, CancellationToken cancellationToken)
     {
         int c = set.Shape[1], h = set.Shape[2], w = set.Shape[3];
         if (input.Channels != c || input.Height != h || input.Width != w)

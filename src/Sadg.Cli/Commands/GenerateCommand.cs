@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Sadg.Cli.Pipeline;
+using Sadg.Pipeline;
 
 namespace Sadg.Cli.Commands;
 
@@ -10,7 +11,8 @@ namespace Sadg.Cli.Commands;
 /// </summary>
 public static class GenerateCommand
 {
-    public static readonly string[] Methods = ["sadag", "genie", "gaussian"];
+    /// <summary>The methods that generate (all but real).</summary>
+    public static readonly string[] Methods = QuantizeSchema.Names<CalibrationMethod>().Where(m => m != QuantizeSchema.Name(CalibrationMethod.Real)).ToArray();
 
     /// <summary>The PNG grid of the images, written into the tensor folder beside them.</summary>
     public const string SyntheticPng = "synthetic.png";
@@ -24,47 +26,30 @@ public static class GenerateCommand
             Required = true,
             HelpName = "dir",
         };
-        var method = new Option<string>("--method", "-m")
-        {
-            Description = "sadag (sharpness-aware, the paper), genie (Genie-D only), or gaussian (noise).",
-            DefaultValueFactory = _ => "sadag",
-            HelpName = string.Join("|", Methods),
-        };
-        var samples = SharedOptions.Samples();
-        var profile = SharedOptions.Profile();
-        var seed = SharedOptions.Seed();
-        var device = SharedOptions.Device();
-        var inputOptions = new InputOptions();
-        var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block of Q0." };
-        var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
-        var inputShape = SharedOptions.InputShape();
+        var settings = new SettingOptions(QuantizeSchema.Generation);
         var command = new Command("generate", "Synthesize calibration images from a model's own statistics, without quantizing.")
         {
-            model, output, method, samples, profile, seed, device, inputShape, reconstructionSteps, generationSteps,
+            model, output,
         };
-        foreach (var option in inputOptions.All) command.Options.Add(option);
+        foreach (var option in settings.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(model)!;
-            string methodName = SharedOptions.CheckMethod(parse.GetValue(method)!, Methods);
-            string profileName = SharedOptions.CheckProfile(parse.GetValue(profile)!);
-            int? sampleCount = SharedOptions.CheckSamples(parse.GetValue(samples));
-            var deviceOption = DeviceChoice.Parse(parse.GetValue(device)!);
+            var chosen = settings.Read(parse);
+            if (chosen.Method == CalibrationMethod.Real)
+                throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                    $"{QuantizeSchema.Method.Label} real has nothing to generate; use {string.Join(", ", Methods)}.");
             string outputPath = parse.GetValue(output)!;
             if (File.Exists(outputPath))
                 throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{outputPath}' is a file; give a folder.", outputPath);
             if (Directory.Exists(outputPath) && Directory.EnumerateFileSystemEntries(outputPath).Any())
                 throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{outputPath}' exists and is not empty; give a new or empty folder.", outputPath);
 
-            int[]? shape = SharedOptions.ParseInputShape(parse.GetValue(inputShape));
-            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, shape);
-            var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
-            var request = new GenerationRequest(modelPath, onnx, input, methodName, sampleCount, profileName, parse.GetValue(seed), torchDevice)
+            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, chosen.InputShape);
+            var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
+            var request = new GenerationRequest(modelPath, onnx, input, chosen, torchDevice)
             {
-                GenerationSteps = parse.GetValue(generationSteps),
-                ReconstructionSteps = parse.GetValue(reconstructionSteps),
-                Choices = inputOptions.Parse(parse, input.Channels),
-                InputShape = shape,
+                Standardization = InputStandardization.FromSettings(chosen, input.Channels),
             };
             var images = await services.Generation.GenerateAsync(request, console, cancellationToken);
             cancellationToken.ThrowIfCancellationRequested();

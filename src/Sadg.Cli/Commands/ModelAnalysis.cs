@@ -9,7 +9,11 @@ namespace Sadg.Cli.Commands;
 public sealed record QuantizableLayer(string Name, string Op, string Weight, long[] WeightShape, long Parameters, long Channels);
 
 /// <summary>The estimated size of the quantized model at one bit width.</summary>
-public sealed record SizeEstimate(int Bits, long UniformBytes, long DefaultPolicyBytes);
+/// <summary>
+/// The estimated size at <see cref="Bits"/>: all layers at that width, and the default policy (first and last layer at
+/// 8 bits); <see cref="DefaultPolicyWeightBytes"/> is the default policy's quantized weights alone.
+/// </summary>
+public sealed record SizeEstimate(int Bits, long UniformBytes, long DefaultPolicyBytes, long DefaultPolicyWeightBytes);
 
 /// <summary>Something that stops quantization, as the error Sadg would report.</summary>
 public sealed record Blocker(string Code, string Message, string Diagnostic);
@@ -141,17 +145,21 @@ public sealed class ModelAnalysis
     }
 
     /// <summary>
-    /// Weights packed at b bits (two 4-bit values a byte), a float32 scale and a b-bit zero point per output channel,
+    /// Weights stored as the QDQ writer stores b-bit integers (<see cref="Sadg.Onnx.OnnxTensors.IntegerBytes"/>: 4-bit
+    /// containers two a byte up to 4 bits, bytes above), a float32 scale and a zero point per output channel,
     /// every other float parameter at float32. "Default policy": the first and last quantized layers at 8 bits
     /// (DESIGN §3). Protobuf framing and names are not counted.
     /// </summary>
     static SizeEstimate Estimate(IReadOnlyList<QuantizableLayer> layers, long otherParameters, int bits)
     {
-        long LayerBytes(QuantizableLayer l, int b) => (l.Parameters * b + 7) / 8 + l.Channels * 4 + (l.Channels * b + 7) / 8;
+        long LayerBytes(QuantizableLayer l, int b) =>
+            Sadg.Onnx.OnnxTensors.IntegerBytes(l.Parameters, b) + l.Channels * 4 + Sadg.Onnx.OnnxTensors.IntegerBytes(l.Channels, b);
+        int PolicyBits(int i) => i == 0 || i == layers.Count - 1 ? 8 : bits;
         long rest = otherParameters * 4;
         long uniform = rest + layers.Sum(l => LayerBytes(l, bits));
-        long policy = rest + layers.Select((l, i) => LayerBytes(l, i == 0 || i == layers.Count - 1 ? 8 : bits)).Sum();
-        return new SizeEstimate(bits, uniform, policy);
+        long policy = rest + layers.Select((l, i) => LayerBytes(l, PolicyBits(i))).Sum();
+        long weights = layers.Select((l, i) => Sadg.Onnx.OnnxTensors.IntegerBytes(l.Parameters, PolicyBits(i))).Sum();
+        return new SizeEstimate(bits, uniform, policy, weights);
     }
 
     static string Describe(global::Onnx.ValueInfoProto v)

@@ -16,8 +16,6 @@ namespace Sadg.Cli.Commands;
 /// </summary>
 public static class QuantizeCommand
 {
-    public static readonly string[] Methods = ["sadag", "genie", "gaussian", "real"];
-
     public static Command Create(CliServices services)
     {
         var model = SharedOptions.Model();
@@ -26,74 +24,28 @@ public static class QuantizeCommand
             Description = "Where to write the quantized model (default: beside the input, <name>.q<bits>.onnx). Written atomically.",
             HelpName = "out.onnx",
         };
-        var bits = new Option<int>("--bits", "-b") { Description = "Weight bit width, 2-8.", DefaultValueFactory = _ => 4, HelpName = "2-8" };
-        var activationBits = new Option<string?>("--activation-bits")
-        {
-            Description = "Activation bit width, 2-8, or 'none' to leave activations in float (default: the same as --bits).",
-            HelpName = "N|none",
-        };
-        var method = new Option<string>("--method", "-m")
-        {
-            Description = "Calibration data: sadag (sharpness-aware generation, the paper), genie (Genie-D generation only), " +
-                          "gaussian (noise; a baseline), or real (images from --calibration-data).",
-            DefaultValueFactory = _ => "sadag",
-            HelpName = string.Join("|", Methods),
-        };
-        var calibration = new Option<string?>("--calibration-data")
-        {
-            Description = "Labelled or unlabelled images for --method real: an IDX or tensor folder (docs/cli.md).",
-            HelpName = "path",
-        };
-        var samples = SharedOptions.Samples();
-        var profile = SharedOptions.Profile();
-        var seed = SharedOptions.Seed();
-        var device = SharedOptions.Device();
-        var inputOptions = new InputOptions();
-        var cacheDir = new Option<string?>("--cache-dir")
-        {
-            Description = "Content-addressed cache folder: an unchanged model with the same options is not quantized again " +
-                          "(default: $SADG_CACHE_DIR, else $XDG_CACHE_HOME/sadg, else ~/.cache/sadg).",
-            HelpName = "dir",
-        };
-        var noCache = new Option<bool>("--no-cache") { Description = "Neither read nor write the cache." };
-        var reconstructionSteps = new Option<int?>("--reconstruction-steps") { Hidden = true, Description = "Internal: reconstruction steps per block." };
-        var generationSteps = new Option<int?>("--generation-steps") { Hidden = true, Description = "Internal: warm-up and refinement steps per batch." };
-        var report = new Option<string?>("--report")
-        {
-            Description = "Folder for the report (JSON, Markdown, plots); created if missing.",
-            HelpName = "dir",
-        };
-        var inputShape = SharedOptions.InputShape();
+        var settings = new SettingOptions(QuantizeSchema.All);
+        var cacheDir = new Option<string?>(RunSchema.CacheDir.Flag) { Description = RunSchema.CacheDir.Description, HelpName = RunSchema.CacheDir.HelpName };
+        var noCache = new Option<bool>(RunSchema.NoCache.Flag) { Description = RunSchema.NoCache.Description };
+        var report = new Option<string?>(RunSchema.Report.Flag) { Description = RunSchema.Report.Description, HelpName = RunSchema.Report.HelpName };
         var command = new Command("quantize", "Quantize an FP32 ONNX image model to b-bit weights (and activations) without real data.")
         {
-            model, output, bits, activationBits, method, calibration, samples, profile, seed, device, inputShape, cacheDir, noCache, report,
-            reconstructionSteps, generationSteps,
+            model, output,
         };
-        foreach (var option in inputOptions.All) command.Options.Add(option);
+        foreach (var option in settings.All) command.Options.Add(option);
+        foreach (var option in new Option[] { cacheDir, noCache, report }) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(model)!;
-            int weightBits = CheckBits(parse.GetValue(bits), "--bits");
-            int? actBits = ParseActivationBits(parse.GetValue(activationBits), weightBits);
-            string methodName = SharedOptions.CheckMethod(parse.GetValue(method)!, Methods);
-            string profileName = SharedOptions.CheckProfile(parse.GetValue(profile)!);
-            int? sampleCount = SharedOptions.CheckSamples(parse.GetValue(samples));
-            var deviceOption = DeviceChoice.Parse(parse.GetValue(device)!);
-            string? calibrationPath = parse.GetValue(calibration);
-            if (methodName == "real" && calibrationPath is null)
-                throw new SadgException(SadgErrorCode.CalibrationDataInvalid, "--method real needs --calibration-data <path> (an IDX or tensor folder).");
-            if (methodName != "real" && calibrationPath is not null)
-                throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--calibration-data is only read by --method real; --method {methodName} generates its own data.");
-
-            int[]? shape = SharedOptions.ParseInputShape(parse.GetValue(inputShape));
-            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, shape);
-            var choices = inputOptions.Parse(parse, input.Channels);
-            string outputPath = ResolveOutput(modelPath, parse.GetValue(output), weightBits);
+            var chosen = settings.Read(parse);
+            var (onnx, input) = SharedOptions.LoadClassifier(modelPath, chosen.InputShape);
+            var standardization = InputStandardization.FromSettings(chosen, input.Channels);
+            string outputPath = ResolveOutput(modelPath, parse.GetValue(output), chosen.Bits);
 
             ImageSet? calibrationSet = null;
-            if (calibrationPath is not null)
+            if (chosen.CalibrationData is { } calibrationPath)
             {
-                try { calibrationSet = ImageSet.Load(calibrationPath, limit: sampleCount, channels: input.Channels); }
+                try { calibrationSet = ImageSet.Load(calibrationPath, limit: chosen.Samples, channels: input.Channels); }
                 catch (SadgException e) when (e.Code is SadgErrorCode.DataNotFound or SadgErrorCode.DataInvalid)
                 {
                     throw new SadgException(SadgErrorCode.CalibrationDataInvalid, e.Message, e.File, inner: e);
@@ -103,9 +55,7 @@ public static class QuantizeCommand
                         $"The calibration images are {calibrationSet.Shape[1]}x{calibrationSet.Shape[2]}x{calibrationSet.Shape[3]}; the model takes {input.Channels}x{input.Height}x{input.Width}.", calibrationPath);
             }
 
-            var torchDevice = DeviceChoice.ResolveTorch(deviceOption, console);
-            int? recSteps = CheckSteps(parse.GetValue(reconstructionSteps), "--reconstruction-steps");
-            int? genSteps = CheckSteps(parse.GetValue(generationSteps), "--generation-steps");
+            var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
             string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), services, console);
             string? reportPath = parse.GetValue(report);
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
@@ -113,11 +63,11 @@ public static class QuantizeCommand
             // Every check that does not need the pipeline is made before it runs: the output's folder too.
             AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
 
-            var request = new QuantizationRequest(modelPath, onnx, input, weightBits, actBits, methodName, calibrationSet, sampleCount,
-                profileName, parse.GetValue(seed), torchDevice, cache, reportPath)
-            { ReconstructionSteps = recSteps, GenerationSteps = genSteps, InputShape = shape, Choices = choices };
+            var request = new QuantizationRequest(modelPath, onnx, input, chosen, calibrationSet, torchDevice, cache, reportPath)
+            { Standardization = standardization };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
-                modelPath, weightBits, actBits?.ToString() ?? "float", methodName, profileName, request.Seed, outputPath);
+                modelPath, chosen.Bits, chosen.ActivationBits?.ToString() ?? "float", QuantizeSchema.Name(chosen.Method),
+                QuantizeSchema.Name(chosen.Profile), chosen.Seed, outputPath);
             try
             {
                 ModelCache? store = cache is null ? null : new ModelCache(cache);
@@ -210,12 +160,6 @@ public static class QuantizeCommand
         }
     }
 
-    static int? CheckSteps(int? steps, string option)
-    {
-        if (steps is < 0) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{option} {steps}: give 0 or more.");
-        return steps;
-    }
-
     /// <summary>
     /// --cache-dir (created and written to; error SADG1203 when it cannot be), else the default folder (when it
     /// cannot be used: warning SADG1203 and no cache).
@@ -236,23 +180,6 @@ public static class QuantizeCommand
             console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheUnavailable, message, folder));
             return null;
         }
-    }
-
-    public static int CheckBits(int bits, string option)
-    {
-        if (bits is < 2 or > 8)
-            throw new SadgException(SadgErrorCode.InvalidBits, $"{option} {bits}: Sadg quantizes to 2-8 bits.");
-        return bits;
-    }
-
-    /// <summary>null = float activations ("none"); absent = the weight bit width.</summary>
-    public static int? ParseActivationBits(string? text, int weightBits)
-    {
-        if (text is null) return weightBits;
-        if (text.Equals("none", StringComparison.OrdinalIgnoreCase)) return null;
-        if (!int.TryParse(text, out int bits))
-            throw new SadgException(SadgErrorCode.InvalidBits, $"--activation-bits '{text}': give a bit width 2-8 or 'none'.");
-        return CheckBits(bits, "--activation-bits");
     }
 
     static string ResolveOutput(string modelPath, string? output, int bits)

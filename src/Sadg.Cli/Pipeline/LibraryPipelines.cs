@@ -71,23 +71,15 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             hash.AppendData(QuantizationPipeline.Bytes(set.Images));
             calibrationHash = Convert.ToHexStringLower(hash.GetHashAndReset());
         }
-        return r.Choices.ApplyTo(new PipelineOptions
+        return PipelineOptions.From(r.Settings, r.Input.Channels) with
         {
-            WeightBits = r.WeightBits,
-            ActivationBits = r.ActivationBits,
-            Method = Enum.Parse<CalibrationMethod>(r.Method, ignoreCase: true),
-            Profile = r.Profile,
-            Samples = r.Samples,
-            Seed = r.Seed,
-            ReconstructionSteps = r.ReconstructionSteps,
-            GenerationSteps = r.GenerationSteps,
+            Input = r.Standardization,
             Device = r.Device,
             CalibrationImages = calibration,
             CalibrationDataHash = calibrationHash,
             ToolVersion = CliApp.Version,
             Runtime = OrtCheck.Outputs,
-            InputShape = r.InputShape,
-        });
+        };
     }
 
     public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken)
@@ -129,24 +121,18 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
 {
     public Task<ImageSet> GenerateAsync(GenerationRequest request, CliConsole console, CancellationToken cancellationToken)
     {
-        var options = request.Choices.ApplyTo(new PipelineOptions
+        var options = PipelineOptions.From(request.Settings, request.Input.Channels) with
         {
-            Method = Enum.Parse<CalibrationMethod>(request.Method, ignoreCase: true),
-            Profile = request.Profile,
-            Samples = request.Samples,
-            Seed = request.Seed,
+            Input = request.Standardization,
             Device = request.Device,
-            GenerationSteps = request.GenerationSteps,
-            ReconstructionSteps = request.ReconstructionSteps,
-            InputShape = request.InputShape,
             ToolVersion = CliApp.Version,
-        });
+        };
         using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console), cancellationToken);
         if (set.Warning is not null) console.Log.Debug("{Warning}", set.Warning);
         using var scope = torch.NewDisposeScope();
         var pixels = InputStandardization.Resolve(request.Model, options.Input).Destandardize(set.Images).contiguous();
         var shape = set.Images.shape.Select(d => (int)d).ToArray();
         return Task.FromResult(new ImageSet(pixels.data<float>().ToArray(), shape, set.Labels.Select(l => (int)l).ToArray(),
-            $"generated from {Path.GetFileName(request.ModelPath)} ({request.Method}, seed {request.Seed})"));
+            $"generated from {Path.GetFileName(request.ModelPath)} ({QuantizeSchema.Name(request.Settings.Method)}, seed {request.Settings.Seed})"));
     }
 }

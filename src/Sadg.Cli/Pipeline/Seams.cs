@@ -10,42 +10,14 @@ public sealed record QuantizationRequest(
     string ModelPath,
     OnnxModel Model,
     ImageInput Input,
-    int WeightBits,
-    int? ActivationBits,
-    string Method,
+    QuantizeSettings Settings,
     ImageSet? CalibrationData,
-    int? Samples,
-    string Profile,
-    int Seed,
     torch.Device Device,
     string? CacheDirectory,
     string? ReportDirectory)
 {
-    /// <summary>Internal (hidden <c>--reconstruction-steps</c>): overrides the profile's reconstruction steps per block.</summary>
-    public int? ReconstructionSteps { get; init; }
-
-    /// <summary>Internal (hidden <c>--generation-steps</c>): overrides the profile's warm-up and refinement steps per batch.</summary>
-    public int? GenerationSteps { get; init; }
-
-    /// <summary><c>--input-shape C,H,W</c>: the image size for a model whose input leaves some of it free; null: the model's.</summary>
-    public int[]? InputShape { get; init; }
-
-    /// <summary>What the model is fed, the input prior and SADAG's neighbour (<see cref="Commands.InputOptions"/>).</summary>
-    public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
-}
-
-/// <summary>
-/// The generation settings <c>quantize</c> and <c>generate</c> share: the user's statement of what the model is fed
-/// (null: the model's metadata or its first BatchNormalization node decides), the input prior's source, and SADAG's
-/// neighbour.
-/// </summary>
-public sealed record GenerationChoices(Sadg.Pipeline.InputStandardization? Input, Sadg.Pipeline.InputPriorMode Prior, Sadg.Generation.NeighbourMode Neighbour)
-{
-    public static GenerationChoices Default { get; } = new(null, Sadg.Pipeline.InputPriorMode.Auto, Sadg.Generation.NeighbourMode.Random);
-
-    /// <summary>These choices applied to library options.</summary>
-    public Sadg.Pipeline.PipelineOptions ApplyTo(Sadg.Pipeline.PipelineOptions options) =>
-        options with { Input = Input, InputPrior = Prior, Neighbour = Neighbour };
+    /// <summary>What the settings state the model is fed (<see cref="Sadg.Pipeline.InputStandardization.FromSettings"/>); null: not stated.</summary>
+    public Sadg.Pipeline.InputStandardization? Standardization { get; init; }
 }
 
 /// <summary>
@@ -76,23 +48,11 @@ public sealed record GenerationRequest(
     string ModelPath,
     OnnxModel Model,
     ImageInput Input,
-    string Method,
-    int? Samples,
-    string Profile,
-    int Seed,
+    QuantizeSettings Settings,
     torch.Device Device)
 {
-    /// <summary>Internal, as <see cref="QuantizationRequest.GenerationSteps"/>.</summary>
-    public int? GenerationSteps { get; init; }
-
-    /// <summary>Internal, as <see cref="QuantizationRequest.ReconstructionSteps"/> (SADAG's warm-up model Q₀).</summary>
-    public int? ReconstructionSteps { get; init; }
-
-    /// <summary>As <see cref="QuantizationRequest.Choices"/>.</summary>
-    public GenerationChoices Choices { get; init; } = GenerationChoices.Default;
-
-    /// <summary>As <see cref="QuantizationRequest.InputShape"/>.</summary>
-    public int[]? InputShape { get; init; }
+    /// <summary>As <see cref="QuantizationRequest.Standardization"/>.</summary>
+    public Sadg.Pipeline.InputStandardization? Standardization { get; init; }
 }
 
 /// <summary>

@@ -1,22 +1,5 @@
 namespace Sadg.Generation;
 
-/// <summary>How SADAG picks the neighbour z − δ at which the gradient of the quantized model is matched.</summary>
-public enum NeighbourMode
-{
-    /// <summary>
-    /// Exactly the paper's formula: s = mean_i (â_i·sg(â_i))(ê_i·sg(ê_i)), δ = ρ·rownormalize(∂s/∂z). With unit
-    /// vectors ∂(â·sg(â))/∂a = (I − ââᵀ)â/‖a‖ = 0, so ∂s/∂z is zero up to rounding and the normalized δ is in
-    /// effect a random direction (rounding noise).
-    /// </summary>
-    Paper,
-
-    /// <summary>A seeded random unit direction per sample: what <see cref="Paper"/> does in effect, honestly named.</summary>
-    Random,
-
-    /// <summary>s computed on the unnormalized a and e, which has a real gradient with respect to z.</summary>
-    Raw,
-}
-
 /// <summary>
 /// Every hyper-parameter of data generation (Genie-D warm-up and SADAG refinement), in one place. Each is
 /// documented once with the paper's value and the CPU default of <see cref="Default"/> side by side.

@@ -12,22 +12,13 @@ public static class InputShapes
 {
     static readonly string[] AxisNames = ["N", "C", "H", "W"];
 
-    /// <summary>Parses <c>C,H,W</c> (also <c>CxHxW</c>): three whole numbers ≥ 1, else SADG1502.</summary>
-    public static int[] Parse(string text, string option = "--input-shape")
-    {
-        var parts = text.Split([',', 'x', 'X'], StringSplitOptions.TrimEntries);
-        var dims = new int[parts.Length];
-        bool ok = parts.Length == 3;
-        for (int i = 0; ok && i < parts.Length; i++)
-            ok = int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) && dims[i] >= 1;
-        if (!ok)
-            throw new SadgException(SadgErrorCode.InvalidOptionValue,
-                $"{option} '{text}': give the image size as three whole numbers C,H,W (channels, height, width), e.g. 3,48,320.");
-        return dims;
-    }
+    /// <summary>Parses <c>C,H,W</c> (also <c>CxHxW</c>): three whole numbers ≥ 1 (the schema's rule), else SADG1502.</summary>
+    public static int[] Parse(string text) => QuantizeSchema.TryShape(text, out var shape) ? shape!
+        : throw new SadgException(SadgErrorCode.InvalidOptionValue,
+            $"{QuantizeSchema.InputShape.Label} must be {QuantizeSchema.InputShape.Requirement}, not \"{text}\".");
 
     /// <summary><c>C,H,W</c>, the form <see cref="Parse"/> reads and the canonical options hold.</summary>
-    public static string Format(IReadOnlyList<int> chw) => string.Join(",", chw.Select(d => d.ToString(CultureInfo.InvariantCulture)));
+    public static string Format(IReadOnlyList<int> chw) => QuantizeSchema.Ints(chw)!;
 
     /// <summary>A dimension as ONNX declares it: its size, its symbolic name, or "?".</summary>
     internal static string Describe(TensorShapeProto.Types.Dimension d) =>
@@ -46,7 +37,7 @@ public static class InputShapes
         string example = string.Join(",", Enumerable.Range(1, 3).Select(i => dims[i].DimValue > 0 ? Describe(dims[i]) : AxisNames[i]));
         return new SadgException(SadgErrorCode.InputShapeRequired,
             $"The model's input '{input.Name}' is {shape}: {names} {(free.Count == 1 ? "is" : "are")} free, so Sadg does not know what " +
-            $"size of images to generate. Give the size with --input-shape {example} (MSBuild: InputShape=\"{example}\"); " +
+            $"size of images to generate. Give the size with {QuantizeSchema.InputShape.Flag} {example} (MSBuild: {QuantizeSchema.InputShape.Name}=\"{example}\"); " +
             "the written model keeps the free dimension.", file);
     }
 
@@ -59,13 +50,13 @@ public static class InputShapes
     {
         if (chw is null) return model;
         if (chw.Count != 3 || chw.Any(d => d < 1))
-            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--input-shape {Format(chw)}: give three whole numbers C,H,W, each at least 1.");
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{QuantizeSchema.InputShape.Label} must be {QuantizeSchema.InputShape.Requirement}, not {Format(chw)}.");
         var input = ImageInputProto(model);
         var dims = input.Type.TensorType.Shape.Dim;
         for (int i = 1; i <= 3; i++)
             if (dims[i].DimValue > 0 && dims[i].DimValue != chw[i - 1])
                 throw new SadgException(SadgErrorCode.InvalidOptionValue,
-                    $"--input-shape {Format(chw)} does not fit the model: its input '{input.Name}' is " +
+                    $"{QuantizeSchema.InputShape.Label} {Format(chw)} does not fit the model: its input '{input.Name}' is " +
                     $"[{string.Join(", ", dims.Select(Describe))}], with {AxisNames[i]} fixed at {dims[i].DimValue}.", model.Path);
         if (Enumerable.Range(1, 3).All(i => dims[i].DimValue > 0)) return model;
 

@@ -171,6 +171,15 @@ public static class OnnxTensors
         return tensor(u, shape);
     }
 
+    /// <summary>
+    /// The bits a b-bit integer takes in a written tensor: 4 up to 4 bits (INT4/UINT4, two a byte), else 8
+    /// (INT8/UINT8). The QDQ writer stores by it and <c>sadg inspect</c> estimates sizes by it.
+    /// </summary>
+    public static int ContainerBits(int bits) => bits <= 4 ? 4 : 8;
+
+    /// <summary>The bytes <paramref name="count"/> b-bit integers take as written (<see cref="ContainerBits"/>).</summary>
+    public static long IntegerBytes(long count, int bits) => (count * ContainerBits(bits) + 7) / 8;
+
     /// <summary>Packs integer values in [−8, 7] (signed) or [0, 15] into ONNX's two-per-byte layout.</summary>
     public static byte[] Pack4Bit(ReadOnlySpan<int> values, bool signed)
     {

@@ -43,7 +43,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     public static InputStandardization FromRange(double lo, double hi, int channels)
     {
         if (!double.IsFinite(lo) || !double.IsFinite(hi) || hi <= lo)
-            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Input range [{lo}, {hi}]: give two numbers lo,hi with lo < hi (e.g. 0,1 or -1,1 or 0,255).");
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{QuantizeSchema.InputRange.Label} must be {QuantizeSchema.InputRange.Requirement}, not [{lo}, {hi}].");
         return new InputStandardization(Enumerable.Repeat((float)(-lo / (hi - lo)), channels).ToArray(),
             Enumerable.Repeat((float)(1 / (hi - lo)), channels).ToArray()) { Convention = InputConvention.Range, Range = [lo, hi] };
     }
@@ -53,27 +53,33 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     {
         float[] Expand(float[] v, string what) => v.Length == 1 ? Enumerable.Repeat(v[0], channels).ToArray()
             : v.Length == channels ? v
-            : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--input-{what} has {v.Length} values; the model has {channels} input channels (give 1 or {channels}).");
-        var m = Expand(mean, "mean");
-        var s = Expand(std, "std");
+            : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{what} has {v.Length} values; the model has {channels} input channels (give 1 or {channels}).");
+        var m = Expand(mean, QuantizeSchema.InputMean.Label);
+        var s = Expand(std, QuantizeSchema.InputStd.Label);
         if (m.Concat(s).Any(v => !float.IsFinite(v)) || s.Any(v => v <= 0))
-            throw new SadgException(SadgErrorCode.InvalidOptionValue, "--input-mean/--input-std: give finite numbers, each std > 0.");
+            throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label} must be finite numbers, each std > 0.");
         return new InputStandardization(m, s) { Convention = InputConvention.Normalization };
+    }
+
+    /// <summary>
+    /// What the settings state the model is fed (<see cref="QuantizeSettings.InputRange"/>, or
+    /// <see cref="QuantizeSettings.InputMean"/> with <see cref="QuantizeSettings.InputStd"/>) for a model with
+    /// <paramref name="channels"/> input channels; null when they state nothing.
+    /// </summary>
+    public static InputStandardization? FromSettings(QuantizeSettings settings, int channels)
+    {
+        var problems = new List<OptionProblem>();
+        settings.Check(problems, withData: false);
+        if (problems.FirstOrDefault(p => p.Setting == QuantizeSchema.InputRange || p.Setting == QuantizeSchema.InputMean) is { } problem)
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, problem.Message);
+        if (settings.InputRange is { } range) return FromRange(range[0], range[1], channels);
+        if (settings.InputMean is { } mean && settings.InputStd is { } std) return FromNormalization(mean, std, channels);
+        return null;
     }
 
     /// <summary>The user's statement when given, else the model's metadata.</summary>
     public static InputStandardization Resolve(OnnxModel model, InputStandardization? user) => user ?? FromMetadata(model);
-
-    /// <summary>The canonical text of this standardization (part of the cache key).</summary>
-    public string Canonical()
-    {
-        static string L(IEnumerable<double> v) => string.Join(",", v.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
-        return Convention switch
-        {
-            InputConvention.Range => $"range:{L(Range!)}",
-            _ => $"{Convention.ToString().ToLowerInvariant()}:mean={L((Mean ?? []).Select(v => (double)v))};std={L((Std ?? []).Select(v => (double)v))}",
-        };
-    }
 
     public static InputStandardization FromMetadata(OnnxModel model)
     {
@@ -94,12 +100,9 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     static float[]? Parse(string? text, string key, int channels, string? file)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
-        var parts = text.Split([',', ' ', ';'], StringSplitOptions.RemoveEmptyEntries);
-        var values = new float[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!float.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) || !float.IsFinite(values[i]))
-                throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{key}' '{text}' is not a number or a comma-separated list of numbers.", file);
-        if (values.Length == 1) return Enumerable.Repeat(values[0], channels).ToArray();
+        if (!NumberLists.TryParse(text, out var values))
+            throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{key}' '{text}' is not a number or a comma-separated list of numbers.", file);
+        if (values!.Length == 1) return Enumerable.Repeat(values[0], channels).ToArray();
         if (values.Length != channels)
             throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{key}' has {values.Length} values; the model has {channels} input channels.", file);
         return values;
@@ -126,10 +129,10 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     }
 
     public override string ToString() => IsIdentity ? "none" : Convention == InputConvention.Range
-        ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] (--input-range)"
+        ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] ({QuantizeSchema.InputRange.Name})"
         : $"mean [{string.Join(", ", (Mean ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
           $"std [{string.Join(", ", (Std ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}] " +
-          (Convention == InputConvention.Normalization ? "(--input-mean/--input-std)" : "(model metadata)");
+          (Convention == InputConvention.Normalization ? $"({QuantizeSchema.InputMean.Name}/{QuantizeSchema.InputStd.Name})" : "(model metadata)");
 
     /// <summary>
     /// The generation's input prior this standardization implies: normalization constants (metadata or the user's)
@@ -138,8 +141,8 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     /// </summary>
     public Generation.InputPrior? Prior(int channels) => Convention switch
     {
-        InputConvention.Range => Generation.InputPrior.FromRange(Range![0], Range[1], channels, "--input-range"),
-        InputConvention.Normalization => Generation.InputPrior.Standardized(channels, "the normalization constants --input-mean/--input-std"),
+        InputConvention.Range => Generation.InputPrior.FromRange(Range![0], Range[1], channels, QuantizeSchema.InputRange.Label),
+        InputConvention.Normalization => Generation.InputPrior.Standardized(channels, $"the normalization constants {QuantizeSchema.InputMean.Label}/{QuantizeSchema.InputStd.Label}"),
         InputConvention.Metadata => Generation.InputPrior.Standardized(channels, "the model's sadg.input_mean/std metadata"),
         _ => null,
     };

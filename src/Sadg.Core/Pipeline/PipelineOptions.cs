@@ -7,37 +7,8 @@ using static TorchSharp.torch;
 
 namespace Sadg.Pipeline;
 
-/// <summary>Where the calibration images come from.</summary>
-public enum CalibrationMethod
-{
-    /// <summary>Genie-D warm-up, warm-up quantized model Q₀, SADAG refinement against Q₀ (the paper).</summary>
-    Sadag,
-
-    /// <summary>Genie-D warm-up only.</summary>
-    Genie,
-
-    /// <summary>Images of N(0, 1) noise (a baseline).</summary>
-    Gaussian,
-
-    /// <summary>Real images given by the caller.</summary>
-    Real,
-}
-
-/// <summary>Where the input prior of generation (the per-image mean and std the images are pulled towards) comes from.</summary>
-public enum InputPriorMode
-{
-    /// <summary>
-    /// The user's --input-range or --input-mean/--input-std, else the model's sadg.input_mean/std metadata, else a fit
-    /// to the model's first BatchNormalization node (see <see cref="Generation.InputPrior"/>).
-    /// </summary>
-    Auto,
-
-    /// <summary>No input prior term.</summary>
-    Off,
-
-    /// <summary>Mean 0 and std 1 whatever the model expects (standardized inputs assumed).</summary>
-    Standardized,
-}
+// The settings' enums (CalibrationMethod, StepProfile, DeviceKind, InputPriorMode, NeighbourMode) and their schema are
+// in Sadg.Options, which the build tasks share.
 
 /// <summary>
 /// Runs a model with ONNX Runtime (default graph optimizations) and returns its first output for every image,
@@ -58,8 +29,8 @@ public sealed record PipelineOptions
 
     public CalibrationMethod Method { get; init; } = CalibrationMethod.Sadag;
 
-    /// <summary>"quick", "default" or "paper": generation budgets and reconstruction steps.</summary>
-    public string Profile { get; init; } = "default";
+    /// <summary>Generation budgets and reconstruction steps.</summary>
+    public StepProfile Profile { get; init; } = StepProfile.Default;
 
     /// <summary>Number of calibration images; null = the profile's (all real images for <see cref="CalibrationMethod.Real"/>).</summary>
     public int? Samples { get; init; }
@@ -117,12 +88,11 @@ public sealed record PipelineOptions
     public int[]? InputShape { get; init; }
 
     /// <summary>Reconstruction steps per block of each profile: quick 100, default 500, paper 20000 (batch 32, the paper's learning rates, relative for scales).</summary>
-    public static int ProfileReconstructionSteps(string profile) => profile switch
+    public static int ProfileReconstructionSteps(StepProfile profile) => profile switch
     {
-        "quick" => 100,
-        "default" => 500,
-        "paper" => 20000,
-        _ => throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Unknown profile '{profile}'; use quick, default or paper."),
+        StepProfile.Quick => 100,
+        StepProfile.Paper => 20000,
+        _ => 500,
     };
 
     public int ResolvedReconstructionSteps => ReconstructionSteps ?? ProfileReconstructionSteps(Profile);
@@ -137,7 +107,7 @@ public sealed record PipelineOptions
     /// <summary>The generation options: the profile's, with the seed, the image count, the step override and the input prior applied.</summary>
     public GenerationOptions Generation(InputPrior? prior = null)
     {
-        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
+        var g = GenerationOptions.Profile(QuantizeSchema.Name(Profile)) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
         return g;
@@ -158,36 +128,66 @@ public sealed record PipelineOptions
     /// <summary>The number of calibration images this run uses.</summary>
     public int ResolvedSamples => Method == CalibrationMethod.Real
         ? (int)Math.Min(Samples ?? int.MaxValue, CalibrationImages?.shape[0] ?? 0)
-        : Samples ?? GenerationOptions.Profile(Profile).Images;
+        : Samples ?? GenerationOptions.Profile(QuantizeSchema.Name(Profile)).Images;
 
-    public static string MethodName(CalibrationMethod method) => method.ToString().ToLowerInvariant();
+    public static string MethodName(CalibrationMethod method) => QuantizeSchema.Name(method);
 
     /// <summary>
-    /// Every option that changes the result, as sorted key=value lines (invariant culture). With the model's bytes
-    /// and the tool version it is the cache key; its hash goes into the model's metadata.
+    /// Library options for checked settings (<see cref="QuantizeSettings"/>, from the tool's command line or a
+    /// build's item metadata) and a model with <paramref name="channels"/> input channels. How it runs (device,
+    /// calibration images, the runtime check) is the caller's.
+    /// </summary>
+    public static PipelineOptions From(QuantizeSettings settings, int channels) => new()
+    {
+        WeightBits = settings.Bits,
+        ActivationBits = settings.ActivationBits,
+        Method = settings.Method,
+        Profile = settings.Profile,
+        Samples = settings.Samples,
+        Seed = settings.Seed,
+        ReconstructionSteps = settings.ReconstructionSteps,
+        GenerationSteps = settings.GenerationSteps,
+        Neighbour = settings.Neighbour,
+        InputPrior = settings.InputPrior,
+        Input = InputStandardization.FromSettings(settings, channels),
+        InputShape = settings.InputShape,
+    };
+
+    /// <summary>
+    /// These options as settings, resolved: the device that runs (cpu or cuda), the calibration data by its content
+    /// (<c>sha256:…</c>), the input statement expanded to the model's channels. What <see cref="Canonical"/> encodes.
+    /// </summary>
+    public QuantizeSettings Settings => new()
+    {
+        Bits = WeightBits,
+        ActivationBits = ActivationBits,
+        Method = Method,
+        CalibrationData = Method == CalibrationMethod.Real ? "sha256:" + (CalibrationDataHash ?? "none") : null,
+        Samples = Samples,
+        Profile = Profile,
+        Seed = Seed,
+        Device = (Device ?? CPU).type == TorchSharp.DeviceType.CUDA ? DeviceKind.Cuda : DeviceKind.Cpu,
+        InputShape = InputShape,
+        InputRange = Input?.Convention == InputConvention.Range ? Input.Range!.Select(v => (float)v).ToArray() : null,
+        InputMean = Input?.Convention == InputConvention.Normalization ? Input.Mean : null,
+        InputStd = Input?.Convention == InputConvention.Normalization ? Input.Std : null,
+        InputPrior = InputPrior,
+        Neighbour = Neighbour,
+        ReconstructionSteps = ReconstructionSteps,
+        GenerationSteps = GenerationSteps,
+    };
+
+    /// <summary>
+    /// Every option that changes the result, as sorted key=value lines (invariant culture): the settings in the
+    /// schema's canonical encoding (<see cref="QuantizeSettings.Canonical"/>) and the library's experiment switches.
+    /// With the model's bytes and the tool version it is the cache key; its hash goes into the model's metadata.
     /// </summary>
     public string Canonical()
     {
-        var values = new SortedDictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["activation_bits"] = ActivationBits?.ToString(CultureInfo.InvariantCulture) ?? "none",
-            ["bits"] = WeightBits.ToString(CultureInfo.InvariantCulture),
-            ["device"] = (Device ?? CPU).type.ToString().ToLowerInvariant(),
-            ["generation_steps"] = GenerationSteps?.ToString(CultureInfo.InvariantCulture) ?? "profile",
-            ["input"] = Input?.Canonical() ?? "model",
-            ["input_prior"] = InputPrior.ToString().ToLowerInvariant(),
-            ["neighbour"] = Neighbour.ToString().ToLowerInvariant(),
-            ["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant(),
-            ["method"] = MethodName(Method),
-            ["profile"] = Profile,
-            ["reconstruction_steps"] = ResolvedReconstructionSteps.ToString(CultureInfo.InvariantCulture),
-            ["samples"] = Samples?.ToString(CultureInfo.InvariantCulture) ?? "profile",
-            ["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant(),
-            ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
-        };
+        var values = Settings.Canonical();
+        values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
+        values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
-        if (Method == CalibrationMethod.Real) values["calibration_sha256"] = CalibrationDataHash ?? "none";
-        if (InputShape is not null) values["input_shape"] = Onnx.InputShapes.Format(InputShape);
         return string.Join("\n", values.Select(kv => $"{kv.Key}={kv.Value}"));
     }
 

@@ -44,8 +44,8 @@ public static class Preflight
             if (statistics.Layers == 0)
                 throw new SadgException(SadgErrorCode.MethodNotApplicable,
                     $"{Name(model)} has no BatchNormalization statistics and its output is not class scores, so " +
-                    $"--method {PipelineOptions.MethodName(options.Method)} has nothing to generate images from. Use --method real " +
-                    "with --calibration-data, or export the model with BatchNormalization kept.", model.Path);
+                    $"{QuantizeSchema.Method.Label} {PipelineOptions.MethodName(options.Method)} has nothing to generate images from. Use " +
+                    $"Method real with {QuantizeSchema.CalibrationData.Label}, or export the model with BatchNormalization kept.", model.Path);
         }
         return kind;
     }
@@ -57,12 +57,12 @@ public static class Preflight
         {
             case CalibrationMethod.Real:
                 var images = options.CalibrationImages
-                    ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, "--method real needs calibration images.");
+                    ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, $"{QuantizeSchema.Method.Label} real needs calibration images ({QuantizeSchema.CalibrationData.Label}).");
                 ModelQuantizer.CheckCalibrationData(model, images);
                 break;
             case CalibrationMethod.Gaussian:
                 if (options.ResolvedSamples < 1)
-                    throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--samples {options.ResolvedSamples}: give at least 1 image.");
+                    throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{QuantizeSchema.Samples.Label} must be at least 1, not {options.ResolvedSamples}.");
                 break;
             default:
                 QuantizationPipeline.GenerationFor(options).Validate();

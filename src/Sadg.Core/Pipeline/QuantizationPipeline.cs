@@ -93,7 +93,7 @@ public static class QuantizationPipeline
         CancellationToken cancellationToken = default)
     {
         if (options.Method == CalibrationMethod.Real)
-            throw new SadgException(SadgErrorCode.InvalidOptionValue, "Generation makes its own images; --method real has nothing to generate.");
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"Generation makes its own images; {QuantizeSchema.Method.Label} real has nothing to generate.");
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
@@ -167,7 +167,7 @@ public static class QuantizationPipeline
             if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
             SetMetadata(qdq, ToolVersionKey, options.ToolVersion);
             SetMetadata(qdq, MethodKey, PipelineOptions.MethodName(options.Method));
-            SetMetadata(qdq, ProfileKey, options.Profile);
+            SetMetadata(qdq, ProfileKey, QuantizeSchema.Name(options.Profile));
             SetMetadata(qdq, SeedKey, options.Seed.ToString(CultureInfo.InvariantCulture));
             SetMetadata(qdq, OptionsHashKey, options.OptionsHash());
             SetMetadata(qdq, CalibrationImagesKey, images.Images.shape[0].ToString(CultureInfo.InvariantCulture));
@@ -265,7 +265,7 @@ public static class QuantizationPipeline
             case CalibrationMethod.Real:
             {
                 var given = options.CalibrationImages
-                    ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, "--method real needs calibration images.");
+                    ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, $"{QuantizeSchema.Method.Label} real needs calibration images ({QuantizeSchema.CalibrationData.Label}).");
                 using var scope = NewDisposeScope();
                 var x = given.narrow(0, 0, options.ResolvedSamples).to(ScalarType.Float32).to(device);
                 images = standardization.Standardize(x).detach().MoveToOuterDisposeScope();
@@ -352,7 +352,7 @@ public static class QuantizationPipeline
         var g = options.Generation(prior);
         if (g.Images < 2)
             throw new SadgException(SadgErrorCode.InvalidOptionValue,
-                $"--samples {g.Images}: generation needs at least 2 images (the generator uses batch statistics).");
+                $"{QuantizeSchema.Samples.Label} is {g.Images}: generation needs at least 2 images (the generator uses batch statistics).");
         if (g.BatchSize > g.Images) g = g with { BatchSize = g.Images };
         if (g.Images % g.BatchSize == 1)
         {

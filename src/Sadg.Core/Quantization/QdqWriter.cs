@@ -203,7 +203,7 @@ public static class QdqWriter
     static TensorProto IntegerTensor(string name, Tensor values, long[] dims, int bits, bool signed)
     {
         using var longs = values.detach().cpu().to_type(ScalarType.Int64).contiguous();
-        if (bits <= 4)
+        if (OnnxTensors.ContainerBits(bits) == 4)
             return OnnxTensors.FromInt4(name, longs.data<long>().ToArray().Select(v => (int)v).ToArray(), dims, signed);
         using var bytes = longs.to_type(signed ? ScalarType.Int8 : ScalarType.Byte);
         var t = OnnxTensors.FromTorch(name, bytes);

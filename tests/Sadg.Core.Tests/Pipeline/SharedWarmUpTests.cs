@@ -10,7 +10,7 @@ public class SharedWarmUpTests
 {
     static PipelineOptions Options(CalibrationMethod method, int bits) => new()
     {
-        Method = method, WeightBits = bits, ActivationBits = bits, Profile = "quick", Seed = 7,
+        Method = method, WeightBits = bits, ActivationBits = bits, Profile = StepProfile.Quick, Seed = 7,
         Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4,
     };
 

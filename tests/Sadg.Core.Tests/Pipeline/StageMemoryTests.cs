@@ -13,7 +13,7 @@ public class StageMemoryTests
         var model = OnnxModel.FromProto(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8));
         var options = new PipelineOptions
         {
-            Method = CalibrationMethod.Sadag, Profile = "quick", Seed = 7, Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4,
+            Method = CalibrationMethod.Sadag, Profile = StepProfile.Quick, Seed = 7, Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4,
         };
         using var result = QuantizationPipeline.Quantize(model, options);
         var stages = result.Report.Timings.Select(t => t.Stage).ToList();

@@ -1,0 +1,82 @@
+namespace Sadg.Options
+{
+    /// <summary>Where the calibration images come from (<c>--method</c> / <c>Method</c>).</summary>
+    public enum CalibrationMethod
+    {
+        /// <summary>Genie-D warm-up, warm-up quantized model Q₀, SADAG refinement against Q₀ (the paper).</summary>
+        Sadag,
+
+        /// <summary>Genie-D warm-up only.</summary>
+        Genie,
+
+        /// <summary>Images of N(0, 1) noise (a baseline).</summary>
+        Gaussian,
+
+        /// <summary>Real images given by the caller.</summary>
+        Real,
+    }
+
+    /// <summary>The step budgets of generation and reconstruction (<c>--profile</c> / <c>Profile</c>).</summary>
+    public enum StepProfile
+    {
+        /// <summary>Minutes on a CPU: for builds and CI.</summary>
+        Quick,
+
+        /// <summary>The CPU default.</summary>
+        Default,
+
+        /// <summary>The paper's budgets; meant for a GPU.</summary>
+        Paper,
+    }
+
+    /// <summary>Where to compute (<c>--device</c> / <c>Device</c>).</summary>
+    public enum DeviceKind
+    {
+        /// <summary>CUDA when available, else the CPU.</summary>
+        Auto,
+
+        Cpu,
+
+        /// <summary>CUDA; an error when it is missing.</summary>
+        Cuda,
+    }
+
+    /// <summary>Where the input prior of generation (the per-image mean and std the images are pulled towards) comes from.</summary>
+    public enum InputPriorMode
+    {
+        /// <summary>
+        /// What the user states (input range, or input mean and std), else the model's sadg.input_mean/std metadata,
+        /// else a fit to the model's first BatchNormalization node.
+        /// </summary>
+        Auto,
+
+        /// <summary>No input prior term.</summary>
+        Off,
+
+        /// <summary>Mean 0 and std 1 whatever the model expects (standardized inputs assumed).</summary>
+        Standardized,
+    }
+
+    /// <summary>How SADAG picks the neighbour z − δ at which the gradient of the quantized model is matched.</summary>
+    public enum NeighbourMode
+    {
+        /// <summary>
+        /// Exactly the paper's formula: s = mean_i (â_i·sg(â_i))(ê_i·sg(ê_i)), δ = ρ·rownormalize(∂s/∂z). With unit
+        /// vectors ∂(â·sg(â))/∂a = (I − ââᵀ)â/‖a‖ = 0, so ∂s/∂z is zero up to rounding and the normalized δ is in
+        /// effect a random direction (rounding noise).
+        /// </summary>
+        Paper,
+
+        /// <summary>A seeded random unit direction per sample: what <see cref="Paper"/> does in effect, honestly named.</summary>
+        Random,
+
+        /// <summary>s computed on the unnormalized a and e, which has a real gradient with respect to z.</summary>
+        Raw,
+    }
+}
+
+namespace System.Runtime.CompilerServices
+{
+    /// <summary>Lets netstandard2.0 compile init-only setters and records.</summary>
+    internal static class IsExternalInit { }
+}

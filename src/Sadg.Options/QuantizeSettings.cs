@@ -1,0 +1,139 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+
+namespace Sadg.Options
+{
+    /// <summary>
+    /// Every setting that decides what <c>sadg quantize</c> produces, typed. Read from the tool's command line or from
+    /// a <c>QuantizeModel</c> item's metadata through <see cref="QuantizeSchema"/>, and written back as the command
+    /// line the build passes, the stamp and the cache key's canonical options.
+    /// </summary>
+    public sealed record QuantizeSettings
+    {
+        public int Bits { get; init; } = 4;
+
+        /// <summary>null: float activations (<c>none</c>). When not given: the same as <see cref="Bits"/>.</summary>
+        public int? ActivationBits { get; init; } = 4;
+
+        public CalibrationMethod Method { get; init; } = CalibrationMethod.Sadag;
+
+        /// <summary>The data folder for <see cref="CalibrationMethod.Real"/> (the tool's cache key holds its content hash instead).</summary>
+        public string? CalibrationData { get; init; }
+
+        /// <summary>Number of calibration images; null: the profile's.</summary>
+        public int? Samples { get; init; }
+
+        public StepProfile Profile { get; init; } = StepProfile.Default;
+
+        public int Seed { get; init; }
+
+        public DeviceKind Device { get; init; } = DeviceKind.Auto;
+
+        /// <summary>C, H, W to generate and calibrate at, for a model whose input leaves some free; null: the model's.</summary>
+        public int[]? InputShape { get; init; }
+
+        /// <summary>What the model is fed: pixels in [0, 1] mapped onto [lo, hi]; null: not stated.</summary>
+        public float[]? InputRange { get; init; }
+
+        /// <summary>What the model is fed: pixels in [0, 1] as (x − mean) / std (one value or one per channel); null: not stated.</summary>
+        public float[]? InputMean { get; init; }
+
+        /// <summary>The std of <see cref="InputMean"/>'s normalization.</summary>
+        public float[]? InputStd { get; init; }
+
+        public InputPriorMode InputPrior { get; init; } = InputPriorMode.Auto;
+
+        public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
+
+        /// <summary>Internal (the tool's hidden option): reconstruction steps per block; null: the profile's.</summary>
+        public int? ReconstructionSteps { get; init; }
+
+        /// <summary>Internal (the tool's hidden option): warm-up and refinement steps per batch; null: the profile's.</summary>
+        public int? GenerationSteps { get; init; }
+
+        /// <summary>
+        /// Every setting as canonical <c>key=value</c> pairs (invariant culture), sorted by key: the stamp and the
+        /// cache key hold them, the report lists them. An unset setting has its <see cref="Setting.Unset"/> text.
+        /// </summary>
+        public SortedDictionary<string, string> Canonical()
+        {
+            var values = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var s in QuantizeSchema.All) values[s.CanonicalKey] = s.Write(this) ?? s.Unset;
+            return values;
+        }
+
+        /// <summary>
+        /// The tool's command line for these settings: every setting that has a value, as <c>flag value</c> pairs in
+        /// the schema's order, so the tool never falls back on a default of its own.
+        /// </summary>
+        public IEnumerable<KeyValuePair<string, string>> Arguments()
+        {
+            foreach (var s in QuantizeSchema.All)
+                if (s.Write(this) is string value) yield return new KeyValuePair<string, string>(s.Flag, value);
+        }
+
+        /// <summary>
+        /// Reads settings from text (a command line's values or item metadata; <paramref name="text"/> returns null or
+        /// empty for a setting that is not given), checking each. Every problem is added to <paramref name="problems"/>;
+        /// <paramref name="settings"/> limits what is read (the others keep their defaults).
+        /// </summary>
+        public static QuantizeSettings Parse(Func<Setting, string?> text, ICollection<OptionProblem> problems, IEnumerable<Setting>? settings = null)
+        {
+            var result = new QuantizeSettings();
+            var given = new HashSet<Setting>();
+            var read = (settings ?? QuantizeSchema.All).ToList();
+            foreach (var s in read)
+            {
+                string value = (text(s) ?? "").Trim();
+                if (value.Length == 0) continue;
+                given.Add(s);
+                var next = s.Read(result, value);
+                if (next != null) result = next;
+                else problems.Add(new OptionProblem(s, s.Code, $"{s.Label} must be {s.Requirement}, not \"{value}\"."));
+            }
+            if (!given.Contains(QuantizeSchema.ActivationBits)) result = result with { ActivationBits = result.Bits };
+            return result.Check(problems, withData: read.Contains(QuantizeSchema.CalibrationData));
+        }
+
+        /// <summary>
+        /// The checks between settings: the method and its data (when <paramref name="withData"/>: a caller that reads
+        /// no calibration data, like <c>sadg generate</c>, checks the method itself), the input statements that go together.
+        /// </summary>
+        public QuantizeSettings Check(ICollection<OptionProblem> problems, bool withData = true)
+        {
+            Setting method = QuantizeSchema.Method, data = QuantizeSchema.CalibrationData;
+            if (withData && Method == CalibrationMethod.Real && CalibrationData == null)
+                problems.Add(new OptionProblem(data, data.Code,
+                    $"{method.Label} real needs {data.Label}: a data folder (an IDX, tensor or image folder; docs/cli.md)."));
+            if (withData && Method != CalibrationMethod.Real && CalibrationData != null)
+                problems.Add(new OptionProblem(data, data.Code,
+                    $"{data.Label} is only read by {method.Label} real; {QuantizeSchema.Name(Method)} generates its own data."));
+            Setting range = QuantizeSchema.InputRange, mean = QuantizeSchema.InputMean, std = QuantizeSchema.InputStd;
+            if (InputRange != null && (InputMean != null || InputStd != null))
+                problems.Add(new OptionProblem(range, range.Code, $"Give either {range.Label} or {mean.Label} with {std.Label}, not both."));
+            else if ((InputMean == null) != (InputStd == null))
+                problems.Add(new OptionProblem(mean, mean.Code, $"{mean.Label} and {std.Label} go together; give both."));
+            return this;
+        }
+    }
+
+    /// <summary>One problem with a setting's value: its SADG code and a message that names the setting for both doors.</summary>
+    public sealed class OptionProblem
+    {
+        public OptionProblem(Setting setting, string code, string message)
+        {
+            Setting = setting;
+            Code = code;
+            Message = message;
+        }
+
+        public Setting Setting { get; }
+
+        /// <summary><c>SADGnnnn</c> (docs/errors.md).</summary>
+        public string Code { get; }
+
+        public string Message { get; }
+    }
+}

@@ -1,0 +1,122 @@
+using System.CommandLine;
+using Sadg.Cli.Commands;
+using Sadg.Pipeline;
+using Sadg.Tests.Support;
+using static TorchSharp.torch;
+
+namespace Sadg.Cli.Tests;
+
+/// <summary>
+/// The settings schema drives both doors: for every setting, a change reaches the cache key, and the command line the
+/// build passes (<see cref="QuantizeSettings.Arguments"/>) reads back through the tool's options to the same settings.
+/// The stamp half of the table is in the build task tests (TaskTests).
+/// </summary>
+public class SchemaTests
+{
+    /// <summary>For each setting: metadata-style values of a base and of a variant that differs in that setting.</summary>
+    public static readonly (Setting Setting, (string, string)[] Base, (string, string)[] Variant)[] Rows =
+    [
+        (QuantizeSchema.Bits, [], [("Bits", "3")]),
+        (QuantizeSchema.ActivationBits, [], [("ActivationBits", "none")]),
+        (QuantizeSchema.Method, [], [("Method", "genie")]),
+        (QuantizeSchema.CalibrationData, [("Method", "real"), ("CalibrationData", "a")], [("Method", "real"), ("CalibrationData", "b")]),
+        (QuantizeSchema.Samples, [], [("Samples", "9")]),
+        (QuantizeSchema.Profile, [], [("Profile", "quick")]),
+        (QuantizeSchema.Seed, [], [("Seed", "5")]),
+        (QuantizeSchema.Device, [("Device", "cpu")], [("Device", "cuda")]),
+        (QuantizeSchema.InputShape, [], [("InputShape", "3,8,8")]),
+        (QuantizeSchema.InputRange, [], [("InputRange", "0,255")]),
+        (QuantizeSchema.InputMean, [], [("InputMean", "0.5"), ("InputStd", "0.25")]),
+        (QuantizeSchema.InputStd, [("InputMean", "0.5"), ("InputStd", "0.25")], [("InputMean", "0.5"), ("InputStd", "0.5")]),
+        (QuantizeSchema.InputPrior, [], [("InputPrior", "off")]),
+        (QuantizeSchema.Neighbour, [], [("Neighbour", "raw")]),
+        (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
+        (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
+    ];
+
+    public static TheoryData<string> Settings() => [.. QuantizeSchema.All.Select(s => s.Name)];
+
+    static QuantizeSettings Read(params (string Name, string Value)[] values)
+    {
+        var problems = new List<OptionProblem>();
+        var settings = QuantizeSettings.Parse(s => values.FirstOrDefault(v => v.Name == s.Name).Value, problems);
+        Assert.Empty(problems.Select(p => p.Message));
+        return settings;
+    }
+
+    /// <summary>The cache key's canonical options, as the tool computes them (the device resolved, the data by content).</summary>
+    static string CacheKey(QuantizeSettings s) => (PipelineOptions.From(s, channels: 3) with
+    {
+        Device = s.Device == DeviceKind.Cuda ? new Device(TorchSharp.DeviceType.CUDA) : CPU,
+        CalibrationDataHash = s.CalibrationData is { } data ? "hash of " + data : null,
+    }).Canonical();
+
+    [Fact]
+    public void Every_setting_has_a_row() =>
+        Assert.Equal(QuantizeSchema.All.Select(s => s.Name), Rows.Select(r => r.Setting.Name));
+
+    [Theory]
+    [MemberData(nameof(Settings))]
+    public void Changing_a_setting_changes_the_cache_key(string name)
+    {
+        var row = Rows.Single(r => r.Setting.Name == name);
+        Assert.NotEqual(CacheKey(Read(row.Base)), CacheKey(Read(row.Variant)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Settings))]
+    public void The_command_line_reads_back_through_the_tools_options(string name)
+    {
+        var row = Rows.Single(r => r.Setting.Name == name);
+        foreach (var values in new[] { row.Base, row.Variant })
+        {
+            var settings = Read(values);
+            var options = new SettingOptions(QuantizeSchema.All);
+            var command = new RootCommand();
+            foreach (var option in options.All) command.Options.Add(option);
+            string[] args = [.. settings.Arguments().SelectMany(a => new[] { a.Key, a.Value })];
+            var parse = command.Parse(args);
+            Assert.Empty(parse.Errors);
+            var back = options.Read(parse);
+            Assert.Equal(settings.Canonical(), back.Canonical());
+            Assert.Equal(CacheKey(settings), CacheKey(back));
+        }
+    }
+
+    [Fact]
+    public void Errors_name_the_setting_for_both_doors()
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s == QuantizeSchema.Samples ? "0" : null, problems);
+        Assert.Equal("Samples (`--samples` / `Samples` metadata) must be a whole number of at least 1, not \"0\".", Assert.Single(problems).Message);
+        Assert.Equal("SADG1502", problems[0].Code);
+    }
+
+    /// <summary>
+    /// inspect's estimate asks Core's rule (OnnxTensors.IntegerBytes): at every bit width it equals the bytes of the
+    /// quantized weights in the model the tool writes.
+    /// </summary>
+    [Fact]
+    public async Task Inspect_estimate_equals_the_written_weight_bytes_at_every_bit_width()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "m.onnx");
+        var analysis = ModelAnalysis.Analyze(model);
+        var weights = analysis.Layers.Select(l => l.Weight).ToHashSet();
+        for (int bits = 2; bits <= 8; bits++)
+        {
+            string output = folder.File($"q{bits}.onnx");
+            var r = await CliRunner.RunAsync("quantize", model, "-o", output, "--bits", $"{bits}", "--method", "gaussian", "--samples", "4",
+                "--device", "cpu", "--profile", "quick", "--reconstruction-steps", "1", "--no-cache");
+            Assert.True(r.ExitCode == 0, r.Err);
+            var written = global::Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(output));
+            long bytes = written.Graph.Initializer
+                .Where(t => t.Dims.Count >= 2 && (t.DataType is (int)global::Onnx.TensorProto.Types.DataType.Int4
+                    or (int)global::Onnx.TensorProto.Types.DataType.Uint4 or (int)global::Onnx.TensorProto.Types.DataType.Int8
+                    or (int)global::Onnx.TensorProto.Types.DataType.Uint8))
+                .Sum(t => (long)t.RawData.Length);
+            Assert.True(bytes > 0);
+            Assert.Equal(analysis.Sizes.Single(s => s.Bits == bits).DefaultPolicyWeightBytes, bytes);
+        }
+    }
+}
