@@ -301,7 +301,8 @@ static class StepsBenchmark
         md.AppendLine($"- Threads: {threads} for both (TorchSharp `set_num_threads`, the anchors' `torch.set_num_threads(2)`)");
         md.AppendLine($"- Sadg's native heap: `{NativeHeap.Mode}` (`NativeHeap`; the anchors run with glibc's defaults)");
         foreach (var h in headers) md.AppendLine($"- PyTorch: {h}");
-        md.AppendLine($"- Load average (1 min) before / after: {loadBefore} / {loadAfter}; whole run {minutes:F1} min");
+        md.AppendLine($"- Load average (1 min) before / after: {loadBefore} / {loadAfter}; whole run {minutes:F1} min. A load above the core count");
+        md.AppendLine("  means other work shared the cores: both runners were slowed, not necessarily alike, so ratios are indicative");
         md.AppendLine();
         md.AppendLine("| model | step | Sadg ms | PyTorch ms | ratio | Sadg faults/step | Sadg runs | PyTorch runs |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---|---|");
