@@ -21,6 +21,9 @@ Sadg.NativeHeap.ReexecWithReusedHeap(); // as the sadg tool does, so that the st
 if (args.Length > 0 && args[0] == "build-noop")
     return Sadg.Benchmarks.BuildNoop.Run(args, Option("--iterations", 10));
 if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.QuantizationBenchmark.Run(args[1..]);
+// Sadg's Genie-D, SADAG and reconstruction steps against the PyTorch-eager anchors (see StepsBenchmark.cs). Writes docs/benchmarks/steps.md and .json.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- steps [--steps N] [--warmup N] [--only mobilenet|resnet20]
+if (args.Length > 0 && args[0] == "steps") return Sadg.Benchmarks.StepsBenchmark.Run(args[1..]);
 
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- resnet20 <out.onnx>
@@ -34,6 +37,7 @@ if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
     Console.Error.WriteLine("       Sadg.Benchmarks build-noop [--iterations N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks steps [--steps N] [--warmup N] [--only mobilenet|resnet20] [--python path] [--anchors folder] [--no-write]");
     Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default|paper] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }

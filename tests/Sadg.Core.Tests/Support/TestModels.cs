@@ -75,6 +75,33 @@ public static class TestModels
         return m.Finish(x, opset);
     }
 
+    /// <summary>
+    /// MobileNetV1 (Keras layout) with width multiplier <paramref name="alpha"/>: Conv 3x3/2-BN-Clip(0, 6) stem, 13
+    /// depthwise-separable blocks (depthwise 3x3 Conv with group = channels -BN-Clip, pointwise 1x1 Conv-BN-Clip; strides
+    /// 1, 2, 1, 2, 1, 2, 1×5, 2, 1), GlobalAveragePool, Flatten, Gemm. 27 BatchNormalization nodes; pads are symmetric
+    /// (PyTorch's k/2), not TensorFlow's "same". At α = 0.25 and 224×224 it is the ImageNet-size model of the step
+    /// benchmark.
+    /// </summary>
+    public static ModelProto MobileNetV1(long seed = 6, double alpha = 0.25, int size = 224, int classes = 1000, long opset = 13)
+    {
+        var m = new Maker(seed);
+        int C(int n) => (int)(n * alpha);
+        var x = m.Input(3, size, size);
+        int cin = C(32);
+        x = m.Clip6(m.BatchNorm(m.Conv(x, 3, cin, 3, 2, 1), cin));
+        (int Out, int Stride)[] blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)];
+        foreach (var (outChannels, stride) in blocks)
+        {
+            x = m.Clip6(m.BatchNorm(m.Conv(x, cin, cin, 3, stride, 1, group: cin), cin));
+            x = m.Clip6(m.BatchNorm(m.Conv(x, cin, C(outChannels), 1, 1, 0), C(outChannels)));
+            cin = C(outChannels);
+        }
+        x = m.B.AddNode("GlobalAveragePool", [x]);
+        x = m.B.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        x = m.Gemm(x, cin, classes);
+        return m.Finish(x, opset);
+    }
+
     /// <summary>VGG-style: (Conv-Relu-MaxPool) x 2, Flatten, Gemm-Relu-Gemm.</summary>
     public static ModelProto Vgg(long seed = 3, int classes = 10, long opset = 13)
     {
