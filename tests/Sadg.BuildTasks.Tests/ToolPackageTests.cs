@@ -33,7 +33,7 @@ public sealed class ToolPackageTests(BuildFixture fixture)
         string src = Path.Combine(fixture.Root, "repo");
         foreach (var file in new[] { "Directory.Build.props", "Directory.Build.targets", "Directory.Packages.props", "global.json", "README.md", "BannedSymbols.txt" })
             File.Copy(Path.Combine(BuildFixture.RepoRoot, file), Path.Combine(src, file).Also(p => Directory.CreateDirectory(Path.GetDirectoryName(p)!)));
-        foreach (var dir in new[] { "build", "src/Sadg.Core", "src/Sadg.Cli" })
+        foreach (var dir in new[] { "build", "src/Sadg.Options", "src/Sadg.Core", "src/Sadg.Cli" })
             CopySources(Path.Combine(BuildFixture.RepoRoot, dir), Path.Combine(src, dir));
 
         var clock = Stopwatch.StartNew();
