@@ -38,8 +38,7 @@ public sealed class MobileNetV2 : nn.Module<Tensor, Tensor>, ISampleNetwork
         headBn = nn.BatchNorm2d(HeadChannels);
         classifier = nn.Conv2d(HeadChannels, classes, 1);
         RegisterComponents();
-        foreach (var (name, p) in named_parameters())
-            if (name.EndsWith("weight") && p.dim() == 4) nn.init.kaiming_normal_(p, mode: nn.init.FanInOut.FanOut, nonlinearity: nn.init.NonlinearityType.ReLU);
+        ResNet20.InitializeConvolutions(this);
     }
 
     public override Tensor forward(Tensor x)

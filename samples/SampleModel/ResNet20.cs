@@ -32,8 +32,7 @@ public sealed class ResNet20 : nn.Module<Tensor, Tensor>
             }
         fc = nn.Linear(64, classes);
         RegisterComponents();
-        foreach (var (name, p) in named_parameters())
-            if (name.EndsWith("weight") && p.dim() == 4) nn.init.kaiming_normal_(p, mode: nn.init.FanInOut.FanOut, nonlinearity: nn.init.NonlinearityType.ReLU);
+        InitializeConvolutions(this);
     }
 
     public override Tensor forward(Tensor x)
@@ -61,6 +60,13 @@ public sealed class ResNet20 : nn.Module<Tensor, Tensor>
         ModuleExport.Linear(g, "fc", fc, x, output: "logits");
         g.AddOutput("logits", DataType.Float, -1, fc.out_features);
         return g.Build(opset, irVersion: 8);
+    }
+
+    /// <summary>Kaiming-normal (fan-out, ReLU) initialization of every convolution weight of a sample network.</summary>
+    internal static void InitializeConvolutions(nn.Module module)
+    {
+        foreach (var (name, p) in module.named_parameters())
+            if (name.EndsWith("weight") && p.dim() == 4) nn.init.kaiming_normal_(p, mode: nn.init.FanInOut.FanOut, nonlinearity: nn.init.NonlinearityType.ReLU);
     }
 
     internal static string ConvBn(OnnxGraphBuilder g, string name, Conv2d conv, BatchNorm2d bn, string input) =>
