@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
-using System.Text.RegularExpressions;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 using Sadg.Options;
@@ -13,7 +12,9 @@ namespace Sadg.BuildTasks
     /// Quantizes one model by running <c>sadg quantize</c> as a child process: TorchSharp and ONNX Runtime load into
     /// that process, never into the MSBuild node. A tool given as a <c>.dll</c> runs under the dotnet host
     /// (<c>dotnet sadg.dll …</c>); anything else is run directly (tests use a fake tool that way). The tool's
-    /// diagnostics, <c>path(line,col): error SADGnnnn: message</c>, become MSBuild errors with that file and code.
+    /// diagnostics, <c>path(line,col): error|warning SADGnnnn: message</c> (<see cref="DiagnosticFormat"/>), become
+    /// MSBuild errors and warnings with that file, code and a help link, so NoWarn, WarningsAsErrors and
+    /// WarningsNotAsErrors act on them; other lines go through MSBuild's own <c>LogMessageFromText</c>.
     /// </summary>
     public sealed class SadgQuantize : ToolTask
     {
@@ -23,9 +24,10 @@ namespace Sadg.BuildTasks
         public string ProjectFile { get; set; } = "";
 
         private string ProjectFileForErrors => ProjectLocation.ForErrors(ProjectFile, BuildEngine);
-        private static readonly Regex DiagnosticLine = new Regex(
-            @"^\s*(?<file>.*?)\((?<line>\d+),(?<col>\d+)\)\s*:\s*(?<kind>error|warning)\s+(?<code>SADG\d{4})\s*:\s*(?<msg>.*)$",
-            RegexOptions.CultureInvariant);
+
+        /// <summary>docs/errors.md as a URL: each diagnostic's help link is it plus <c>#sadgnnnn</c>. When empty, the
+        /// errors.md packed in this package (a file URL), or no help link when there is none.</summary>
+        public string ErrorsPage { get; set; } = "";
 
         private ModelItem? _model;
 
@@ -138,23 +140,30 @@ namespace Sadg.BuildTasks
         /// <summary>Turns the tool's diagnostic lines into MSBuild errors and warnings; other lines are messages.</summary>
         protected override void LogEventsFromTextOutput(string singleLine, MessageImportance messageImportance)
         {
-            var match = DiagnosticLine.Match(singleLine);
-            if (!match.Success)
+            var d = DiagnosticFormat.TryParse(singleLine);
+            if (d == null)
             {
-                Log.LogMessage(messageImportance, "{0}", singleLine);
+                Log.LogMessageFromText(singleLine, messageImportance);
                 return;
             }
-            string file = match.Groups["file"].Value.Trim();
-            // Errors that concern no file are reported by the tool as 'sadg(0,0)': they belong to this model.
-            if (file.Length == 0 || file == "sadg") file = _model?.FullPath ?? Model?.ItemSpec ?? "";
-            int line = int.Parse(match.Groups["line"].Value, CultureInfo.InvariantCulture);
-            int col = int.Parse(match.Groups["col"].Value, CultureInfo.InvariantCulture);
-            string code = match.Groups["code"].Value;
-            string msg = match.Groups["msg"].Value;
-            if (match.Groups["kind"].Value == "warning")
-                Log.LogWarning(null, code, null, file, line, col, 0, 0, "{0}", msg);
+            // Diagnostics that concern no file are written as 'sadg(0,0)': they belong to this model.
+            string file = d.File.Length == 0 || d.File == DiagnosticFormat.NoFile ? _model?.FullPath ?? Model?.ItemSpec ?? "" : d.File;
+            string? page = ResolvedErrorsPage();
+            string? help = page == null ? null : DiagnosticFormat.HelpLink(page, d.Code);
+            if (d.IsWarning)
+                Log.LogWarning(null, d.Code, null, help, file, d.Line, d.Column, 0, 0, "{0}", d.Message);
             else
-                Log.LogError(null, code, null, file, line, col, 0, 0, "{0}", msg);
+                Log.LogError(null, d.Code, null, help, file, d.Line, d.Column, 0, 0, "{0}", d.Message);
+        }
+
+        private string? ResolvedErrorsPage()
+        {
+            if (ErrorsPage.Length > 0) return ErrorsPage;
+            // The package's layout: tasks/netstandard2.0/Sadg.BuildTasks.dll and docs/errors.md.
+            string? dir = Path.GetDirectoryName(typeof(SadgQuantize).Assembly.Location);
+            if (string.IsNullOrEmpty(dir)) return null;
+            string packed = Path.GetFullPath(Path.Combine(dir, "..", "..", "docs", "errors.md"));
+            return File.Exists(packed) ? new Uri(packed).AbsoluteUri : null;
         }
 
         public override bool Execute()

@@ -48,6 +48,17 @@ public enum SadgErrorCode
 
     // 1900–1999: Sadg itself.
     InternalError = 1901,
+
+    // 2000–2099: warnings (the run goes on; MSBuild's NoWarn / WarningsAsErrors act on them by code).
+    NoBatchNormStatistics = 2001,
+    InputRangeAssumed = 2002,
+}
+
+/// <summary>A warning for the user: a stable code (docs/errors.md) and a message that says what to do.</summary>
+public sealed record SadgWarning(SadgErrorCode Code, string Message)
+{
+    /// <summary><c>path(0,0): warning SADGnnnn: message</c>, against <paramref name="file"/> (the model).</summary>
+    public string ToDiagnostic(string? file) => SadgException.Format("warning", Code, Message, file);
 }
 
 /// <summary>
@@ -73,15 +84,15 @@ public class SadgException : Exception
     public string? Node { get; }
 
     /// <summary>"SADG1001" etc.</summary>
-    public string CodeText => $"SADG{(int)Code:D4}";
+    public string CodeText => Sadg.Options.DiagnosticFormat.Code((int)Code);
 
     /// <summary><c>path(0,0): error SADGnnnn: message</c>; line and column do not apply to binary models.</summary>
     public string ToDiagnostic() => Format("error", Code, Message, File);
 
     /// <summary>
-    /// The one format of Sadg's diagnostics, <c>path(0,0): error|warning SADGnnnn: message</c> (<c>sadg</c> when no
-    /// file applies); the build task turns such lines into MSBuild errors and warnings.
+    /// The one format of Sadg's diagnostics (<see cref="Sadg.Options.DiagnosticFormat"/>, shared with the build task,
+    /// which reads the lines back): <c>path(0,0): error|warning SADGnnnn: message</c>, <c>sadg</c> when no file applies.
     /// </summary>
     public static string Format(string kind, SadgErrorCode code, string message, string? file) =>
-        $"{file ?? "sadg"}(0,0): {kind} SADG{(int)code:D4}: {message}";
+        Sadg.Options.DiagnosticFormat.Format(kind == "warning", (int)code, message, file);
 }

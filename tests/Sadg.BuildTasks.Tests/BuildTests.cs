@@ -127,6 +127,33 @@ public sealed class BuildTests(BuildFixture fixture)
     }
 
     [Fact]
+    public void ToolWarningsAreCodedMSBuildWarningsThatNoWarnAndWarningsAsErrorsActOn()
+    {
+        var c = new Consumer(fixture, "toolwarning");
+        c.WriteModel("nobn.onnx", TinyModels.Classifier(1));
+        const string item = """    <QuantizeModel Include="Models/nobn.onnx" />""";
+        const string tfm = "<TargetFramework>net10.0</TargetFramework>";
+
+        // Default verbosity: the warning with its code, against the model, with a help link; the outcome line.
+        c.WriteProject(item, targetFrameworks: tfm);
+        var build = c.Build();
+        Assert.True(build.ExitCode == 0, build.Output);
+        Assert.Matches(@"Models/nobn\.onnx(\(0,0\))? ?: warning SADG2001: The model has no BatchNormalization layers", build.Output);
+        Assert.Contains("outcome: nobn.onnx: W4A8 sadag", build.Output);
+
+        c.WriteProject(item, "<NoWarn>$(NoWarn);SADG2001</NoWarn>", targetFrameworks: tfm);
+        var silenced = c.Build("-t:Rebuild");
+        Assert.True(silenced.ExitCode == 0, silenced.Output);
+        Assert.DoesNotContain("SADG2001", silenced.Output);
+        Assert.Contains("outcome: nobn.onnx", silenced.Output);
+
+        c.WriteProject(item, "<WarningsAsErrors>$(WarningsAsErrors);SADG2001</WarningsAsErrors>", targetFrameworks: tfm);
+        var failed = c.Build("-t:Rebuild");
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.Matches(@"Models/nobn\.onnx(\(0,0\))? ?: error SADG2001:", failed.Output);
+    }
+
+    [Fact]
     public void AMultiTargetedProjectQuantizesOnceWithParallelBuilds()
     {
         var c = new Consumer(fixture, "multi");

@@ -176,6 +176,34 @@ public sealed class TaskTests : IDisposable
         Assert.Contains(_engine.Messages, m => m.Message == "evaluating a.onnx: 40% (4/10)");
     }
 
+    [Fact]
+    public void ToolDiagnosticsCarryAHelpLinkToTheirRowOfErrorsMd()
+    {
+        var task = Quantize(Item("Models/resnet20.onnx"));
+        task.ErrorsPage = "https://example.org/sadg/docs/errors.md";
+        task.CommandLineForTests();
+        var log = typeof(SadgQuantize).GetMethod("LogEventsFromTextOutput",
+            System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        // The line exactly as the tool's one format writes it.
+        log.Invoke(task, [Sadg.Options.DiagnosticFormat.Format(true, 2001, "no BN", "/m/a.onnx"), MessageImportance.High]);
+        log.Invoke(task, [Sadg.Options.DiagnosticFormat.Format(false, 1101, "bad op", null), MessageImportance.High]);
+        Assert.Equal(("SADG2001", "https://example.org/sadg/docs/errors.md#sadg2001", "/m/a.onnx"),
+            (_engine.Warnings[0].Code, _engine.Warnings[0].HelpLink, _engine.Warnings[0].File));
+        Assert.Equal("https://example.org/sadg/docs/errors.md#sadg1101", _engine.Errors[0].HelpLink);
+    }
+
+    [Fact]
+    public void EveryCodeHasAnAnchoredRowInErrorsMd()
+    {
+        string errors = File.ReadAllText(Path.Combine(BuildFixture.RepoRoot, "docs", "errors.md"));
+        var documented = System.Text.RegularExpressions.Regex.Matches(errors, @"<a id=""(sadg\d{4})""></a>SADG\d{4}")
+            .Select(m => m.Groups[1].Value).ToHashSet();
+        var codes = System.Text.RegularExpressions.Regex.Matches(
+                File.ReadAllText(Path.Combine(BuildFixture.RepoRoot, "src", "Sadg.Core", "SadgException.cs")), @"= (\d{4}),")
+            .Select(m => Sadg.Options.DiagnosticFormat.Anchor(Sadg.Options.DiagnosticFormat.Code(int.Parse(m.Groups[1].Value))));
+        Assert.Equal([], codes.Where(c => !documented.Contains(c)).ToArray());
+    }
+
     private SadgPrepareModels Prepare(params ITaskItem[] items) => new()
     {
         BuildEngine = _engine,

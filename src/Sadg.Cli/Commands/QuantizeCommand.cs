@@ -56,7 +56,7 @@ public static class QuantizeCommand
             }
 
             var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
-            string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), services, console);
+            string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), modelPath, services, console);
             string? reportPath = parse.GetValue(report);
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
             if (reportPath is not null) AtomicFile.CheckWritable(reportPath, "the --report folder");
@@ -73,12 +73,13 @@ public static class QuantizeCommand
                 ModelCache? store = cache is null ? null : new ModelCache(cache);
                 string? key = store is null ? null
                     : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
-                if (store is not null && FindInCache(store, key!, console) is { } entry)
+                if (store is not null && FindInCache(store, key!, modelPath, console) is { } entry)
                 {
                     // The bytes written are the ones just verified.
                     WriteOutputs(outputPath, entry.Model, reportPath, entry.Files, cachedIn: null);
                     console.Out.WriteLine($"cache hit: {key} ({entry.Path})");
                     console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(entry.Model.LongLength)})");
+                    console.Out.WriteLine(Outcome(modelPath, chosen, entry.Model.LongLength, entry.Files, cacheHit: true));
                     return ExitCodes.Ok;
                 }
                 var result = await RunPipelineAsync(services.Quantization, request, console, cancellationToken);
@@ -89,6 +90,7 @@ public static class QuantizeCommand
                 WriteOutputs(outputPath, bytes, reportPath, result.ReportFiles, cachedIn);
                 foreach (var line in result.Summary) console.Out.WriteLine(line);
                 console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(bytes.LongLength)})");
+                console.Out.WriteLine(Outcome(modelPath, chosen, bytes.LongLength, result.ReportFiles, cacheHit: false));
                 return ExitCodes.Ok;
             }
             catch when (reportCreated && reportPath is not null)
@@ -99,6 +101,35 @@ public static class QuantizeCommand
             }
         }));
         return command;
+    }
+
+    /// <summary>The first word of the outcome line (<see cref="Outcome"/>).</summary>
+    public const string OutcomePrefix = "outcome: ";
+
+    /// <summary>
+    /// The run's outcome in one line, last on stdout (the build shows it at minimal verbosity):
+    /// <c>outcome: model.onnx: W4A8 sadag, 1.1 MB -> 150 KB (7.5x smaller), top-1 agreement 97.50%, cache hit</c>.
+    /// The check comes from the run's report.json (the cached one on a hit); left out when there is none.
+    /// </summary>
+    public static string Outcome(string modelPath, QuantizeSettings settings, long outputBytes, IReadOnlyDictionary<string, byte[]> reportFiles, bool cacheHit)
+    {
+        long inputBytes = new FileInfo(modelPath).Length;
+        var parts = new List<string>
+        {
+            $"W{settings.Bits}A{settings.ActivationBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} {QuantizeSchema.Name(settings.Method)}",
+            $"{InspectCommand.FormatBytes(inputBytes)} -> {InspectCommand.FormatBytes(outputBytes)}" +
+                (outputBytes > 0 ? $" ({((double)inputBytes / outputBytes).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}x smaller)" : ""),
+        };
+        if (reportFiles.TryGetValue(LibraryQuantizationPipeline.ReportJson, out var json))
+        {
+            try
+            {
+                if (QuantizationReport.FromJson(System.Text.Encoding.UTF8.GetString(json)).Check?.Describe() is { Length: > 0 } check) parts.Add(check);
+            }
+            catch (System.Text.Json.JsonException) { }
+        }
+        parts.Add(cacheHit ? "cache hit" : "quantized");
+        return OutcomePrefix + Path.GetFileName(modelPath) + ": " + string.Join(", ", parts);
     }
 
     /// <summary>
@@ -113,15 +144,15 @@ public static class QuantizeCommand
     /// The verified entry of <paramref name="key"/>, or null. An entry that fails verification is a warning
     /// (SADG1202), is removed, and the model is computed again.
     /// </summary>
-    static CacheEntry? FindInCache(ModelCache store, string key, CliConsole console)
+    static CacheEntry? FindInCache(ModelCache store, string key, string modelPath, CliConsole console)
     {
         var found = store.Lookup(key);
         if (found.Problem is null) return found.Entry;
         string entry = store.EntryPath(key);
-        console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheEntryInvalid,
-            $"The cache entry '{entry}' is not used: {found.Problem}. It is removed and the model is quantized again.", entry));
+        console.Diagnostic(new SadgWarning(SadgErrorCode.CacheEntryInvalid,
+            $"The cache entry '{entry}' is not used: {found.Problem}. It is removed and the model is quantized again.").ToDiagnostic(modelPath));
         try { store.Remove(key); }
-        catch (SadgException e) { console.Diagnostic(SadgException.Format("warning", e.Code, e.Message, e.File)); }
+        catch (SadgException e) { console.Diagnostic(new SadgWarning(e.Code, e.Message).ToDiagnostic(modelPath)); }
         return null;
     }
 
@@ -138,8 +169,8 @@ public static class QuantizeCommand
         }
         catch (SadgException e)
         {
-            console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheUnavailable,
-                $"{e.Message} The model is written, but not cached.", e.File ?? modelPath));
+            console.Diagnostic(new SadgWarning(SadgErrorCode.CacheUnavailable,
+                $"{e.Message} The model is written, but not cached.").ToDiagnostic(modelPath));
             return null;
         }
     }
@@ -164,7 +195,7 @@ public static class QuantizeCommand
     /// --cache-dir (created and written to; error SADG1203 when it cannot be), else the default folder (when it
     /// cannot be used: warning SADG1203 and no cache).
     /// </summary>
-    static string? ResolveCache(string? option, CliServices services, CliConsole console)
+    static string? ResolveCache(string? option, string modelPath, CliServices services, CliConsole console)
     {
         string folder = option ?? services.CacheDirectory ?? ModelCache.DefaultDirectory();
         try
@@ -177,7 +208,7 @@ public static class QuantizeCommand
             string fix = option is not null ? "Give a writable --cache-dir, or --no-cache." : "Running without a cache; set --cache-dir or $SADG_CACHE_DIR to a writable folder, or pass --no-cache.";
             string message = $"The cache folder '{folder}' cannot be used: {e.InnerException?.Message ?? e.Message} {fix}";
             if (option is not null) throw new SadgException(SadgErrorCode.CacheUnavailable, message, folder, inner: e);
-            console.Diagnostic(SadgException.Format("warning", SadgErrorCode.CacheUnavailable, message, folder));
+            console.Diagnostic(new SadgWarning(SadgErrorCode.CacheUnavailable, message).ToDiagnostic(modelPath));
             return null;
         }
     }

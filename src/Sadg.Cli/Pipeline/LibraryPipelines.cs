@@ -9,14 +9,17 @@ using TorchSharp;
 
 namespace Sadg.Cli.Pipeline;
 
-/// <summary>Shows the library's stages on the tool's console (progress with ETA, information lines, warnings).</summary>
-public sealed class ConsoleReporter(CliConsole console) : IPipelineReporter
+/// <summary>
+/// Shows the library's stages on the tool's console (progress with ETA, information lines) and its warnings as
+/// diagnostics against <paramref name="model"/> (<c>model.onnx(0,0): warning SADG2001: …</c>, whatever the verbosity).
+/// </summary>
+public sealed class ConsoleReporter(CliConsole console, string? model) : IPipelineReporter
 {
     public IPipelineStage Stage(string name, long total) => new StageAdapter(console.Stage(name, total));
 
     public void Info(string message) => console.Log.Information("{Message}", message);
 
-    public void Warning(string message) => console.Log.Warning("warning: {Message}", message);
+    public void Warning(SadgWarning warning) => console.Diagnostic(warning.ToDiagnostic(model));
 
     sealed class StageAdapter(ProgressStage stage) : IPipelineStage
     {
@@ -88,7 +91,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
         try
         {
             byte[] modelBytes = File.ReadAllBytes(request.ModelPath);
-            using var result = QuantizationPipeline.Quantize(request.Model, options, new ConsoleReporter(console), cancellationToken, modelBytes);
+            using var result = QuantizationPipeline.Quantize(request.Model, options, new ConsoleReporter(console, request.ModelPath), cancellationToken, modelBytes);
             cancellationToken.ThrowIfCancellationRequested();
             var report = result.Report with { Model = Path.GetFileName(request.ModelPath) };
             var files = new SortedDictionary<string, byte[]>(StringComparer.Ordinal)
@@ -127,7 +130,7 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
             Device = request.Device,
             ToolVersion = CliApp.Version,
         };
-        using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console), cancellationToken);
+        using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console, request.ModelPath), cancellationToken);
         if (set.Warning is not null) console.Log.Debug("{Warning}", set.Warning);
         using var scope = torch.NewDisposeScope();
         var pixels = InputStandardization.Resolve(request.Model, options.Input).Destandardize(set.Images).contiguous();

@@ -26,8 +26,8 @@ public sealed record ClassifierHead(GraphNode Node, int FeatureInput)
     public static ClassifierHead Find(GraphModule graph) => TryFind(graph)
         ?? throw new SadgException(SadgErrorCode.MethodNotApplicable,
             $"The output '{graph.OutputNames[0]}' of {ModelName(graph)} depends on no Conv, Gemm or MatMul with a constant weight, " +
-            "so SADAG has no last layer to take its gradient-matching and diversity terms from. Use --method genie (Genie-D " +
-            "generation only) for this model.", graph.Model.Path);
+            "so SADAG has no last layer to take its gradient-matching and diversity terms from. Set " +
+            $"{QuantizeSchema.Method.Label} to genie (Genie-D generation only) for this model.", graph.Model.Path);
 
     /// <summary>The last quantizable node, in execution order, among those the first output depends on; null if none.</summary>
     public static ClassifierHead? TryFind(GraphModule graph)

@@ -15,7 +15,7 @@ public enum GenerationStage
 
 /// <summary>
 /// One progress report: where generation is and the loss terms of the latest step (by name: "bn", "prior",
-/// "gm", "div", "ce", "tv", "l2", "total"). <see cref="Message"/>, when set, is a one-time notice for the user
+/// "gm", "div", "ce", "tv", "l2", "total"). <see cref="Warning"/>, when set, is a one-time coded warning for the user
 /// (e.g. that the model has no BatchNormalization layers); the library never writes to the console itself.
 /// </summary>
 public sealed record GenerationProgress(
@@ -25,4 +25,4 @@ public sealed record GenerationProgress(
     int Step,
     int Steps,
     IReadOnlyDictionary<string, double> Losses,
-    string? Message = null);
+    SadgWarning? Warning = null);

@@ -23,7 +23,7 @@ public static class GenieWarmup
         string? warning = objective.HasStatistics ? null : StatisticsFreeLoss.NoBatchNormWarning;
         if (warning is not null)
             progress?.Report(new GenerationProgress(GenerationStage.Warmup, 0, options.Batches, 0, options.WarmupSteps,
-                new Dictionary<string, double>(), warning));
+                new Dictionary<string, double>(), new SadgWarning(SadgErrorCode.NoBatchNormStatistics, warning)));
         try
         {
             for (int b = 0; b < options.Batches; b++)

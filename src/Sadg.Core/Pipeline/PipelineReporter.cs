@@ -16,7 +16,8 @@ public interface IPipelineReporter
 
     void Info(string message);
 
-    void Warning(string message);
+    /// <summary>A coded warning (SADG2xxx, docs/errors.md); the run goes on.</summary>
+    void Warning(SadgWarning warning);
 }
 
 /// <summary>Reports nothing.</summary>
@@ -28,7 +29,7 @@ public sealed class NullPipelineReporter : IPipelineReporter
 
     public void Info(string message) { }
 
-    public void Warning(string message) { }
+    public void Warning(SadgWarning warning) { }
 
     sealed class NullStage : IPipelineStage
     {

@@ -116,7 +116,7 @@ public static class QuantizationPipeline
         using var fp = new GraphModule(model, options.Device ?? CPU);
         Preflight.Check(model, fp, options);
         var recorder = new GenerationRecorder(reporter);
-        var prior = ResolvePrior(model, fp, options, InputStandardization.Resolve(model, options.Input));
+        var prior = ResolvePrior(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter);
         var warm = SyntheticData.WarmUp(fp, GenerationFor(options, prior), recorder, cancellationToken);
         recorder.Finish([]);
         return warm;
@@ -274,7 +274,7 @@ public static class QuantizationPipeline
             }
             default:
             {
-                prior = ResolvePrior(model, fp, options, standardization);
+                prior = ResolvePrior(model, fp, options, standardization, reporter);
                 var generation = GenerationFor(options, prior);
                 if (sharedWarmUp is not null && (sharedWarmUp.Refined || sharedWarmUp.Batches.Sum(b => b.Images.shape[0]) != generation.Images))
                     throw new ArgumentException($"The shared warm-up must be an unrefined Genie-D warm-up of {generation.Images} images.", nameof(sharedWarmUp));
@@ -333,18 +333,27 @@ public static class QuantizationPipeline
     /// user or the model's metadata states, else a fit to the model's first BatchNormalization node, else standardized
     /// (a BN-free model gives nothing to infer it from).
     /// </summary>
-    public static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization)
+    /// <remarks>
+    /// When nothing states the input's range and no BatchNormalization lets Sadg infer it, the prior is assumed
+    /// standardized and <paramref name="reporter"/> gets warning SADG2002.
+    /// </remarks>
+    public static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
+        IPipelineReporter? reporter = null)
     {
         var input = model.GetImageInput();
-        return (options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior) switch
+        switch (options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior)
         {
-            InputPriorMode.Off => null,
-            InputPriorMode.Standardized => InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized"),
-            _ => standardization.Prior(input.Channels)
-                 ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed)
-                 ?? InputPrior.Standardized(input.Channels,
-                     "assumed standardized: the model has no BatchNormalization to infer it from; state --input-range or --input-mean/--input-std"),
-        };
+            case InputPriorMode.Off: return null;
+            case InputPriorMode.Standardized: return InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized");
+        }
+        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed);
+        if (known is not null) return known;
+        reporter?.Warning(new SadgWarning(SadgErrorCode.InputRangeAssumed,
+            "Nothing states the model's input range and it has no BatchNormalization to infer it from, so the generated " +
+            $"images assume a standardized input (mean 0, std 1 per channel). State it: {QuantizeSchema.InputRange.Label}, or " +
+            $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}."));
+        return InputPrior.Standardized(input.Channels,
+            "assumed standardized: the model has no BatchNormalization to infer it from; state --input-range or --input-mean/--input-std");
     }
 
     internal static GenerationOptions GenerationFor(PipelineOptions options, InputPrior? prior = null)
@@ -404,7 +413,7 @@ public static class QuantizationPipeline
 
         public void Report(GenerationProgress value)
         {
-            if (value.Message is not null) reporter.Warning(value.Message);
+            if (value.Warning is not null) reporter.Warning(value.Warning);
             if (stage is null)
             {
                 kind = value.Stage;
