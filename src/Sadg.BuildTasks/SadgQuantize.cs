@@ -151,6 +151,14 @@ namespace Sadg.BuildTasks
             int col = int.Parse(match.Groups["col"].Value, CultureInfo.InvariantCulture);
             string code = match.Groups["code"].Value;
             string msg = match.Groups["msg"].Value;
+            if (code == Codes.AccuracyGateFailed && _model != null)
+            {
+                // The gate is the item's MinAgreement metadata: report it where the project declares the item.
+                file = ProjectFileForErrors;
+                line = ProjectLocation.FindItemLine(file, _model.Spec);
+                col = 0;
+                msg = "QuantizeModel '" + _model.Spec + "': " + msg;
+            }
             if (match.Groups["kind"].Value == "warning")
                 Log.LogWarning(null, code, null, file, line, col, 0, 0, "{0}", msg);
             else
