@@ -6,6 +6,7 @@ namespace Sadg.BuildTasks
         public const string ModelNotFound = "SADG1001";
         public const string InvalidBits = "SADG1402";
         public const string CalibrationDataInvalid = "SADG1403";
+        public const string AccuracyGateFailed = "SADG1405";
         public const string InvalidOptionValue = "SADG1502";
         public const string ToolNotFound = "SADG1601";
         public const string DuplicateModelName = "SADG1602";

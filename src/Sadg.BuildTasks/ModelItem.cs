@@ -68,6 +68,13 @@ namespace Sadg.BuildTasks
                     settingProblems.Add(new OptionProblem(QuantizeSchema.CalibrationData, QuantizeSchema.CalibrationData.Code,
                         $"{QuantizeSchema.CalibrationData.Label} '{settings.CalibrationData}' does not exist."));
             }
+            if (settings.ValidationData != null)
+            {
+                settings = settings with { ValidationData = Path.GetFullPath(Path.Combine(projectDirectory, settings.ValidationData)) };
+                if (!Directory.Exists(settings.ValidationData) && !File.Exists(settings.ValidationData))
+                    settingProblems.Add(new OptionProblem(QuantizeSchema.ValidationData, QuantizeSchema.ValidationData.Code,
+                        $"{QuantizeSchema.ValidationData.Label} '{settings.ValidationData}' does not exist."));
+            }
             m.Settings = settings;
             foreach (var p in settingProblems) problems.Add(new MetadataProblem(p.Code, $"QuantizeModel '{name}': {p.Message}"));
 
@@ -136,6 +143,7 @@ namespace Sadg.BuildTasks
             };
             lines.AddRange(Settings.Canonical().Select(kv => kv.Key + "=" + kv.Value));
             lines.Add("calibration-data-sha256=" + (Settings.CalibrationData == null ? "" : hashes.Tree(Settings.CalibrationData)));
+            lines.Add("validation-data-sha256=" + (Settings.ValidationData == null ? "" : hashes.Tree(Settings.ValidationData)));
             lines.Add("extra-arguments=" + extraArguments.Trim());
             lines.Add("report=" + reportDirectory);
             lines.Add("tool=" + toolIdentity);

@@ -148,12 +148,22 @@ namespace Sadg.BuildTasks
             }
             // Diagnostics that concern no file are written as 'sadg(0,0)': they belong to this model.
             string file = d.File.Length == 0 || d.File == DiagnosticFormat.NoFile ? _model?.FullPath ?? Model?.ItemSpec ?? "" : d.File;
+            int line = d.Line, column = d.Column;
+            string message = d.Message;
+            if (d.Code == Codes.AccuracyGateFailed && _model != null)
+            {
+                // The gate is the item's MinAgreement metadata: report it where the project declares the item.
+                file = ProjectFileForErrors;
+                line = ProjectLocation.FindItemLine(file, _model.Spec);
+                column = 0;
+                message = "QuantizeModel '" + _model.Spec + "': " + message;
+            }
             string? page = ResolvedErrorsPage();
             string? help = page == null ? null : DiagnosticFormat.HelpLink(page, d.Code);
             if (d.IsWarning)
-                Log.LogWarning(null, d.Code, null, help, file, d.Line, d.Column, 0, 0, "{0}", d.Message);
+                Log.LogWarning(null, d.Code, null, help, file, line, column, 0, 0, "{0}", message);
             else
-                Log.LogError(null, d.Code, null, help, file, d.Line, d.Column, 0, 0, "{0}", d.Message);
+                Log.LogError(null, d.Code, null, help, file, line, column, 0, 0, "{0}", message);
         }
 
         private string? ResolvedErrorsPage()

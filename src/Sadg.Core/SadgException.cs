@@ -40,6 +40,7 @@ public enum SadgErrorCode
     InvalidBits = 1402,
     CalibrationDataInvalid = 1403,
     MethodNotApplicable = 1404,
+    AccuracyGateFailed = 1405,
 
     // 1500–1599: the sadg command line.
     UsageError = 1501,

@@ -84,6 +84,7 @@ namespace Sadg.Options
         public const string InvalidBits = "SADG1402";
         public const string CalibrationDataInvalid = "SADG1403";
         public const string InvalidOptionValue = "SADG1502";
+        public const string DataNotFound = "SADG1301";
 
         public static readonly Setting Bits = new Setting("Bits", "--bits", "bits", "2-8", "Weight bit width, 2-8.",
             "a whole number from 2 to 8", (s, t) => TryBits(t, out int b) ? s with { Bits = b } : null, s => Int(s.Bits))
@@ -161,6 +162,23 @@ namespace Sadg.Options
             "(the formula on unnormalized features, which has a real gradient).",
             (s, v) => s with { Neighbour = v }, s => s.Neighbour, defaultValue: NeighbourMode.Random);
 
+        public static readonly Setting MinAgreement = new Setting("MinAgreement", "--min-agreement", "min_agreement", "P",
+            "The accuracy gate: after quantizing, measure the quantized model's top-1 agreement with the FP32 model (both run " +
+            "by ONNX Runtime) on held-out images (--validation-data, else synthetic images made with another seed) and fail " +
+            "(SADG1405, nothing written) below P percent. Models that do not output class scores are gated on the output " +
+            "cosine similarity x 100.",
+            "a percentage: a number from 0 to 100",
+            (s, t) => double.TryParse(t, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double p) && p >= 0 && p <= 100
+                ? s with { MinAgreement = p } : null,
+            s => s.MinAgreement?.ToString("R", CultureInfo.InvariantCulture));
+
+        public static readonly Setting ValidationData = new Setting("ValidationData", "--validation-data", "validation_data", "path",
+            "Images to measure the agreement with the FP32 model on (the gate's, and the report's): an IDX, tensor or image " +
+            "folder, as --calibration-data (labels are not needed). Default: held-out synthetic images.",
+            "a data folder",
+            (s, t) => s with { ValidationData = t }, s => s.ValidationData)
+        { Code = DataNotFound };
+
         public static readonly Setting ReconstructionSteps = new Setting("ReconstructionSteps", "--reconstruction-steps", "reconstruction_steps", "N",
             "Internal: reconstruction steps per block (the profile's when not given).", "a whole number of at least 0",
             (s, t) => TryInt(t, 0, out int n) ? s with { ReconstructionSteps = n } : null, s => Int(s.ReconstructionSteps))
@@ -175,12 +193,12 @@ namespace Sadg.Options
         public static IReadOnlyList<Setting> All { get; } = new[]
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
-            InputRange, InputMean, InputStd, InputPrior, Neighbour, ReconstructionSteps, GenerationSteps,
+            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, ReconstructionSteps, GenerationSteps,
         };
 
-        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and the calibration data).</summary>
+        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths, the calibration data and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
-            All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData).ToArray();
+            All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

@@ -47,6 +47,18 @@ namespace Sadg.Options
 
         public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
+        /// <summary>
+        /// The accuracy gate, a percentage (0–100): the least top-1 agreement (cosine similarity × 100 for models without
+        /// class scores) with the FP32 model on the validation images; null: no gate.
+        /// </summary>
+        public double? MinAgreement { get; init; }
+
+        /// <summary>
+        /// The data folder the agreement is measured on (the tool's cache key holds its content hash instead); null:
+        /// held-out synthetic images when <see cref="MinAgreement"/> is given, else no measurement.
+        /// </summary>
+        public string? ValidationData { get; init; }
+
         /// <summary>Internal (the tool's hidden option): reconstruction steps per block; null: the profile's.</summary>
         public int? ReconstructionSteps { get; init; }
 

@@ -92,16 +92,18 @@ public sealed class Consumer
     public const string FakeTool = """
         #!/bin/sh
         # A stand-in for sadg: records its arguments (one file per call) and writes -o as a copy of the model.
-        dir=$(dirname "$0"); model=""; out=""; prev=""
+        dir=$(dirname "$0"); model=""; out=""; prev=""; gate=""
         for a in "$@"; do
           [ "$prev" = "-o" ] && out="$a"
           [ "$prev" = "quantize" ] && model="$a"
+          [ "$prev" = "--min-agreement" ] && gate="$a"
           prev="$a"
         done
         mkdir -p "$dir/calls"
         { printf '%s\n' "$@"; printf 'env:SADG_CACHE_DIR=%s\n' "$SADG_CACHE_DIR"; } > "$dir/calls/$(date +%s%N)-$$.args"
         case "$model" in *broken*) echo "$model(0,0): error SADG1101: The model uses operators Sadg cannot run: Foo (node n1)." >&2; exit 1;; esac
         case "$model" in *nobn*) echo "$model(0,0): warning SADG2001: The model has no BatchNormalization layers." >&2;; esac
+        [ "$gate" = "100" ] && { echo "$model(0,0): error SADG1405: The accuracy gate failed: the quantized model's top-1 agreement with the FP32 model is 87.50% on held-out synthetic images (64 Genie-D images, seed 1000003), below the threshold of 100%." >&2; exit 1; }
         echo "fake sadg: quantizing $model" >&2
         cp "$model" "$out.tmp" && mv "$out.tmp" "$out"
         echo "outcome: $(basename "$model"): W4A8 sadag, 1.0 KB -> 1.0 KB (1.0x smaller), top-1 agreement 100.00%, quantized"

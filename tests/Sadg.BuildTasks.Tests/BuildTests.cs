@@ -154,6 +154,26 @@ public sealed class BuildTests(BuildFixture fixture)
     }
 
     [Fact]
+    public void AFailingAccuracyGateFailsTheBuildAgainstTheItemInTheProjectFile()
+    {
+        var c = new Consumer(fixture, "gate");
+        c.WriteModel("tiny.onnx", TinyModels.Classifier(1));
+        c.WriteProject("""    <QuantizeModel Include="Models/tiny.onnx" MinAgreement="100" ValidationData="Models" />""",
+            targetFrameworks: "<TargetFramework>net10.0</TargetFramework>");
+        var build = c.Build();
+        Assert.NotEqual(0, build.ExitCode);
+        int line = Array.FindIndex(File.ReadAllLines(c.ProjectFile), l => l.Contains("tiny.onnx")) + 1;
+        Assert.Matches($@"App\.csproj\({line}(,0)?\): error SADG1405: QuantizeModel 'Models/tiny\.onnx': The accuracy gate failed: .* is 87\.50% on held-out synthetic images .*, below the threshold of 100%", build.Output);
+        Assert.DoesNotContain("MSB6006", build.Output);
+        var call = Assert.Single(c.Calls());
+        Assert.Equal("100", Consumer.Option(call, "--min-agreement"));
+        Assert.Equal(c.Path_("Models"), Consumer.Option(call, "--validation-data"));
+        // Nothing quantized to embed: no model in obj or bin.
+        foreach (var dir in new[] { c.Path_("obj"), c.Path_("bin") }.Where(Directory.Exists))
+            Assert.Empty(Directory.GetFiles(dir, "*.onnx", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public void AMultiTargetedProjectQuantizesOnceWithParallelBuilds()
     {
         var c = new Consumer(fixture, "multi");

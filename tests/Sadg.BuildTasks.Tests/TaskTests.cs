@@ -94,6 +94,8 @@ public sealed class TaskTests : IDisposable
         { "InputStd", "InputMean=0.5;InputStd=0.25", "InputMean=0.5;InputStd=0.5" },
         { "InputPrior", "", "InputPrior=off" },
         { "Neighbour", "", "Neighbour=raw" },
+        { "MinAgreement", "", "MinAgreement=90" },
+        { "ValidationData", "ValidationData=cal a", "ValidationData=cal b" },
     };
 
     [Fact]

@@ -30,6 +30,8 @@ public class SchemaTests
         (QuantizeSchema.InputStd, [("InputMean", "0.5"), ("InputStd", "0.25")], [("InputMean", "0.5"), ("InputStd", "0.5")]),
         (QuantizeSchema.InputPrior, [], [("InputPrior", "off")]),
         (QuantizeSchema.Neighbour, [], [("Neighbour", "raw")]),
+        (QuantizeSchema.MinAgreement, [], [("MinAgreement", "90")]),
+        (QuantizeSchema.ValidationData, [], [("ValidationData", "a")]),
         (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
         (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
     ];
@@ -49,6 +51,7 @@ public class SchemaTests
     {
         Device = s.Device == DeviceKind.Cuda ? new Device(TorchSharp.DeviceType.CUDA) : CPU,
         CalibrationDataHash = s.CalibrationData is { } data ? "hash of " + data : null,
+        ValidationDataHash = s.ValidationData is { } held ? "hash of " + held : null,
     }).Canonical();
 
     [Fact]
@@ -81,6 +84,35 @@ public class SchemaTests
             Assert.Equal(settings.Canonical(), back.Canonical());
             Assert.Equal(CacheKey(settings), CacheKey(back));
         }
+    }
+
+    /// <summary>
+    /// The gate's threshold does not change the written bytes (the tool checks it against the agreement recorded in the
+    /// model), so it is not in the cache key; whether there is a validation, and on which data, is.
+    /// </summary>
+    [Fact]
+    public void The_gate_threshold_is_not_in_the_cache_key_but_the_validation_data_is()
+    {
+        Assert.Equal(CacheKey(Read(("MinAgreement", "10"))), CacheKey(Read(("MinAgreement", "99.5"))));
+        Assert.NotEqual(Read(("MinAgreement", "10")).Canonical(), Read(("MinAgreement", "99.5")).Canonical());
+        Assert.DoesNotContain("min_agreement", CacheKey(Read(("MinAgreement", "10"))));
+        Assert.Contains("validation_data=synthetic", CacheKey(Read(("MinAgreement", "10"))));
+        Assert.Contains("validation_data=sha256:hash of a", CacheKey(Read(("MinAgreement", "10"), ("ValidationData", "a"))));
+        // Runs without a validation keep the keys they had before the gate existed.
+        Assert.DoesNotContain("validation_data", CacheKey(Read()));
+    }
+
+    [Theory]
+    [InlineData("101")]
+    [InlineData("-1")]
+    [InlineData("ninety")]
+    public void A_threshold_outside_0_to_100_is_refused(string value)
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s == QuantizeSchema.MinAgreement ? value : null, problems);
+        Assert.Equal($"MinAgreement (`--min-agreement` / `MinAgreement` metadata) must be a percentage: a number from 0 to 100, not \"{value}\".",
+            Assert.Single(problems).Message);
+        Assert.Equal("SADG1502", problems[0].Code);
     }
 
     [Fact]

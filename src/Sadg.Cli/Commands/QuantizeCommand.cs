@@ -55,6 +55,16 @@ public static class QuantizeCommand
                         $"The calibration images are {calibrationSet.Shape[1]}x{calibrationSet.Shape[2]}x{calibrationSet.Shape[3]}; the model takes {input.Channels}x{input.Height}x{input.Width}.", calibrationPath);
             }
 
+            ImageSet? validationSet = null;
+            if (chosen.ValidationData is { } validationPath)
+            {
+                validationSet = ImageSet.Load(validationPath, channels: input.Channels);
+                if (validationSet.Shape[1] != input.Channels || validationSet.Shape[2] != input.Height || validationSet.Shape[3] != input.Width)
+                    throw new SadgException(SadgErrorCode.DataInvalid,
+                        $"The validation images ({QuantizeSchema.ValidationData.Label}) are {validationSet.Shape[1]}x{validationSet.Shape[2]}x{validationSet.Shape[3]}; " +
+                        $"the model takes {input.Channels}x{input.Height}x{input.Width}.", validationPath);
+            }
+
             var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
             string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), modelPath, services, console);
             string? reportPath = parse.GetValue(report);
@@ -64,7 +74,7 @@ public static class QuantizeCommand
             AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
 
             var request = new QuantizationRequest(modelPath, onnx, input, chosen, calibrationSet, torchDevice, cache, reportPath)
-            { Standardization = standardization };
+            { Standardization = standardization, ValidationData = validationSet };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, chosen.Bits, chosen.ActivationBits?.ToString() ?? "float", QuantizeSchema.Name(chosen.Method),
                 QuantizeSchema.Name(chosen.Profile), chosen.Seed, outputPath);
@@ -75,9 +85,12 @@ public static class QuantizeCommand
                     : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
                 if (store is not null && FindInCache(store, key!, modelPath, console) is { } entry)
                 {
+                    // The gate holds for a cached model too: it is checked against the agreement the model records.
+                    string? cachedGate = AccuracyGate.Check(entry.Model, chosen, modelPath);
                     // The bytes written are the ones just verified.
                     WriteOutputs(outputPath, entry.Model, reportPath, entry.Files, cachedIn: null);
                     console.Out.WriteLine($"cache hit: {key} ({entry.Path})");
+                    if (cachedGate is not null) console.Out.WriteLine(cachedGate);
                     console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(entry.Model.LongLength)})");
                     console.Out.WriteLine(Outcome(modelPath, chosen, entry.Model.LongLength, entry.Files, cacheHit: true));
                     return ExitCodes.Ok;
@@ -85,10 +98,13 @@ public static class QuantizeCommand
                 var result = await RunPipelineAsync(services.Quantization, request, console, cancellationToken);
                 cancellationToken.ThrowIfCancellationRequested();
                 byte[] bytes = result.Model.ToByteArray();
+                // The gate before anything is stored: a model below it is neither cached nor written.
+                string? gate = AccuracyGate.Check(bytes, chosen, modelPath);
                 // Cache first: when writing -o fails now, the finished result is not lost.
                 string? cachedIn = store is null ? null : StoreInCache(store, key!, bytes, result.ReportFiles, modelPath, console);
                 WriteOutputs(outputPath, bytes, reportPath, result.ReportFiles, cachedIn);
                 foreach (var line in result.Summary) console.Out.WriteLine(line);
+                if (gate is not null) console.Out.WriteLine(gate);
                 console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(bytes.LongLength)})");
                 console.Out.WriteLine(Outcome(modelPath, chosen, bytes.LongLength, result.ReportFiles, cacheHit: false));
                 return ExitCodes.Ok;

@@ -69,13 +69,19 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
         if (r.CalibrationData is { } set)
         {
             calibration = torch.tensor(set.Images, [set.Shape[0], set.Shape[1], set.Shape[2], set.Shape[3]]);
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            hash.AppendData(Encoding.UTF8.GetBytes(string.Join(",", set.Shape) + "\n"));
-            hash.AppendData(QuantizationPipeline.Bytes(set.Images));
-            calibrationHash = Convert.ToHexStringLower(hash.GetHashAndReset());
+            calibrationHash = Hash(set);
+        }
+        torch.Tensor? validation = null;
+        string? validationHash = null;
+        if (r.ValidationData is { } held)
+        {
+            validation = torch.tensor(held.Images, [held.Shape[0], held.Shape[1], held.Shape[2], held.Shape[3]]);
+            validationHash = Hash(held);
         }
         return PipelineOptions.From(r.Settings, r.Input.Channels) with
         {
+            ValidationImages = validation,
+            ValidationDataHash = validationHash,
             Input = r.Standardization,
             Device = r.Device,
             CalibrationImages = calibration,
@@ -83,6 +89,15 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             ToolVersion = CliApp.Version,
             Runtime = OrtCheck.Outputs,
         };
+    }
+
+    /// <summary>SHA-256 (hex) of a data set's shape and images: what the cache key holds for --calibration-data and --validation-data.</summary>
+    static string Hash(ImageSet set)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes(string.Join(",", set.Shape) + "\n"));
+        hash.AppendData(QuantizationPipeline.Bytes(set.Images));
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     public Task<QuantizationResult> RunAsync(QuantizationRequest request, CliConsole console, CancellationToken cancellationToken)
@@ -105,6 +120,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
         finally
         {
             options.CalibrationImages?.Dispose();
+            options.ValidationImages?.Dispose();
         }
     }
 
@@ -113,6 +129,8 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
         var lines = new List<string>();
         if (report.Check is { } check)
             lines.Add($"{check.Describe()} against the FP32 model on {check.Images} calibration images (ONNX Runtime)");
+        if (report.Validation is { } validation)
+            lines.Add($"{validation.Describe()} against the FP32 model on {report.ValidationData} (ONNX Runtime)");
         lines.Add($"size: {Commands.InspectCommand.FormatBytes(report.InputBytes)} -> {Commands.InspectCommand.FormatBytes(report.OutputBytes)}");
         lines.Add($"time: {report.TotalSeconds:0.0} s ({string.Join(", ", report.Timings.Select(t => $"{t.Stage} {t.Seconds:0.0} s"))})");
         return lines;

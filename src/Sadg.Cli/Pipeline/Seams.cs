@@ -18,6 +18,9 @@ public sealed record QuantizationRequest(
 {
     /// <summary>What the settings state the model is fed (<see cref="Sadg.Pipeline.InputStandardization.FromSettings"/>); null: not stated.</summary>
     public Sadg.Pipeline.InputStandardization? Standardization { get; init; }
+
+    /// <summary>The images of --validation-data, checked against the model's input; null: held-out synthetic images (when validating).</summary>
+    public ImageSet? ValidationData { get; init; }
 }
 
 /// <summary>

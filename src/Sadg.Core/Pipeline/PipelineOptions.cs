@@ -75,6 +75,24 @@ public sealed record PipelineOptions
     /// <summary>SHA-256 (hex) of the real calibration data, part of the canonical options.</summary>
     public string? CalibrationDataHash { get; init; }
 
+    /// <summary>
+    /// Measure the quantized model's agreement with the FP model on validation images (<see cref="ValidationImages"/>,
+    /// else held-out synthetic images) and record it in the metadata and the report. Needs <see cref="Runtime"/>.
+    /// </summary>
+    public bool Validate { get; init; }
+
+    /// <summary>The user's validation images [N, C, H, W] in the model's pixel units (standardized like calibration images); null: synthetic.</summary>
+    public Tensor? ValidationImages { get; init; }
+
+    /// <summary>SHA-256 (hex) of the user's validation data, part of the canonical options.</summary>
+    public string? ValidationDataHash { get; init; }
+
+    /// <summary>
+    /// The seed of the held-out synthetic validation images: derived from <see cref="Seed"/> so that they are never
+    /// the calibration images (nor those of the neighbouring seeds a user is likely to try).
+    /// </summary>
+    public int ValidationSeed => unchecked(Seed + 1_000_003);
+
     /// <summary>Written into the model's metadata (sadg.tool_version).</summary>
     public string ToolVersion { get; init; } = "unknown";
 
@@ -151,6 +169,7 @@ public sealed record PipelineOptions
         InputPrior = settings.InputPrior,
         Input = InputStandardization.FromSettings(settings, channels),
         InputShape = settings.InputShape,
+        Validate = settings.MinAgreement is not null || settings.ValidationData is not null,
     };
 
     /// <summary>
@@ -175,16 +194,25 @@ public sealed record PipelineOptions
         Neighbour = Neighbour,
         ReconstructionSteps = ReconstructionSteps,
         GenerationSteps = GenerationSteps,
+        ValidationData = ValidationDataHash is { } v ? "sha256:" + v : Validate ? SyntheticValidation : null,
     };
+
+    /// <summary>The canonical <c>validation_data</c> of held-out synthetic validation images.</summary>
+    public const string SyntheticValidation = "synthetic";
 
     /// <summary>
     /// Every option that changes the result, as sorted key=value lines (invariant culture): the settings in the
     /// schema's canonical encoding (<see cref="QuantizeSettings.Canonical"/>) and the library's experiment switches.
     /// With the model's bytes and the tool version it is the cache key; its hash goes into the model's metadata.
+    /// The accuracy gate's threshold is not in it (it does not change the written bytes: the tool checks it against the
+    /// agreement recorded in the model, also on a cache hit); the validation data is (the measurement on it is written
+    /// into the model), and only when there is a validation, so that runs without one keep their keys.
     /// </summary>
     public string Canonical()
     {
         var values = Settings.Canonical();
+        values.Remove(QuantizeSchema.MinAgreement.CanonicalKey);
+        if (ValidationDataHash is null && !Validate) values.Remove(QuantizeSchema.ValidationData.CanonicalKey);
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();

@@ -88,6 +88,17 @@ public static class QuantizationPipeline
     public const string OutputSqnrKey = "sadg.output_sqnr_db";
     public const string CalibrationImagesKey = "sadg.calibration_images";
 
+    /// <summary>Top-1 agreement (a fraction, 4 decimals) with the FP model on the validation images (classifiers).</summary>
+    public const string ValidationAgreementKey = "sadg.validation_top1_agreement";
+
+    /// <summary>Mean output cosine similarity with the FP model on the validation images (models without class scores).</summary>
+    public const string ValidationCosineKey = "sadg.validation_output_cosine";
+
+    /// <summary>What the validation images were: held-out synthetic images (method, count, seed) or user data (content hash, count).</summary>
+    public const string ValidationDataKey = "sadg.validation_data";
+
+    public const string ValidationImagesKey = "sadg.validation_images";
+
     /// <summary>Makes the calibration images only (<c>sadg generate</c>; real images are refused).</summary>
     public static CalibrationSet Generate(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
         CancellationToken cancellationToken = default)
@@ -193,6 +204,22 @@ public static class QuantizationPipeline
                 }
                 timings.Add(clock.Finish("ONNX Runtime check"));
             }
+            RuntimeCheck? validation = null;
+            string? validationData = null;
+            if (options.Validate)
+            {
+                var validationRuntime = options.Runtime
+                    ?? throw new ArgumentException("Validation runs the models with ONNX Runtime: set PipelineOptions.Runtime.", nameof(options));
+                clock.Restart();
+                (validation, validationData) = Validate(model, qdq.ToByteArray(), modelBytes, options, kind, standardization, validationRuntime, reporter, cancellationToken);
+                if (validation.Top1Agreement is { } agreement)
+                    SetMetadata(qdq, ValidationAgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
+                else
+                    SetMetadata(qdq, ValidationCosineKey, validation.CosineSimilarity!.Value.ToString("0.0000", CultureInfo.InvariantCulture));
+                SetMetadata(qdq, ValidationDataKey, validationData);
+                SetMetadata(qdq, ValidationImagesKey, validation.Images.ToString(CultureInfo.InvariantCulture));
+                timings.Add(clock.Finish("validation"));
+            }
             byte[] bytes = qdq.ToByteArray();
 
             var canonical = options.Canonical().Split('\n').Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
@@ -219,6 +246,8 @@ public static class QuantizationPipeline
                 InputBytes = modelBytes.LongLength,
                 OutputBytes = bytes.LongLength,
                 Check = check,
+                Validation = validation,
+                ValidationData = validationData,
                 Notes = [QuantizationReport.RuntimeNote,
                     "Weights are stored packed (two 4-bit values per byte) with a float scale and zero point per output channel; " +
                     "activations are QuantizeLinear/DequantizeLinear pairs in 8-bit containers with a Clip to the narrower range."],
@@ -233,6 +262,55 @@ public static class QuantizationPipeline
     }
 
     static void Seed(int seed) => manual_seed(seed);
+
+    /// <summary>
+    /// Runs the FP and the quantized model with ONNX Runtime on the validation images and compares their outputs: the
+    /// user's images (standardized as calibration images are), else held-out synthetic images, Genie-D generated with
+    /// <see cref="PipelineOptions.ValidationSeed"/> (never the calibration images, whatever the calibration method).
+    /// Returns the comparison and a description of the images (no paths: it goes into the model and the cached report).
+    /// </summary>
+    static (RuntimeCheck Check, string Data) Validate(OnnxModel model, byte[] quantized, byte[] modelBytes, PipelineOptions options,
+        OutputKind kind, InputStandardization standardization, RuntimeOutputs runtime, IPipelineReporter reporter, CancellationToken cancellationToken)
+    {
+        var device = options.Device ?? CPU;
+        float[] pixels;
+        long[] shape;
+        string data;
+        if (options.ValidationImages is { } given)
+        {
+            using var scope = NewDisposeScope();
+            var x = standardization.Standardize(given.to(ScalarType.Float32).to(device)).cpu().contiguous();
+            pixels = x.data<float>().ToArray();
+            shape = x.shape;
+            string hash = options.ValidationDataHash is { } h ? $"sha256:{h[..Math.Min(16, h.Length)]}" : "unhashed";
+            data = $"validation data {hash} ({shape[0]} images)";
+        }
+        else
+        {
+            Seed(options.ValidationSeed);
+            using var fp = new GraphModule(model, device);
+            var prior = ResolvePrior(model, fp, options, standardization);
+            var generation = GenerationFor(options with { Seed = options.ValidationSeed }, prior);
+            var recorder = new GenerationRecorder(reporter, "generating validation images (Genie-D, held-out seed)");
+            using var warm = SyntheticData.WarmUp(fp, generation, recorder, cancellationToken);
+            recorder.Finish([]);
+            using var all = warm.Images();
+            using var scope = NewDisposeScope();
+            var x = all.cpu().contiguous();
+            pixels = x.data<float>().ToArray();
+            shape = x.shape;
+            data = $"held-out synthetic images ({shape[0]} Genie-D images, seed {options.ValidationSeed.ToString(CultureInfo.InvariantCulture)})";
+        }
+        if (shape[0] < 1)
+            throw new SadgException(SadgErrorCode.DataInvalid, "The validation data holds no images.");
+        cancellationToken.ThrowIfCancellationRequested();
+        using var stage = reporter.Stage("measuring the agreement on the validation images", 2);
+        float[] fpOutputs = runtime(modelBytes, pixels, shape, cancellationToken);
+        stage.Report(1);
+        float[] qOutputs = runtime(quantized, pixels, shape, cancellationToken);
+        stage.Report(2);
+        return (OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]), data);
+    }
 
     static void SetMetadata(ModelProto model, string key, string value)
     {
@@ -405,7 +483,7 @@ public static class QuantizationPipeline
     public static ReadOnlySpan<byte> Bytes(float[] values) => MemoryMarshal.AsBytes(values.AsSpan());
 
     /// <summary>Turns generation progress into stages (warm-up, refinement) with a total, and keeps the first and last losses.</summary>
-    sealed class GenerationRecorder(IPipelineReporter reporter) : IProgress<GenerationProgress>
+    sealed class GenerationRecorder(IPipelineReporter reporter, string? name = null) : IProgress<GenerationProgress>
     {
         IPipelineStage? stage;
         GenerationStage kind;
@@ -417,8 +495,8 @@ public static class QuantizationPipeline
             if (stage is null)
             {
                 kind = value.Stage;
-                string name = value.Stage == GenerationStage.Refinement ? "refining images (SADAG)" : "generating images (Genie-D warm-up)";
-                stage = reporter.Stage(name, (long)Math.Max(1, value.Batches) * Math.Max(1, value.Steps));
+                string title = name ?? (value.Stage == GenerationStage.Refinement ? "refining images (SADAG)" : "generating images (Genie-D warm-up)");
+                stage = reporter.Stage(title, (long)Math.Max(1, value.Batches) * Math.Max(1, value.Steps));
             }
             if (value.Step > 0 && value.Losses.Count > 0)
             {

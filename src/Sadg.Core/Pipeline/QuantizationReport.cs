@@ -72,6 +72,15 @@ public sealed record QuantizationReport
     public long InputBytes { get; init; }
     public long OutputBytes { get; init; }
     public RuntimeCheck? Check { get; init; }
+
+    /// <summary>
+    /// The agreement with the FP32 model on the validation images (held-out synthetic images or the user's
+    /// --validation-data), the accuracy gate's measurement; null when none was asked for.
+    /// </summary>
+    public RuntimeCheck? Validation { get; init; }
+
+    /// <summary>What <see cref="Validation"/> was measured on (as the model's sadg.validation_data says).</summary>
+    public string? ValidationData { get; init; }
     public IReadOnlyList<string> Notes { get; init; } = [];
 
     /// <summary>What ONNX Runtime does with the written model, stated in every report.</summary>
@@ -118,6 +127,8 @@ public sealed record QuantizationReport
         if (Check is not null)
             s.AppendLine($"- Check against the FP32 model on the {Check.Images} calibration images, both run by {Check.Runtime} (metric: {Check.Metric}): {Check.Describe()}.");
         else s.AppendLine("- ONNX Runtime check: not run.");
+        if (Validation is not null)
+            s.AppendLine($"- Validation (the accuracy gate's measurement) against the FP32 model on {ValidationData}, both run by {Validation.Runtime} (metric: {Validation.Metric}): {Validation.Describe()}.");
         s.AppendLine($"- BatchNormalization nodes folded: {FoldedBatchNorms}.");
         s.AppendLine();
         s.AppendLine("## Timings");
