@@ -73,7 +73,9 @@ public class SyntheticDataTests
         using var images = warm.Images();
         Assert.Equal(new long[] { 8, 1, 28, 28 }, images.shape);
         Assert.False(warm.UsedBatchNormStatistics);
-        var messages = log.Reports.Where(r => r.Message is not null).Select(r => r.Message!).ToList();
+        var warnings = log.Reports.Where(r => r.Warning is not null).Select(r => r.Warning!).ToList();
+        Assert.Equal([SadgErrorCode.NoBatchNormStatistics], warnings.Select(w => w.Code));
+        var messages = warnings.Select(w => w.Message).ToList();
         Assert.Equal([StatisticsFreeLoss.NoBatchNormWarning], messages);
         Assert.Equal(StatisticsFreeLoss.NoBatchNormWarning, warm.Warning);
         Assert.Contains("BatchNormalization", messages[0]);
