@@ -170,6 +170,7 @@ public static class QuantizationPipeline
             {
                 var (quantized, fold) = ModelQuantizer.Calibrate(model, images.Images, options.Quantization(), device, recorder, cancellationToken);
                 using (quantized) outcome = ModelQuantizer.Write(quantized, fold);
+                outcome.Spec.Dispose(); // written into the QDQ model; its tensors are not needed any more
             }
             recorder.Finish(losses);
             timings.Add(clock.Finish("reconstruction"));
@@ -392,8 +393,11 @@ public static class QuantizationPipeline
         {
             cancellationToken.ThrowIfCancellationRequested();
             var labels = Top1(fp, images);
-            var cpuImages = images.cpu().detach().DetachFromDisposeScope();
-            if (!ReferenceEquals(cpuImages, images)) images.Dispose();
+            // cpu() may hand back a new tensor object (even on the CPU), and detach() makes another: only the last is kept.
+            Tensor cpuImages;
+            using (var onCpu = images.cpu())
+                cpuImages = onCpu.detach().DetachFromDisposeScope();
+            images.Dispose();
             var set = new CalibrationSet(cpuImages, labels, warning, usedStatistics) { Prior = prior };
             set.Timings.AddRange(timings);
             set.Losses.AddRange(losses);

@@ -41,8 +41,8 @@ public sealed record ActivationQuantization(string Value, float Scale, int Bits,
     public Tensor Apply(Tensor x) => x.Div(Scale).round().Clamp(Min, Max).Mul(Scale);
 }
 
-/// <summary>Everything the QDQ writer needs besides the BN-folded model.</summary>
-public sealed class QuantizationSpec
+/// <summary>Everything the QDQ writer needs besides the BN-folded model. Disposing it frees the weights' tensors.</summary>
+public sealed class QuantizationSpec : IDisposable
 {
     public List<WeightQuantization> Weights { get; } = [];
 
@@ -50,4 +50,14 @@ public sealed class QuantizationSpec
 
     /// <summary>Written into the model's metadata_props (tool version, bits, method, seed, options hash, …).</summary>
     public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
+
+    public void Dispose()
+    {
+        foreach (var w in Weights)
+        {
+            w.Integers.Dispose();
+            w.Scale.Dispose();
+            w.ZeroPoint.Dispose();
+        }
+    }
 }
