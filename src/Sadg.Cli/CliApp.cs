@@ -123,11 +123,6 @@ public static class CliApp
             if (console.Verbosity == Verbosity.Verbose && e.InnerException is { } inner) console.Log.Debug(inner, "Caused by:");
             return ExitCodes.Failed;
         }
-        catch (NotImplementedException e)
-        {
-            console.Diagnostic($"sadg(0,0): error SADG{(int)SadgErrorCode.InternalError:D4}: internal error: {e.Message}. This build of sadg cannot do this yet; nothing was written.");
-            return ExitCodes.Internal;
-        }
         catch (Exception e)
         {
             console.Diagnostic($"sadg(0,0): error SADG{(int)SadgErrorCode.InternalError:D4}: internal error: {e.GetType().Name}: {e.Message.Split('\n')[0]} (run with --verbose for the stack trace; please report it).");

@@ -49,7 +49,7 @@ public static class SyntheticData
     /// caller owns the tensor. For <see cref="GenerationMethod.Sadag"/>, <paramref name="quantizeWarmup"/> receives the
     /// warm-up images and returns Q₀ (a GraphModule of the quantized model, frozen); Generate does not dispose it.
     /// </summary>
-    public static Tensor Generate(GraphModule model, GenerationMethod method, GenerationOptions options,
+    internal static Tensor Generate(GraphModule model, GenerationMethod method, GenerationOptions options,
         Func<Tensor, GraphModule>? quantizeWarmup = null, IProgress<GenerationProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {

@@ -10,7 +10,7 @@ namespace Sadg.Quantization;
 /// BN-folded model whose hooks replace each quantized weight by <see cref="WeightQuantization.Dequantize"/> and
 /// each quantized activation by <see cref="ActivationQuantization.Apply"/>.
 /// </summary>
-public static class FakeQuantSimulation
+internal static class FakeQuantSimulation
 {
     /// <summary>
     /// Builds the simulation. Lifetimes: the hooks are never removed and belong to the returned module; the
