@@ -37,6 +37,11 @@ public class GateTests
         Assert.Equal(16, json.Validation.Images);
         Assert.Equal(meta[QuantizationPipeline.ValidationDataKey], json.ValidationData);
         Assert.Contains("Validation (the accuracy gate's measurement)", File.ReadAllText(Path.Combine(report, "report.md")));
+        // The outcome line (last on stdout) gives the held-out measurement, not the flattering calibration-set one.
+        string outcome = r.Out.TrimEnd().Split('\n')[^1];
+        Assert.StartsWith("outcome: m.onnx: W4A4 ", outcome);
+        Assert.Contains($"top-1 agreement {agreement * 100:0.00}%", outcome);
+        Assert.EndsWith("on held-out synthetic images (16 Genie-D images, seed 1000003), quantized", outcome);
     }
 
     [Fact]

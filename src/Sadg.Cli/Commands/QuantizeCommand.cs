@@ -125,7 +125,8 @@ public static class QuantizeCommand
     /// <summary>
     /// The run's outcome in one line, last on stdout (the build shows it at minimal verbosity):
     /// <c>outcome: model.onnx: W4A8 sadag, 1.1 MB -> 150 KB (7.5x smaller), top-1 agreement 97.50%, cache hit</c>.
-    /// The check comes from the run's report.json (the cached one on a hit); left out when there is none.
+    /// The agreement comes from the run's report.json (the cached one on a hit): the validation measurement when the run
+    /// made one (held-out images), else the check on the calibration images, said which; left out when there is none.
     /// </summary>
     public static string Outcome(string modelPath, QuantizeSettings settings, long outputBytes, IReadOnlyDictionary<string, byte[]> reportFiles, bool cacheHit)
     {
@@ -140,7 +141,10 @@ public static class QuantizeCommand
         {
             try
             {
-                if (QuantizationReport.FromJson(System.Text.Encoding.UTF8.GetString(json)).Check?.Describe() is { Length: > 0 } check) parts.Add(check);
+                var report = QuantizationReport.FromJson(System.Text.Encoding.UTF8.GetString(json));
+                // The held-out measurement when there is one: the calibration images flatter the model.
+                if (report.Validation?.Describe() is { Length: > 0 } validation) parts.Add($"{validation} on {report.ValidationData}");
+                else if (report.Check?.Describe() is { Length: > 0 } check) parts.Add($"{check} on the calibration images");
             }
             catch (System.Text.Json.JsonException) { }
         }
