@@ -25,6 +25,20 @@ public static class TorchScalars
     static readonly Scalar One = 1.ToScalar();
     static readonly Scalar Two = 2.ToScalar();
 
+    /// <summary>Runs <paramref name="op"/> with <paramref name="value"/> as a <see cref="Scalar"/> held until it returns.</summary>
+    static Tensor Held(double value, Func<Scalar, Tensor> op)
+    {
+        using var s = value.ToScalar();
+        return op(s);
+    }
+
+    /// <summary>Runs <paramref name="op"/> with <paramref name="value"/> as an integer <see cref="Scalar"/> held until it returns.</summary>
+    static Tensor Held(long value, Func<Scalar, Tensor> op)
+    {
+        using var s = value.ToScalar();
+        return op(s);
+    }
+
     /// <summary>this + other (TorchSharp's <c>a + b</c>, with an alpha of 1 that stays alive).</summary>
     public static Tensor Add(this Tensor t, Tensor other) => t.add(other, One);
 
@@ -32,46 +46,28 @@ public static class TorchScalars
     public static Tensor Add_(this Tensor t, Tensor other) => t.add_(other, One);
 
     /// <summary>this + alpha · other.</summary>
-    public static Tensor Add(this Tensor t, Tensor other, double alpha)
-    {
-        using var a = alpha.ToScalar();
-        return t.add(other, a);
-    }
+    public static Tensor Add(this Tensor t, Tensor other, double alpha) =>
+        Held(alpha, a => t.add(other, a));
 
     /// <summary>this + value.</summary>
-    public static Tensor Add(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.add(s, One);
-    }
+    public static Tensor Add(this Tensor t, double value) =>
+        Held(value, s => t.add(s, One));
 
     /// <summary>this + value.</summary>
-    public static Tensor Add(this Tensor t, long value)
-    {
-        using var s = value.ToScalar();
-        return t.add(s, One);
-    }
+    public static Tensor Add(this Tensor t, long value) =>
+        Held(value, s => t.add(s, One));
 
     /// <summary>this += value in place.</summary>
-    public static Tensor Add_(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.add_(s, One);
-    }
+    public static Tensor Add_(this Tensor t, double value) =>
+        Held(value, s => t.add_(s, One));
 
     /// <summary>this − value.</summary>
-    public static Tensor Sub(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.sub(s);
-    }
+    public static Tensor Sub(this Tensor t, double value) =>
+        Held(value, s => t.sub(s));
 
     /// <summary>this − value.</summary>
-    public static Tensor Sub(this Tensor t, long value)
-    {
-        using var s = value.ToScalar();
-        return t.sub(s);
-    }
+    public static Tensor Sub(this Tensor t, long value) =>
+        Held(value, s => t.sub(s));
 
     /// <summary>value − this (TorchSharp's <c>value - t</c>: −t + value).</summary>
     public static Tensor RSub(this Tensor t, double value)
@@ -90,39 +86,24 @@ public static class TorchScalars
     }
 
     /// <summary>this · value.</summary>
-    public static Tensor Mul(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.mul(s);
-    }
+    public static Tensor Mul(this Tensor t, double value) =>
+        Held(value, s => t.mul(s));
 
     /// <summary>this · value.</summary>
-    public static Tensor Mul(this Tensor t, long value)
-    {
-        using var s = value.ToScalar();
-        return t.mul(s);
-    }
+    public static Tensor Mul(this Tensor t, long value) =>
+        Held(value, s => t.mul(s));
 
     /// <summary>this ·= value in place.</summary>
-    public static Tensor Mul_(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.mul_(s);
-    }
+    public static Tensor Mul_(this Tensor t, double value) =>
+        Held(value, s => t.mul_(s));
 
     /// <summary>this / value.</summary>
-    public static Tensor Div(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.div(s);
-    }
+    public static Tensor Div(this Tensor t, double value) =>
+        Held(value, s => t.div(s));
 
     /// <summary>this / value (true division, as TorchSharp's <c>t / n</c>).</summary>
-    public static Tensor Div(this Tensor t, long value)
-    {
-        using var s = value.ToScalar();
-        return t.div(s);
-    }
+    public static Tensor Div(this Tensor t, long value) =>
+        Held(value, s => t.div(s));
 
     /// <summary>value / this (TorchSharp's <c>value / t</c>: value · (1 / t)).</summary>
     public static Tensor RDiv(this Tensor t, double value)
@@ -133,18 +114,12 @@ public static class TorchScalars
     }
 
     /// <summary>this raised to the power of exponent.</summary>
-    public static Tensor Pow(this Tensor t, double exponent)
-    {
-        using var s = exponent.ToScalar();
-        return t.pow(s);
-    }
+    public static Tensor Pow(this Tensor t, double exponent) =>
+        Held(exponent, s => t.pow(s));
 
     /// <summary>this raised to the power of an integer exponent.</summary>
-    public static Tensor Pow(this Tensor t, long exponent)
-    {
-        using var s = exponent.ToScalar();
-        return t.pow(s);
-    }
+    public static Tensor Pow(this Tensor t, long exponent) =>
+        Held(exponent, s => t.pow(s));
 
     /// <summary>this² (TorchSharp's <c>square()</c>: pow(2), with a 2 that stays alive).</summary>
     public static Tensor Square(this Tensor t) => t.pow(Two);
@@ -174,32 +149,20 @@ public static class TorchScalars
     }
 
     /// <summary>max(this, min).</summary>
-    public static Tensor ClampMin(this Tensor t, double min)
-    {
-        using var lo = min.ToScalar();
-        return t.clamp_min(lo);
-    }
+    public static Tensor ClampMin(this Tensor t, double min) =>
+        Held(min, lo => t.clamp_min(lo));
 
     /// <summary>min(this, max).</summary>
-    public static Tensor ClampMax(this Tensor t, double max)
-    {
-        using var hi = max.ToScalar();
-        return t.clamp_max(hi);
-    }
+    public static Tensor ClampMax(this Tensor t, double max) =>
+        Held(max, hi => t.clamp_max(hi));
 
     /// <summary>A tensor of the given shape filled with value.</summary>
-    public static Tensor Full(long[] shape, double value, ScalarType? dtype = null, Device? device = null)
-    {
-        using var s = value.ToScalar();
-        return full(shape, s, dtype, device);
-    }
+    public static Tensor Full(long[] shape, double value, ScalarType? dtype = null, Device? device = null) =>
+        Held(value, s => full(shape, s, dtype, device));
 
     /// <summary>A tensor of the given shape filled with value.</summary>
-    public static Tensor Full(long[] shape, long value, ScalarType? dtype = null, Device? device = null)
-    {
-        using var s = value.ToScalar();
-        return full(shape, s, dtype, device);
-    }
+    public static Tensor Full(long[] shape, long value, ScalarType? dtype = null, Device? device = null) =>
+        Held(value, s => full(shape, s, dtype, device));
 
     /// <summary>A tensor of the given shape filled with value.</summary>
     public static Tensor Full(long[] shape, bool value, ScalarType? dtype = null, Device? device = null)
@@ -209,88 +172,52 @@ public static class TorchScalars
     }
 
     /// <summary>this with value where mask is true.</summary>
-    public static Tensor MaskedFill(this Tensor t, Tensor mask, double value)
-    {
-        using var s = value.ToScalar();
-        return t.masked_fill(mask, s);
-    }
+    public static Tensor MaskedFill(this Tensor t, Tensor mask, double value) =>
+        Held(value, s => t.masked_fill(mask, s));
 
     /// <summary>this == value, elementwise.</summary>
-    public static Tensor Eq(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.eq(s);
-    }
+    public static Tensor Eq(this Tensor t, double value) =>
+        Held(value, s => t.eq(s));
 
     /// <summary>this ≠ value, elementwise.</summary>
-    public static Tensor Ne(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.ne(s);
-    }
+    public static Tensor Ne(this Tensor t, double value) =>
+        Held(value, s => t.ne(s));
 
     /// <summary>this &gt; value, elementwise.</summary>
-    public static Tensor Gt(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.gt(s);
-    }
+    public static Tensor Gt(this Tensor t, double value) =>
+        Held(value, s => t.gt(s));
 
     /// <summary>this &lt; value, elementwise.</summary>
-    public static Tensor Lt(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.lt(s);
-    }
+    public static Tensor Lt(this Tensor t, double value) =>
+        Held(value, s => t.lt(s));
 
     /// <summary>this ≥ value, elementwise.</summary>
-    public static Tensor Ge(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.ge(s);
-    }
+    public static Tensor Ge(this Tensor t, double value) =>
+        Held(value, s => t.ge(s));
 
     /// <summary>this ≤ value, elementwise.</summary>
-    public static Tensor Le(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.le(s);
-    }
+    public static Tensor Le(this Tensor t, double value) =>
+        Held(value, s => t.le(s));
 
     /// <summary>this /= value in place.</summary>
-    public static Tensor Div_(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.div_(s);
-    }
+    public static Tensor Div_(this Tensor t, double value) =>
+        Held(value, s => t.div_(s));
 
     /// <summary>this / value with the given rounding.</summary>
-    public static Tensor Div(this Tensor t, long value, RoundingMode rounding)
-    {
-        using var s = value.ToScalar();
-        return t.div(s, rounding);
-    }
+    public static Tensor Div(this Tensor t, long value, RoundingMode rounding) =>
+        Held(value, s => t.div(s, rounding));
 
     /// <summary>this mod value (the sign of the divisor, as Python's %).</summary>
-    public static Tensor Remainder(this Tensor t, long value)
-    {
-        using var s = value.ToScalar();
-        return t.remainder(s);
-    }
+    public static Tensor Remainder(this Tensor t, long value) =>
+        Held(value, s => t.remainder(s));
 
     /// <summary>this = max(this, min) in place.</summary>
-    public static Tensor ClampMin_(this Tensor t, double min)
-    {
-        using var lo = min.ToScalar();
-        return t.clamp_min_(lo);
-    }
+    public static Tensor ClampMin_(this Tensor t, double min) =>
+        Held(min, lo => t.clamp_min_(lo));
 
     /// <summary>this filled with value in place.</summary>
-    public static Tensor Fill_(this Tensor t, double value)
-    {
-        using var s = value.ToScalar();
-        return t.fill_(s);
-    }
+    public static Tensor Fill_(this Tensor t, double value) =>
+        Held(value, s => t.fill_(s));
 
     /// <summary>0, 1, …, stop − 1 (TorchSharp's <c>arange(stop)</c>).</summary>
     public static Tensor Arange(long stop, ScalarType? dtype = null, Device? device = null)
@@ -301,11 +228,8 @@ public static class TorchScalars
     }
 
     /// <summary>leaky_relu(this, slope).</summary>
-    public static Tensor LeakyRelu(this Tensor t, double negativeSlope)
-    {
-        using var s = negativeSlope.ToScalar();
-        return t.leaky_relu(s);
-    }
+    public static Tensor LeakyRelu(this Tensor t, double negativeSlope) =>
+        Held(negativeSlope, s => t.leaky_relu(s));
 
     /// <summary>elu(this, alpha) (TorchSharp's <c>elu(alpha)</c>: scale and input scale 1).</summary>
     public static Tensor Elu(this Tensor t, double alpha)
