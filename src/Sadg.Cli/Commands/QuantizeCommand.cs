@@ -50,19 +50,14 @@ public static class QuantizeCommand
                 {
                     throw new SadgException(SadgErrorCode.CalibrationDataInvalid, e.Message, e.File, inner: e);
                 }
-                if (calibrationSet.Shape[1] != input.Channels || calibrationSet.Shape[2] != input.Height || calibrationSet.Shape[3] != input.Width)
-                    throw new SadgException(SadgErrorCode.CalibrationDataInvalid,
-                        $"The calibration images are {calibrationSet.Shape[1]}x{calibrationSet.Shape[2]}x{calibrationSet.Shape[3]}; the model takes {input.Channels}x{input.Height}x{input.Width}.", calibrationPath);
+                CheckFits(calibrationSet, input, SadgErrorCode.CalibrationDataInvalid, "The calibration images", calibrationPath);
             }
 
             ImageSet? validationSet = null;
             if (chosen.ValidationData is { } validationPath)
             {
                 validationSet = ImageSet.Load(validationPath, channels: input.Channels);
-                if (validationSet.Shape[1] != input.Channels || validationSet.Shape[2] != input.Height || validationSet.Shape[3] != input.Width)
-                    throw new SadgException(SadgErrorCode.DataInvalid,
-                        $"The validation images ({QuantizeSchema.ValidationData.Label}) are {validationSet.Shape[1]}x{validationSet.Shape[2]}x{validationSet.Shape[3]}; " +
-                        $"the model takes {input.Channels}x{input.Height}x{input.Width}.", validationPath);
+                CheckFits(validationSet, input, SadgErrorCode.DataInvalid, $"The validation images ({QuantizeSchema.ValidationData.Label})", validationPath);
             }
 
             var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
@@ -117,6 +112,14 @@ public static class QuantizeCommand
             }
         }));
         return command;
+    }
+
+    /// <summary>Refuses images (calibration or validation data) that are not the size the model takes, before any work.</summary>
+    static void CheckFits(ImageSet set, ImageInput input, SadgErrorCode code, string what, string path)
+    {
+        if (set.Shape[1] != input.Channels || set.Shape[2] != input.Height || set.Shape[3] != input.Width)
+            throw new SadgException(code,
+                $"{what} are {set.Shape[1]}x{set.Shape[2]}x{set.Shape[3]}; the model takes {input.Channels}x{input.Height}x{input.Width}.", path);
     }
 
     /// <summary>The first word of the outcome line (<see cref="Outcome"/>).</summary>

@@ -185,17 +185,13 @@ public static class QuantizationPipeline
             SetMetadata(qdq, CalibrationImagesKey, images.Images.shape[0].ToString(CultureInfo.InvariantCulture));
 
             RuntimeCheck? check = null;
+            // The quantized model as ONNX Runtime runs it; the metadata added below does not change its outputs.
+            byte[]? quantizedBytes = options.Runtime is null ? null : qdq.ToByteArray();
             if (options.Runtime is { } runtime)
             {
                 clock.Restart();
-                using var stage = reporter.Stage("checking with ONNX Runtime", 2);
-                var data = images.ImageData();
-                long[] shape = images.Images.shape;
-                float[] fpOutputs = runtime(modelBytes, data, shape, cancellationToken);
-                stage.Report(1);
-                float[] qOutputs = runtime(qdq.ToByteArray(), data, shape, cancellationToken);
-                stage.Report(2);
-                check = OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]);
+                check = RunAndCompare(runtime, "checking with ONNX Runtime", modelBytes, quantizedBytes!, images.ImageData(), images.Images.shape,
+                    kind, reporter, cancellationToken);
                 if (check.Top1Agreement is { } agreement)
                     SetMetadata(qdq, AgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
                 else
@@ -212,7 +208,7 @@ public static class QuantizationPipeline
                 var validationRuntime = options.Runtime
                     ?? throw new ArgumentException("Validation runs the models with ONNX Runtime: set PipelineOptions.Runtime.", nameof(options));
                 clock.Restart();
-                (validation, validationData) = Validate(model, qdq.ToByteArray(), modelBytes, options, kind, standardization, validationRuntime, reporter, cancellationToken);
+                (validation, validationData) = Validate(model, quantizedBytes!, modelBytes, options, kind, standardization, validationRuntime, reporter, cancellationToken);
                 if (validation.Top1Agreement is { } agreement)
                     SetMetadata(qdq, ValidationAgreementKey, agreement.ToString("0.0000", CultureInfo.InvariantCulture));
                 else
@@ -305,12 +301,20 @@ public static class QuantizationPipeline
         if (shape[0] < 1)
             throw new SadgException(SadgErrorCode.DataInvalid, "The validation data holds no images.");
         cancellationToken.ThrowIfCancellationRequested();
-        using var stage = reporter.Stage("measuring the agreement on the validation images", 2);
-        float[] fpOutputs = runtime(modelBytes, pixels, shape, cancellationToken);
+        return (RunAndCompare(runtime, "measuring the agreement on the validation images", modelBytes, quantized, pixels, shape, kind, reporter,
+            cancellationToken), data);
+    }
+
+    /// <summary>Runs the FP and the quantized model with ONNX Runtime on the same images and compares their outputs.</summary>
+    static RuntimeCheck RunAndCompare(RuntimeOutputs runtime, string stageName, byte[] fpModel, byte[] quantized, float[] pixels, long[] shape,
+        OutputKind kind, IPipelineReporter reporter, CancellationToken cancellationToken)
+    {
+        using var stage = reporter.Stage(stageName, 2);
+        float[] fpOutputs = runtime(fpModel, pixels, shape, cancellationToken);
         stage.Report(1);
         float[] qOutputs = runtime(quantized, pixels, shape, cancellationToken);
         stage.Report(2);
-        return (OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]), data);
+        return OutputComparison.Compare("ONNX Runtime (CPU, default graph optimizations)", kind, fpOutputs, qOutputs, (int)shape[0]);
     }
 
     static void SetMetadata(ModelProto model, string key, string value)
