@@ -4,8 +4,9 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        // Before libtorch allocates anything: restart with a heap that reuses freed native memory (NativeHeap).
-        NativeHeap.ReexecWithReusedHeap();
+        // Before libtorch allocates anything: the verbs that run long training loops restart with a heap that reuses
+        // freed native memory (NativeHeap); the others are not worth a second process start.
+        if (args is ["quantize" or "generate", ..]) NativeHeap.ReexecWithReusedHeap();
         using var cancellation = new CancellationTokenSource();
         int interrupts = 0;
         Console.CancelKeyPress += (_, e) =>
