@@ -243,7 +243,7 @@ static class QuantizationBenchmark
         md.AppendLine($"Model `{Path.GetRelativePath(root, modelPath)}` (FP32 top-1 **{fp32:P2}** on the {context.TestImages:N0} test images). Every quantized");
         md.AppendLine($"model is written as QDQ ONNX and scored by ONNX Runtime on the same {context.TestImages:N0} test images. Data: {context.Data}.");
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
-        md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(profile).Images} synthetic images, " +
+        md.AppendLine($"images (the ceiling). Profile `{profile}`: {GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).Images} synthetic images, " +
             $"{PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();

@@ -136,13 +136,12 @@ public sealed record GenerationOptions
         RefinementSteps = 500,
     };
 
-    /// <summary>A named profile: "quick", "default" or "paper".</summary>
-    public static GenerationOptions Profile(string name) => name.ToLowerInvariant() switch
+    /// <summary>The budgets of a step profile.</summary>
+    public static GenerationOptions Profile(StepProfile profile) => profile switch
     {
-        "quick" => Quick,
-        "default" => Default,
-        "paper" => Paper,
-        _ => throw new ArgumentException($"Unknown generation profile '{name}'; use quick, default or paper.", nameof(name)),
+        StepProfile.Quick => Quick,
+        StepProfile.Paper => Paper,
+        _ => Default,
     };
 
     /// <summary>The number of batches: ⌈Images / BatchSize⌉ (the last one may be smaller).</summary>

@@ -125,7 +125,7 @@ public sealed record PipelineOptions
     /// <summary>The generation options: the profile's, with the seed, the image count, the step override and the input prior applied.</summary>
     public GenerationOptions Generation(InputPrior? prior = null)
     {
-        var g = GenerationOptions.Profile(QuantizeSchema.Name(Profile)) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
+        var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
         return g;
@@ -146,7 +146,7 @@ public sealed record PipelineOptions
     /// <summary>The number of calibration images this run uses.</summary>
     public int ResolvedSamples => Method == CalibrationMethod.Real
         ? (int)Math.Min(Samples ?? int.MaxValue, CalibrationImages?.shape[0] ?? 0)
-        : Samples ?? GenerationOptions.Profile(QuantizeSchema.Name(Profile)).Images;
+        : Samples ?? GenerationOptions.Profile(Profile).Images;
 
     public static string MethodName(CalibrationMethod method) => QuantizeSchema.Name(method);
 
