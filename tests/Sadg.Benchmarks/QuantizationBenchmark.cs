@@ -6,11 +6,13 @@ using System.Text.Json;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Sadg.Data;
+using Sadg.Export;
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
 using Sadg.Pipeline;
 using Sadg.Quantization;
+using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
 namespace Sadg.Benchmarks;
@@ -194,7 +196,7 @@ static class QuantizationBenchmark
         double generation = watch.Elapsed.TotalSeconds / steps;
         using var images = SyntheticData.GaussianNoise(fp, 64, 0);
         watch.Restart();
-        var (quantized, fold) = ModelQuantizer.Calibrate(model, images, new QuantizationOptions { Iterations = steps });
+        var quantized = ModelCalibration.Calibrate(model, images, new QuantizationOptions { Iterations = steps }).Quantized;
         int blocks = Sadg.Reconstruction.BlockPartition.Partition(quantized.Graph, quantized.QuantizedNodes.Contains).Count;
         quantized.Dispose();
         return (generation, watch.Elapsed.TotalSeconds / (steps * blocks));

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Sadg.Export;
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
@@ -18,7 +19,7 @@ namespace Sadg.Benchmarks;
 /// Sadg's per-step cost against the PyTorch-eager anchors in ../shared/anchors (same architectures, shapes, batch and
 /// thread count, in the same run, one after the other). Each Sadg step is timed on Sadg's own code path: the Genie-D
 /// warm-up (<see cref="SyntheticData.WarmUp"/>), SADAG's refinement (<see cref="SyntheticData.Refine"/> against a
-/// round-to-nearest Q₀) and block reconstruction (<see cref="ModelQuantizer.Calibrate"/>), each step's end read from
+/// round-to-nearest Q₀) and block reconstruction (<see cref="ModelCalibration.Calibrate"/>), each step's end read from
 /// the progress report the stage makes after every step; the median of the steps after the first ones is reported.
 /// Writes the "Step times" section of docs/benchmarks/steps.md (the rest of the page is kept) and docs/benchmarks/steps.json.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- steps [--steps N (timed steps per measurement, default 6)]
@@ -177,7 +178,7 @@ static class StepsBenchmark
     {
         var q0Options = new QuantizationOptions { WeightBits = 4, ActivationBits = 4, BatchSize = 32, Iterations = 0 };
         QuantizedGraph q0;
-        using (var images = warm.Images()) q0 = ModelQuantizer.Calibrate(model, images, q0Options).Quantized;
+        using (var images = warm.Images()) q0 = ModelCalibration.Calibrate(model, images, q0Options).Quantized;
         using (q0)
         {
             var ticks = new Ticks<GenerationProgress>();
@@ -202,7 +203,7 @@ static class StepsBenchmark
         });
         try
         {
-            var (quantized, _) = ModelQuantizer.Calibrate(model, x, options with { Iterations = warmup + steps + 1 }, progress: ticks, cancellationToken: stop.Token);
+            var quantized = ModelCalibration.Calibrate(model, x, options with { Iterations = warmup + steps + 1 }, progress: ticks, cancellationToken: stop.Token);
             quantized.Dispose();
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)

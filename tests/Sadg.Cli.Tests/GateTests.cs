@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sadg.Cli.Data;
+using Sadg.Export;
 using Sadg.Pipeline;
 using Sadg.Tests.Support;
 
@@ -27,15 +28,15 @@ public class GateTests
             "--report", report, "--no-cache", .. Tiny]);
         Assert.True(r.ExitCode == 0, r.Err);
         var meta = Metadata(output);
-        double agreement = double.Parse(meta[QuantizationPipeline.ValidationAgreementKey], CultureInfo.InvariantCulture);
+        double agreement = double.Parse(meta[SadgMetadata.ValidationAgreement], CultureInfo.InvariantCulture);
         Assert.InRange(agreement, 0, 1);
-        Assert.Equal("held-out synthetic images (16 Genie-D images, seed 1000003)", meta[QuantizationPipeline.ValidationDataKey]);
-        Assert.Equal("16", meta[QuantizationPipeline.ValidationImagesKey]);
+        Assert.Equal("held-out synthetic images (16 Genie-D images, seed 1000003)", meta[SadgMetadata.ValidationData]);
+        Assert.Equal("16", meta[SadgMetadata.ValidationImages]);
         Assert.Contains($"accuracy gate passed: top-1 agreement {agreement * 100:0.00}% >= 0% on held-out synthetic images", r.Out);
         var json = QuantizationReport.FromJson(File.ReadAllText(Path.Combine(report, "report.json")));
         Assert.Equal(agreement, json.Validation!.Top1Agreement!.Value, 4);
         Assert.Equal(16, json.Validation.Images);
-        Assert.Equal(meta[QuantizationPipeline.ValidationDataKey], json.ValidationData);
+        Assert.Equal(meta[SadgMetadata.ValidationData], json.ValidationData);
         Assert.Contains("Validation (the accuracy gate's measurement)", File.ReadAllText(Path.Combine(report, "report.md")));
         // The outcome line (last on stdout) gives the held-out measurement, not the flattering calibration-set one.
         string outcome = r.Out.TrimEnd().Split('\n')[^1];
@@ -63,7 +64,7 @@ public class GateTests
         // The same model passes a threshold of 0; its recorded agreement is the one the failure named.
         var passed = await CliRunner.RunAsync([.. args, "--min-agreement", "0"]);
         Assert.True(passed.ExitCode == 0, passed.Err);
-        double agreement = double.Parse(Metadata(output)[QuantizationPipeline.ValidationAgreementKey], CultureInfo.InvariantCulture);
+        double agreement = double.Parse(Metadata(output)[SadgMetadata.ValidationAgreement], CultureInfo.InvariantCulture);
         Assert.True(agreement < 1);
         Assert.Contains($"is {agreement * 100:0.00}% on held-out", failed.Err);
         File.Delete(output);
@@ -88,8 +89,8 @@ public class GateTests
             "--validation-data", data, "--no-cache", .. Tiny]);
         Assert.True(r.ExitCode == 0, r.Err);
         var meta = Metadata(output);
-        Assert.Matches(@"^validation data sha256:[0-9a-f]{16} \(12 images\)$", meta[QuantizationPipeline.ValidationDataKey]);
-        Assert.Equal("12", meta[QuantizationPipeline.ValidationImagesKey]);
+        Assert.Matches(@"^validation data sha256:[0-9a-f]{16} \(12 images\)$", meta[SadgMetadata.ValidationData]);
+        Assert.Equal("12", meta[SadgMetadata.ValidationImages]);
         Assert.Contains($"on '{data}': validation data sha256:", r.Out);
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Sadg.Cli.Pipeline;
+using Sadg.Export;
 using Sadg.Onnx;
 using Sadg.Pipeline;
 using Sadg.Tests.Support;
@@ -68,14 +69,14 @@ public class ModelKindTests
         if (kind == Models.Kind.ConvHead)
         {
             Assert.Equal(fp.Zip(q, (a, b) => ArgMax(a) == ArgMax(b) ? 1.0 : 0.0).Average(), check.Top1Agreement!.Value, 9);
-            Assert.True(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
+            Assert.True(metadata.ContainsKey(SadgMetadata.Top1Agreement));
         }
         else
         {
             Assert.Null(check.Top1Agreement);
             Assert.Equal(8, fp[0].Length);
-            Assert.Equal(cosine.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture), metadata[QuantizationPipeline.OutputCosineKey]);
-            Assert.False(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
+            Assert.Equal(cosine.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture), metadata[SadgMetadata.OutputCosine]);
+            Assert.False(metadata.ContainsKey(SadgMetadata.Top1Agreement));
         }
     }
 

@@ -3,6 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 using Sadg.Cli.Data;
 using Sadg.Cli.Output;
 using Sadg.Cli.Pipeline;
+using Sadg.Export;
 using Sadg.Onnx;
 using Sadg.Pipeline;
 using Sadg.Tests.Support;
@@ -79,9 +80,9 @@ public class PipelineTests
         RunsInOnnxRuntime(folder.File("out.onnx"));
         var written = OnnxModel.Load(folder.File("out.onnx"));
         var metadata = written.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
-        Assert.Equal(method, metadata[QuantizationPipeline.MethodKey]);
-        Assert.True(metadata.ContainsKey(QuantizationPipeline.AgreementKey));
-        Assert.True(metadata.ContainsKey(QuantizationPipeline.OptionsHashKey));
+        Assert.Equal(method, metadata[SadgMetadata.Method]);
+        Assert.True(metadata.ContainsKey(SadgMetadata.Top1Agreement));
+        Assert.True(metadata.ContainsKey(SadgMetadata.OptionsHash));
 
         var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
         Assert.NotEmpty(report.Layers);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Onnx;
+using Sadg.Export;
 using Sadg.Pipeline;
 
 namespace Sadg.Cli.Commands;
@@ -21,19 +22,19 @@ public static class AccuracyGate
         var proto = ModelProto.Parser.ParseFrom(model);
         string? Meta(string key) => proto.MetadataProps.FirstOrDefault(p => p.Key == key)?.Value;
         string metric;
-        string? recorded = Meta(QuantizationPipeline.ValidationAgreementKey);
+        string? recorded = Meta(SadgMetadata.ValidationAgreement);
         if (recorded is not null) metric = "top-1 agreement";
         else
         {
-            recorded = Meta(QuantizationPipeline.ValidationCosineKey);
+            recorded = Meta(SadgMetadata.ValidationCosine);
             metric = "output cosine similarity (x 100; the model does not output class scores)";
         }
         if (recorded is null || !double.TryParse(recorded, NumberStyles.Float, CultureInfo.InvariantCulture, out double fraction))
             throw new SadgException(SadgErrorCode.InternalError,
-                $"The quantized model records no validation measurement ({QuantizationPipeline.ValidationAgreementKey} or " +
-                $"{QuantizationPipeline.ValidationCosineKey}), so {QuantizeSchema.MinAgreement.Label} cannot be checked.", modelPath);
+                $"The quantized model records no validation measurement ({SadgMetadata.ValidationAgreement} or " +
+                $"{SadgMetadata.ValidationCosine}), so {QuantizeSchema.MinAgreement.Label} cannot be checked.", modelPath);
         double measured = fraction * 100;
-        string data = Meta(QuantizationPipeline.ValidationDataKey) ?? "unrecorded data";
+        string data = Meta(SadgMetadata.ValidationData) ?? "unrecorded data";
         if (settings.ValidationData is { } path) data = $"'{path}': {data}";
         string value = measured.ToString("0.00", CultureInfo.InvariantCulture) + "%";
         string limit = threshold.ToString("0.##", CultureInfo.InvariantCulture) + "%";

@@ -5,7 +5,9 @@ using Microsoft.ML.OnnxRuntime;
 using Sadg.Cli.Data;
 using Sadg.Cli.Output;
 using Sadg.Cli.Pipeline;
+using Sadg.Export;
 using Sadg.Onnx;
+using Sadg.Pipeline;
 
 namespace Sadg.Cli.Commands;
 
@@ -18,9 +20,6 @@ public sealed record ModelEvaluation(string Path, long FileBytes, int[] Predicti
 /// </summary>
 public static class EvaluateCommand
 {
-    public const string MeanKey = "sadg.input_mean";
-    public const string StdKey = "sadg.input_std";
-
     public static Command Create(CliServices services)
     {
         var models = new Argument<string[]>("models")
@@ -39,12 +38,12 @@ public static class EvaluateCommand
         var limit = new Option<int?>("--limit") { Description = "Evaluate on the first N images only.", HelpName = "N" };
         var mean = new Option<string?>("--mean")
         {
-            Description = $"Per-channel mean subtracted from pixels, e.g. 0.2860 or 0.485,0.456,0.406. Overrides the model's '{MeanKey}' metadata; default none.",
+            Description = $"Per-channel mean subtracted from pixels, e.g. 0.2860 or 0.485,0.456,0.406. Overrides the model's '{SadgMetadata.InputMean}' metadata; default none.",
             HelpName = "m[,m...]",
         };
         var std = new Option<string?>("--std")
         {
-            Description = $"Per-channel std pixels are divided by. Overrides the model's '{StdKey}' metadata; default none (pixels in [0, 1]).",
+            Description = $"Per-channel std pixels are divided by. Overrides the model's '{SadgMetadata.InputStd}' metadata; default none (pixels in [0, 1]).",
             HelpName = "s[,s...]",
         };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per ONNX Runtime run (models with a fixed batch use theirs).", DefaultValueFactory = _ => 64, HelpName = "N" };
@@ -65,8 +64,6 @@ public static class EvaluateCommand
             var paths = parse.GetValue(models)!;
             float[]? meanOverride = ParseChannels(parse.GetValue(mean), "--mean");
             float[]? stdOverride = ParseChannels(parse.GetValue(std), "--std");
-            if (stdOverride is not null && stdOverride.Any(s => s <= 0))
-                throw new SadgException(SadgErrorCode.InvalidOptionValue, "--std values must be positive.");
 
             // Check every model before the long part, so a bad path fails at once.
             var loaded = paths.Select(p => SharedOptions.LoadClassifier(p)).ToList();
@@ -91,21 +88,11 @@ public static class EvaluateCommand
     }
 
     /// <summary>"0.5" or "0.485,0.456,0.406" (invariant culture).</summary>
-    public static float[]? ParseChannels(string? text, string what, string? file = null)
+    static float[]? ParseChannels(string? text, string what)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
         return NumberLists.TryParse(text, out var values) ? values
-            : throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
-                $"{what} '{text}' is not a number or a comma-separated list of numbers.", file);
-    }
-
-    static float[] PerChannel(float[] values, int channels, string what, string? file)
-    {
-        if (values.Length == 1) return Enumerable.Repeat(values[0], channels).ToArray();
-        if (values.Length != channels)
-            throw new SadgException(file is null ? SadgErrorCode.InvalidOptionValue : SadgErrorCode.DataInvalid,
-                $"{what} has {values.Length} values; the model has {channels} input channels (give 1 or {channels}).", file);
-        return values;
+            : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{what} '{text}' is not a number or a comma-separated list of numbers.");
     }
 
     public static ModelEvaluation Evaluate(string path, OnnxModel model, ImageInput input, ImageSet set, float[]? meanOverride, float[]? stdOverride,
@@ -116,18 +103,12 @@ public static class EvaluateCommand
             throw new SadgException(SadgErrorCode.DataInvalid,
                 $"The data holds {c}x{h}x{w} images ({set.Source}); '{path}' takes {input.Channels}x{input.Height}x{input.Width}.", path);
 
-        var metadata = model.Proto.MetadataProps.GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Last().Value);
-        float[]? mean = meanOverride ?? ParseChannels(metadata.GetValueOrDefault(MeanKey), $"Metadata '{MeanKey}'", path);
-        float[]? std = stdOverride ?? ParseChannels(metadata.GetValueOrDefault(StdKey), $"Metadata '{StdKey}'", path);
-        mean = mean is null ? null : PerChannel(mean, c, meanOverride is null ? $"Metadata '{MeanKey}'" : "--mean", meanOverride is null ? path : null);
-        std = std is null ? null : PerChannel(std, c, stdOverride is null ? $"Metadata '{StdKey}'" : "--std", stdOverride is null ? path : null);
-        if (std is not null && std.Any(s => s <= 0))
-            throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{StdKey}' of '{path}' has a value <= 0.", path);
-        string standardization = mean is null && std is null ? "none" :
-            $"mean [{string.Join(", ", (mean ?? new float[c]).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
-            $"std [{string.Join(", ", (std ?? Enumerable.Repeat(1f, c).ToArray()).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}]" +
-            (meanOverride is null && stdOverride is null ? " (model metadata)" : " (options)");
+        // The model's metadata, or the options over it: the same rule the quantizer reads real images with.
+        var fromModel = InputStandardization.FromMetadata(model);
+        var standardization = meanOverride is null && stdOverride is null ? fromModel
+            : InputStandardization.FromNormalization(meanOverride ?? fromModel.Mean ?? [0f], stdOverride ?? fromModel.Std ?? [1f], c, "--mean", "--std");
         console.Log.Debug("{Model}: standardization {Standardization}.", path, standardization);
+        var (mean, std) = (standardization.Mean, standardization.Std);
 
         using var session = DeviceChoice.CreateOrtSession(path, device, console, announce);
         string outputName = model.Graph.Output[0].Name;
@@ -146,7 +127,7 @@ public static class EvaluateCommand
             predictions = OrtPredictions.Top1(session, input.Name, outputName, set.Images, set.Count, [c, h, w], batch, input.DeclaredBatch > 0,
                 standardize, done => stage.Report(done), path, cancellationToken);
         int correct = predictions.Where((p, i) => p == set.Labels[i]).Count();
-        return new ModelEvaluation(path, new FileInfo(path).Length, predictions, (double)correct / set.Count, standardization);
+        return new ModelEvaluation(path, new FileInfo(path).Length, predictions, (double)correct / set.Count, standardization.ToString());
     }
 
     /// <summary>For every pair of models, the fraction of images on which their top-1 classes agree.</summary>
@@ -171,7 +152,7 @@ public static class EvaluateCommand
         w.WriteLine($"{set.Count} images from {set.Source}");
         w.WriteLine($"{"model".PadRight(width)}  {"top-1",8}  {"size",10}  standardization");
         foreach (var r in results)
-            w.WriteLine($"{r.Path.PadRight(width)}  {Percent(r.Accuracy),8}  {InspectCommand.FormatBytes(r.FileBytes),10}  {r.Standardization}");
+            w.WriteLine($"{r.Path.PadRight(width)}  {Percent(r.Accuracy),8}  {Sizes.Format(r.FileBytes),10}  {r.Standardization}");
         if (agreement.Count > 0)
         {
             w.WriteLine();

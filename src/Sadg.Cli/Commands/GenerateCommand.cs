@@ -55,7 +55,7 @@ public static class GenerateCommand
             cancellationToken.ThrowIfCancellationRequested();
             byte[] png;
             using (var tensor = TorchSharp.torch.tensor(images.Images, images.Shape.Select(d => (long)d).ToArray()))
-                png = Sadg.Pipeline.QuantizationPipeline.GridPng(tensor, images.Labels.Select(l => (long)l).ToArray());
+                png = Sadg.Generation.ImageGrid.Png(tensor, images.Labels.Select(l => (long)l).ToArray());
             images.Save(outputPath, cancellationToken, new Dictionary<string, byte[]> { [SyntheticPng] = png });
             console.Out.WriteLine($"wrote {images.Count} images to {outputPath}");
             return ExitCodes.Ok;

@@ -30,22 +30,14 @@ public static class InspectCommand
         return command;
     }
 
-    public static string FormatBytes(long bytes) => bytes switch
-    {
-        >= 1 << 30 => (bytes / (double)(1 << 30)).ToString("0.00", CultureInfo.InvariantCulture) + " GiB",
-        >= 1 << 20 => (bytes / (double)(1 << 20)).ToString("0.00", CultureInfo.InvariantCulture) + " MiB",
-        >= 1 << 10 => (bytes / (double)(1 << 10)).ToString("0.0", CultureInfo.InvariantCulture) + " KiB",
-        _ => bytes + " B",
-    };
-
     static void WriteText(TextWriter w, ModelAnalysis a)
     {
-        w.WriteLine($"model:      {a.Path} ({FormatBytes(a.FileBytes)})");
+        w.WriteLine($"model:      {a.Path} ({Sizes.Format(a.FileBytes)})");
         w.WriteLine($"format:     IR {a.IrVersion}, opset {a.Opset}{(a.Producer.Length > 0 ? ", produced by " + a.Producer : "")}");
         w.WriteLine($"inputs:     {(a.Inputs.Count == 0 ? "none" : string.Join("; ", a.Inputs))}");
         if (a.ImageInput is { } image)
             w.WriteLine($"image:      '{image.Name}' {image.Channels}x{image.Height}x{image.Width}, batch {(image.DeclaredBatch > 0 ? image.DeclaredBatch.ToString() : "dynamic")}");
-        foreach (var (key, value) in a.Metadata.Where(m => m.Key.StartsWith("sadg.", StringComparison.Ordinal)))
+        foreach (var (key, value) in a.Metadata.Where(m => m.Key.StartsWith(Export.SadgMetadata.Prefix, StringComparison.Ordinal)))
             w.WriteLine($"metadata:   {key} = {value}");
         w.WriteLine();
         w.WriteLine($"operators ({a.OpTypes.Values.Sum()} nodes):");
@@ -68,8 +60,8 @@ public static class InspectCommand
         w.WriteLine("estimated size (weights packed at b bits + per-channel float32 scale and b-bit zero point; other parameters float32):");
         w.WriteLine($"  {"bits",4}  {"all layers at b",16}  {"first/last at 8 (default)",26}");
         foreach (var s in a.Sizes)
-            w.WriteLine($"  {s.Bits,4}  {FormatBytes(s.UniformBytes),16}  {FormatBytes(s.DefaultPolicyBytes),26}");
-        w.WriteLine($"  fp32  {FormatBytes(a.FileBytes),16}  (this file)");
+            w.WriteLine($"  {s.Bits,4}  {Sizes.Format(s.UniformBytes),16}  {Sizes.Format(s.DefaultPolicyBytes),26}");
+        w.WriteLine($"  fp32  {Sizes.Format(a.FileBytes),16}  (this file)");
         w.WriteLine();
         if (a.Blockers.Count == 0) w.WriteLine("ready:      nothing stops quantization.");
         else

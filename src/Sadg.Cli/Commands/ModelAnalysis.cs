@@ -74,11 +74,11 @@ public sealed class ModelAnalysis
         try
         {
             module = new GraphModule(model);
-            quantizable = module.Nodes.Where(n => BlockPartition.IsQuantizable(module, n)).Select(n => (n.Name, n.Proto)).ToList();
+            quantizable = module.Nodes.Where(module.IsQuantizable).Select(n => (n.Name, n.Proto)).ToList();
             cancellationToken.ThrowIfCancellationRequested();
             if (image is not null)
             {
-                try { blocks = BlockPartition.Partition(module, n => BlockPartition.IsQuantizable(module, n)).Count; }
+                try { blocks = BlockPartition.Partition(module, module.IsQuantizable).Count; }
                 catch (SadgException e) { Block(e); }
             }
         }

@@ -86,7 +86,7 @@ public static class QuantizeCommand
                     WriteOutputs(outputPath, entry.Model, reportPath, entry.Files, cachedIn: null);
                     console.Out.WriteLine($"cache hit: {key} ({entry.Path})");
                     if (cachedGate is not null) console.Out.WriteLine(cachedGate);
-                    console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(entry.Model.LongLength)})");
+                    console.Out.WriteLine($"wrote {outputPath} ({Sizes.Format(entry.Model.LongLength)})");
                     console.Out.WriteLine(Outcome(modelPath, chosen, entry.Model.LongLength, entry.Files, cacheHit: true));
                     return ExitCodes.Ok;
                 }
@@ -100,7 +100,7 @@ public static class QuantizeCommand
                 WriteOutputs(outputPath, bytes, reportPath, result.ReportFiles, cachedIn);
                 foreach (var line in result.Summary) console.Out.WriteLine(line);
                 if (gate is not null) console.Out.WriteLine(gate);
-                console.Out.WriteLine($"wrote {outputPath} ({InspectCommand.FormatBytes(bytes.LongLength)})");
+                console.Out.WriteLine($"wrote {outputPath} ({Sizes.Format(bytes.LongLength)})");
                 console.Out.WriteLine(Outcome(modelPath, chosen, bytes.LongLength, result.ReportFiles, cacheHit: false));
                 return ExitCodes.Ok;
             }
@@ -137,7 +137,7 @@ public static class QuantizeCommand
         var parts = new List<string>
         {
             $"W{settings.Bits}A{settings.ActivationBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} {QuantizeSchema.Name(settings.Method)}",
-            $"{InspectCommand.FormatBytes(inputBytes)} -> {InspectCommand.FormatBytes(outputBytes)}" +
+            $"{Sizes.Format(inputBytes)} -> {Sizes.Format(outputBytes)}" +
                 (outputBytes > 0 ? $" ({((double)inputBytes / outputBytes).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}x smaller)" : ""),
         };
         if (reportFiles.TryGetValue(LibraryQuantizationPipeline.ReportJson, out var json))

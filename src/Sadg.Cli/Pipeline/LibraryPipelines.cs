@@ -96,7 +96,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes(string.Join(",", set.Shape) + "\n"));
-        hash.AppendData(QuantizationPipeline.Bytes(set.Images));
+        hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(set.Images.AsSpan()));
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
@@ -113,7 +113,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             {
                 [ReportJson] = Encoding.UTF8.GetBytes(report.ToJson()),
                 [ReportMarkdown] = Encoding.UTF8.GetBytes(report.ToMarkdown()),
-                [SyntheticPng] = QuantizationPipeline.GridPng(result.Images.Images, result.Images.Labels),
+                [SyntheticPng] = result.Images.GridPng(),
             };
             return Task.FromResult(new QuantizationResult(result.Model, Summary(report)) { ReportFiles = files });
         }
@@ -131,7 +131,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             lines.Add($"{check.Describe()} against the FP32 model on {check.Images} calibration images (ONNX Runtime)");
         if (report.Validation is { } validation)
             lines.Add($"{validation.Describe()} against the FP32 model on {report.ValidationData} (ONNX Runtime)");
-        lines.Add($"size: {Commands.InspectCommand.FormatBytes(report.InputBytes)} -> {Commands.InspectCommand.FormatBytes(report.OutputBytes)}");
+        lines.Add($"size: {Sizes.Format(report.InputBytes)} -> {Sizes.Format(report.OutputBytes)}");
         lines.Add($"time: {report.TotalSeconds:0.0} s ({string.Join(", ", report.Timings.Select(t => $"{t.Stage} {t.Seconds:0.0} s"))})");
         return lines;
     }

@@ -1,5 +1,4 @@
 using Sadg.Graph;
-using Sadg.Reconstruction;
 
 namespace Sadg.Generation;
 
@@ -39,7 +38,7 @@ public sealed record ClassifierHead(GraphNode Node, int FeatureInput)
         {
             string value = pending.Pop();
             if (!needed.Add(value) || graph.Producer(value) is not { } node) continue;
-            if (BlockPartition.IsQuantizable(graph, node) && (last is null || node.Index > last.Index)) last = node;
+            if (graph.IsQuantizable(node) && (last is null || node.Index > last.Index)) last = node;
             foreach (var input in node.Inputs.Where(i => i.Length > 0)) pending.Push(input);
         }
         return last is null ? null : new ClassifierHead(last, 0);

@@ -147,8 +147,8 @@ public sealed record GenerationOptions
     /// <summary>The number of batches: ⌈Images / BatchSize⌉ (the last one may be smaller).</summary>
     public int Batches => (Images + BatchSize - 1) / BatchSize;
 
-    /// <summary>For the benchmark's ablation only (<see cref="Pipeline.MethodAblation"/>); none by default.</summary>
-    public Pipeline.MethodAblation Ablation { get; init; }
+    /// <summary>For the benchmark's ablation only (<see cref="MethodAblation"/>); none by default.</summary>
+    public MethodAblation Ablation { get; init; }
 
     /// <summary>Throws when a value cannot work, naming it.</summary>
     public void Validate()

@@ -32,8 +32,12 @@ public static class ImageGrid
         Save(images, labels, path, columns);
     }
 
-    /// <summary>Writes images [N, C, H, W] with the given labels (one per image) as a PNG grid.</summary>
-    public static void Save(Tensor images, IReadOnlyList<long> labels, string path, int columns = 16)
+    /// <summary>Writes images [N, C, H, W] with the given labels (one per image) as a PNG grid, atomically.</summary>
+    public static void Save(Tensor images, IReadOnlyList<long> labels, string path, int columns = 16) =>
+        AtomicFile.Write(path, Png(images, labels, columns));
+
+    /// <summary>Encodes images [N, C, H, W] with the given labels (one per image) as a PNG grid.</summary>
+    public static byte[] Png(Tensor images, IReadOnlyList<long> labels, int columns = 16)
     {
         if (images.dim() != 4) throw new ArgumentException($"Expected images [N, C, H, W], got [{string.Join(", ", images.shape)}].", nameof(images));
         int n = (int)images.shape[0], c = (int)images.shape[1], h = (int)images.shape[2], w = (int)images.shape[3];
@@ -68,12 +72,9 @@ public static class ImageGrid
         }
         canvas.Flush();
 
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100)
-            ?? throw new SadgException(SadgErrorCode.WriteFailed, $"Could not encode the image grid for '{path}' as PNG.", path);
-        using var stream = File.Create(full);
-        data.SaveTo(stream);
+            ?? throw new SadgException(SadgErrorCode.WriteFailed, "Could not encode the image grid as PNG.");
+        return data.ToArray();
     }
 
     /// <summary>Per image min-max scaled pixel values in [0, 1], [N, shown, H, W] flattened.</summary>

@@ -91,12 +91,12 @@ public static class SharpnessAwareRefinement
                 recorder.Clear();
 
                 var gm = GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean().RSub(1);
-                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(Pipeline.MethodAblation.DiversityBothSides));
+                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
                 var loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
                 loss.backward();
                 optZ.step();
                 optG.step();
-                if (!o.Ablation.HasFlag(Pipeline.MethodAblation.NoRefinementSchedules))
+                if (!o.Ablation.HasFlag(MethodAblation.NoRefinementSchedules))
                 {
                     if (plateau.Step(loss.item<float>())) GenieWarmup.SetRate(optZ, plateau.Rate);
                     GenieWarmup.SetRate(optG, generatorRate *= o.RefineGeneratorDecay);

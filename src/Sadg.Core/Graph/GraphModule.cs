@@ -88,6 +88,14 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     /// <summary>The float weights of the graph (initializers and Constant-node outputs), by value name.</summary>
     public IReadOnlyDictionary<string, Tensor> Weights => leaves.ToDictionary(n => n, n => constants[n]);
 
+    /// <summary>
+    /// Conv, Gemm, and MatMul whose weight (second input) is a constant float tensor of the graph: the operators
+    /// Sadg quantizes.
+    /// </summary>
+    public bool IsQuantizable(GraphNode node) =>
+        node.Kind == NodeKind.Dynamic && node.OpType is "Conv" or "Gemm" or "MatMul"
+        && node.Inputs.Count >= 2 && leaves.Contains(node.Inputs[1]);
+
     /// <summary>True when the value is known without running anything (an initializer or folded constant).</summary>
     public bool IsConstant(string value) => constants.ContainsKey(value);
 

@@ -28,9 +28,6 @@ public enum InputConvention
 /// </summary>
 public sealed record InputStandardization(float[]? Mean, float[]? Std)
 {
-    public const string MeanKey = "sadg.input_mean";
-    public const string StdKey = "sadg.input_std";
-
     public bool IsIdentity => Mean is null && Std is null;
 
     /// <summary>Where the values come from.</summary>
@@ -48,19 +45,27 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
             Enumerable.Repeat((float)(1 / (hi - lo)), channels).ToArray()) { Convention = InputConvention.Range, Range = [lo, hi] };
     }
 
-    /// <summary>Normalization constants stated by the user: pixels in [0, 1] fed as (x − mean[c]) / std[c] (one value or one per channel).</summary>
-    public static InputStandardization FromNormalization(float[] mean, float[] std, int channels)
+    /// <summary>
+    /// Normalization constants stated by the user: pixels in [0, 1] fed as (x − mean[c]) / std[c] (one value or one
+    /// per channel). <paramref name="meanName"/> and <paramref name="stdName"/> name where the user stated them (for
+    /// errors and the description); by default the quantize settings.
+    /// </summary>
+    public static InputStandardization FromNormalization(float[] mean, float[] std, int channels, string? meanName = null, string? stdName = null)
     {
+        meanName ??= QuantizeSchema.InputMean.Label;
+        stdName ??= QuantizeSchema.InputStd.Label;
         float[] Expand(float[] v, string what) => v.Length == 1 ? Enumerable.Repeat(v[0], channels).ToArray()
             : v.Length == channels ? v
             : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{what} has {v.Length} values; the model has {channels} input channels (give 1 or {channels}).");
-        var m = Expand(mean, QuantizeSchema.InputMean.Label);
-        var s = Expand(std, QuantizeSchema.InputStd.Label);
+        var m = Expand(mean, meanName);
+        var s = Expand(std, stdName);
         if (m.Concat(s).Any(v => !float.IsFinite(v)) || s.Any(v => v <= 0))
-            throw new SadgException(SadgErrorCode.InvalidOptionValue,
-                $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label} must be finite numbers, each std > 0.");
-        return new InputStandardization(m, s) { Convention = InputConvention.Normalization };
+            throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{meanName} and {stdName} must be finite numbers, each std > 0.");
+        return new InputStandardization(m, s) { Convention = InputConvention.Normalization, StatedBy = $"{meanName}/{stdName}" };
     }
+
+    /// <summary>Where the user stated the constants (<see cref="InputConvention.Normalization"/>), for the description.</summary>
+    public string? StatedBy { get; init; }
 
     /// <summary>
     /// What the settings state the model is fed (<see cref="QuantizeSettings.InputRange"/>, or
@@ -87,13 +92,13 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         string? meanText = null, stdText = null;
         foreach (var p in model.Proto.MetadataProps)
         {
-            if (p.Key == MeanKey) meanText = p.Value;
-            if (p.Key == StdKey) stdText = p.Value;
+            if (p.Key == Export.SadgMetadata.InputMean) meanText = p.Value;
+            if (p.Key == Export.SadgMetadata.InputStd) stdText = p.Value;
         }
-        var mean = Parse(meanText, MeanKey, channels, model.Path);
-        var std = Parse(stdText, StdKey, channels, model.Path);
+        var mean = Parse(meanText, Export.SadgMetadata.InputMean, channels, model.Path);
+        var std = Parse(stdText, Export.SadgMetadata.InputStd, channels, model.Path);
         if (std is not null && std.Any(s => s <= 0))
-            throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{StdKey}' has a value <= 0.", model.Path);
+            throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{Export.SadgMetadata.InputStd}' has a value <= 0.", model.Path);
         return new InputStandardization(mean, std) { Convention = mean is null && std is null ? InputConvention.None : InputConvention.Metadata };
     }
 
@@ -132,7 +137,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] ({QuantizeSchema.InputRange.Name})"
         : $"mean [{string.Join(", ", (Mean ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
           $"std [{string.Join(", ", (Std ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}] " +
-          (Convention == InputConvention.Normalization ? $"({QuantizeSchema.InputMean.Name}/{QuantizeSchema.InputStd.Name})" : "(model metadata)");
+          (Convention == InputConvention.Normalization ? $"({StatedBy})" : "(model metadata)");
 
     /// <summary>
     /// The generation's input prior this standardization implies: normalization constants (metadata or the user's)

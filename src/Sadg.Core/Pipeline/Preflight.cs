@@ -1,7 +1,6 @@
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
-using Sadg.Quantization;
 using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
@@ -33,7 +32,7 @@ public static class Preflight
         CheckOptions(model, options);
         var input = model.GetImageInput();
         if (model.Opset < OpsetUpgrader.TargetOpset) OpsetUpgrader.Upgrade(model.Proto, model.Path);
-        BlockPartition.Partition(fp, n => BlockPartition.IsQuantizable(fp, n));
+        BlockPartition.Partition(fp, fp.IsQuantizable);
 
         var head = ClassifierHead.TryFind(fp);
         var kind = Probe(model, fp, input, head);
@@ -58,14 +57,14 @@ public static class Preflight
             case CalibrationMethod.Real:
                 var images = options.CalibrationImages
                     ?? throw new SadgException(SadgErrorCode.CalibrationDataInvalid, $"{QuantizeSchema.Method.Label} real needs calibration images ({QuantizeSchema.CalibrationData.Label}).");
-                ModelQuantizer.CheckCalibrationData(model, images);
+                ModelCalibration.CheckCalibrationData(model, images);
                 break;
             case CalibrationMethod.Gaussian:
                 if (options.ResolvedSamples < 1)
                     throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{QuantizeSchema.Samples.Label} must be at least 1, not {options.ResolvedSamples}.");
                 break;
             default:
-                QuantizationPipeline.GenerationFor(options).Validate();
+                GeneratedCalibration.GenerationFor(options).Validate();
                 break;
         }
     }

@@ -14,9 +14,6 @@ public sealed record StageTiming(string Stage, double Seconds, long? PeakResiden
 /// <summary>The loss terms of a stage's first and last reported step.</summary>
 public sealed record StageLosses(string Stage, IReadOnlyDictionary<string, double> First, IReadOnlyDictionary<string, double> Last);
 
-/// <summary>One quantized layer's bit widths (null input bits: a float input).</summary>
-public sealed record LayerReport(string Node, string OpType, int WeightBits, int? InputBits);
-
 /// <summary>
 /// The ONNX Runtime check of the quantized model against the FP model on the calibration set: top-1 agreement for
 /// classifiers, cosine similarity (with SQNR) of the outputs for other models; <see cref="Metric"/> says which is the result.
@@ -65,7 +62,7 @@ public sealed record QuantizationReport
     public double TotalSeconds { get; init; }
     public IReadOnlyList<StageLosses> Losses { get; init; } = [];
     public int FoldedBatchNorms { get; init; }
-    public IReadOnlyList<LayerReport> Layers { get; init; } = [];
+    public IReadOnlyList<Export.LayerBits> Layers { get; init; } = [];
 
     /// <summary>How each block's final reconstruction ended: last losses and the share of binarized rounding offsets.</summary>
     public IReadOnlyList<Reconstruction.BlockOutcome> Blocks { get; init; } = [];

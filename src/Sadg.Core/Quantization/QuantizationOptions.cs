@@ -87,7 +87,7 @@ public sealed record QuantizationOptions
 
     /// <summary>The rounding variables' learning rate used for <see cref="Iterations"/> steps.</summary>
     public double EffectiveRoundingLearningRate => RoundingRate == RoundingRate.StepRelative && Iterations > 0
-        && !Ablation.HasFlag(Pipeline.MethodAblation.FixedRoundingRate)
+        && !Ablation.HasFlag(MethodAblation.FixedRoundingRate)
         ? RoundingLearningRate * Math.Max(1.0, (double)PaperIterations / Iterations)
         : RoundingLearningRate;
 
@@ -114,8 +114,8 @@ public sealed record QuantizationOptions
 
     public int Seed { get; init; }
 
-    /// <summary>For the benchmark's ablation only (<see cref="Pipeline.MethodAblation"/>); none by default.</summary>
-    public Pipeline.MethodAblation Ablation { get; init; }
+    /// <summary>For the benchmark's ablation only (<see cref="MethodAblation"/>); none by default.</summary>
+    public MethodAblation Ablation { get; init; }
 
     /// <summary>Throws <see cref="SadgException"/> (InvalidBits) for bit widths outside 2–8.</summary>
     public void Validate()

@@ -1,6 +1,5 @@
 using Sadg.Graph;
 using Sadg.Onnx;
-using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
 namespace Sadg.Quantization;
@@ -24,7 +23,7 @@ public sealed class QuantizedGraph : IDisposable
         options.Validate();
         Options = options;
         Graph = new GraphModule(foldedModel, device);
-        QuantizedNodes = Graph.Nodes.Where(n => BlockPartition.IsQuantizable(Graph, n)).ToList();
+        QuantizedNodes = Graph.Nodes.Where(Graph.IsQuantizable).ToList();
         if (QuantizedNodes.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
                 "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", foldedModel.Path);
@@ -41,7 +40,7 @@ public sealed class QuantizedGraph : IDisposable
             {
                 var quantizer = new WeightQuantizer(Graph.Weights[weight], wBits, WeightAxis(node));
                 quantizer.Mode = WeightRoundingMode.Nearest;
-                quantizer.FixedFloor = !options.Ablation.HasFlag(Pipeline.MethodAblation.FloorFollowsScale);
+                quantizer.FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale);
                 weightQuantizers[weight] = quantizer;
                 weightOwners[weight] = node;
                 hooks.Add(Graph.AddHook(weight, quantizer.forward));
@@ -70,9 +69,6 @@ public sealed class QuantizedGraph : IDisposable
 
     /// <summary>Weight quantizers by weight name.</summary>
     public IReadOnlyDictionary<string, WeightQuantizer> WeightQuantizers => weightQuantizers;
-
-    /// <summary>How each block's reconstruction ended (empty until reconstructed, or without reconstruction).</summary>
-    public IReadOnlyList<BlockOutcome> Blocks { get; internal set; } = [];
 
     /// <summary>Activation quantizers by the name of the value they quantize.</summary>
     public IReadOnlyDictionary<string, ActivationQuantizer> ActivationQuantizers => activationQuantizers;

@@ -109,7 +109,7 @@ public sealed class WeightQuantizer : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// True (the default, as Genie): AdaRound rounds up from floor(w / s₀). False: from floor(w / s) with the current
-    /// learned s (the ablation <see cref="Pipeline.MethodAblation.FloorFollowsScale"/>).
+    /// learned s (the ablation <see cref="MethodAblation.FloorFollowsScale"/>).
     /// </summary>
     public bool FixedFloor { get; set; } = true;
 

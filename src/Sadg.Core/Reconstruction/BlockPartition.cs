@@ -20,14 +20,6 @@ public sealed record Block(int Index, int StartNode, int EndNode, string Input, 
 public static class BlockPartition
 {
     /// <summary>
-    /// Conv, Gemm, and MatMul whose weight (second input) is a constant float tensor of the graph: the operators
-    /// Sadg quantizes.
-    /// </summary>
-    public static bool IsQuantizable(GraphModule graph, GraphNode node) =>
-        node.Kind == NodeKind.Dynamic && node.OpType is "Conv" or "Gemm" or "MatMul"
-        && node.Inputs.Count >= 2 && graph.Weights.ContainsKey(node.Inputs[1]);
-
-    /// <summary>
     /// The cut points in execution order, each with the index of the first node after it: the graph input
     /// (before node 0), every internal cut tensor, and the output.
     /// </summary>

@@ -43,7 +43,7 @@ public static class BlockReconstruction
     {
         var options = q.Options;
         var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n),
-            depthwiseAlone: options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.DepthwiseAlone));
+            depthwiseAlone: options.Ablation.HasFlag(Sadg.MethodAblation.DepthwiseAlone));
         var generator = new Generator((ulong)options.Seed, images.device);
         foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
 
@@ -131,7 +131,7 @@ public static class BlockReconstruction
         var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
             ? new HeldScalarAdam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
-        var activationScaleSchedule = activationOptimizer is null || options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.NoActivationScaleDecay) ? null
+        var activationScaleSchedule = activationOptimizer is null || options.Ablation.HasFlag(Sadg.MethodAblation.NoActivationScaleDecay) ? null
             : optim.lr_scheduler.CosineAnnealingLR(activationOptimizer, options.Iterations, 0);
         double lastReconstruction = 0, lastRounding = 0;
 
@@ -159,7 +159,7 @@ public static class BlockReconstruction
                 var target = yFp.index_select(0, index);
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
-                var reconstruction = options.Ablation.HasFlag(Sadg.Pipeline.MethodAblation.LossSumsPositions)
+                var reconstruction = options.Ablation.HasFlag(Sadg.MethodAblation.LossSumsPositions)
                     ? (output - target).Square().sum().Div(output.shape[0])
                     : ReconstructionLoss(output, target);
                 bool warmUp = WeightQuantizer.InWarmUp(step, steps);

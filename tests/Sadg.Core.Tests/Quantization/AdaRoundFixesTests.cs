@@ -1,3 +1,4 @@
+using Sadg.Export;
 using Sadg.Generation;
 using Sadg.Onnx;
 using Sadg.Quantization;
@@ -66,13 +67,10 @@ public class AdaRoundFixesTests(ITestOutputHelper output)
         var model = OnnxModel.FromProto(TestModels.ResNet(width: 8));
         using var images = TestModels.Input(16, seed: 3);
         var options = new QuantizationOptions { WeightBits = 4, ActivationBits = 4, Iterations = steps, BatchSize = 8, RoundingRate = rate };
-        var (quantized, _) = ModelQuantizer.Calibrate(model, images, options);
-        using (quantized)
-        {
-            Assert.NotEmpty(quantized.Blocks);
-            Assert.All(quantized.Blocks, b => Assert.Equal(steps, b.Steps));
-            return quantized.Blocks.Average(b => b.BinarizedShare);
-        }
+        using var calibrated = ModelCalibration.Calibrate(model, images, options);
+        Assert.NotEmpty(calibrated.Blocks);
+        Assert.All(calibrated.Blocks, b => Assert.Equal(steps, b.Steps));
+        return calibrated.Blocks.Average(b => b.BinarizedShare);
     }
 
     [Fact]

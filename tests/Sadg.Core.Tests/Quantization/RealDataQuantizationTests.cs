@@ -1,3 +1,4 @@
+using Sadg.Export;
 using Sadg.Onnx;
 using Sadg.Quantization;
 using Sadg.Tests.Support;

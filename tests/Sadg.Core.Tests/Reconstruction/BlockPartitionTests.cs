@@ -11,7 +11,7 @@ public class BlockPartitionTests
     static (GraphModule Graph, IReadOnlyList<Block> Blocks) Partition(global::Onnx.ModelProto proto)
     {
         var graph = new GraphModule(OnnxModel.FromProto(proto));
-        return (graph, BlockPartition.Partition(graph, n => BlockPartition.IsQuantizable(graph, n)));
+        return (graph, BlockPartition.Partition(graph, graph.IsQuantizable));
     }
 
     [Fact]
@@ -37,7 +37,7 @@ public class BlockPartitionTests
             Assert.Equal(blocks[i - 1].EndNode, blocks[i].StartNode);
             Assert.Equal(blocks[i - 1].Output, blocks[i].Input);
         }
-        int quantizable = graph.Nodes.Count(n => BlockPartition.IsQuantizable(graph, n));
+        int quantizable = graph.Nodes.Count(graph.IsQuantizable);
         Assert.Equal(quantizable, blocks.Sum(b => b.QuantizedNodes.Count));
         Assert.Equal(graph.InputNames[0], blocks[0].Input);
         Assert.Equal(graph.OutputNames[0], blocks[^1].Output);
@@ -51,14 +51,14 @@ public class BlockPartitionTests
         var (graph, blocks) = Partition(TestModels.Vgg());
         using var _ = graph;
         Assert.All(blocks, b => Assert.Single(b.QuantizedNodes));
-        Assert.Equal(graph.Nodes.Count(n => BlockPartition.IsQuantizable(graph, n)), blocks.Count);
+        Assert.Equal(graph.Nodes.Count(graph.IsQuantizable), blocks.Count);
     }
 
     [Fact]
     public void A_depthwise_convolution_is_reconstructed_with_the_layers_after_it()
     {
         using var graph = new GraphModule(OnnxModel.FromProto(TestModels.MobileNetV2()));
-        bool Quantizable(GraphNode n) => BlockPartition.IsQuantizable(graph, n);
+        bool Quantizable(GraphNode n) => graph.IsQuantizable(n);
         var depthwise = graph.Nodes.Where(n => BlockPartition.IsDepthwise(graph, n)).ToList();
         Assert.NotEmpty(depthwise);
         Assert.DoesNotContain(graph.Nodes.Where(n => n.OpType == "Conv").Except(depthwise), n => BlockPartition.IsDepthwise(graph, n));

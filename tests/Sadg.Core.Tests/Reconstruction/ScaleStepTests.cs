@@ -1,5 +1,6 @@
 using Sadg.Onnx;
 using Sadg.Quantization;
+using Sadg.Reconstruction;
 using Sadg.Tests.Support;
 using static TorchSharp.torch;
 
@@ -15,7 +16,7 @@ public class ScaleStepTests
         var model = OnnxModel.FromProto(TestModels.ResNet());
         using var images = TestModels.Input(16, seed: 9);
         var options = new QuantizationOptions { WeightBits = 8, ActivationBits = 8, Iterations = steps, BatchSize = 8, ScaleSteps = mode };
-        var (quantized, _) = ModelQuantizer.Calibrate(model, images, options);
+        var quantized = ModelCalibration.Calibrate(model, images, options).Quantized;
         using (quantized)
         {
             double largest = 0;

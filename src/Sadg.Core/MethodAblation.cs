@@ -1,4 +1,4 @@
-namespace Sadg.Pipeline;
+namespace Sadg;
 
 /// <summary>
 /// Switches that put back, one at a time, what Sadg did before it followed the references (docs/method.md), so the

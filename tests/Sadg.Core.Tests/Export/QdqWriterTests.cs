@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
+using Sadg.Export;
 using Sadg.Onnx;
 using Sadg.Quantization;
 using Sadg.Tests.Support;
@@ -8,7 +9,7 @@ using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 using Tensor = TorchSharp.torch.Tensor;
 
-namespace Sadg.Tests.Quantization;
+namespace Sadg.Tests.Export;
 
 public class QdqWriterTests(ITestOutputHelper output)
 {
@@ -194,8 +195,8 @@ public class QdqWriterTests(ITestOutputHelper output)
         Assert.Equal("qdq", metadata["sadg.format"]);
         Assert.Equal("7", metadata["sadg.seed"]);
         Assert.Equal("rtn-test", metadata["sadg.method"]);
-        Assert.Equal("sadg", metadata[QdqWriter.SourceProducerKey]);
-        Assert.Equal("13", metadata[QdqWriter.SourceOpsetKey]);
+        Assert.Equal("sadg", metadata[SadgMetadata.SourceProducer]);
+        Assert.Equal("13", metadata[SadgMetadata.SourceOpset]);
         // Every original node keeps its name; names are unique.
         Assert.All(folded.Graph.Node, n => Assert.Contains(back.Graph.Node, m => m.Name == n.Name));
         Assert.Equal(back.Graph.Node.Count, back.Graph.Node.Select(n => n.Name).Distinct().Count());

@@ -1,10 +1,11 @@
 using Google.Protobuf;
 using Onnx;
 using Sadg.Onnx;
+using Sadg.Quantization;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 
-namespace Sadg.Quantization;
+namespace Sadg.Export;
 
 /// <summary>
 /// Writes a BN-folded model and its <see cref="QuantizationSpec"/> as a standard QDQ ONNX model (opset 21, IR 10):
@@ -44,14 +45,6 @@ public static class QdqWriter
         /// </summary>
         Exact,
     }
-
-    public const string FormatKey = "sadg.format";
-
-    public const string FormatValue = "qdq";
-
-    public const string SourceProducerKey = "sadg.source_producer";
-
-    public const string SourceOpsetKey = "sadg.source_opset";
 
     /// <summary>The QDQ model of <paramref name="foldedModel"/> quantized as <paramref name="spec"/> says.</summary>
     public static ModelProto Write(OnnxModel foldedModel, QuantizationSpec spec, ActivationStorage storage = ActivationStorage.Compatible)
@@ -176,10 +169,10 @@ public static class QdqWriter
         string sourceProducer = $"{foldedModel.Proto.ProducerName} {foldedModel.Proto.ProducerVersion}".Trim();
         model.ProducerName = "sadg";
         model.ProducerVersion = typeof(QdqWriter).Assembly.GetName().Version?.ToString() ?? "";
-        SetMetadata(model, SourceProducerKey, sourceProducer);
-        SetMetadata(model, SourceOpsetKey, foldedModel.Opset.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (var (key, value) in spec.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) SetMetadata(model, key, value);
-        SetMetadata(model, FormatKey, FormatValue);
+        SadgMetadata.Set(model, SadgMetadata.SourceProducer, sourceProducer);
+        SadgMetadata.Set(model, SadgMetadata.SourceOpset, foldedModel.Opset.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var (key, value) in spec.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) SadgMetadata.Set(model, key, value);
+        SadgMetadata.Set(model, SadgMetadata.Format, SadgMetadata.FormatValue);
         return model;
     }
 
@@ -190,13 +183,6 @@ public static class QdqWriter
         var model = Write(foldedModel, spec, storage);
         OnnxModel.Save(model, path);
         return model;
-    }
-
-    static void SetMetadata(ModelProto model, string key, string value)
-    {
-        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == key);
-        if (existing is not null) existing.Value = value;
-        else model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
     }
 
     /// <summary>UINT4/INT4 (≤ 4 bits, packed) or UINT8/INT8 (5–8 bits) holding integer values already checked to fit.</summary>
@@ -210,62 +196,5 @@ public static class QdqWriter
         t.Dims.Clear();
         t.Dims.AddRange(dims);
         return t;
-    }
-}
-
-/// <summary>Checks a <see cref="QuantizationSpec"/> against the model it quantizes; every error names the node or value.</summary>
-internal static class SpecCheck
-{
-    public static void Check(OnnxModel model, QuantizationSpec spec)
-    {
-        string? file = model.Path;
-        var graph = model.Graph;
-        var nodes = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var n in graph.Node.Where(n => !string.IsNullOrEmpty(n.Name)))
-            if (!nodes.TryAdd(n.Name, n) && spec.Weights.Any(w => w.Node == n.Name))
-                throw new SadgException(SadgErrorCode.InvalidGraph,
-                    $"Two nodes are named '{n.Name}'; the quantization spec cannot say which one it means.", file, n.Name);
-        var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
-
-        var seen = new HashSet<(string, string)>();
-        foreach (var w in spec.Weights)
-        {
-            SadgException Bad(string what) => new(SadgErrorCode.InvalidNode,
-                $"Quantized weight '{w.Weight}' of node '{w.Node}': {what}. The quantization spec does not match the model.", file, w.Node);
-            if (!nodes.TryGetValue(w.Node, out var node)) throw Bad("the model has no node of that name");
-            if (!node.Input.Skip(1).Contains(w.Weight)) throw Bad($"the {node.OpType} node does not read it as a weight");
-            if (!initializers.TryGetValue(w.Weight, out var init)) throw Bad("it is not an initializer");
-            if ((DataType)init.DataType != DataType.Float) throw Bad($"it is {(DataType)init.DataType}, not float");
-            if (!seen.Add((w.Node, w.Weight))) throw Bad("it is quantized twice");
-            if (w.Bits is < 2 or > 8) throw Bad($"{w.Bits} bits (2–8 are supported)");
-            long[] dims = init.Dims.ToArray();
-            if (w.Axis < 0 || w.Axis >= dims.Length) throw Bad($"axis {w.Axis} is outside the weight's rank {dims.Length}");
-            if (!w.Integers.shape.SequenceEqual(dims))
-                throw Bad($"the integers have shape [{string.Join(", ", w.Integers.shape)}], the weight [{string.Join(", ", dims)}]");
-            long channels = dims[w.Axis];
-            if (!w.Scale.shape.SequenceEqual([channels]) || !w.ZeroPoint.shape.SequenceEqual([channels]))
-                throw Bad($"scale and zero point must have shape [{channels}] (axis {w.Axis}), not [{string.Join(", ", w.Scale.shape)}] and [{string.Join(", ", w.ZeroPoint.shape)}]");
-            using var scope = NewDisposeScope();
-            long top = (1L << w.Bits) - 1;
-            if (w.Integers.numel() > 0 && (w.Integers.min().item<long>() < 0 || w.Integers.max().item<long>() > top))
-                throw Bad($"integers outside [0, {top}]");
-            if (w.ZeroPoint.min().item<long>() < 0 || w.ZeroPoint.max().item<long>() > top)
-                throw Bad($"zero points outside [0, {top}]");
-            var s = w.Scale.to_type(ScalarType.Float32);
-            if (!s.isfinite().all().item<bool>() || s.Le(0).any().item<bool>()) throw Bad("a scale is not a positive finite number");
-        }
-
-        var values = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name))
-            .Concat(graph.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
-        var activations = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var a in spec.Activations)
-        {
-            SadgException Bad(string what) => new(SadgErrorCode.InvalidNode,
-                $"Quantized activation '{a.Value}': {what}. The quantization spec does not match the model.", file, a.Value);
-            if (!values.Contains(a.Value)) throw Bad("the model has no value of that name");
-            if (!activations.Add(a.Value)) throw Bad("it is quantized twice");
-            if (a.Bits is < 2 or > 8) throw Bad($"{a.Bits} bits (2–8 are supported)");
-            if (!float.IsFinite(a.Scale) || a.Scale <= 0) throw Bad($"scale {a.Scale} is not a positive finite number");
-        }
     }
 }

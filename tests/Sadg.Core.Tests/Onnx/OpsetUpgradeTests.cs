@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 using Tensor = TorchSharp.torch.Tensor;
 
-namespace Sadg.Tests.Quantization;
+namespace Sadg.Tests.Onnx;
 
 public class OpsetUpgradeTests(ITestOutputHelper output)
 {

@@ -1,3 +1,4 @@
+using Sadg.Export;
 using Sadg.Onnx;
 using Sadg.Quantization;
 using Sadg.Tests.Support;
@@ -5,9 +6,9 @@ using TorchSharp;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 
-namespace Sadg.Tests.Quantization;
+namespace Sadg.Tests.Export;
 
-[Collection(nameof(QuantizerMemoryTests))]
+[Collection(nameof(Sadg.Tests.Quantization.QuantizerMemoryTests))]
 public class ModelQuantizerTests
 {
     static OnnxModel ResNet() => OnnxModel.FromProto(TestModels.ResNet());

@@ -1,9 +1,8 @@
 using Google.Protobuf;
 using Onnx;
-using Sadg.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 
-namespace Sadg.Quantization;
+namespace Sadg.Onnx;
 
 /// <summary>
 /// Rewrites a model of an older default-domain opset (7 to 21) as an opset-21, IR-10 model with the same
