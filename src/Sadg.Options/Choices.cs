@@ -73,6 +73,41 @@ namespace Sadg.Options
         /// <summary>s computed on the unnormalized a and e, which has a real gradient with respect to z.</summary>
         Raw,
     }
+
+    /// <summary>How images of an image folder are cropped to the model's height and width (<c>--crop</c> / <c>Crop</c>).</summary>
+    public enum CropMode
+    {
+        /// <summary>No crop: the images (after any resize) must be the model's size.</summary>
+        None,
+
+        /// <summary>The centre H×W of each image (after any resize), as torchvision's CenterCrop.</summary>
+        Center,
+    }
+
+    /// <summary>
+    /// How images of an image folder are resized before any crop (<c>--resize</c> / <c>Resize</c>): the shorter side
+    /// to <see cref="ShorterSide"/> pixels keeping the aspect ratio (torchvision's <c>Resize(N)</c>), or, when it is
+    /// null, to exactly the model's height and width.
+    /// </summary>
+    public sealed record ImageResize(int? ShorterSide)
+    {
+        /// <summary>To exactly the model's height and width (<c>model</c>; the aspect ratio is not kept).</summary>
+        public static ImageResize ToModel { get; } = new ImageResize((int?)null);
+
+        /// <summary><c>N</c>, or <c>model</c>.</summary>
+        public override string ToString() =>
+            ShorterSide?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model";
+
+        /// <summary>Reads <c>N</c> (a whole number of at least 1) or <c>model</c> (any case).</summary>
+        public static bool TryParse(string text, out ImageResize? resize)
+        {
+            resize = null;
+            if (string.Equals(text, "model", System.StringComparison.OrdinalIgnoreCase)) resize = ToModel;
+            else if (int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n >= 1)
+                resize = new ImageResize(n);
+            return resize != null;
+        }
+    }
 }
 
 namespace System.Runtime.CompilerServices

@@ -179,6 +179,21 @@ namespace Sadg.Options
             (s, t) => s with { ValidationData = t }, s => s.ValidationData)
         { Code = DataNotFound };
 
+        public static readonly Setting Resize = new Setting("Resize", "--resize", "resize", "N|model",
+            "Resize the images of an image folder (--calibration-data, --validation-data) as they are read: N scales the " +
+            "shorter side to N pixels keeping the aspect ratio (then --crop center cuts the model's HxW, e.g. 256 for 224); " +
+            "model scales to exactly the model's HxW. High-quality SkiaSharp sampling. Default: no resize.",
+            "a whole number of at least 1 (the shorter side in pixels), or model",
+            (s, t) => ImageResize.TryParse(t, out ImageResize? r) ? s with { Resize = r } : null, s => s.Resize?.ToString());
+
+        public static readonly Setting Crop = new Setting("Crop", "--crop", "crop", "none|center",
+            "Crop the images of an image folder to the model's HxW after any --resize: center takes the centre (torchvision's " +
+            "CenterCrop; images smaller than HxW are an error).",
+            "one of " + string.Join(", ", Names<CropMode>()),
+            (s, t) => TryName(t, out CropMode c) ? s with { Crop = c } : null,
+            s => s.Crop == CropMode.None ? null : Name(s.Crop))
+        { DefaultText = Name(CropMode.None) };
+
         public static readonly Setting ReconstructionSteps = new Setting("ReconstructionSteps", "--reconstruction-steps", "reconstruction_steps", "N",
             "Internal: reconstruction steps per block (the profile's when not given).", "a whole number of at least 0",
             (s, t) => TryInt(t, 0, out int n) ? s with { ReconstructionSteps = n } : null, s => Int(s.ReconstructionSteps))
@@ -193,12 +208,13 @@ namespace Sadg.Options
         public static IReadOnlyList<Setting> All { get; } = new[]
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
-            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, ReconstructionSteps, GenerationSteps,
+            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, ReconstructionSteps, GenerationSteps,
         };
 
-        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths, the calibration data and the accuracy gate).</summary>
+        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths, the data read and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
-            All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData).ToArray();
+            All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData
+                && s != Resize && s != Crop).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

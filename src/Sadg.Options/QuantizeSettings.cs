@@ -59,6 +59,12 @@ namespace Sadg.Options
         /// </summary>
         public string? ValidationData { get; init; }
 
+        /// <summary>How the images of an image folder (calibration or validation data) are resized as they are read; null: not resized.</summary>
+        public ImageResize? Resize { get; init; }
+
+        /// <summary>How the images of an image folder are cropped to the model's size after any resize.</summary>
+        public CropMode Crop { get; init; } = CropMode.None;
+
         /// <summary>Internal (the tool's hidden option): reconstruction steps per block; null: the profile's.</summary>
         public int? ReconstructionSteps { get; init; }
 
@@ -122,6 +128,13 @@ namespace Sadg.Options
             if (withData && Method != CalibrationMethod.Real && CalibrationData != null)
                 problems.Add(new OptionProblem(data, data.Code,
                     $"{data.Label} is only read by {method.Label} real; {QuantizeSchema.Name(Method)} generates its own data."));
+            Setting resize = QuantizeSchema.Resize, crop = QuantizeSchema.Crop;
+            if (withData && (Resize != null || Crop != CropMode.None) && CalibrationData == null && ValidationData == null)
+            {
+                var given = Resize != null ? resize : crop;
+                problems.Add(new OptionProblem(given, given.Code,
+                    $"{given.Label} applies to the image folders of {data.Label} or {QuantizeSchema.ValidationData.Label}; give one of them, or leave it out."));
+            }
             Setting range = QuantizeSchema.InputRange, mean = QuantizeSchema.InputMean, std = QuantizeSchema.InputStd;
             if (InputRange != null && (InputMean != null || InputStd != null))
                 problems.Add(new OptionProblem(range, range.Code, $"Give either {range.Label} or {mean.Label} with {std.Label}, not both."));

@@ -96,6 +96,8 @@ public sealed class TaskTests : IDisposable
         { "Neighbour", "", "Neighbour=raw" },
         { "MinAgreement", "", "MinAgreement=90" },
         { "ValidationData", "ValidationData=cal a", "ValidationData=cal b" },
+        { "Resize", "ValidationData=cal a", "ValidationData=cal a;Resize=36" },
+        { "Crop", "ValidationData=cal a;Resize=36", "ValidationData=cal a;Resize=36;Crop=center" },
     };
 
     [Fact]
@@ -148,6 +150,28 @@ public sealed class TaskTests : IDisposable
         Assert.All(_engine.Errors, e => Assert.Equal(_project, e.File));
         Assert.All(_engine.Errors, e => Assert.Equal(3, e.LineNumber)); // the line with Include="Models/resnet20.onnx"
         Assert.Contains("Bits (`--bits` / `Bits` metadata) must be a whole number from 2 to 8, not \"12\".", _engine.Errors[0].Message);
+    }
+
+    [Fact]
+    public void BadResizeAndCropAreErrorsAgainstTheProjectFile()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "val"));
+        var task = Quantize(Item("Models/resnet20.onnx", ("ValidationData", "val"), ("Resize", "0"), ("Crop", "corner")));
+        Assert.False(task.Execute());
+        Assert.Equal(["SADG1502", "SADG1502"], _engine.Errors.Select(e => e.Code));
+        Assert.All(_engine.Errors, e => Assert.Equal(_project, e.File));
+        Assert.Contains("Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"0\".",
+            _engine.Errors[0].Message);
+        Assert.Contains("Crop (`--crop` / `Crop` metadata) must be one of none, center, not \"corner\".", _engine.Errors[1].Message);
+    }
+
+    [Fact]
+    public void ResizeAndCropReachTheCommandLine()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "val"));
+        string line = Quantize(Item("Models/resnet20.onnx", ("ValidationData", "val"), ("Resize", "256"), ("Crop", "Center"))).CommandLineForTests();
+        Assert.Empty(_engine.Errors);
+        Assert.EndsWith($"--validation-data {Path.Combine(_dir, "val")} --resize 256 --crop center", line);
     }
 
     [Fact]

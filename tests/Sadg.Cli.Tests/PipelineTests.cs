@@ -232,4 +232,57 @@ public class PipelineTests
         using (var png = SKBitmap.Decode(folder.File("data/synthetic.png"))) Assert.True(png.Width > 0);
         Assert.Contains("wrote 8 images", r.Out);
     }
+
+    [Fact]
+    public async Task Generate_npy_holds_the_images_and_labels_of_the_tensor_folder()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        var tensors = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("tensors"), "--seed", "3"]));
+        Assert.True(tensors.ExitCode == 0, tensors.Err);
+        var npy = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("npy"), "--seed", "3", "--format", "npy"]));
+        Assert.True(npy.ExitCode == 0, npy.Err);
+        Assert.Equal(["images.npy", "labels.npy", "synthetic.png"], Directory.GetFiles(folder.File("npy")).Select(Path.GetFileName).Order());
+
+        var set = ImageSet.Load(folder.File("tensors"));
+        var (imageType, imageShape, imageData) = ReadNpy(folder.File("npy/images.npy"));
+        Assert.Equal("<f4", imageType);
+        Assert.Equal(set.Shape, imageShape);
+        var images = new float[imageData.Length / 4];
+        for (int i = 0; i < images.Length; i++) images[i] = System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(imageData.AsSpan(i * 4));
+        Assert.Equal(set.Images, images);
+        var (labelType, labelShape, labelData) = ReadNpy(folder.File("npy/labels.npy"));
+        Assert.Equal("<i8", labelType);
+        Assert.Equal([set.Count], labelShape);
+        var labels = new long[labelData.Length / 8];
+        for (int i = 0; i < labels.Length; i++) labels[i] = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(labelData.AsSpan(i * 8));
+        Assert.Equal(set.Labels.Select(l => (long)l), labels);
+
+        var bad = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("bad"), "--format", "csv"]));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("SADG1502", bad.Err);
+        Assert.False(Directory.Exists(folder.File("bad")));
+    }
+
+    /// <summary>
+    /// Reads an .npy file as NumPy's format specification defines version 1.0: magic, version, header length, a dict
+    /// literal padded to 64 bytes; returns the dtype, the shape and the data bytes, checking C order.
+    /// </summary>
+    static (string Descr, int[] Shape, byte[] Data) ReadNpy(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        Assert.Equal(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 }, bytes[..8]);
+        int length = bytes[8] | (bytes[9] << 8);
+        Assert.Equal(0, (10 + length) % 64);
+        string header = System.Text.Encoding.ASCII.GetString(bytes, 10, length);
+        Assert.EndsWith("\n", header);
+        var match = System.Text.RegularExpressions.Regex.Match(header,
+            @"^\{'descr': '([^']+)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \} *\n$");
+        Assert.True(match.Success, header);
+        int[] shape = match.Groups[2].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+        int itemSize = int.Parse(match.Groups[1].Value[2..]);
+        byte[] data = bytes[(10 + length)..];
+        Assert.Equal(shape.Aggregate(1L, (n, d) => n * d) * itemSize, data.LongLength);
+        return (match.Groups[1].Value, shape, data);
+    }
 }

@@ -32,6 +32,8 @@ public class SchemaTests
         (QuantizeSchema.Neighbour, [], [("Neighbour", "raw")]),
         (QuantizeSchema.MinAgreement, [], [("MinAgreement", "90")]),
         (QuantizeSchema.ValidationData, [], [("ValidationData", "a")]),
+        (QuantizeSchema.Resize, [("ValidationData", "a")], [("ValidationData", "a"), ("Resize", "36")]),
+        (QuantizeSchema.Crop, [("ValidationData", "a"), ("Resize", "36")], [("ValidationData", "a"), ("Resize", "36"), ("Crop", "center")]),
         (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
         (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
     ];
@@ -100,6 +102,43 @@ public class SchemaTests
         Assert.Contains("validation_data=sha256:hash of a", CacheKey(Read(("MinAgreement", "10"), ("ValidationData", "a"))));
         // Runs without a validation keep the keys they had before the gate existed.
         Assert.DoesNotContain("validation_data", CacheKey(Read()));
+    }
+
+    [Fact]
+    public void Resize_and_crop_are_in_the_cache_key_only_when_set()
+    {
+        string plain = CacheKey(Read(("Method", "real"), ("CalibrationData", "a")));
+        Assert.DoesNotContain("resize", plain);
+        Assert.DoesNotContain("crop", plain);
+        Assert.Equal(plain, CacheKey(Read(("Method", "real"), ("CalibrationData", "a"), ("Crop", "none"))));
+        string cropped = CacheKey(Read(("Method", "real"), ("CalibrationData", "a"), ("Resize", "256"), ("Crop", "center")));
+        Assert.Contains("resize=256", cropped);
+        Assert.Contains("crop=center", cropped);
+        Assert.Contains("resize=model", CacheKey(Read(("Method", "real"), ("CalibrationData", "a"), ("Resize", "Model"))));
+    }
+
+    [Theory]
+    [InlineData("Resize", "0", "Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"0\".")]
+    [InlineData("Resize", "-3", "Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"-3\".")]
+    [InlineData("Resize", "32x32", "Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"32x32\".")]
+    [InlineData("Crop", "corner", "Crop (`--crop` / `Crop` metadata) must be one of none, center, not \"corner\".")]
+    public void Bad_resize_and_crop_values_are_refused(string name, string value, string message)
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s.Name == name ? value : s == QuantizeSchema.ValidationData ? "a" : null, problems);
+        Assert.Equal(message, Assert.Single(problems).Message);
+        Assert.Equal("SADG1502", problems[0].Code);
+    }
+
+    [Fact]
+    public void Resize_without_data_to_read_is_refused()
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s == QuantizeSchema.Resize ? "256" : null, problems);
+        Assert.Equal("Resize (`--resize` / `Resize` metadata) applies to the image folders of CalibrationData (`--calibration-data` / " +
+            "`CalibrationData` metadata) or ValidationData (`--validation-data` / `ValidationData` metadata); give one of them, or leave it out.",
+            Assert.Single(problems).Message);
+        Assert.Equal("SADG1502", problems[0].Code);
     }
 
     [Theory]

@@ -48,12 +48,13 @@ public static class EvaluateCommand
         };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per ONNX Runtime run (models with a fixed batch use theirs).", DefaultValueFactory = _ => 64, HelpName = "N" };
         var device = new SettingOptions([QuantizeSchema.Device]);
+        var images = new SettingOptions([QuantizeSchema.Resize, QuantizeSchema.Crop]);
         var json = new Option<bool>("--json") { Description = "Print the results as JSON on stdout." };
         var command = new Command("evaluate", "Top-1 accuracy of one or more models on labelled data with ONNX Runtime, and their pairwise agreement.")
         {
             models, data, split, limit, mean, std, batchSize, json,
         };
-        foreach (var option in device.All) command.Options.Add(option);
+        foreach (var option in device.All.Concat(images.All)) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             int? n = parse.GetValue(limit);
@@ -61,13 +62,15 @@ public static class EvaluateCommand
             int batch = parse.GetValue(batchSize);
             if (batch < 1) throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--batch-size {batch}: give at least 1.");
             var deviceOption = device.Read(parse).Device;
+            var sizing = images.Read(parse);
             var paths = parse.GetValue(models)!;
             float[]? meanOverride = ParseChannels(parse.GetValue(mean), "--mean");
             float[]? stdOverride = ParseChannels(parse.GetValue(std), "--std");
 
             // Check every model before the long part, so a bad path fails at once.
             var loaded = paths.Select(p => SharedOptions.LoadClassifier(p)).ToList();
-            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n, loaded[0].Input.Channels);
+            var first = loaded[0].Input;
+            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n, first.Channels, first.Height, first.Width, sizing.Resize, sizing.Crop);
             if (!set.Labelled)
                 throw new SadgException(SadgErrorCode.DataInvalid,
                     $"'{set.Source}' has images but no class subfolders, so there are no labels to score against. Put each class's images in a subfolder of its own.", set.Source);

@@ -1,13 +1,15 @@
 using System.CommandLine;
+using Sadg.Cli.Data;
 using Sadg.Cli.Pipeline;
 using Sadg.Pipeline;
 
 namespace Sadg.Cli.Commands;
 
 /// <summary>
-/// <c>sadg generate model.onnx -o DIR</c>: synthesizes calibration images from the model alone and writes them as a
-/// tensor folder (docs/cli.md), labelled with the model's own top-1 class, atomically. The generation itself is the
-/// <see cref="IDataGenerationPipeline"/> seam.
+/// <c>sadg generate model.onnx -o DIR [--format tensors|npy]</c>: synthesizes calibration images from the model alone
+/// and writes them, labelled with the model's own top-1 class, as a tensor folder (docs/cli.md; the folder is written
+/// atomically) or as NumPy files (<see cref="ImagesNpy"/>, <see cref="LabelsNpy"/>, each written atomically). The
+/// generation itself is the <see cref="IDataGenerationPipeline"/> seam.
 /// </summary>
 public static class GenerateCommand
 {
@@ -16,6 +18,15 @@ public static class GenerateCommand
 
     /// <summary>The PNG grid of the images, written into the tensor folder beside them.</summary>
     public const string SyntheticPng = "synthetic.png";
+
+    /// <summary>With <c>--format npy</c>: the images, float32 [N, C, H, W].</summary>
+    public const string ImagesNpy = "images.npy";
+
+    /// <summary>With <c>--format npy</c>: the labels (the model's top-1 class), int64 [N].</summary>
+    public const string LabelsNpy = "labels.npy";
+
+    /// <summary>The forms <c>--format</c> accepts.</summary>
+    public static readonly string[] Formats = ["tensors", "npy"];
 
     public static Command Create(CliServices services)
     {
@@ -26,10 +37,17 @@ public static class GenerateCommand
             Required = true,
             HelpName = "dir",
         };
+        var format = new Option<string>("--format")
+        {
+            Description = $"tensors: a tensor folder (sadg-data.json, images.f32, labels.i32); npy: NumPy files {ImagesNpy} " +
+                $"(float32 [N,C,H,W]) and {LabelsNpy} (int64 [N]), for other toolchains. Both also hold {SyntheticPng}.",
+            DefaultValueFactory = _ => Formats[0],
+            HelpName = string.Join("|", Formats),
+        };
         var settings = new SettingOptions(QuantizeSchema.Generation);
         var command = new Command("generate", "Synthesize calibration images from a model's own statistics, without quantizing.")
         {
-            model, output,
+            model, output, format,
         };
         foreach (var option in settings.All) command.Options.Add(option);
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
@@ -39,6 +57,9 @@ public static class GenerateCommand
             if (chosen.Method == CalibrationMethod.Real)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue,
                     $"{QuantizeSchema.Method.Label} real has nothing to generate; use {string.Join(", ", Methods)}.");
+            string form = parse.GetValue(format)!.ToLowerInvariant();
+            if (!Formats.Contains(form))
+                throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--format '{parse.GetValue(format)}' is not known; use {string.Join(" or ", Formats)}.");
             string outputPath = parse.GetValue(output)!;
             if (File.Exists(outputPath))
                 throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{outputPath}' is a file; give a folder.", outputPath);
@@ -56,10 +77,20 @@ public static class GenerateCommand
             byte[] png;
             using (var tensor = TorchSharp.torch.tensor(images.Images, images.Shape.Select(d => (long)d).ToArray()))
                 png = Sadg.Generation.ImageGrid.Png(tensor, images.Labels.Select(l => (long)l).ToArray());
-            images.Save(outputPath, cancellationToken, new Dictionary<string, byte[]> { [SyntheticPng] = png });
-            console.Out.WriteLine($"wrote {images.Count} images to {outputPath}");
+            if (form == "npy") SaveNpy(images, outputPath, png, cancellationToken);
+            else images.Save(outputPath, cancellationToken, new Dictionary<string, byte[]> { [SyntheticPng] = png });
+            console.Out.WriteLine($"wrote {images.Count} images to {outputPath}{(form == "npy" ? $" ({ImagesNpy}, {LabelsNpy})" : "")}");
             return ExitCodes.Ok;
         }));
         return command;
+    }
+
+    /// <summary>Writes <see cref="ImagesNpy"/>, <see cref="LabelsNpy"/> and the PNG grid into <paramref name="folder"/>, each atomically.</summary>
+    static void SaveNpy(ImageSet images, string folder, byte[] png, CancellationToken cancellationToken)
+    {
+        AtomicFile.Write(Path.Combine(folder, LabelsNpy), s => Npy.WriteInt64(s, images.Labels.Select(l => (long)l).ToArray(), [images.Count]));
+        cancellationToken.ThrowIfCancellationRequested();
+        AtomicFile.Write(Path.Combine(folder, ImagesNpy), s => Npy.WriteFloat32(s, images.Images, images.Shape));
+        AtomicFile.Write(Path.Combine(folder, SyntheticPng), png);
     }
 }

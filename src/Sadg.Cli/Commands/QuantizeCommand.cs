@@ -45,7 +45,8 @@ public static class QuantizeCommand
             ImageSet? calibrationSet = null;
             if (chosen.CalibrationData is { } calibrationPath)
             {
-                try { calibrationSet = ImageSet.Load(calibrationPath, limit: chosen.Samples, channels: input.Channels); }
+                try { calibrationSet = ImageSet.Load(calibrationPath, limit: chosen.Samples, channels: input.Channels,
+                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop); }
                 catch (SadgException e) when (e.Code is SadgErrorCode.DataNotFound or SadgErrorCode.DataInvalid)
                 {
                     throw new SadgException(SadgErrorCode.CalibrationDataInvalid, e.Message, e.File, inner: e);
@@ -56,7 +57,8 @@ public static class QuantizeCommand
             ImageSet? validationSet = null;
             if (chosen.ValidationData is { } validationPath)
             {
-                validationSet = ImageSet.Load(validationPath, channels: input.Channels);
+                validationSet = ImageSet.Load(validationPath, channels: input.Channels,
+                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop);
                 CheckFits(validationSet, input, SadgErrorCode.DataInvalid, $"The validation images ({QuantizeSchema.ValidationData.Label})", validationPath);
             }
 

@@ -51,20 +51,39 @@ public sealed class ImageSet
 
     /// <summary>
     /// Reads a data folder in any form; <paramref name="split"/> (IDX) is test, train or null (test when present);
-    /// <paramref name="channels"/> is what image folders are decoded to (3: RGB, 1: grey).
+    /// <paramref name="channels"/> is what image folders are decoded to (3: RGB, 1: grey). Images of an image folder
+    /// must be <paramref name="height"/>×<paramref name="width"/> (the model's; null: the first image's) once resized
+    /// (<paramref name="resize"/>) and cropped (<paramref name="crop"/>), which only image folders accept.
     /// </summary>
-    public static ImageSet Load(string path, string? split = null, int? limit = null, int channels = 3)
+    public static ImageSet Load(string path, string? split = null, int? limit = null, int channels = 3,
+        int? height = null, int? width = null, ImageResize? resize = null, CropMode crop = CropMode.None)
     {
-        if (File.Exists(Path.Combine(path, HeaderFile))) return LoadTensors(path, limit);
-        if (File.Exists(path) && Path.GetFileName(path) == HeaderFile) return LoadTensors(Path.GetDirectoryName(Path.GetFullPath(path))!, limit);
+        bool transform = resize is not null || crop != CropMode.None;
+        void NotAnImageFolder(string form)
+        {
+            if (transform)
+                throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                    $"--resize and --crop (Resize, Crop) apply to image folders of JPEG or PNG files; '{path}' is {form}, whose images are used as they are.", path);
+        }
+        if (File.Exists(Path.Combine(path, HeaderFile)))
+        {
+            NotAnImageFolder("a tensor folder");
+            return LoadTensors(path, limit);
+        }
+        if (File.Exists(path) && Path.GetFileName(path) == HeaderFile)
+        {
+            NotAnImageFolder("a tensor folder");
+            return LoadTensors(Path.GetDirectoryName(Path.GetFullPath(path))!, limit);
+        }
         if (!Directory.Exists(path))
             throw new SadgException(SadgErrorCode.DataNotFound, $"No data folder at '{path}'.", path);
         if (!Directory.EnumerateFiles(path, "*-idx?-ubyte*").Any() && ImageFolder.IsImageFolder(path))
         {
-            using var read = ImageFolder.Read(path, channels, null, null, limit: limit);
+            using var read = ImageFolder.Read(path, channels, height, width, limit: limit, resize: resize, crop: crop);
             return new ImageSet(read.Images.contiguous().data<float>().ToArray(), read.Images.shape.Select(d => (int)d).ToArray(),
                 read.Labels.data<long>().Select(l => (int)l).ToArray(), path);
         }
+        NotAnImageFolder("an IDX folder");
         return LoadIdx(path, split, limit);
     }
 

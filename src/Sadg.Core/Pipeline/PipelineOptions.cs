@@ -87,6 +87,12 @@ public sealed record PipelineOptions
     /// <summary>SHA-256 (hex) of the user's validation data, part of the canonical options.</summary>
     public string? ValidationDataHash { get; init; }
 
+    /// <summary>How image-folder data was resized as it was read (part of the canonical options when set).</summary>
+    public ImageResize? Resize { get; init; }
+
+    /// <summary>How image-folder data was cropped as it was read (part of the canonical options when not none).</summary>
+    public CropMode Crop { get; init; }
+
     /// <summary>
     /// The seed of the held-out synthetic validation images: derived from <see cref="Seed"/> so that they are never
     /// the calibration images (nor those of the neighbouring seeds a user is likely to try).
@@ -170,6 +176,8 @@ public sealed record PipelineOptions
         Input = InputStandardization.FromSettings(settings, channels),
         InputShape = settings.InputShape,
         Validate = settings.MinAgreement is not null || settings.ValidationData is not null,
+        Resize = settings.Resize,
+        Crop = settings.Crop,
     };
 
     /// <summary>
@@ -195,6 +203,8 @@ public sealed record PipelineOptions
         ReconstructionSteps = ReconstructionSteps,
         GenerationSteps = GenerationSteps,
         ValidationData = ValidationDataHash is { } v ? "sha256:" + v : Validate ? SyntheticValidation : null,
+        Resize = Resize,
+        Crop = Crop,
     };
 
     /// <summary>The canonical <c>validation_data</c> of held-out synthetic validation images.</summary>
@@ -206,13 +216,16 @@ public sealed record PipelineOptions
     /// With the model's bytes and the tool version it is the cache key; its hash goes into the model's metadata.
     /// The accuracy gate's threshold is not in it (it does not change the written bytes: the tool checks it against the
     /// agreement recorded in the model, also on a cache hit); the validation data is (the measurement on it is written
-    /// into the model), and only when there is a validation, so that runs without one keep their keys.
+    /// into the model), and only when there is a validation, so that runs without one keep their keys. The image
+    /// resize and crop are in it only when set, for the same reason.
     /// </summary>
     public string Canonical()
     {
         var values = Settings.Canonical();
         values.Remove(QuantizeSchema.MinAgreement.CanonicalKey);
         if (ValidationDataHash is null && !Validate) values.Remove(QuantizeSchema.ValidationData.CanonicalKey);
+        if (Resize is null) values.Remove(QuantizeSchema.Resize.CanonicalKey);
+        if (Crop == CropMode.None) values.Remove(QuantizeSchema.Crop.CanonicalKey);
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
