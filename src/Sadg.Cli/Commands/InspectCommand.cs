@@ -17,7 +17,7 @@ public static class InspectCommand
         var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout (diagnostics still go to stderr)." };
         var estimateTime = new Option<bool>("--estimate-time")
         {
-            Description = "Time a few steps of each stage on the model (seconds on a small model, a minute or more at 224x224) and " +
+            Description = "Time a few steps of each stage on the model (seconds on a tiny model, minutes on a larger one) and " +
                 "print the estimated wall time of sadg quantize for every profile and method.",
         };
         var command = new Command("inspect",
