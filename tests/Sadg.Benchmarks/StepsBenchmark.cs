@@ -167,9 +167,9 @@ static class StepsBenchmark
     /// <summary>Genie-D warm-up of one batch; returns the median step, minor faults per step and the warm-up's images (for SADAG).</summary>
     static (double Ms, double Faults, SyntheticImages Images) TimeWarmUp(GraphModule fp, GenerationOptions generation, int steps, int warmup)
     {
-        var ticks = new Ticks<GenerationProgress>();
+        var ticks = new StepTicks<GenerationProgress>();
         var images = SyntheticData.WarmUp(fp, generation with { WarmupSteps = warmup + steps + 1 }, ticks);
-        var (ms, faults) = ticks.Median(warmup, _ => true);
+        var (ms, faults) = Ms(ticks.Median(warmup, _ => true));
         return (ms, faults, images);
     }
 
@@ -181,9 +181,9 @@ static class StepsBenchmark
         using (var images = warm.Images()) q0 = ModelCalibration.Calibrate(model, images, q0Options).Quantized;
         using (q0)
         {
-            var ticks = new Ticks<GenerationProgress>();
+            var ticks = new StepTicks<GenerationProgress>();
             SyntheticData.Refine(warm, fp, q0.Graph, generation with { RefinementSteps = warmup + steps + 1 }, ticks);
-            return ticks.Median(warmup, _ => true);
+            return Ms(ticks.Median(warmup, _ => true));
         }
     }
 
@@ -197,7 +197,7 @@ static class StepsBenchmark
         using var x = SyntheticData.GaussianNoise(fp, images, 0);
         using var stop = new CancellationTokenSource();
         int last = wanted.Max() + 1;
-        var ticks = new Ticks<ReconstructionProgress>(p =>
+        var ticks = new StepTicks<ReconstructionProgress>(p =>
         {
             if (p.Block >= last && p.Step == p.Steps) stop.Cancel();
         });
@@ -209,7 +209,7 @@ static class StepsBenchmark
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
         }
-        return wanted.ToDictionary(b => b, b => ticks.Median(warmup, p => p.Block == b + 1));
+        return wanted.ToDictionary(b => b, b => Ms(ticks.Median(warmup, p => p.Block == b + 1)));
     }
 
     static IReadOnlyList<Block> Partition(OnnxModel model, QuantizationOptions options)
@@ -225,32 +225,8 @@ static class StepsBenchmark
     static string Describe(Block block) =>
         $"block {block.Index + 1}: {string.Join(" + ", block.QuantizedNodes.Select(n => IsDepthwise(n) ? "depthwise Conv" : n.OpType))}";
 
-    /// <summary>
-    /// Progress reports with their time and the process's minor page faults, taken synchronously (a stage reports
-    /// after each step, so the time between two reports is one step).
-    /// </summary>
-    sealed class Ticks<T>(Action<T>? then = null) : IProgress<T>
-    {
-        readonly List<(T Value, long Time, long Faults)> seen = [];
-
-        public void Report(T value)
-        {
-            seen.Add((value, Stopwatch.GetTimestamp(), StageClock.MinorFaults() ?? 0));
-            then?.Invoke(value);
-        }
-
-        /// <summary>The median ms between consecutive matching reports after the first <paramref name="skip"/> steps, and the mean faults per step.</summary>
-        public (double Ms, double Faults) Median(int skip, Func<T, bool> match)
-        {
-            var m = seen.Where(s => match(s.Value)).ToList();
-            var intervals = m.Zip(m.Skip(1)).Skip(skip).Select(p => (Ms: Stopwatch.GetElapsedTime(p.First.Time, p.Second.Time).TotalMilliseconds,
-                Faults: (double)(p.Second.Faults - p.First.Faults))).ToList();
-            if (intervals.Count == 0) throw new InvalidOperationException("No steps were timed.");
-            var sorted = intervals.Select(i => i.Ms).Order().ToArray();
-            double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-            return (median, intervals.Average(i => i.Faults));
-        }
-    }
+    /// <summary>A median step (<see cref="StepTicks{T}"/>) in milliseconds, with its faults per step.</summary>
+    static (double Ms, double Faults) Ms(StepMedian median) => (median.Seconds * 1000, median.FaultsPerStep);
 
     // ---- The PyTorch anchor ----
 

@@ -56,6 +56,52 @@ public class InspectTests
     }
 
     [Fact]
+    public async Task Estimate_time_prints_one_line_per_profile_and_method()
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "small.onnx");
+        var plain = await CliRunner.RunAsync("inspect", path);
+        Assert.DoesNotContain("estimated time", plain.Out);
+
+        var r = await CliRunner.RunAsync("inspect", path, "--estimate-time");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("estimated time of sadg quantize on this machine", r.Out);
+        var lines = r.Out.Split('\n');
+        foreach (var profile in Enum.GetValues<StepProfile>())
+            foreach (var method in new[] { "gaussian", "genie", "sadag" })
+                Assert.Single(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, $@"^\s+{QuantizeSchema.Name(profile)}\s+{method}\s"));
+    }
+
+    [Fact]
+    public async Task Estimate_time_json_has_the_step_times_and_the_runs()
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "small.onnx");
+        using (var plain = JsonDocument.Parse((await CliRunner.RunAsync("inspect", path, "--json")).Out))
+            Assert.Equal(JsonValueKind.Null, plain.RootElement.GetProperty("estimatedTime").ValueKind);
+
+        var r = await CliRunner.RunAsync("inspect", path, "--json", "--estimate-time");
+        Assert.True(r.ExitCode == 0, r.Err);
+        using var json = JsonDocument.Parse(r.Out);
+        var estimate = json.RootElement.GetProperty("estimatedTime");
+        Assert.Equal(json.RootElement.GetProperty("blocks").GetInt32(), estimate.GetProperty("blockStepSeconds").GetArrayLength());
+        foreach (var field in new[] { "genieStepSeconds", "refinementStepSeconds", "measurementSeconds", "runtimeSecondsPerImage" })
+            Assert.True(estimate.GetProperty(field).GetDouble() > 0, field);
+        Assert.True(estimate.GetProperty("calibrationSecondsPerImage").GetDouble() >= 0);
+        Assert.Equal(32, estimate.GetProperty("generationBatch").GetInt32());
+        var runs = estimate.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(Enum.GetValues<StepProfile>().Length * 3, runs.Count);
+        foreach (var run in runs)
+        {
+            var stages = run.GetProperty("stages").EnumerateArray().ToList();
+            Assert.Equal(run.GetProperty("totalSeconds").GetDouble(), stages.Sum(s => s.GetProperty("seconds").GetDouble()), 6);
+            Assert.All(stages, s => Assert.True(s.GetProperty("steps").GetInt32() >= 0 && s.GetProperty("repeats").GetInt32() >= 1));
+        }
+        var sadag = runs.Single(x => x.GetProperty("profile").GetString() == "quick" && x.GetProperty("method").GetString() == "sadag");
+        Assert.Contains(sadag.GetProperty("stages").EnumerateArray(), s => s.GetProperty("stage").GetString() == "refinement (SADAG)");
+    }
+
+    [Fact]
     public async Task Model_without_batchnorm_is_reported_as_folded()
     {
         using var folder = new TempFolder();

@@ -5,32 +5,43 @@ using Sadg.Cli.Output;
 
 namespace Sadg.Cli.Commands;
 
-/// <summary><c>sadg inspect model.onnx [--json]</c>: what quantization would see and what would stop it, without doing it.</summary>
+/// <summary>
+/// <c>sadg inspect model.onnx [--json] [--estimate-time]</c>: what quantization would see and what would stop it, without
+/// doing it; with --estimate-time, how long <c>sadg quantize</c> would take (<see cref="TimeEstimate"/>).
+/// </summary>
 public static class InspectCommand
 {
     public static Command Create(CliServices services)
     {
         var model = SharedOptions.Model();
         var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout (diagnostics still go to stderr)." };
+        var estimateTime = new Option<bool>("--estimate-time")
+        {
+            Description = "Time a few steps of each stage on the model (seconds on a tiny model, minutes on a larger one) and " +
+                "print the estimated wall time of sadg quantize for every profile and method.",
+        };
         var command = new Command("inspect",
             "Show a model's input, opset, operators, BatchNorm nodes, quantizable layers, blocks, estimated size at 2-8 bits, " +
             "and anything that would stop quantization. Exit code 1 when something would.")
         {
             model,
             json,
+            estimateTime,
         };
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             var analysis = ModelAnalysis.Analyze(parse.GetValue(model)!, cancellationToken);
-            if (parse.GetValue(json)) WriteJson(console.Out, analysis);
-            else WriteText(console.Out, analysis);
+            var estimate = parse.GetValue(estimateTime) && analysis.Blockers.Count == 0
+                ? TimeEstimate.Measure(parse.GetValue(model)!, console, cancellationToken) : null;
+            if (parse.GetValue(json)) WriteJson(console.Out, analysis, estimate);
+            else WriteText(console.Out, analysis, estimate);
             foreach (var blocker in analysis.Blockers) console.Diagnostic(blocker.Diagnostic);
             return Task.FromResult(analysis.Blockers.Count > 0 ? ExitCodes.Failed : ExitCodes.Ok);
         }));
         return command;
     }
 
-    static void WriteText(TextWriter w, ModelAnalysis a)
+    static void WriteText(TextWriter w, ModelAnalysis a, TimeEstimate? estimate)
     {
         w.WriteLine($"model:      {a.Path} ({Sizes.Format(a.FileBytes)})");
         w.WriteLine($"format:     IR {a.IrVersion}, opset {a.Opset}{(a.Producer.Length > 0 ? ", produced by " + a.Producer : "")}");
@@ -63,6 +74,11 @@ public static class InspectCommand
             w.WriteLine($"  {s.Bits,4}  {Sizes.Format(s.UniformBytes),16}  {Sizes.Format(s.DefaultPolicyBytes),26}");
         w.WriteLine($"  fp32  {Sizes.Format(a.FileBytes),16}  (this file)");
         w.WriteLine();
+        if (estimate is not null)
+        {
+            estimate.WriteText(w);
+            w.WriteLine();
+        }
         if (a.Blockers.Count == 0) w.WriteLine("ready:      nothing stops quantization.");
         else
         {
@@ -72,7 +88,7 @@ public static class InspectCommand
         w.Flush();
     }
 
-    static void WriteJson(TextWriter w, ModelAnalysis a)
+    static void WriteJson(TextWriter w, ModelAnalysis a, TimeEstimate? estimate)
     {
         var document = new
         {
@@ -94,6 +110,7 @@ public static class InspectCommand
             metadata = a.Metadata,
             blockers = a.Blockers.Select(b => new { code = b.Code, message = b.Message }),
             ready = a.Blockers.Count == 0,
+            estimatedTime = estimate?.Json(),
         };
         w.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
         w.Flush();

@@ -77,7 +77,7 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
     /// When nothing states the input's range and no BatchNormalization lets Sadg infer it, the prior is assumed
     /// standardized and <paramref name="reporter"/> gets warning SADG2002.
     /// </remarks>
-    static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
+    internal static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
         IPipelineReporter? reporter)
     {
         var input = model.GetImageInput();
