@@ -5,25 +5,44 @@ using Sadg.Cli.Output;
 
 namespace Sadg.Cli.Commands;
 
-/// <summary><c>sadg inspect model.onnx [--json]</c>: what quantization would see and what would stop it, without doing it.</summary>
+/// <summary>
+/// <c>sadg inspect model.onnx [--json] [--sensitivity [--bits b]]</c>: what quantization would see and what would stop
+/// it, without doing it; with <c>--sensitivity</c>, also each layer's sensitivity (<see cref="SensitivityRanking"/>).
+/// </summary>
 public static class InspectCommand
 {
     public static Command Create(CliServices services)
     {
         var model = SharedOptions.Model();
         var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout (diagnostics still go to stderr)." };
+        var sensitivity = new Option<bool>("--sensitivity")
+        {
+            Description = $"Also rank the layers by the error each adds when quantized alone (output SQNR), measured on " +
+                $"{SensitivityRanking.Images} quick Genie-D images (seconds on small models); nothing is written.",
+        };
+        var bits = new Option<int>("--bits", "-b") { Description = "The bits of --sensitivity (weights and activations).", DefaultValueFactory = _ => 4, HelpName = "2-8" };
         var command = new Command("inspect",
             "Show a model's input, opset, operators, BatchNorm nodes, quantizable layers, blocks, estimated size at 2-8 bits, " +
             "and anything that would stop quantization. Exit code 1 when something would.")
         {
             model,
             json,
+            sensitivity,
+            bits,
         };
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             var analysis = ModelAnalysis.Analyze(parse.GetValue(model)!, cancellationToken);
-            if (parse.GetValue(json)) WriteJson(console.Out, analysis);
-            else WriteText(console.Out, analysis);
+            int b = parse.GetValue(bits);
+            var ranking = parse.GetValue(sensitivity) && analysis.Blockers.Count == 0
+                ? SensitivityRanking.Measure(analysis.Path, b, console, cancellationToken) : null;
+            if (parse.GetValue(json)) WriteJson(console.Out, analysis, ranking is null ? null : SensitivityRanking.Json(ranking, b));
+            else
+            {
+                WriteText(console.Out, analysis);
+                if (ranking is not null) SensitivityRanking.Write(console.Out, ranking, b);
+                console.Out.Flush();
+            }
             foreach (var blocker in analysis.Blockers) console.Diagnostic(blocker.Diagnostic);
             return Task.FromResult(analysis.Blockers.Count > 0 ? ExitCodes.Failed : ExitCodes.Ok);
         }));
@@ -72,7 +91,7 @@ public static class InspectCommand
         w.Flush();
     }
 
-    static void WriteJson(TextWriter w, ModelAnalysis a)
+    static void WriteJson(TextWriter w, ModelAnalysis a, object? sensitivity = null)
     {
         var document = new
         {
@@ -94,6 +113,7 @@ public static class InspectCommand
             metadata = a.Metadata,
             blockers = a.Blockers.Select(b => new { code = b.Code, message = b.Message }),
             ready = a.Blockers.Count == 0,
+            sensitivity,
         };
         w.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
         w.Flush();
