@@ -47,7 +47,14 @@ public sealed class QuantizedGraph : IDisposable
                 quantizer.FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale);
                 weightQuantizers[weight] = quantizer;
                 weightOwners[weight] = node;
-                hooks.Add(Graph.AddHook(weight, quantizer.forward));
+                var readers = Graph.Consumers(weight);
+                if (!readers.Any(n => Graph.IsQuantizable(n) && options.Layers.IsExcluded(n)))
+                    hooks.Add(Graph.AddHook(weight, quantizer.forward));
+                else
+                    // An excluded operator that shares the weight reads it in float, as the written model has it.
+                    foreach (var reader in readers.Where(n => !(Graph.IsQuantizable(n) && options.Layers.IsExcluded(n))))
+                        for (int i = 0; i < reader.Inputs.Count; i++)
+                            if (reader.Inputs[i] == weight) hooks.Add(Graph.AddInputHook(reader, i, quantizer.forward));
             }
             if (inputBits is not { } bits) continue;
             string input = node.Inputs[0];

@@ -111,6 +111,53 @@ public class LayerControlTests
         Assert.False((ort - reference).abs().max().item<float>() < 1e-6f, "the model is not quantized at all");
     }
 
+    /// <summary>conv0 → Relu → h; conv_a and conv_b both read h and the same weight; their sum → Flatten → Gemm.</summary>
+    static OnnxModel SharedModel()
+    {
+        var generator = new TorchSharp.torch.Generator(0).manual_seed(11);
+        var b = new OnnxGraphBuilder("shared");
+        var x = b.AddInput("image", DataType.Float, -1, 1, 8, 8);
+        var conv = new Dictionary<string, object> { ["kernel_shape"] = new long[] { 3, 3 }, ["pads"] = new long[] { 1, 1, 1, 1 } };
+        var h = b.AddNode("Relu", [b.AddNode("Conv", [x, b.AddInitializer("w0", randn([4, 1, 3, 3], generator: generator))], attributes: conv, name: "conv0")]);
+        var w = b.AddInitializer("w_shared", randn([4, 4, 3, 3], generator: generator) * 0.3f);
+        var y = b.AddNode("Add", [b.AddNode("Conv", [h, w], attributes: conv, name: "conv_a"), b.AddNode("Conv", [h, w], attributes: conv, name: "conv_b")]);
+        y = b.AddNode("Flatten", [b.AddNode("Relu", [y])], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        y = b.AddNode("Gemm", [y, b.AddInitializer("fc", randn([10, 256], generator: generator) * 0.1f)],
+            attributes: new Dictionary<string, object> { ["transB"] = 1L }, name: "fc");
+        b.AddOutput(y);
+        return OnnxModel.FromProto(b.Build(13, irVersion: 8));
+    }
+
+    /// <summary>
+    /// An excluded layer that shares its input and its weight with a quantized one reads both in float, in Q (the
+    /// graph reconstruction optimizes) as in the written model.
+    /// </summary>
+    [Fact]
+    public void An_excluded_layer_sharing_input_and_weight_with_a_quantized_one_reads_them_in_float()
+    {
+        var model = SharedModel();
+        using var images = randn(16, 1, 8, 8, generator: new TorchSharp.torch.Generator(0).manual_seed(2));
+        var options = new QuantizationOptions { Iterations = 0, Layers = new LayerChoices { Exclude = ["conv_b"] } };
+        using var calibrated = Sadg.Reconstruction.ModelCalibration.Calibrate(model, images, options);
+        var outcome = ModelQuantizer.Write(calibrated);
+        Assert.Equal(["conv0", "conv_a", "fc"], outcome.Layers.Select(l => l.Node));
+        Assert.Equal(8, outcome.Layers[1].InputBits);
+
+        var nodes = outcome.QdqModel.Graph.Node.ToDictionary(n => n.Name);
+        Assert.Equal("w_shared", nodes["conv_b"].Input[1]);
+        Assert.Equal(DataType.Float, (DataType)Initializers(outcome.QdqModel)["w_shared"].DataType);
+        Assert.NotEqual(nodes["conv_a"].Input[0], nodes["conv_b"].Input[0]);
+        Assert.NotEqual("w_shared", nodes["conv_a"].Input[1]);
+
+        using var scope = NewDisposeScope();
+        calibrated.Quantized.SetTraining(false);
+        Tensor q;
+        using (no_grad()) q = calibrated.Quantized.Graph.forward(images);
+        var ort = OrtReference.Run(outcome.QdqModel, new Dictionary<string, Tensor> { ["image"] = images })[0];
+        Assert.True((ort - q).abs().max().item<float>() <= 1e-4f * ort.abs().max().item<float>(), "Q and the written model differ");
+        outcome.Spec.Dispose();
+    }
+
     [Fact]
     public void Layer_bits_two_gives_two_bit_integers_in_that_layers_weights()
     {
