@@ -202,8 +202,8 @@ namespace Sadg.Options
             s => s.Exclude is { Length: > 0 } e ? string.Join(",", e) : null);
 
         public static readonly Setting LayerBits = new Setting("LayerBits", "--layer-bits", "layer_bits", "layer=bits[,…]",
-            "Weight bits (2-8) of single layers, by node name as `sadg inspect` lists them, e.g. conv1=8,fc=6; their input " +
-            "keeps the bits of its position (--activation-bits, or 8 for the second and last layers).",
+            "Weight bits (2-8) of single layers, by node name as `sadg inspect` lists them, e.g. conv1=8,fc=6; a layer's input " +
+            "keeps the bits of its position (--activation-bits; 8 for the second and last layers unless --first-last-bits same).",
             "a comma-separated list of node=bits pairs, bits a whole number from 2 to 8",
             (s, t) => LayerLists.TryBits(t, out var bits) ? s with { LayerBits = bits } : null,
             s => s.LayerBits is { Count: > 0 } b ? string.Join(",", b.Select(kv => $"{kv.Key}={Int(kv.Value)}")) : null)

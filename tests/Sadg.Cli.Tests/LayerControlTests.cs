@@ -83,6 +83,8 @@ public class LayerControlTests
         string markdown = File.ReadAllText(Path.Combine(report, "report.md"));
         Assert.Contains("SQNR alone (dB)", markdown);
         Assert.Contains("on the first 8 calibration images", markdown);
+        Assert.Equal([names[2]], json.FloatLayers);
+        Assert.Contains($"Left in float (excluded): {names[2]}.", markdown);
     }
 
     [Fact]

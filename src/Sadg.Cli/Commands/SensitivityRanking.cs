@@ -18,7 +18,7 @@ public static class SensitivityRanking
     public const int Images = 16;
 
     /// <summary>The Genie-D warm-up steps per batch (quick: the ranking, not the images, is the point).</summary>
-    public const int Steps = 20;
+    public const int Steps = 10;
 
     /// <summary>Measures the sensitivity of <paramref name="path"/>'s layers at <paramref name="bits"/> (weights and activations; the default bit policy).</summary>
     public static SensitivityMeasurement Measure(string path, int bits, CliConsole console, CancellationToken cancellationToken)

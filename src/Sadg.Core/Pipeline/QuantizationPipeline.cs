@@ -171,6 +171,7 @@ public static class QuantizationPipeline
                 Losses = losses,
                 FoldedBatchNorms = outcome.FoldedBatchNorms,
                 Layers = outcome.Layers,
+                FloatLayers = outcome.FloatLayers,
                 Sensitivity = sensitivity,
                 SensitivityImages = (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages),
                 Blocks = outcome.Blocks,

@@ -74,6 +74,9 @@ public sealed record QuantizationReport
     /// <summary>The number of calibration images <see cref="Sensitivity"/> was measured on.</summary>
     public int SensitivityImages { get; init; }
 
+    /// <summary>The quantizable layers left in float (<c>--exclude</c>), in execution order.</summary>
+    public IReadOnlyList<string> FloatLayers { get; init; } = [];
+
     /// <summary>How each block's final reconstruction ended: last losses and the share of binarized rounding offsets.</summary>
     public IReadOnlyList<Reconstruction.BlockOutcome> Blocks { get; init; } = [];
     public long InputBytes { get; init; }
@@ -177,6 +180,11 @@ public sealed record QuantizationReport
             s.AppendLine($"| {l.Node} | {l.OpType} | {l.WeightBits} | {l.InputBits?.ToString(CultureInfo.InvariantCulture) ?? "float"} | " +
                 $"{(sqnr.TryGetValue(l.Node, out double db) ? Db(db) : "")} |");
         s.AppendLine();
+        if (FloatLayers.Count > 0)
+        {
+            s.AppendLine($"Left in float (excluded): {string.Join(", ", FloatLayers)}.");
+            s.AppendLine();
+        }
         if (Blocks.Count > 0)
         {
             s.AppendLine("## Reconstruction (last step of each block)");

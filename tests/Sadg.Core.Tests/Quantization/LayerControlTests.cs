@@ -82,6 +82,7 @@ public class LayerControlTests
         var qdq = outcome.QdqModel;
         Assert.DoesNotContain(outcome.Layers, l => l.Node == shortcut.Name || l.OpType == "Gemm");
         Assert.Equal(layers.Count - 2, outcome.Layers.Count);
+        Assert.Equal([shortcut.Name, layers[^1].Name], outcome.FloatLayers);
 
         var initializers = Initializers(qdq);
         var nodes = qdq.Graph.Node.ToDictionary(n => n.Name);
