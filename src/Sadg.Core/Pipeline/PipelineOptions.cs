@@ -106,6 +106,13 @@ public sealed record PipelineOptions
     public bool FirstLastSame { get; init; }
 
     /// <summary>
+    /// Measure each quantized layer's sensitivity for the report (<see cref="Quantization.SensitivityAnalysis"/>, one
+    /// forward pass per layer over at most 64 calibration images; on by default). It changes only the report, so it
+    /// is not in the canonical options.
+    /// </summary>
+    public bool MeasureSensitivity { get; init; } = true;
+
+    /// <summary>
     /// The seed of the held-out synthetic validation images: derived from <see cref="Seed"/> so that they are never
     /// the calibration images (nor those of the neighbouring seeds a user is likely to try).
     /// </summary>

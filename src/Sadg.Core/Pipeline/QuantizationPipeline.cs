@@ -103,9 +103,13 @@ public static class QuantizationPipeline
             outcome.Spec.Dispose(); // written into the QDQ model; its tensors are not needed any more
             recorder.Finish(losses);
             timings.Add(clock.Finish("reconstruction"));
-            clock.Restart();
-            var sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, options.Quantization(), device, cancellationToken);
-            timings.Add(clock.Finish("layer sensitivity"));
+            IReadOnlyList<LayerSensitivity> sensitivity = [];
+            if (options.MeasureSensitivity)
+            {
+                clock.Restart();
+                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, options.Quantization(), device, cancellationToken);
+                timings.Add(clock.Finish("layer sensitivity"));
+            }
 
             var qdq = outcome.QdqModel;
             if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
@@ -173,7 +177,7 @@ public static class QuantizationPipeline
                 Layers = outcome.Layers,
                 FloatLayers = outcome.FloatLayers,
                 Sensitivity = sensitivity,
-                SensitivityImages = (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages),
+                SensitivityImages = sensitivity.Count == 0 ? 0 : (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages),
                 Blocks = outcome.Blocks,
                 InputBytes = modelBytes.LongLength,
                 OutputBytes = bytes.LongLength,
