@@ -41,6 +41,7 @@ public enum SadgErrorCode
     CalibrationDataInvalid = 1403,
     MethodNotApplicable = 1404,
     AccuracyGateFailed = 1405,
+    LayerNotFound = 1406,
 
     // 1500–1599: the sadg command line.
     UsageError = 1501,

@@ -194,6 +194,30 @@ namespace Sadg.Options
             s => s.Crop == CropMode.None ? null : Name(s.Crop))
         { DefaultText = Name(CropMode.None) };
 
+        public static readonly Setting Exclude = new Setting("Exclude", "--exclude", "exclude", "layer[,layer…]",
+            "Layers to leave in float (weights and inputs): node names as `sadg inspect` lists them, or op types (Conv, " +
+            "Gemm, MatMul) for every layer of that type. Comma-separated.",
+            "a comma-separated list of node names or op types",
+            (s, t) => LayerLists.TryNames(t, out string[]? names) ? s with { Exclude = names } : null,
+            s => s.Exclude is { Length: > 0 } e ? string.Join(",", e) : null);
+
+        public static readonly Setting LayerBits = new Setting("LayerBits", "--layer-bits", "layer_bits", "layer=bits[,…]",
+            "Weight bits (2-8) of single layers, by node name as `sadg inspect` lists them, e.g. conv1=8,fc=6; a layer's input " +
+            "keeps the bits of its position (--activation-bits; 8 for the second and last layers unless --first-last-bits same).",
+            "a comma-separated list of node=bits pairs, bits a whole number from 2 to 8",
+            (s, t) => LayerLists.TryBits(t, out var bits) ? s with { LayerBits = bits } : null,
+            s => s.LayerBits is { Count: > 0 } b ? string.Join(",", b.Select(kv => $"{kv.Key}={Int(kv.Value)}")) : null)
+        { Code = InvalidBits };
+
+        public static readonly Setting FirstLastBits = new Setting("FirstLastBits", "--first-last-bits", "first_last_bits", "8|same",
+            "Bits of the first and last quantized layers: 8 (first layer W8 with a float input, second layer's input 8-bit, " +
+            "last layer W8A8) or same (the run's --bits and --activation-bits; the image input stays float).",
+            "8 or same",
+            (s, t) => t == "8" ? s with { FirstLastSame = false }
+                : string.Equals(t, "same", StringComparison.OrdinalIgnoreCase) ? s with { FirstLastSame = true } : null,
+            s => s.FirstLastSame ? "same" : null)
+        { DefaultText = "8", Unset = "8" };
+
         public static readonly Setting ReconstructionSteps = new Setting("ReconstructionSteps", "--reconstruction-steps", "reconstruction_steps", "N",
             "Internal: reconstruction steps per block (the profile's when not given).", "a whole number of at least 0",
             (s, t) => TryInt(t, 0, out int n) ? s with { ReconstructionSteps = n } : null, s => Int(s.ReconstructionSteps))
@@ -208,13 +232,14 @@ namespace Sadg.Options
         public static IReadOnlyList<Setting> All { get; } = new[]
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
-            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, ReconstructionSteps, GenerationSteps,
+            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, Exclude, LayerBits,
+            FirstLastBits, ReconstructionSteps, GenerationSteps,
         };
 
-        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths, the data read and the accuracy gate).</summary>
+        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and layer choices, the data read and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
             All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData
-                && s != Resize && s != Crop).ToArray();
+                && s != Resize && s != Crop && s != Exclude && s != LayerBits && s != FirstLastBits).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();
@@ -300,6 +325,43 @@ namespace Sadg.Options
         public string Property { get; }
         public string? HelpName { get; }
         public string Description { get; }
+    }
+
+    /// <summary>
+    /// Lists of layers as <c>--exclude</c> and <c>--layer-bits</c> give them: comma- or semicolon-separated, blanks around
+    /// names ignored, duplicates dropped, sorted (ordinal) so that the order they are given in does not change the key.
+    /// </summary>
+    public static class LayerLists
+    {
+        /// <summary>At least one non-empty name.</summary>
+        public static bool TryNames(string text, out string[]? names)
+        {
+            names = Split(text).Distinct(StringComparer.Ordinal).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            if (names.Length == 0 || names.Any(n => n.Length == 0)) names = null;
+            return names != null;
+        }
+
+        /// <summary><c>name=bits</c> pairs, bits 2–8, each name once.</summary>
+        public static bool TryBits(string text, out SortedDictionary<string, int>? bits)
+        {
+            bits = new SortedDictionary<string, int>(StringComparer.Ordinal);
+            foreach (var pair in Split(text))
+            {
+                int at = pair.LastIndexOf('=');
+                string name = at < 0 ? "" : pair.Substring(0, at).Trim();
+                if (name.Length == 0 || bits.ContainsKey(name)
+                    || !int.TryParse(pair.Substring(at + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int b) || b < 2 || b > 8)
+                {
+                    bits = null;
+                    return false;
+                }
+                bits[name] = b;
+            }
+            if (bits.Count == 0) bits = null;
+            return bits != null;
+        }
+
+        static string[] Split(string text) => text.Split(',', ';').Select(p => p.Trim()).ToArray();
     }
 
     /// <summary>Lists of numbers as settings, metadata and data headers give them: comma-, space- or semicolon-separated, invariant culture.</summary>

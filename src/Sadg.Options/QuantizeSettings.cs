@@ -65,6 +65,15 @@ namespace Sadg.Options
         /// <summary>How the images of an image folder are cropped to the model's size after any resize.</summary>
         public CropMode Crop { get; init; } = CropMode.None;
 
+        /// <summary>Layers left in float: node names or op types, sorted; null: none.</summary>
+        public string[]? Exclude { get; init; }
+
+        /// <summary>Weight bits of single layers by node name; null: none.</summary>
+        public SortedDictionary<string, int>? LayerBits { get; init; }
+
+        /// <summary>The first and last quantized layers at the run's bits (<c>same</c>) instead of 8 bits (<c>8</c>, the default).</summary>
+        public bool FirstLastSame { get; init; }
+
         /// <summary>Internal (the tool's hidden option): reconstruction steps per block; null: the profile's.</summary>
         public int? ReconstructionSteps { get; init; }
 

@@ -98,6 +98,9 @@ public sealed class TaskTests : IDisposable
         { "ValidationData", "ValidationData=cal a", "ValidationData=cal b" },
         { "Resize", "ValidationData=cal a", "ValidationData=cal a;Resize=36" },
         { "Crop", "ValidationData=cal a;Resize=36", "ValidationData=cal a;Resize=36;Crop=center" },
+        { "Exclude", "", "Exclude=conv1,Gemm" },
+        { "LayerBits", "", "LayerBits=conv1=3" },
+        { "FirstLastBits", "", "FirstLastBits=same" },
     };
 
     [Fact]

@@ -34,6 +34,9 @@ public class SchemaTests
         (QuantizeSchema.ValidationData, [], [("ValidationData", "a")]),
         (QuantizeSchema.Resize, [("ValidationData", "a")], [("ValidationData", "a"), ("Resize", "36")]),
         (QuantizeSchema.Crop, [("ValidationData", "a"), ("Resize", "36")], [("ValidationData", "a"), ("Resize", "36"), ("Crop", "center")]),
+        (QuantizeSchema.Exclude, [], [("Exclude", "conv1,Gemm")]),
+        (QuantizeSchema.LayerBits, [], [("LayerBits", "conv1=3")]),
+        (QuantizeSchema.FirstLastBits, [], [("FirstLastBits", "same")]),
         (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
         (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
     ];
@@ -102,6 +105,33 @@ public class SchemaTests
         Assert.Contains("validation_data=sha256:hash of a", CacheKey(Read(("MinAgreement", "10"), ("ValidationData", "a"))));
         // Runs without a validation keep the keys they had before the gate existed.
         Assert.DoesNotContain("validation_data", CacheKey(Read()));
+    }
+
+    /// <summary>Layer lists are sets: their order, blanks and repeats do not change the key; unset or default they are not in it.</summary>
+    [Fact]
+    public void Layer_choices_are_in_the_cache_key_only_when_set_and_in_any_order()
+    {
+        Assert.Equal(CacheKey(Read(("Exclude", "b, a"))), CacheKey(Read(("Exclude", "a;b,a"))));
+        Assert.Equal(CacheKey(Read(("LayerBits", "b=3,a=5"))), CacheKey(Read(("LayerBits", " a=5 ;b=3"))));
+        Assert.Contains("exclude=a,b", CacheKey(Read(("Exclude", "b,a"))));
+        Assert.Contains("layer_bits=a=5,b=3", CacheKey(Read(("LayerBits", "b=3,a=5"))));
+        Assert.Equal(CacheKey(Read()), CacheKey(Read(("FirstLastBits", "8"))));
+        Assert.DoesNotContain("exclude", CacheKey(Read()));
+        Assert.DoesNotContain("layer_bits", CacheKey(Read()));
+        Assert.DoesNotContain("first_last_bits", CacheKey(Read()));
+    }
+
+    [Theory]
+    [InlineData("Exclude", ",", "Exclude (`--exclude` / `Exclude` metadata) must be a comma-separated list of node names or op types, not \",\".")]
+    [InlineData("LayerBits", "conv1=9", "LayerBits (`--layer-bits` / `LayerBits` metadata) must be a comma-separated list of node=bits pairs, bits a whole number from 2 to 8, not \"conv1=9\".")]
+    [InlineData("LayerBits", "conv1", "LayerBits (`--layer-bits` / `LayerBits` metadata) must be a comma-separated list of node=bits pairs, bits a whole number from 2 to 8, not \"conv1\".")]
+    [InlineData("LayerBits", "a=3,a=4", "LayerBits (`--layer-bits` / `LayerBits` metadata) must be a comma-separated list of node=bits pairs, bits a whole number from 2 to 8, not \"a=3,a=4\".")]
+    [InlineData("FirstLastBits", "4", "FirstLastBits (`--first-last-bits` / `FirstLastBits` metadata) must be 8 or same, not \"4\".")]
+    public void Bad_layer_choices_name_the_setting(string name, string value, string message)
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s.Name == name ? value : null, problems);
+        Assert.Equal(message, Assert.Single(problems).Message);
     }
 
     [Fact]

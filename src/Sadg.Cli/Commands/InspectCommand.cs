@@ -6,8 +6,9 @@ using Sadg.Cli.Output;
 namespace Sadg.Cli.Commands;
 
 /// <summary>
-/// <c>sadg inspect model.onnx [--json] [--estimate-time]</c>: what quantization would see and what would stop it, without
-/// doing it; with --estimate-time, how long <c>sadg quantize</c> would take (<see cref="TimeEstimate"/>).
+/// <c>sadg inspect model.onnx [--json] [--estimate-time] [--sensitivity [--bits b]]</c>: what quantization would see
+/// and what would stop it, without doing it; with --estimate-time, how long <c>sadg quantize</c> would take
+/// (<see cref="TimeEstimate"/>); with <c>--sensitivity</c>, each layer's sensitivity (<see cref="SensitivityRanking"/>).
 /// </summary>
 public static class InspectCommand
 {
@@ -20,6 +21,12 @@ public static class InspectCommand
             Description = "Time a few steps of each stage on the model (seconds on a tiny model, minutes on a larger one) and " +
                 "print the estimated wall time of sadg quantize for every profile and method.",
         };
+        var sensitivity = new Option<bool>("--sensitivity")
+        {
+            Description = $"Also rank the layers by the error each adds when quantized alone (output SQNR), measured on " +
+                $"{SensitivityRanking.Images} quick Genie-D images (seconds on small models); nothing is written.",
+        };
+        var bits = new Option<int>("--bits", "-b") { Description = "The bits of --sensitivity (weights and activations).", DefaultValueFactory = _ => 4, HelpName = "2-8" };
         var command = new Command("inspect",
             "Show a model's input, opset, operators, BatchNorm nodes, quantizable layers, blocks, estimated size at 2-8 bits, " +
             "and anything that would stop quantization. Exit code 1 when something would.")
@@ -27,14 +34,24 @@ public static class InspectCommand
             model,
             json,
             estimateTime,
+            sensitivity,
+            bits,
         };
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             var analysis = ModelAnalysis.Analyze(parse.GetValue(model)!, cancellationToken);
             var estimate = parse.GetValue(estimateTime) && analysis.Blockers.Count == 0
                 ? TimeEstimate.Measure(parse.GetValue(model)!, console, cancellationToken) : null;
-            if (parse.GetValue(json)) WriteJson(console.Out, analysis, estimate);
-            else WriteText(console.Out, analysis, estimate);
+            int b = parse.GetValue(bits);
+            var ranking = parse.GetValue(sensitivity) && analysis.Blockers.Count == 0
+                ? SensitivityRanking.Measure(analysis.Path, b, console, cancellationToken) : null;
+            if (parse.GetValue(json)) WriteJson(console.Out, analysis, estimate, ranking is null ? null : SensitivityRanking.Json(ranking, b));
+            else
+            {
+                WriteText(console.Out, analysis, estimate);
+                if (ranking is not null) SensitivityRanking.Write(console.Out, ranking, b);
+                console.Out.Flush();
+            }
             foreach (var blocker in analysis.Blockers) console.Diagnostic(blocker.Diagnostic);
             return Task.FromResult(analysis.Blockers.Count > 0 ? ExitCodes.Failed : ExitCodes.Ok);
         }));
@@ -65,6 +82,7 @@ public static class InspectCommand
         w.WriteLine($"  {"name".PadRight(nameWidth)}  {"op",-6}  {"weight shape",-18}  {"params",10}");
         foreach (var l in a.Layers)
             w.WriteLine($"  {l.Name.PadRight(nameWidth)}  {l.Op,-6}  {"[" + string.Join(", ", l.WeightShape) + "]",-18}  {l.Parameters,10:N0}");
+        if (a.Layers.Count > 0) w.WriteLine("  (quantize --exclude and --layer-bits take these names; a name shown as Op#index, only the op type)");
         w.WriteLine();
         w.WriteLine($"blocks:     {(a.Blocks is { } b ? b.ToString() : "n/a (the graph does not partition; see the errors)")}");
         w.WriteLine();
@@ -88,7 +106,7 @@ public static class InspectCommand
         w.Flush();
     }
 
-    static void WriteJson(TextWriter w, ModelAnalysis a, TimeEstimate? estimate)
+    static void WriteJson(TextWriter w, ModelAnalysis a, TimeEstimate? estimate, object? sensitivity)
     {
         var document = new
         {
@@ -111,6 +129,7 @@ public static class InspectCommand
             blockers = a.Blockers.Select(b => new { code = b.Code, message = b.Message }),
             ready = a.Blockers.Count == 0,
             estimatedTime = estimate?.Json(),
+            sensitivity,
         };
         w.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
         w.Flush();

@@ -12,7 +12,11 @@ public sealed record LayerBits(string Node, string OpType, int WeightBits, int? 
 
 /// <summary>A quantized model: the QDQ ONNX model, its integer spec, and what was done to get there.</summary>
 public sealed record QuantizationOutcome(ModelProto QdqModel, QuantizationSpec Spec, OnnxModel FoldedModel, int FoldedBatchNorms,
-    IReadOnlyList<LayerBits> Layers, IReadOnlyList<BlockOutcome> Blocks);
+    IReadOnlyList<LayerBits> Layers, IReadOnlyList<BlockOutcome> Blocks)
+{
+    /// <summary>The quantizable operators left in float (<see cref="LayerChoices.Exclude"/>), in execution order.</summary>
+    public IReadOnlyList<string> FloatLayers { get; init; } = [];
+}
 
 /// <summary>A calibrated model → the QDQ model (<see cref="Write"/>); or the whole step from images (<see cref="Quantize"/>).</summary>
 public static class ModelQuantizer
@@ -39,6 +43,8 @@ public static class ModelQuantizer
         var activationBits = spec.Activations.ToDictionary(a => a.Value, a => a.Bits);
         var layers = quantized.QuantizedNodes.Select(n => new LayerBits(n.Name, n.OpType, quantized.WeightQuantizers[n.Inputs[1]].Bits,
             activationBits.TryGetValue(n.Inputs[0], out int b) ? b : null)).ToList();
-        return new QuantizationOutcome(qdq, spec, calibrated.Fold.Model, calibrated.Fold.Folded, layers, calibrated.Blocks);
+        var graph = quantized.Graph;
+        var floatLayers = graph.Nodes.Where(n => graph.IsQuantizable(n) && !quantized.QuantizedNodes.Contains(n)).Select(n => n.Name).ToList();
+        return new QuantizationOutcome(qdq, spec, calibrated.Fold.Model, calibrated.Fold.Folded, layers, calibrated.Blocks) { FloatLayers = floatLayers };
     }
 }

@@ -16,7 +16,9 @@ namespace Sadg.Export;
 /// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and zero point 0,
 /// stored as <see cref="ActivationStorage"/> says, plus a Clip to [Min·scale, Max·scale] after the
 /// DequantizeLinear when the bit width is narrower than its container (4 bits in INT8, 3 bits in INT4, …); every
-/// node that read v reads the result instead, graph outputs keep the float v;</item>
+/// node that read v reads the result instead, but the activation's <see cref="ActivationQuantization.FloatReaders"/>
+/// (excluded operators) and graph outputs keep the float v;</item>
+/// <item>weights of operators the spec does not list (excluded operators) stay float initializers;</item>
 /// <item>biases stay float; nothing else changes (older opsets are first upgraded by <see cref="OpsetUpgrader"/>).</item>
 /// </list>
 /// New values, initializers and nodes are named after the value they quantize ("{v}_quantized", "{v}_scale",
@@ -141,7 +143,7 @@ public static class QdqWriter
                 dequantize.Output.Add(result);
             }
 
-            foreach (var n in graph.Node)
+            foreach (var n in graph.Node.Where(n => !a.FloatReaders.Contains(n.Name)))
                 for (int i = 0; i < n.Input.Count; i++)
                     if (n.Input[i] == v) n.Input[i] = result;
 

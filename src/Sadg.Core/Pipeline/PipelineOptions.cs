@@ -93,6 +93,25 @@ public sealed record PipelineOptions
     /// <summary>How image-folder data was cropped as it was read (part of the canonical options when not none).</summary>
     public CropMode Crop { get; init; }
 
+    /// <summary>Layers left in float: node names or op types (<c>--exclude</c>); empty: none. Part of the canonical options when set.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+
+    /// <summary>Weight bits of single layers by node name (<c>--layer-bits</c>); empty: none. Part of the canonical options when set.</summary>
+    public IReadOnlyDictionary<string, int> LayerBits { get; init; } = new SortedDictionary<string, int>(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The first and last quantized layers at the run's bits (<c>--first-last-bits same</c>) instead of the 8-bit policy
+    /// (<see cref="BitPolicy"/>). Part of the canonical options when set.
+    /// </summary>
+    public bool FirstLastSame { get; init; }
+
+    /// <summary>
+    /// Measure each quantized layer's sensitivity for the report (<see cref="Quantization.SensitivityAnalysis"/>, one
+    /// forward pass per layer over at most 64 calibration images; on by default). It changes only the report, so it
+    /// is not in the canonical options.
+    /// </summary>
+    public bool MeasureSensitivity { get; init; } = true;
+
     /// <summary>
     /// The seed of the held-out synthetic validation images: derived from <see cref="Seed"/> so that they are never
     /// the calibration images (nor those of the neighbouring seeds a user is likely to try).
@@ -147,6 +166,8 @@ public sealed record PipelineOptions
         ScaleSteps = ScaleSteps,
         RoundingRate = RoundingRate,
         Ablation = Ablation,
+        Policy = FirstLastSame ? BitPolicy.Same(WeightBits, ActivationBits) : new BitPolicy(),
+        Layers = new LayerChoices { Exclude = Exclude, WeightBits = LayerBits },
     };
 
     /// <summary>The number of calibration images this run uses.</summary>
@@ -178,6 +199,9 @@ public sealed record PipelineOptions
         Validate = settings.MinAgreement is not null || settings.ValidationData is not null,
         Resize = settings.Resize,
         Crop = settings.Crop,
+        Exclude = settings.Exclude ?? [],
+        LayerBits = settings.LayerBits ?? new SortedDictionary<string, int>(StringComparer.Ordinal),
+        FirstLastSame = settings.FirstLastSame,
     };
 
     /// <summary>
@@ -205,6 +229,9 @@ public sealed record PipelineOptions
         ValidationData = ValidationDataHash is { } v ? "sha256:" + v : Validate ? SyntheticValidation : null,
         Resize = Resize,
         Crop = Crop,
+        Exclude = Exclude.Count == 0 ? null : Exclude.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray(),
+        LayerBits = LayerBits.Count == 0 ? null : new SortedDictionary<string, int>(LayerBits.ToDictionary(kv => kv.Key, kv => kv.Value), StringComparer.Ordinal),
+        FirstLastSame = FirstLastSame,
     };
 
     /// <summary>The canonical <c>validation_data</c> of held-out synthetic validation images.</summary>
@@ -217,7 +244,8 @@ public sealed record PipelineOptions
     /// The accuracy gate's threshold is not in it (it does not change the written bytes: the tool checks it against the
     /// agreement recorded in the model, also on a cache hit); the validation data is (the measurement on it is written
     /// into the model), and only when there is a validation, so that runs without one keep their keys. The image
-    /// resize and crop are in it only when set, for the same reason.
+    /// resize and crop, the excluded layers, the layer bits and <c>first_last_bits=same</c> are in it only when set,
+    /// for the same reason.
     /// </summary>
     public string Canonical()
     {
@@ -226,6 +254,9 @@ public sealed record PipelineOptions
         if (ValidationDataHash is null && !Validate) values.Remove(QuantizeSchema.ValidationData.CanonicalKey);
         if (Resize is null) values.Remove(QuantizeSchema.Resize.CanonicalKey);
         if (Crop == CropMode.None) values.Remove(QuantizeSchema.Crop.CanonicalKey);
+        if (Exclude.Count == 0) values.Remove(QuantizeSchema.Exclude.CanonicalKey);
+        if (LayerBits.Count == 0) values.Remove(QuantizeSchema.LayerBits.CanonicalKey);
+        if (!FirstLastSame) values.Remove(QuantizeSchema.FirstLastBits.CanonicalKey);
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();

@@ -6,6 +6,7 @@ using Sadg.Export;
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Quantization;
 using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
@@ -32,6 +33,20 @@ public static class QuantizationPipeline
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
         return CalibrationSource.For(options.Method).Make(new CalibrationContext(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, cancellationToken));
+    }
+
+    /// <summary>
+    /// The sensitivity of each layer <see cref="Quantize"/> would quantize with these options
+    /// (<see cref="SensitivityAnalysis"/>), measured on images made as <see cref="Generate"/> makes them (so not with
+    /// real images): no model is quantized or written.
+    /// </summary>
+    public static SensitivityMeasurement Sensitivity(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
+        CancellationToken cancellationToken = default)
+    {
+        using var images = Generate(model, options, reporter, cancellationToken);
+        var folded = BatchNormFolding.Fold(InputShapes.Apply(model, options.InputShape));
+        var layers = SensitivityAnalysis.Measure(folded, images.Images, options.Quantization(), options.Device, cancellationToken);
+        return new SensitivityMeasurement(layers, (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages));
     }
 
     /// <summary>
@@ -88,6 +103,13 @@ public static class QuantizationPipeline
             outcome.Spec.Dispose(); // written into the QDQ model; its tensors are not needed any more
             recorder.Finish(losses);
             timings.Add(clock.Finish("reconstruction"));
+            IReadOnlyList<LayerSensitivity> sensitivity = [];
+            if (options.MeasureSensitivity)
+            {
+                clock.Restart();
+                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, options.Quantization(), device, cancellationToken);
+                timings.Add(clock.Finish("layer sensitivity"));
+            }
 
             var qdq = outcome.QdqModel;
             if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(qdq, source);
@@ -153,6 +175,9 @@ public static class QuantizationPipeline
                 Losses = losses,
                 FoldedBatchNorms = outcome.FoldedBatchNorms,
                 Layers = outcome.Layers,
+                FloatLayers = outcome.FloatLayers,
+                Sensitivity = sensitivity,
+                SensitivityImages = sensitivity.Count == 0 ? 0 : (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages),
                 Blocks = outcome.Blocks,
                 InputBytes = modelBytes.LongLength,
                 OutputBytes = bytes.LongLength,
@@ -174,3 +199,6 @@ public static class QuantizationPipeline
 
     static void Seed(int seed) => manual_seed(seed);
 }
+
+/// <summary>The sensitivity of each quantized layer (execution order) and the number of images it was measured on.</summary>
+public sealed record SensitivityMeasurement(IReadOnlyList<LayerSensitivity> Layers, int Images);

@@ -64,6 +64,19 @@ public sealed record QuantizationReport
     public int FoldedBatchNorms { get; init; }
     public IReadOnlyList<Export.LayerBits> Layers { get; init; } = [];
 
+    /// <summary>
+    /// Per quantized layer, the output SQNR against the FP32 model when that layer alone is quantized (round to
+    /// nearest at its bits, everything else float; <see cref="Quantization.SensitivityAnalysis"/>), on the first
+    /// <see cref="SensitivityImages"/> calibration images. Lower is more sensitive.
+    /// </summary>
+    public IReadOnlyList<Quantization.LayerSensitivity> Sensitivity { get; init; } = [];
+
+    /// <summary>The number of calibration images <see cref="Sensitivity"/> was measured on.</summary>
+    public int SensitivityImages { get; init; }
+
+    /// <summary>The quantizable layers left in float (<c>--exclude</c>), in execution order.</summary>
+    public IReadOnlyList<string> FloatLayers { get; init; } = [];
+
     /// <summary>How each block's final reconstruction ended: last losses and the share of binarized rounding offsets.</summary>
     public IReadOnlyList<Reconstruction.BlockOutcome> Blocks { get; init; } = [];
     public long InputBytes { get; init; }
@@ -97,6 +110,9 @@ public sealed record QuantizationReport
 
     public static QuantizationReport FromJson(string json) =>
         JsonSerializer.Deserialize<QuantizationReport>(json, Json) ?? throw new JsonException("empty report");
+
+    /// <summary>An SQNR in dB as the report and <c>sadg inspect</c> print it (∞ for no error).</summary>
+    public static string Db(double db) => double.IsPositiveInfinity(db) ? "∞" : db.ToString("0.0", CultureInfo.InvariantCulture);
 
     public string ToMarkdown()
     {
@@ -151,10 +167,24 @@ public sealed record QuantizationReport
         }
         s.AppendLine("## Layers");
         s.AppendLine();
-        s.AppendLine("| node | op | weight bits | input bits |");
-        s.AppendLine("|---|---|---:|---:|");
-        foreach (var l in Layers) s.AppendLine($"| {l.Node} | {l.OpType} | {l.WeightBits} | {l.InputBits?.ToString(CultureInfo.InvariantCulture) ?? "float"} |");
+        if (Sensitivity.Count > 0)
+        {
+            s.AppendLine($"SQNR alone: the output SQNR against the FP32 model when only that layer is quantized (round to nearest at its bits, " +
+                $"everything else float), on the first {SensitivityImages} calibration images; the lower, the more sensitive the layer.");
+            s.AppendLine();
+        }
+        var sqnr = Sensitivity.GroupBy(l => l.Node).ToDictionary(g => g.Key, g => g.First().SqnrDb, StringComparer.Ordinal);
+        s.AppendLine("| node | op | weight bits | input bits | SQNR alone (dB) |");
+        s.AppendLine("|---|---|---:|---:|---:|");
+        foreach (var l in Layers)
+            s.AppendLine($"| {l.Node} | {l.OpType} | {l.WeightBits} | {l.InputBits?.ToString(CultureInfo.InvariantCulture) ?? "float"} | " +
+                $"{(sqnr.TryGetValue(l.Node, out double db) ? Db(db) : "")} |");
         s.AppendLine();
+        if (FloatLayers.Count > 0)
+        {
+            s.AppendLine($"Left in float (excluded): {string.Join(", ", FloatLayers)}.");
+            s.AppendLine();
+        }
         if (Blocks.Count > 0)
         {
             s.AppendLine("## Reconstruction (last step of each block)");

@@ -18,7 +18,7 @@ internal static class FakeQuantSimulation
     /// tensors are not referenced after this returns.
     /// <para>A hook on a value affects every reader, while the writer rewires only quantized readers. Where the
     /// two would differ — a float weight also read by a node that is not quantized (or quantized differently), an
-    /// activation that is also a graph output — the module runs on a copy of the model in which the quantized
+    /// activation that is also a graph output or read by an excluded operator — the module runs on a copy of the model in which the quantized
     /// readers read a private copy of the weight, or an Identity of the activation, exactly as in the written
     /// model. Otherwise it runs on <paramref name="foldedModel"/> itself.</para>
     /// </summary>
@@ -66,7 +66,8 @@ internal static class FakeQuantSimulation
         bool WeightShared(WeightQuantization w) =>
             nodes.Any(n => n.Name != w.Node && n.Input.Contains(w.Weight)) || graph.Output.Any(o => o.Name == w.Weight);
         var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        if (!spec.Weights.Any(WeightShared) && !activations.Any(outputs.Contains))
+        bool Separated(ActivationQuantization a) => outputs.Contains(a.Value) || a.FloatReaders.Count > 0;
+        if (!spec.Weights.Any(WeightShared) && !spec.Activations.Any(Separated))
             return (folded, weights, activations);
 
         var proto = folded.Proto.Clone();
@@ -87,9 +88,9 @@ internal static class FakeQuantSimulation
         for (int i = 0; i < activations.Length; i++)
         {
             string v = activations[i];
-            if (!outputs.Contains(v)) continue;
+            if (!Separated(spec.Activations[i])) continue;
             string read = names.Unique($"{v}_simulated");
-            foreach (var n in graph.Node)
+            foreach (var n in graph.Node.Where(n => !spec.Activations[i].FloatReaders.Contains(n.Name)))
                 for (int k = 0; k < n.Input.Count; k++)
                     if (n.Input[k] == v) n.Input[k] = read;
             var identity = new NodeProto { Name = names.Unique($"{v}_Identity"), OpType = "Identity" };

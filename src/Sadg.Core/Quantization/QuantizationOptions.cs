@@ -1,3 +1,5 @@
+using Sadg.Graph;
+
 namespace Sadg.Quantization;
 
 /// <summary>
@@ -19,6 +21,22 @@ public sealed record BitPolicy
     /// <summary>Weight and input bits of the last quantized operator (8).</summary>
     public int LastBits { get; init; } = 8;
 
+    /// <summary>Input bits of the last quantized operator when they differ from <see cref="LastBits"/>; null: <see cref="LastBits"/>.</summary>
+    public int? LastInputBits { get; init; }
+
+    /// <summary>
+    /// The first and last operators at the model's bit widths (<c>--first-last-bits same</c>): the first operator's
+    /// weights at <paramref name="weightBits"/> with a float input (the image), the second operator's input and the
+    /// last operator's input at <paramref name="activationBits"/>, the last operator's weights at <paramref name="weightBits"/>.
+    /// </summary>
+    public static BitPolicy Same(int weightBits, int? activationBits) => new()
+    {
+        FirstWeightBits = weightBits,
+        SecondInputBits = activationBits ?? weightBits,
+        LastBits = weightBits,
+        LastInputBits = activationBits ?? weightBits,
+    };
+
     /// <summary>Every operator at the model's bit widths, the first input included.</summary>
     public static BitPolicy Uniform(int weightBits, int? activationBits) => new()
     {
@@ -27,6 +45,64 @@ public sealed record BitPolicy
         SecondInputBits = activationBits ?? weightBits,
         LastBits = Math.Max(weightBits, activationBits ?? weightBits),
     };
+}
+
+/// <summary>
+/// Which quantizable operators stay float and which get weight bits of their own (<c>--exclude</c>,
+/// <c>--layer-bits</c>). Operators are named by their node name (<see cref="GraphNode.Name"/>); an entry of
+/// <see cref="Exclude"/> may also be an op type (any case), which excludes every quantizable operator of that type.
+/// </summary>
+public sealed record LayerChoices
+{
+    /// <summary>Node names or op types of the operators left in float: weights and inputs.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+
+    /// <summary>Weight bits (2–8) by node name; they replace the bits the policy gives the operator's position.</summary>
+    public IReadOnlyDictionary<string, int> WeightBits { get; init; } = new Dictionary<string, int>();
+
+    /// <summary>True when nothing is chosen (every quantizable operator follows the policy).</summary>
+    public bool IsEmpty => Exclude.Count == 0 && WeightBits.Count == 0;
+
+    /// <summary>Whether <paramref name="node"/> is excluded by its name or its op type.</summary>
+    public bool IsExcluded(GraphNode node) =>
+        Exclude.Any(e => e == node.Name || string.Equals(e, node.OpType, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// Checks the choices against <paramref name="graph"/>'s quantizable operators: every name must be one of them
+    /// (an exclusion may be an op type some of them have), a layer is not both excluded and given bits, and at least
+    /// one operator stays quantized. Throws <see cref="SadgException"/> (LayerNotFound, InvalidOptionValue) naming
+    /// the candidates; <paramref name="excludeLabel"/> and <paramref name="bitsLabel"/> name the settings.
+    /// </summary>
+    public void Check(GraphModule graph, string excludeLabel, string bitsLabel, string? file = null)
+    {
+        if (IsEmpty) return;
+        var layers = graph.Nodes.Where(graph.IsQuantizable).ToList();
+        // A node without a name in the file has a name only by its index, which BatchNorm folding shifts.
+        var named = layers.Where(n => !string.IsNullOrEmpty(n.Proto.Name)).ToList();
+        var names = named.Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
+        var ops = layers.Select(n => n.OpType).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        string Candidates() =>
+            $"The quantizable layers (as `sadg inspect` lists them) are: {string.Join(", ", named.Take(100).Select(n => n.Name))}" +
+            (named.Count > 100 ? $", … ({named.Count} in all)" : "") + $"; op types: {string.Join(", ", ops.Order(StringComparer.Ordinal))}." +
+            (named.Count < layers.Count ? $" {layers.Count - named.Count} layers have no name in the file and can only be chosen by op type." : "");
+        var unknownExcluded = Exclude.Where(e => !names.Contains(e) && !ops.Contains(e)).ToList();
+        if (unknownExcluded.Count > 0)
+            throw new SadgException(SadgErrorCode.LayerNotFound,
+                $"{excludeLabel} names {Quote(unknownExcluded)}, which {(unknownExcluded.Count == 1 ? "is" : "are")} neither a quantizable layer nor the op type of one. {Candidates()}", file);
+        var unknownBits = WeightBits.Keys.Where(n => !names.Contains(n)).ToList();
+        if (unknownBits.Count > 0)
+            throw new SadgException(SadgErrorCode.LayerNotFound,
+                $"{bitsLabel} names {Quote(unknownBits)}, which {(unknownBits.Count == 1 ? "is" : "are")} not a quantizable layer. {Candidates()}", file);
+        var both = layers.Where(n => IsExcluded(n) && WeightBits.ContainsKey(n.Name)).Select(n => n.Name).ToList();
+        if (both.Count > 0)
+            throw new SadgException(SadgErrorCode.InvalidOptionValue,
+                $"{Quote(both)} {(both.Count == 1 ? "is" : "are")} excluded by {excludeLabel} and given bits by {bitsLabel}; give each layer one of them.", file);
+        if (layers.All(IsExcluded))
+            throw new SadgException(SadgErrorCode.NothingToQuantize,
+                $"{excludeLabel} excludes every quantizable layer ({layers.Count}), so there is nothing to quantize.", file);
+    }
+
+    static string Quote(IEnumerable<string> names) => string.Join(", ", names.Select(n => $"'{n}'"));
 }
 
 /// <summary>How a learning rate of a quantization scale is measured.</summary>
@@ -69,6 +145,9 @@ public sealed record QuantizationOptions
     public int? ActivationBits { get; init; } = 4;
 
     public BitPolicy Policy { get; init; } = new();
+
+    /// <summary>Operators left in float and operators with weight bits of their own (none by default).</summary>
+    public LayerChoices Layers { get; init; } = new();
 
     /// <summary>Reconstruction steps per block (paper: 20000). 0 = round to nearest, no reconstruction.</summary>
     public int Iterations { get; init; } = 20000;
@@ -130,6 +209,8 @@ public sealed record QuantizationOptions
         Check("The first layer's weight bits", Policy.FirstWeightBits);
         Check("The second layer's input bits", Policy.SecondInputBits);
         Check("The last layer's bits", Policy.LastBits);
+        if (Policy.LastInputBits is { } lastInput) Check("The last layer's input bits", lastInput);
+        foreach (var (node, bits) in Layers.WeightBits) Check($"The weight bits of '{node}'", bits);
         if (Iterations < 0) throw new ArgumentOutOfRangeException(nameof(Iterations), "Iterations must be ≥ 0.");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), "The batch size must be ≥ 1.");
     }

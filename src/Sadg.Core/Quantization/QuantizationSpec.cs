@@ -30,9 +30,12 @@ public sealed record WeightQuantization(string Node, string Weight, Tensor Integ
 /// calibration data had negatives, else unsigned UINT{Bits}: x_q = Scale · clamp(round(x / Scale), lo, hi),
 /// rounding half to even, as ONNX QuantizeLinear does.
 /// </summary>
-/// <param name="Value">Name of the quantized tensor (every node that reads it sees the quantized value).</param>
+/// <param name="Value">Name of the quantized tensor (every node that reads it sees the quantized value, but <see cref="FloatReaders"/>).</param>
 public sealed record ActivationQuantization(string Value, float Scale, int Bits, bool Signed)
 {
+    /// <summary>Nodes (by name) that read the float value: operators left in float (<c>--exclude</c>). Empty by default.</summary>
+    public IReadOnlyList<string> FloatReaders { get; init; } = [];
+
     public long Min => Signed ? -(1L << (Bits - 1)) : 0;
 
     public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1;

@@ -4,11 +4,15 @@ using static TorchSharp.torch;
 
 namespace Sadg.Quantization;
 
+/// <summary>One quantized operator and its bit widths (<see cref="QuantizedGraph.Plan"/>); <see cref="InputBits"/> null: float input.</summary>
+public sealed record PlannedLayer(GraphNode Node, int WeightBits, int? InputBits);
+
 /// <summary>
 /// The quantized copy Q of a BN-folded model: a <see cref="GraphModule"/> whose quantized operators read their
 /// weights through a <see cref="WeightQuantizer"/> and whose quantized activations pass through an
 /// <see cref="ActivationQuantizer"/> (a tensor is quantized once; every node that reads it sees the quantized
-/// value). Quantizers start in round-to-nearest mode; an activation quantizer passes values through until it is
+/// value, except an excluded operator (<see cref="LayerChoices.Exclude"/>), which reads the float value). Quantizers
+/// start in round-to-nearest mode; an activation quantizer passes values through until it is
 /// calibrated.
 /// </summary>
 public sealed class QuantizedGraph : IDisposable
@@ -17,24 +21,24 @@ public sealed class QuantizedGraph : IDisposable
     readonly Dictionary<string, WeightQuantizer> weightQuantizers = new(StringComparer.Ordinal);
     readonly Dictionary<string, ActivationQuantizer> activationQuantizers = new(StringComparer.Ordinal);
     readonly Dictionary<string, GraphNode> weightOwners = new(StringComparer.Ordinal);
+    readonly Dictionary<string, IReadOnlyList<string>> floatActivationReaders = new(StringComparer.Ordinal);
 
     public QuantizedGraph(OnnxModel foldedModel, QuantizationOptions options, Device? device = null)
     {
         options.Validate();
         Options = options;
         Graph = new GraphModule(foldedModel, device);
-        QuantizedNodes = Graph.Nodes.Where(Graph.IsQuantizable).ToList();
+        var plan = Plan(Graph, options);
+        QuantizedNodes = plan.Select(p => p.Node).ToList();
         if (QuantizedNodes.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
-                "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", foldedModel.Path);
+                Graph.Nodes.Any(Graph.IsQuantizable)
+                    ? "Every Conv, Gemm and MatMul with constant weights is excluded, so there is nothing to quantize."
+                    : "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", foldedModel.Path);
 
-        var policy = options.Policy;
         var activationBits = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int k = 0; k < QuantizedNodes.Count; k++)
+        foreach (var (node, wBits, inputBits) in plan)
         {
-            var node = QuantizedNodes[k];
-            bool last = k == QuantizedNodes.Count - 1;
-            int wBits = k == 0 ? policy.FirstWeightBits : last ? policy.LastBits : options.WeightBits;
             string weight = node.Inputs[1];
             if (!weightQuantizers.ContainsKey(weight))
             {
@@ -43,11 +47,16 @@ public sealed class QuantizedGraph : IDisposable
                 quantizer.FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale);
                 weightQuantizers[weight] = quantizer;
                 weightOwners[weight] = node;
-                hooks.Add(Graph.AddHook(weight, quantizer.forward));
+                var readers = Graph.Consumers(weight);
+                if (!readers.Any(n => Graph.IsQuantizable(n) && options.Layers.IsExcluded(n)))
+                    hooks.Add(Graph.AddHook(weight, quantizer.forward));
+                else
+                    // An excluded operator that shares the weight reads it in float, as the written model has it.
+                    foreach (var reader in readers.Where(n => !(Graph.IsQuantizable(n) && options.Layers.IsExcluded(n))))
+                        for (int i = 0; i < reader.Inputs.Count; i++)
+                            if (reader.Inputs[i] == weight) hooks.Add(Graph.AddInputHook(reader, i, quantizer.forward));
             }
-
-            if (options.ActivationBits is not { } aBits || (k == 0 && !policy.QuantizeFirstInput)) continue;
-            int bits = last ? policy.LastBits : k == 1 ? policy.SecondInputBits : aBits;
+            if (inputBits is not { } bits) continue;
             string input = node.Inputs[0];
             activationBits[input] = Math.Max(bits, activationBits.GetValueOrDefault(input));
         }
@@ -55,7 +64,19 @@ public sealed class QuantizedGraph : IDisposable
         {
             var quantizer = new ActivationQuantizer(bits) { DropProbability = options.DropProbability };
             activationQuantizers[value] = quantizer;
-            hooks.Add(Graph.AddHook(value, x => quantizer.Calibrated ? quantizer.forward(x) : x));
+            Tensor Quantize(Tensor x) => quantizer.Calibrated ? quantizer.forward(x) : x;
+            var readers = Graph.Consumers(value);
+            var floatReaders = readers.Where(n => Graph.IsQuantizable(n) && options.Layers.IsExcluded(n)).ToList();
+            if (floatReaders.Count == 0)
+            {
+                hooks.Add(Graph.AddHook(value, Quantize));
+                continue;
+            }
+            // An excluded operator reads the float value; every other reader reads the quantized one.
+            floatActivationReaders[value] = floatReaders.Select(n => n.Name).ToList();
+            foreach (var reader in readers.Except(floatReaders))
+                for (int i = 0; i < reader.Inputs.Count; i++)
+                    if (reader.Inputs[i] == value) hooks.Add(Graph.AddInputHook(reader, i, Quantize));
         }
     }
 
@@ -72,6 +93,35 @@ public sealed class QuantizedGraph : IDisposable
 
     /// <summary>Activation quantizers by the name of the value they quantize.</summary>
     public IReadOnlyDictionary<string, ActivationQuantizer> ActivationQuantizers => activationQuantizers;
+
+    /// <summary>
+    /// The quantized operators of <paramref name="graph"/> in execution order, with their weight bits and input bits
+    /// (null: float input). Positions follow the model's quantizable operators (<see cref="GraphModule.IsQuantizable"/>)
+    /// whether or not some are excluded: the first of them keeps <see cref="BitPolicy.FirstWeightBits"/> and a float
+    /// input (unless <see cref="BitPolicy.QuantizeFirstInput"/>), the second's input has
+    /// <see cref="BitPolicy.SecondInputBits"/>, the last has <see cref="BitPolicy.LastBits"/> (input:
+    /// <see cref="BitPolicy.LastInputBits"/> when set), the others the options' bits. Excluded operators
+    /// (<see cref="LayerChoices.Exclude"/>) are left out; <see cref="LayerChoices.WeightBits"/> replaces an operator's
+    /// weight bits, its input keeps the bits of its position.
+    /// </summary>
+    public static IReadOnlyList<PlannedLayer> Plan(GraphModule graph, QuantizationOptions options)
+    {
+        var policy = options.Policy;
+        var all = graph.Nodes.Where(graph.IsQuantizable).ToList();
+        var plan = new List<PlannedLayer>();
+        for (int k = 0; k < all.Count; k++)
+        {
+            var node = all[k];
+            if (options.Layers.IsExcluded(node)) continue;
+            bool last = k == all.Count - 1;
+            int weightBits = options.Layers.WeightBits.TryGetValue(node.Name, out int own) ? own
+                : k == 0 ? policy.FirstWeightBits : last ? policy.LastBits : options.WeightBits;
+            int? inputBits = options.ActivationBits is not { } a || (k == 0 && !policy.QuantizeFirstInput) ? null
+                : last ? policy.LastInputBits ?? policy.LastBits : k == 1 ? policy.SecondInputBits : a;
+            plan.Add(new PlannedLayer(node, weightBits, inputBits));
+        }
+        return plan;
+    }
 
     /// <summary>The output-channel axis of a node's weight: 0 for Conv and Gemm with transB = 1, else 1.</summary>
     public static int WeightAxis(GraphNode node) => node.OpType switch
@@ -94,7 +144,7 @@ public sealed class QuantizedGraph : IDisposable
         foreach (var (weight, quantizer) in weightQuantizers)
             spec.Weights.Add(quantizer.Export(weightOwners[weight].Name, weight));
         foreach (var (value, quantizer) in activationQuantizers.Where(a => a.Value.Calibrated))
-            spec.Activations.Add(quantizer.Export(value));
+            spec.Activations.Add(quantizer.Export(value) with { FloatReaders = floatActivationReaders.GetValueOrDefault(value) ?? [] });
         return spec;
     }
 

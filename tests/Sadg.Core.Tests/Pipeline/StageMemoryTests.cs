@@ -17,7 +17,11 @@ public class StageMemoryTests
         };
         using var result = QuantizationPipeline.Quantize(model, options);
         var stages = result.Report.Timings.Select(t => t.Stage).ToList();
-        Assert.Equal(["warm-up (Genie-D)", "reconstruction (Q0)", "refinement (SADAG)", "reconstruction"], stages);
+        Assert.Equal(["warm-up (Genie-D)", "reconstruction (Q0)", "refinement (SADAG)", "reconstruction", "layer sensitivity"], stages);
+        using var without = QuantizationPipeline.Quantize(model, options with { MeasureSensitivity = false });
+        Assert.DoesNotContain(without.Report.Timings, t => t.Stage == "layer sensitivity");
+        Assert.Empty(without.Report.Sensitivity);
+        Assert.Equal(result.ModelBytes, without.ModelBytes);
         // A process running TorchSharp holds well over 10 MB; the peak is what it held at its largest.
         Assert.All(result.Report.Timings, t => Assert.InRange(t.PeakResidentBytes ?? 0, 10L << 20, 64L << 30));
         Assert.Contains("peak resident memory", result.Report.ToMarkdown());
