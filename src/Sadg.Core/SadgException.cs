@@ -42,6 +42,7 @@ public enum SadgErrorCode
     MethodNotApplicable = 1404,
     AccuracyGateFailed = 1405,
     LayerNotFound = 1406,
+    SizeBudgetTooSmall = 1407,
 
     // 1500–1599: the sadg command line.
     UsageError = 1501,

@@ -108,6 +108,42 @@ namespace Sadg.Options
             return resize != null;
         }
     }
+    /// <summary>
+    /// The size budget of mixed precision (<c>--size-budget</c> / <c>SizeBudget</c>): the most bytes the quantized
+    /// layers' weights may take as written (packed integers and their per-channel scales and zero points), either a
+    /// <see cref="Ratio"/> of the same weights' FP32 bytes (<c>0.125</c>) or <see cref="KiB"/> (<c>600KiB</c>; 1 KiB = 1024 bytes).
+    /// Exactly one of the two is set.
+    /// </summary>
+    public sealed record SizeBudget(double? Ratio, long? KiB)
+    {
+        /// <summary>The budget in bytes for weights of <paramref name="fp32Bytes"/> FP32 bytes (a ratio is rounded down).</summary>
+        public long Bytes(long fp32Bytes) => KiB is long k ? k * 1024 : (long)System.Math.Floor(Ratio!.Value * fp32Bytes);
+
+        /// <summary><c>0.125</c> or <c>600KiB</c>: what <see cref="TryParse"/> reads back.</summary>
+        public override string ToString() => KiB is long k
+            ? k.ToString(System.Globalization.CultureInfo.InvariantCulture) + "KiB"
+            : Ratio!.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// Reads a ratio, a number greater than 0 and at most 1 (<c>0.125</c>), or a whole number of at least 1 followed
+        /// by <c>KiB</c> (any case, blanks allowed before it: <c>600KiB</c>, <c>600 kib</c>).
+        /// </summary>
+        public static bool TryParse(string text, out SizeBudget? budget)
+        {
+            budget = null;
+            text = text.Trim();
+            var styles = System.Globalization.NumberStyles.None;
+            var culture = System.Globalization.CultureInfo.InvariantCulture;
+            if (text.EndsWith("KiB", System.StringComparison.OrdinalIgnoreCase))
+            {
+                if (long.TryParse(text.Substring(0, text.Length - 3).TrimEnd(), styles, culture, out long k) && k >= 1 && k <= long.MaxValue / 1024)
+                    budget = new SizeBudget(null, k);
+            }
+            else if (double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, culture, out double r) && r > 0 && r <= 1)
+                budget = new SizeBudget(r, null);
+            return budget != null;
+        }
+    }
 }
 
 namespace System.Runtime.CompilerServices

@@ -218,6 +218,13 @@ namespace Sadg.Options
             s => s.FirstLastSame ? "same" : null)
         { DefaultText = "8", Unset = "8" };
 
+        public static readonly Setting SizeBudget = new Setting("SizeBudget", "--size-budget", "size_budget", "ratio|NKiB",
+            "Mixed precision: choose each layer's weight bits from 2, 3, 4 and 8 so that the quantized weights (as written, with " +
+            "their scales and zero points) fit the budget with the least measured error: a ratio of their FP32 bytes (0.125) or " +
+            "a size (600KiB). Layers fixed by --first-last-bits 8 or --layer-bits keep their bits; --bits is not used for the others.",
+            "a ratio greater than 0 and at most 1 (e.g. 0.125), or a whole number of KiB (e.g. 600KiB)",
+            (s, t) => Options.SizeBudget.TryParse(t, out var b) ? s with { SizeBudget = b } : null, s => s.SizeBudget?.ToString());
+
         public static readonly Setting ReconstructionSteps = new Setting("ReconstructionSteps", "--reconstruction-steps", "reconstruction_steps", "N",
             "Internal: reconstruction steps per block (the profile's when not given).", "a whole number of at least 0",
             (s, t) => TryInt(t, 0, out int n) ? s with { ReconstructionSteps = n } : null, s => Int(s.ReconstructionSteps))
@@ -233,13 +240,13 @@ namespace Sadg.Options
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
             InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, Exclude, LayerBits,
-            FirstLastBits, ReconstructionSteps, GenerationSteps,
+            FirstLastBits, SizeBudget, ReconstructionSteps, GenerationSteps,
         };
 
         /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and layer choices, the data read and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
             All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData
-                && s != Resize && s != Crop && s != Exclude && s != LayerBits && s != FirstLastBits).ToArray();
+                && s != Resize && s != Crop && s != Exclude && s != LayerBits && s != FirstLastBits && s != SizeBudget).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

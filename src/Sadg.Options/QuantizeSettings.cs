@@ -74,6 +74,9 @@ namespace Sadg.Options
         /// <summary>The first and last quantized layers at the run's bits (<c>same</c>) instead of 8 bits (<c>8</c>, the default).</summary>
         public bool FirstLastSame { get; init; }
 
+        /// <summary>Mixed precision under a size budget: weight bits per layer chosen from 2, 3, 4 and 8; null: none.</summary>
+        public SizeBudget? SizeBudget { get; init; }
+
         /// <summary>Internal (the tool's hidden option): reconstruction steps per block; null: the profile's.</summary>
         public int? ReconstructionSteps { get; init; }
 

@@ -106,6 +106,13 @@ public sealed record PipelineOptions
     public bool FirstLastSame { get; init; }
 
     /// <summary>
+    /// Mixed precision (<c>--size-budget</c>): the weight bits of the layers neither the first/last policy nor
+    /// <see cref="LayerBits"/> fixes are chosen from 2, 3, 4 and 8 to fit this budget (<see cref="SizeBudgetSearch"/>),
+    /// and <see cref="WeightBits"/> is not used for them; null: none. Part of the canonical options when set.
+    /// </summary>
+    public SizeBudget? SizeBudget { get; init; }
+
+    /// <summary>
     /// Measure each quantized layer's sensitivity for the report (<see cref="Quantization.SensitivityAnalysis"/>, one
     /// forward pass per layer over at most 64 calibration images; on by default). It changes only the report, so it
     /// is not in the canonical options.
@@ -202,6 +209,7 @@ public sealed record PipelineOptions
         Exclude = settings.Exclude ?? [],
         LayerBits = settings.LayerBits ?? new SortedDictionary<string, int>(StringComparer.Ordinal),
         FirstLastSame = settings.FirstLastSame,
+        SizeBudget = settings.SizeBudget,
     };
 
     /// <summary>
@@ -232,6 +240,7 @@ public sealed record PipelineOptions
         Exclude = Exclude.Count == 0 ? null : Exclude.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray(),
         LayerBits = LayerBits.Count == 0 ? null : new SortedDictionary<string, int>(LayerBits.ToDictionary(kv => kv.Key, kv => kv.Value), StringComparer.Ordinal),
         FirstLastSame = FirstLastSame,
+        SizeBudget = SizeBudget,
     };
 
     /// <summary>The canonical <c>validation_data</c> of held-out synthetic validation images.</summary>
@@ -244,7 +253,7 @@ public sealed record PipelineOptions
     /// The accuracy gate's threshold is not in it (it does not change the written bytes: the tool checks it against the
     /// agreement recorded in the model, also on a cache hit); the validation data is (the measurement on it is written
     /// into the model), and only when there is a validation, so that runs without one keep their keys. The image
-    /// resize and crop, the excluded layers, the layer bits and <c>first_last_bits=same</c> are in it only when set,
+    /// resize and crop, the excluded layers, the layer bits, <c>first_last_bits=same</c> and the size budget are in it only when set,
     /// for the same reason.
     /// </summary>
     public string Canonical()
@@ -257,6 +266,7 @@ public sealed record PipelineOptions
         if (Exclude.Count == 0) values.Remove(QuantizeSchema.Exclude.CanonicalKey);
         if (LayerBits.Count == 0) values.Remove(QuantizeSchema.LayerBits.CanonicalKey);
         if (!FirstLastSame) values.Remove(QuantizeSchema.FirstLastBits.CanonicalKey);
+        if (SizeBudget is null) values.Remove(QuantizeSchema.SizeBudget.CanonicalKey);
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();

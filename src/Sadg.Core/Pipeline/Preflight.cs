@@ -20,7 +20,7 @@ public enum OutputKind
 /// The checks <see cref="QuantizationPipeline"/> makes before any long work, so that a model or an option that
 /// cannot work fails in seconds with a coded error rather than after generation: options (bits, profile, sample
 /// counts, real data), the image input (SADG1102, SADG1107), operators (building the graph, SADG1101; the opset
-/// upgrade of the writer), the layers <c>--exclude</c> and <c>--layer-bits</c> name (SADG1406), the graph's structure (SADG1401, SADG1103), one run of the model on two images
+/// upgrade of the writer), the layers <c>--exclude</c> and <c>--layer-bits</c> name (SADG1406), a size budget below the smallest feasible size (SADG1407), the graph's structure (SADG1401, SADG1103), one run of the model on two images
 /// (SADG1104), a float output [N, …] (SADG1404: reconstruction and SADAG compare outputs), and what the method needs
 /// (SADG1404): SADAG a last quantized layer, Genie-D and SADAG BatchNormalization statistics or class scores.
 /// </summary>
@@ -35,6 +35,7 @@ public static class Preflight
         var layers = options.Quantization().Layers;
         layers.Check(fp, QuantizeSchema.Exclude.Label, QuantizeSchema.LayerBits.Label, model.Path);
         BlockPartition.Partition(fp, n => fp.IsQuantizable(n) && !layers.IsExcluded(n));
+        SizeBudgetSearch.Check(fp, options, model.Path);
 
         var head = ClassifierHead.TryFind(fp);
         var kind = Probe(model, fp, input, head);

@@ -96,9 +96,17 @@ public static class QuantizationPipeline
             var losses = images.Losses;
             cancellationToken.ThrowIfCancellationRequested();
             var clock = StageClock.Start();
+            var quantization = options.Quantization();
+            SizeBudgetResult? budget = null;
+            if (options.SizeBudget is not null)
+            {
+                (quantization, budget) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken);
+                timings.Add(clock.Finish("size budget search"));
+                clock.Restart();
+            }
             QuantizationOutcome outcome;
             var recorder = new ReconstructionRecorder(reporter, "reconstructing");
-            using (var calibrated = ModelCalibration.Calibrate(model, images.Images, options.Quantization(), device, recorder, cancellationToken))
+            using (var calibrated = ModelCalibration.Calibrate(model, images.Images, quantization, device, recorder, cancellationToken))
                 outcome = ModelQuantizer.Write(calibrated);
             outcome.Spec.Dispose(); // written into the QDQ model; its tensors are not needed any more
             recorder.Finish(losses);
@@ -107,7 +115,7 @@ public static class QuantizationPipeline
             if (options.MeasureSensitivity)
             {
                 clock.Restart();
-                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, options.Quantization(), device, cancellationToken);
+                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken);
                 timings.Add(clock.Finish("layer sensitivity"));
             }
 
@@ -177,6 +185,7 @@ public static class QuantizationPipeline
                 Layers = outcome.Layers,
                 FloatLayers = outcome.FloatLayers,
                 Sensitivity = sensitivity,
+                SizeBudget = budget,
                 SensitivityImages = sensitivity.Count == 0 ? 0 : (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages),
                 Blocks = outcome.Blocks,
                 InputBytes = modelBytes.LongLength,

@@ -74,6 +74,9 @@ public sealed record QuantizationReport
     /// <summary>The number of calibration images <see cref="Sensitivity"/> was measured on.</summary>
     public int SensitivityImages { get; init; }
 
+    /// <summary>What the size budget search chose (<c>--size-budget</c>): the budget, the weight bytes and each layer's bits; null: no budget.</summary>
+    public SizeBudgetResult? SizeBudget { get; init; }
+
     /// <summary>The quantizable layers left in float (<c>--exclude</c>), in execution order.</summary>
     public IReadOnlyList<string> FloatLayers { get; init; } = [];
 
@@ -183,6 +186,23 @@ public sealed record QuantizationReport
         if (FloatLayers.Count > 0)
         {
             s.AppendLine($"Left in float (excluded): {string.Join(", ", FloatLayers)}.");
+            s.AppendLine();
+        }
+        if (SizeBudget is { } budget)
+        {
+            s.AppendLine("## Size budget");
+            s.AppendLine();
+            s.AppendLine($"Budget {budget.Budget}: {budget.BudgetBytes} bytes of quantized weights (packed integers, scales and zero points, as written); " +
+                $"chosen: {budget.WeightBytes} bytes ({F(100.0 * budget.WeightBytes / budget.Fp32Bytes, "0.##")}% of the FP32 weights' {budget.Fp32Bytes} bytes; " +
+                $"smallest feasible: {budget.MinimumBytes} bytes). Chosen layers minimize the summed noise 10^(-SQNR/10) of each layer quantized alone " +
+                "(round to nearest, on the calibration images); fixed layers keep their bits.");
+            s.AppendLine();
+            var candidates = budget.Layers.SelectMany(l => l.SqnrDb.Keys).Distinct().Order().ToList();
+            s.AppendLine("| node | weight bits | bytes | chosen |" + string.Concat(candidates.Select(b => $" SQNR at W{b} (dB) |")));
+            s.AppendLine("|---|---:|---:|---|" + string.Concat(candidates.Select(_ => "---:|")));
+            foreach (var l in budget.Layers)
+                s.AppendLine($"| {l.Node} | {l.WeightBits} | {l.Bytes} | {(l.Chosen ? "yes" : "fixed")} |" +
+                    string.Concat(candidates.Select(b => $" {(l.SqnrDb.TryGetValue(b, out double db) ? Db(db) : "")} |")));
             s.AppendLine();
         }
         if (Blocks.Count > 0)
