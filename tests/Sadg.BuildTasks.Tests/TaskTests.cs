@@ -101,6 +101,7 @@ public sealed class TaskTests : IDisposable
         { "Exclude", "", "Exclude=conv1,Gemm" },
         { "LayerBits", "", "LayerBits=conv1=3" },
         { "FirstLastBits", "", "FirstLastBits=same" },
+        { "SizeBudget", "", "SizeBudget=600KiB" },
     };
 
     [Fact]
@@ -166,6 +167,20 @@ public sealed class TaskTests : IDisposable
         Assert.Contains("Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"0\".",
             _engine.Errors[0].Message);
         Assert.Contains("Crop (`--crop` / `Crop` metadata) must be one of none, center, not \"corner\".", _engine.Errors[1].Message);
+    }
+
+    [Fact]
+    public void ABadSizeBudgetIsAnErrorAgainstTheProjectFileAndAGoodOneReachesTheCommandLine()
+    {
+        var task = Quantize(Item("Models/resnet20.onnx", ("SizeBudget", "600KB")));
+        Assert.False(task.Execute());
+        var error = Assert.Single(_engine.Errors);
+        Assert.Equal(("SADG1502", _project), (error.Code, error.File));
+        Assert.Contains("SizeBudget (`--size-budget` / `SizeBudget` metadata) must be a ratio greater than 0 and at most 1", error.Message);
+        _engine.Errors.Clear();
+        string line = Quantize(Item("Models/resnet20.onnx", ("SizeBudget", "0.2"))).CommandLineForTests();
+        Assert.Empty(_engine.Errors);
+        Assert.Contains("--size-budget 0.2", line);
     }
 
     [Fact]

@@ -37,6 +37,7 @@ public class SchemaTests
         (QuantizeSchema.Exclude, [], [("Exclude", "conv1,Gemm")]),
         (QuantizeSchema.LayerBits, [], [("LayerBits", "conv1=3")]),
         (QuantizeSchema.FirstLastBits, [], [("FirstLastBits", "same")]),
+        (QuantizeSchema.SizeBudget, [("SizeBudget", "0.125")], [("SizeBudget", "600KiB")]),
         (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
         (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
     ];
@@ -132,6 +133,38 @@ public class SchemaTests
         var problems = new List<OptionProblem>();
         QuantizeSettings.Parse(s => s.Name == name ? value : null, problems);
         Assert.Equal(message, Assert.Single(problems).Message);
+    }
+
+    /// <summary>A ratio and a KiB size keep their meaning through the key; unset, the budget is not in it.</summary>
+    [Fact]
+    public void The_size_budget_is_in_the_cache_key_only_when_set()
+    {
+        Assert.Contains("size_budget=0.125", CacheKey(Read(("SizeBudget", "0.125"))));
+        Assert.Contains("size_budget=600KiB", CacheKey(Read(("SizeBudget", "600 kib"))));
+        Assert.Equal(CacheKey(Read(("SizeBudget", "600KiB"))), CacheKey(Read(("SizeBudget", "600kib"))));
+        Assert.NotEqual(CacheKey(Read(("SizeBudget", "0.125"))), CacheKey(Read(("SizeBudget", "0.25"))));
+        Assert.DoesNotContain("size_budget", CacheKey(Read()));
+        Assert.Equal(1000 * 1024L, Read(("SizeBudget", "1000KiB")).SizeBudget!.Bytes(1));
+        Assert.Equal(125L, Read(("SizeBudget", "0.125")).SizeBudget!.Bytes(1000));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1.5")]
+    [InlineData("-0.1")]
+    [InlineData("0KiB")]
+    [InlineData("12.5KiB")]
+    [InlineData("600KB")]
+    [InlineData("600")]
+    [InlineData("KiB")]
+    public void A_bad_size_budget_names_the_setting_and_both_forms(string value)
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s.Name == "SizeBudget" ? value : null, problems);
+        var problem = Assert.Single(problems);
+        Assert.Equal("SADG1502", problem.Code);
+        Assert.Equal($"SizeBudget (`--size-budget` / `SizeBudget` metadata) must be a ratio greater than 0 and at most 1 (e.g. 0.125), " +
+            $"or a whole number of KiB (e.g. 600KiB), not \"{value}\".", problem.Message);
     }
 
     [Fact]
