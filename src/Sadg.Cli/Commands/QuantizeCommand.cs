@@ -138,7 +138,7 @@ public static class QuantizeCommand
         long inputBytes = new FileInfo(modelPath).Length;
         var parts = new List<string>
         {
-            $"W{settings.Bits}A{settings.ActivationBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} {QuantizeSchema.Name(settings.Method)}",
+            $"{(settings.SizeBudget is { } budget ? $"mixed W (size budget {budget}) " : $"W{settings.Bits}")}A{settings.ActivationBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} {QuantizeSchema.Name(settings.Method)}",
             $"{Sizes.Format(inputBytes)} -> {Sizes.Format(outputBytes)}" +
                 (outputBytes > 0 ? $" ({((double)inputBytes / outputBytes).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}x smaller)" : ""),
         };
