@@ -28,6 +28,7 @@ namespace Sadg.Benchmarks;
 ///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
+///       [--size-budget ratio|NKiB (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// --data may be an IDX folder (real calibration: the first 1024 training images; scored on the test set) or an image
 /// folder with one subfolder per class (real calibration: the first 100 images of each class; scored on the others).
@@ -51,7 +52,10 @@ static class QuantizationBenchmark
         var knobs = new Knobs(scaleSteps, Enum.Parse<RoundingRate>(Arg(args, "--rounding-rate", "step-relative").Replace("-", ""), ignoreCase: true),
             Enum.Parse<InputPriorMode>(Arg(args, "--input-prior", "auto"), ignoreCase: true),
             Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true),
-            Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true));
+            Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true),
+            Arg(args, "--size-budget", "") is "" ? null
+                : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
+                : throw new ArgumentException($"--size-budget takes a ratio in (0, 1] or NKiB, not '{Arg(args, "--size-budget", "")}'."));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -122,7 +126,8 @@ static class QuantizationBenchmark
     }
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
-    sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation);
+    sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
+        SizeBudget? SizeBudget);
 
     /// <summary>What the table describes: the model, the data and how it was split.</summary>
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
@@ -151,6 +156,7 @@ static class QuantizationBenchmark
     {
         WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
         RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
+        SizeBudget = knobs.SizeBudget,
         Method = method switch
         {
             "gaussian" => CalibrationMethod.Gaussian,
