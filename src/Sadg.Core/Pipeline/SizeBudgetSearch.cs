@@ -58,13 +58,18 @@ public static class SizeBudgetSearch
         long fixedBytes = groups.Where(g => g.Fixed).Sum(g => g.Bytes(g.PlannedBits));
         long budgetBytes = Capacity(options, groups, model.Path);
 
+        // Fixed layers are left out of the measurement (positions, and so the free layers' input bits, do not move).
+        var measureOnly = quantization.Layers with
+        {
+            Exclude = [.. quantization.Layers.Exclude, .. groups.Where(g => g.Fixed).SelectMany(g => g.Nodes)],
+        };
         var sqnr = items.ToDictionary(g => g, _ => new Dictionary<int, double>());
         foreach (int bits in Candidates)
         {
-            var all = new Dictionary<string, int>(quantization.Layers.WeightBits, StringComparer.Ordinal);
+            var all = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var g in items)
                 foreach (var node in g.Nodes) all[node] = bits;
-            var measured = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = quantization.Layers with { WeightBits = all } },
+            var measured = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
                 device, cancellationToken).ToDictionary(l => l.Node, l => l.SqnrDb, StringComparer.Ordinal);
             foreach (var g in items) sqnr[g][bits] = measured[g.Nodes[0]];
         }

@@ -59,7 +59,7 @@ public class SizeBudgetTests
         }
 
         long between = (w4 + w8) / 2;
-        using var mixed = QuantizationPipeline.Quantize(model, Options() with { SizeBudget = new SizeBudget((between + 0.5) / fp32, null) });
+        using var mixed = QuantizationPipeline.Quantize(model, Options() with { SizeBudget = new SizeBudget((between + 0.5) / fp32, null), MeasureSensitivity = true });
         var result = mixed.Report.SizeBudget!;
         long bytes = WeightBytes(mixed.ModelBytes).Bytes;
         Assert.True(bytes <= between, $"{bytes} > {between}");
@@ -69,6 +69,9 @@ public class SizeBudgetTests
         Assert.Contains(chosen, l => l.WeightBits == 8);
         Assert.Contains(chosen, l => l.WeightBits <= 4);
         Assert.All(chosen, l => Assert.Equal([2, 3, 4, 8], l.SqnrDb.Keys.Order()));
+        // The search measured each layer at its chosen bits as the report's sensitivity does (same images and quantizer).
+        var alone = mixed.Report.Sensitivity.ToDictionary(l => l.Node);
+        Assert.All(chosen, l => Assert.Equal(alone[l.Node].SqnrDb, l.SqnrDb[l.WeightBits], 6));
         // The written layers have the chosen bits; the first and last keep 8.
         var written = mixed.Report.Layers.ToDictionary(l => l.Node, l => l.WeightBits);
         Assert.All(result.Layers, l => Assert.Equal(l.WeightBits, written[l.Node]));
