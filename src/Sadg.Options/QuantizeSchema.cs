@@ -273,8 +273,11 @@ namespace Sadg.Options
                 (s, t) => TryName(t, out T v) ? set(s, v) : null, s => Name(get(s)))
             { Alias = alias, DefaultText = Name(defaultValue) };
 
+        /// <summary>The bit widths Sadg quantizes to (weights and activations): 2 to 8.</summary>
+        public static bool IsBits(int bits) => bits >= 2 && bits <= 8;
+
         static bool TryBits(string text, out int bits) =>
-            int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out bits) && bits >= 2 && bits <= 8;
+            int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out bits) && IsBits(bits);
 
         static bool TryInt(string text, int min, out int value) =>
             int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value >= min;
@@ -357,7 +360,7 @@ namespace Sadg.Options
                 int at = pair.LastIndexOf('=');
                 string name = at < 0 ? "" : pair.Substring(0, at).Trim();
                 if (name.Length == 0 || bits.ContainsKey(name)
-                    || !int.TryParse(pair.Substring(at + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int b) || b < 2 || b > 8)
+                    || !int.TryParse(pair.Substring(at + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int b) || !QuantizeSchema.IsBits(b))
                 {
                     bits = null;
                     return false;

@@ -23,7 +23,7 @@ public static class SensitivityRanking
     /// <summary>Measures the sensitivity of <paramref name="path"/>'s layers at <paramref name="bits"/> (weights and activations; the default bit policy).</summary>
     public static SensitivityMeasurement Measure(string path, int bits, CliConsole console, CancellationToken cancellationToken)
     {
-        if (bits is < 2 or > 8)
+        if (!QuantizeSchema.IsBits(bits))
             throw new SadgException(SadgErrorCode.InvalidBits, $"{QuantizeSchema.Bits.Label} must be {QuantizeSchema.Bits.Requirement}, not {bits}.");
         var model = OnnxModel.Load(path);
         var options = new PipelineOptions

@@ -201,7 +201,7 @@ public sealed record QuantizationOptions
     {
         void Check(string what, int bits)
         {
-            if (bits is < 2 or > 8)
+            if (!QuantizeSchema.IsBits(bits))
                 throw new SadgException(SadgErrorCode.InvalidBits, $"{what} must be between 2 and 8 bits; got {bits}.");
         }
         Check("Weight bits", WeightBits);

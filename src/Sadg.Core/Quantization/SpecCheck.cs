@@ -29,7 +29,7 @@ internal static class SpecCheck
             if (!initializers.TryGetValue(w.Weight, out var init)) throw Bad("it is not an initializer");
             if ((DataType)init.DataType != DataType.Float) throw Bad($"it is {(DataType)init.DataType}, not float");
             if (!seen.Add((w.Node, w.Weight))) throw Bad("it is quantized twice");
-            if (w.Bits is < 2 or > 8) throw Bad($"{w.Bits} bits (2–8 are supported)");
+            if (!QuantizeSchema.IsBits(w.Bits)) throw Bad($"{w.Bits} bits (2–8 are supported)");
             long[] dims = init.Dims.ToArray();
             if (w.Axis < 0 || w.Axis >= dims.Length) throw Bad($"axis {w.Axis} is outside the weight's rank {dims.Length}");
             if (!w.Integers.shape.SequenceEqual(dims))
@@ -56,7 +56,7 @@ internal static class SpecCheck
                 $"Quantized activation '{a.Value}': {what}. The quantization spec does not match the model.", file, a.Value);
             if (!values.Contains(a.Value)) throw Bad("the model has no value of that name");
             if (!activations.Add(a.Value)) throw Bad("it is quantized twice");
-            if (a.Bits is < 2 or > 8) throw Bad($"{a.Bits} bits (2–8 are supported)");
+            if (!QuantizeSchema.IsBits(a.Bits)) throw Bad($"{a.Bits} bits (2–8 are supported)");
             if (!float.IsFinite(a.Scale) || a.Scale <= 0) throw Bad($"scale {a.Scale} is not a positive finite number");
         }
     }
