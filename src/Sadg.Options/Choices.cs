@@ -110,23 +110,30 @@ namespace Sadg.Options
     }
     /// <summary>
     /// The size budget of mixed precision (<c>--size-budget</c> / <c>SizeBudget</c>): the most bytes the quantized
-    /// layers' weights may take as written (packed integers and their per-channel scales and zero points), either a
-    /// <see cref="Ratio"/> of the same weights' FP32 bytes (<c>0.125</c>) or <see cref="KiB"/> (<c>600KiB</c>; 1 KiB = 1024 bytes).
-    /// Exactly one of the two is set.
+    /// layers' weights may take at their nominal bit widths (b bits a weight, plus a float32 scale and a b-bit zero point
+    /// per output channel), as HAWQ and ZeroQ count model size. Exactly one form is set: a <see cref="Ratio"/> of the same
+    /// weights' FP32 bytes (<c>0.125</c>), <see cref="KiB"/> (<c>600KiB</c>; 1 KiB = 1024 bytes), or the size of the model
+    /// at uniform <see cref="Bits"/> under the same first/last and per-layer policy (<c>W3</c>).
     /// </summary>
-    public sealed record SizeBudget(double? Ratio, long? KiB)
+    public sealed record SizeBudget(double? Ratio, long? KiB, int? Bits = null)
     {
-        /// <summary>The budget in bytes for weights of <paramref name="fp32Bytes"/> FP32 bytes (a ratio is rounded down).</summary>
-        public long Bytes(long fp32Bytes) => KiB is long k ? k * 1024 : (long)System.Math.Floor(Ratio!.Value * fp32Bytes);
+        /// <summary>
+        /// The budget in bytes for weights of <paramref name="fp32Bytes"/> FP32 bytes (a ratio is rounded down);
+        /// <paramref name="uniformBytes"/> gives the nominal bytes at uniform b bits for the <c>W</c> form.
+        /// </summary>
+        public long Bytes(long fp32Bytes, System.Func<int, long> uniformBytes) =>
+            KiB is long k ? k * 1024 : Bits is int b ? uniformBytes(b) : (long)System.Math.Floor(Ratio!.Value * fp32Bytes);
 
-        /// <summary><c>0.125</c> or <c>600KiB</c>: what <see cref="TryParse"/> reads back.</summary>
+        /// <summary><c>0.125</c>, <c>600KiB</c> or <c>W3</c>: what <see cref="TryParse"/> reads back.</summary>
         public override string ToString() => KiB is long k
             ? k.ToString(System.Globalization.CultureInfo.InvariantCulture) + "KiB"
+            : Bits is int b ? "W" + b.ToString(System.Globalization.CultureInfo.InvariantCulture)
             : Ratio!.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
 
         /// <summary>
-        /// Reads a ratio, a number greater than 0 and at most 1 (<c>0.125</c>), or a whole number of at least 1 followed
-        /// by <c>KiB</c> (any case, blanks allowed before it: <c>600KiB</c>, <c>600 kib</c>).
+        /// Reads a ratio, a number greater than 0 and at most 1 (<c>0.125</c>), a whole number of at least 1 followed
+        /// by <c>KiB</c> (any case, blanks allowed before it: <c>600KiB</c>, <c>600 kib</c>), or <c>W</c> and a bit width
+        /// that <see cref="QuantizeSchema.IsBits"/> allows (<c>W3</c>, any case).
         /// </summary>
         public static bool TryParse(string text, out SizeBudget? budget)
         {
@@ -138,6 +145,11 @@ namespace Sadg.Options
             {
                 if (long.TryParse(text.Substring(0, text.Length - 3).TrimEnd(), styles, culture, out long k) && k >= 1 && k <= long.MaxValue / 1024)
                     budget = new SizeBudget(null, k);
+            }
+            else if (text.StartsWith("W", System.StringComparison.OrdinalIgnoreCase))
+            {
+                if (int.TryParse(text.Substring(1), styles, culture, out int b) && QuantizeSchema.IsBits(b))
+                    budget = new SizeBudget(null, null, b);
             }
             else if (double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, culture, out double r) && r > 0 && r <= 1)
                 budget = new SizeBudget(r, null);

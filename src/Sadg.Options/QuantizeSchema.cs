@@ -218,11 +218,12 @@ namespace Sadg.Options
             s => s.FirstLastSame ? "same" : null)
         { DefaultText = "8", Unset = "8" };
 
-        public static readonly Setting SizeBudget = new Setting("SizeBudget", "--size-budget", "size_budget", "ratio|NKiB",
-            "Mixed precision: choose each layer's weight bits from 2, 3, 4 and 8 so that the quantized weights (as written, with " +
-            "their scales and zero points) fit the budget with the least measured error: a ratio of their FP32 bytes (0.125) or " +
-            "a size (600KiB). Layers fixed by --first-last-bits 8 or --layer-bits keep their bits; --bits is not used for the others.",
-            "a ratio greater than 0 and at most 1 (e.g. 0.125), or a whole number of KiB (e.g. 600KiB)",
+        public static readonly Setting SizeBudget = new Setting("SizeBudget", "--size-budget", "size_budget", "ratio|NKiB|Wb",
+            "Mixed precision: choose each layer's weight bits from 2, 3, 4 and 8 so that the quantized weights, counted at their " +
+            "nominal bits (with their scales and zero points), fit the budget with the least measured error: a ratio of their FP32 " +
+            "bytes (0.125), a size (600KiB), or the size of uniform b-bit weights (W3). Layers fixed by --first-last-bits 8 or " +
+            "--layer-bits keep their bits; --bits is not used for the others. 2- and 3-bit weights are stored in 4-bit containers.",
+            "a ratio greater than 0 and at most 1 (e.g. 0.125), a whole number of KiB (e.g. 600KiB), or W and a bit width from 2 to 8 (e.g. W3)",
             (s, t) => Options.SizeBudget.TryParse(t, out var b) ? s with { SizeBudget = b } : null, s => s.SizeBudget?.ToString());
 
         public static readonly Setting ReconstructionSteps = new Setting("ReconstructionSteps", "--reconstruction-steps", "reconstruction_steps", "N",

@@ -28,7 +28,9 @@ namespace Sadg.Benchmarks;
 ///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
-///       [--size-budget ratio|NKiB (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
+///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
+/// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
+/// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
 /// --data may be an IDX folder (real calibration: the first 1024 training images; scored on the test set) or an image
 /// folder with one subfolder per class (real calibration: the first 100 images of each class; scored on the others).
@@ -55,7 +57,7 @@ static class QuantizationBenchmark
             Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true),
             Arg(args, "--size-budget", "") is "" ? null
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
-                : throw new ArgumentException($"--size-budget takes a ratio in (0, 1] or NKiB, not '{Arg(args, "--size-budget", "")}'."));
+                : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -103,9 +105,13 @@ static class QuantizationBenchmark
             using (warm)
                 foreach (var (b, method) in todo)
                 {
-                    int weightBits = int.Parse(b[1..b.IndexOf('A')], CultureInfo.InvariantCulture), activationBits = int.Parse(b[(b.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
+                    bool mixed = b.StartsWith('M');
+                    string uniform = mixed ? b[1..] : b;
+                    int weightBits = int.Parse(uniform[1..uniform.IndexOf('A')], CultureInfo.InvariantCulture);
+                    int activationBits = int.Parse(uniform[(uniform.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
                     bool generated = method is "genie" or "sadag";
-                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, knobs), generated ? warm : null,
+                    var rowKnobs = mixed ? knobs with { SizeBudget = new SizeBudget(null, null, weightBits) } : knobs;
+                    var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, rowKnobs), generated ? warm : null,
                         testImages, labels, root, saveGrids: name == "benchmarks");
                     row = row with
                     {

@@ -37,7 +37,7 @@ public class SchemaTests
         (QuantizeSchema.Exclude, [], [("Exclude", "conv1,Gemm")]),
         (QuantizeSchema.LayerBits, [], [("LayerBits", "conv1=3")]),
         (QuantizeSchema.FirstLastBits, [], [("FirstLastBits", "same")]),
-        (QuantizeSchema.SizeBudget, [("SizeBudget", "0.125")], [("SizeBudget", "600KiB")]),
+        (QuantizeSchema.SizeBudget, [("SizeBudget", "0.125")], [("SizeBudget", "W3")]),
         (QuantizeSchema.ReconstructionSteps, [], [("ReconstructionSteps", "7")]),
         (QuantizeSchema.GenerationSteps, [], [("GenerationSteps", "7")]),
     ];
@@ -135,7 +135,7 @@ public class SchemaTests
         Assert.Equal(message, Assert.Single(problems).Message);
     }
 
-    /// <summary>A ratio and a KiB size keep their meaning through the key; unset, the budget is not in it.</summary>
+    /// <summary>A ratio, a KiB size and a uniform width keep their meaning through the key; unset, the budget is not in it.</summary>
     [Fact]
     public void The_size_budget_is_in_the_cache_key_only_when_set()
     {
@@ -144,8 +144,12 @@ public class SchemaTests
         Assert.Equal(CacheKey(Read(("SizeBudget", "600KiB"))), CacheKey(Read(("SizeBudget", "600kib"))));
         Assert.NotEqual(CacheKey(Read(("SizeBudget", "0.125"))), CacheKey(Read(("SizeBudget", "0.25"))));
         Assert.DoesNotContain("size_budget", CacheKey(Read()));
-        Assert.Equal(1000 * 1024L, Read(("SizeBudget", "1000KiB")).SizeBudget!.Bytes(1));
-        Assert.Equal(125L, Read(("SizeBudget", "0.125")).SizeBudget!.Bytes(1000));
+        Assert.Contains("size_budget=W3", CacheKey(Read(("SizeBudget", "w3"))));
+        Assert.NotEqual(CacheKey(Read(("SizeBudget", "W3"))), CacheKey(Read(("SizeBudget", "W4"))));
+        static long Uniform(int bits) => 100 * bits;
+        Assert.Equal(1000 * 1024L, Read(("SizeBudget", "1000KiB")).SizeBudget!.Bytes(1, Uniform));
+        Assert.Equal(125L, Read(("SizeBudget", "0.125")).SizeBudget!.Bytes(1000, Uniform));
+        Assert.Equal(300L, Read(("SizeBudget", "W3")).SizeBudget!.Bytes(1000, Uniform));
     }
 
     [Theory]
@@ -157,6 +161,10 @@ public class SchemaTests
     [InlineData("600KB")]
     [InlineData("600")]
     [InlineData("KiB")]
+    [InlineData("W1")]
+    [InlineData("W9")]
+    [InlineData("W")]
+    [InlineData("W3.5")]
     public void A_bad_size_budget_names_the_setting_and_both_forms(string value)
     {
         var problems = new List<OptionProblem>();
@@ -164,7 +172,7 @@ public class SchemaTests
         var problem = Assert.Single(problems);
         Assert.Equal("SADG1502", problem.Code);
         Assert.Equal($"SizeBudget (`--size-budget` / `SizeBudget` metadata) must be a ratio greater than 0 and at most 1 (e.g. 0.125), " +
-            $"or a whole number of KiB (e.g. 600KiB), not \"{value}\".", problem.Message);
+            $"a whole number of KiB (e.g. 600KiB), or W and a bit width from 2 to 8 (e.g. W3), not \"{value}\".", problem.Message);
     }
 
     [Fact]

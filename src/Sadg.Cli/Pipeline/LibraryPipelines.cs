@@ -133,7 +133,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
             lines.Add($"{validation.Describe()} against the FP32 model on {report.ValidationData} (ONNX Runtime)");
         lines.Add($"size: {Sizes.Format(report.InputBytes)} -> {Sizes.Format(report.OutputBytes)}");
         if (report.SizeBudget is { } budget)
-            lines.Add($"size budget {budget.Budget}: quantized weights {budget.WeightBytes} of {budget.BudgetBytes} bytes; weight bits " +
+            lines.Add($"size budget {budget.Budget}: quantized weights {budget.WeightBytes} of {budget.BudgetBytes} nominal bytes ({budget.FileBytes} in the file); weight bits " +
                 string.Join(", ", budget.Layers.Select(l => $"{l.Node}={l.WeightBits}{(l.Chosen ? "" : " (fixed)")}")));
         lines.Add($"time: {report.TotalSeconds:0.0} s ({string.Join(", ", report.Timings.Select(t => $"{t.Stage} {t.Seconds:0.0} s"))})");
         return lines;

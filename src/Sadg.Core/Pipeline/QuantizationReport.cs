@@ -192,13 +192,14 @@ public sealed record QuantizationReport
         {
             s.AppendLine("## Size budget");
             s.AppendLine();
-            s.AppendLine($"Budget {budget.Budget}: {budget.BudgetBytes} bytes of quantized weights (packed integers, scales and zero points, as written); " +
-                $"chosen: {budget.WeightBytes} bytes ({F(100.0 * budget.WeightBytes / budget.Fp32Bytes, "0.##")}% of the FP32 weights' {budget.Fp32Bytes} bytes; " +
-                $"smallest feasible: {budget.MinimumBytes} bytes). Chosen layers minimize the summed noise 10^(-SQNR/10) of each layer quantized alone " +
-                "(round to nearest, on the calibration images); fixed layers keep their bits.");
+            s.AppendLine($"Budget {budget.Budget}: {budget.BudgetBytes} bytes of quantized weights at their nominal bits (b bits a weight, " +
+                $"a float32 scale and a b-bit zero point per channel); chosen: {budget.WeightBytes} bytes ({F(100.0 * budget.WeightBytes / budget.Fp32Bytes, "0.##")}% " +
+                $"of the FP32 weights' {budget.Fp32Bytes} bytes; smallest feasible: {budget.MinimumBytes} bytes), {budget.FileBytes} bytes in the " +
+                "written file (2- and 3-bit weights are stored in 4-bit containers). Chosen layers minimize the summed noise 10^(-SQNR/10) of each " +
+                "layer quantized alone (round to nearest, on the calibration images); fixed layers keep their bits.");
             s.AppendLine();
             var candidates = budget.Layers.SelectMany(l => l.SqnrDb.Keys).Distinct().Order().ToList();
-            s.AppendLine("| node | weight bits | bytes | chosen |" + string.Concat(candidates.Select(b => $" SQNR at W{b} (dB) |")));
+            s.AppendLine("| node | weight bits | nominal bytes | chosen |" + string.Concat(candidates.Select(b => $" SQNR at W{b} (dB) |")));
             s.AppendLine("|---|---:|---:|---|" + string.Concat(candidates.Select(_ => "---:|")));
             foreach (var l in budget.Layers)
                 s.AppendLine($"| {l.Node} | {l.WeightBits} | {l.Bytes} | {(l.Chosen ? "yes" : "fixed")} |" +

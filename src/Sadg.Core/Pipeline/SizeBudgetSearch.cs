@@ -5,20 +5,30 @@ using static TorchSharp.torch;
 
 namespace Sadg.Pipeline;
 
-/// <summary>A quantized layer under a size budget: its weight bits, its weight's bytes as written, and whether the search chose them.</summary>
+/// <summary>
+/// A quantized layer under a size budget: its weight bits, its weight's nominal bytes (<see cref="BitAllocation.NominalBytes"/>;
+/// 0 for a second reader of a shared weight), and whether the search chose them.
+/// </summary>
 /// <param name="SqnrDb">The layer's measured SQNR at each candidate bit width (chosen layers only; empty for fixed ones).</param>
 public sealed record BudgetLayer(string Node, int WeightBits, long Bytes, bool Chosen, IReadOnlyDictionary<int, double> SqnrDb);
 
-/// <summary>What <see cref="SizeBudgetSearch"/> chose: the budget, the quantized weights' FP32 and chosen bytes, and each layer.</summary>
-/// <param name="Budget">The setting as given (<c>0.125</c>, <c>600KiB</c>).</param>
-/// <param name="MinimumBytes">The smallest feasible size: fixed layers at their bits, the others at their fewest bytes.</param>
-public sealed record SizeBudgetResult(string Budget, long BudgetBytes, long Fp32Bytes, long MinimumBytes, long WeightBytes, IReadOnlyList<BudgetLayer> Layers);
+/// <summary>
+/// What <see cref="SizeBudgetSearch"/> chose: the budget, the quantized weights' FP32 and chosen bytes, and each layer.
+/// Budget, minimum and <paramref name="WeightBytes"/> are nominal (<see cref="BitAllocation.NominalBytes"/>);
+/// <paramref name="FileBytes"/> is what the same weights take in the written file.
+/// </summary>
+/// <param name="Budget">The setting as given (<c>0.125</c>, <c>600KiB</c>, <c>W3</c>).</param>
+/// <param name="MinimumBytes">The smallest feasible size: fixed layers at their bits, the others at 2 bits.</param>
+public sealed record SizeBudgetResult(string Budget, long BudgetBytes, long Fp32Bytes, long MinimumBytes, long WeightBytes, long FileBytes,
+    IReadOnlyList<BudgetLayer> Layers);
 
 /// <summary>
 /// Mixed precision under <see cref="PipelineOptions.SizeBudget"/>: each quantized layer that neither the first/last
 /// policy (<c>--first-last-bits 8</c>) nor <c>--layer-bits</c> fixes gets weight bits from <see cref="Candidates"/>,
-/// chosen by <see cref="BitAllocation.Solve"/> so that the measured error is least and the quantized weights as
-/// written (<see cref="BitAllocation.WeightBytes"/>, fixed layers included) fit the budget. A layer's error at b bits is
+/// chosen by <see cref="BitAllocation.Solve"/> so that the measured error is least and the quantized weights at their
+/// nominal bit widths (<see cref="BitAllocation.NominalBytes"/>, fixed layers included) fit the budget. Nominal, because
+/// ONNX Runtime runs no 2- or 3-bit type: the file stores them in 4-bit containers (<see cref="BitAllocation.FileBytes"/>),
+/// and a budget of file bytes could never choose them. A layer's error at b bits is
 /// its noise power 10^(−SQNR/10) relative to the output when it alone has b-bit weights (<see cref="SensitivityAnalysis"/>
 /// on the calibration images); the layers' errors are summed (the additive-noise assumption). Activation bits stay as
 /// the options give them. A weight read by several layers is one item, its bits those of its first reader.
@@ -85,7 +95,7 @@ public static class SizeBudgetSearch
         var layers = groups.SelectMany(g => g.Nodes.Select((node, k) => new BudgetLayer(node, chosenBits[g], k == 0 ? g.Bytes(chosenBits[g]) : 0, !g.Fixed,
             g.Fixed ? new Dictionary<int, double>() : sqnr[g]))).ToList();
         var result = new SizeBudgetResult(budget.ToString(), budgetBytes, groups.Sum(g => g.Fp32Bytes), Minimum(groups),
-            groups.Sum(g => g.Bytes(chosenBits[g])), layers);
+            groups.Sum(g => g.Bytes(chosenBits[g])), groups.Sum(g => g.FileBytes(chosenBits[g])), layers);
         return (quantization with { Layers = quantization.Layers with { WeightBits = layerBits } }, result);
     }
 
@@ -97,13 +107,13 @@ public static class SizeBudgetSearch
     {
         var budget = options.SizeBudget!;
         long fp32Bytes = groups.Sum(g => g.Fp32Bytes);
-        long budgetBytes = budget.Bytes(fp32Bytes);
+        long budgetBytes = budget.Bytes(fp32Bytes, b => groups.Sum(g => g.Bytes(g.Fixed ? g.PlannedBits : b)));
         long minimum = Minimum(groups);
         if (minimum > budgetBytes)
         {
             long fixedBytes = groups.Where(g => g.Fixed).Sum(g => g.Bytes(g.PlannedBits));
             throw new SadgException(SadgErrorCode.SizeBudgetTooSmall,
-                $"{QuantizeSchema.SizeBudget.Label} {budget} allows {budgetBytes} bytes of quantized weights, but the smallest feasible " +
+                $"{QuantizeSchema.SizeBudget.Label} {budget} allows {budgetBytes} bytes of quantized weights (at their nominal bits), but the smallest feasible " +
                 $"size is {minimum} bytes ({(double)minimum / fp32Bytes:0.####} of the FP32 weights' {fp32Bytes} bytes): every layer " +
                 $"at its fewest bytes, {fixedBytes} bytes of them in layers with fixed bits (--first-last-bits 8, --layer-bits). " +
                 $"Give a budget of at least {(minimum + 1023) / 1024}KiB or {Math.Ceiling(10000.0 * minimum / fp32Bytes) / 10000:0.####}.", file);
@@ -146,6 +156,7 @@ public static class SizeBudgetSearch
 
         /// <summary>The bits the plan gives its first reader (a fixed weight keeps them).</summary>
         public int PlannedBits { get; } = plannedBits;
-        public long Bytes(int bits) => BitAllocation.WeightBytes(elements, channels, bits);
+        public long Bytes(int bits) => BitAllocation.NominalBytes(elements, channels, bits);
+        public long FileBytes(int bits) => BitAllocation.FileBytes(elements, channels, bits);
     }
 }

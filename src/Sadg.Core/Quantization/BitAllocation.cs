@@ -20,10 +20,18 @@ public static class BitAllocation
     public const int MaxCells = 1 << 16;
 
     /// <summary>
-    /// The bytes a quantized weight takes in the written file: its integers in their containers
-    /// (<see cref="OnnxTensors.IntegerBytes"/>), a float32 scale and a zero point per output channel.
+    /// The bytes a quantized weight takes at its nominal bit width, as HAWQ and ZeroQ count model size: b bits a weight,
+    /// a float32 scale and a b-bit zero point per output channel. What a size budget counts.
     /// </summary>
-    public static long WeightBytes(long elements, long channels, int bits) =>
+    public static long NominalBytes(long elements, long channels, int bits) =>
+        (elements * bits + 7) / 8 + 4 * channels + (channels * bits + 7) / 8;
+
+    /// <summary>
+    /// The bytes a quantized weight takes in the written file: its integers in their containers
+    /// (<see cref="OnnxTensors.IntegerBytes"/>: 2–4 bits in packed 4-bit containers), a float32 scale and a zero point per
+    /// output channel. Equal to <see cref="NominalBytes"/> at 4 and 8 bits, larger below 4.
+    /// </summary>
+    public static long FileBytes(long elements, long channels, int bits) =>
         OnnxTensors.IntegerBytes(elements, bits) + 4 * channels + OnnxTensors.IntegerBytes(channels, bits);
 
     /// <summary>The least bytes <paramref name="items"/> can take: every layer at its smallest candidate.</summary>

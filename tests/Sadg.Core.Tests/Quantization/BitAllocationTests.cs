@@ -71,13 +71,23 @@ public class BitAllocationTests
     }
 
     [Fact]
-    public void Weight_bytes_are_the_packed_integers_a_float_scale_and_a_zero_point_per_channel()
+    public void File_bytes_are_the_packed_integers_a_float_scale_and_a_zero_point_per_channel()
     {
         // 16 channels of 3x3x8: 1152 weights.
-        Assert.Equal(576 + 64 + 8, BitAllocation.WeightBytes(1152, 16, 4));
-        Assert.Equal(576 + 64 + 8, BitAllocation.WeightBytes(1152, 16, 2));
-        Assert.Equal(1152 + 64 + 16, BitAllocation.WeightBytes(1152, 16, 8));
-        Assert.Equal(OnnxTensors.IntegerBytes(5, 3) + 4 * 5 + OnnxTensors.IntegerBytes(5, 3), BitAllocation.WeightBytes(5, 5, 3));
+        Assert.Equal(576 + 64 + 8, BitAllocation.FileBytes(1152, 16, 4));
+        Assert.Equal(576 + 64 + 8, BitAllocation.FileBytes(1152, 16, 2));
+        Assert.Equal(1152 + 64 + 16, BitAllocation.FileBytes(1152, 16, 8));
+        Assert.Equal(OnnxTensors.IntegerBytes(5, 3) + 4 * 5 + OnnxTensors.IntegerBytes(5, 3), BitAllocation.FileBytes(5, 5, 3));
+    }
+
+    [Fact]
+    public void Nominal_bytes_count_b_bits_a_weight_and_equal_the_file_bytes_at_4_and_8_bits()
+    {
+        Assert.Equal(288 + 64 + 4, BitAllocation.NominalBytes(1152, 16, 2));
+        Assert.Equal(432 + 64 + 6, BitAllocation.NominalBytes(1152, 16, 3));
+        Assert.Equal(2 + 20 + 2, BitAllocation.NominalBytes(5, 5, 3)); // 15 bits round up to 2 bytes
+        foreach (int bits in new[] { 4, 8 })
+            Assert.Equal(BitAllocation.FileBytes(1152, 16, bits), BitAllocation.NominalBytes(1152, 16, bits));
     }
 
     static double Noise(IReadOnlyList<BitItem> items, int[] bits) => items.Select((i, k) => i.Choices.First(c => c.Bits == bits[k]).Noise).Sum();
