@@ -36,7 +36,4 @@ public enum MethodAblation
 
     /// <summary>A depthwise convolution reconstructed as a block of its own instead of with the layers after it.</summary>
     DepthwiseAlone = 1 << 8,
-
-    /// <summary>Block reconstruction in NCHW strides instead of channels-last (a speed lever, not a method change).</summary>
-    NchwReconstruction = 1 << 9,
 }

@@ -105,10 +105,6 @@ static class StepsBenchmark
         double reconFaults = wanted.Sum(b => recon[b].Faults);
         string blocksText = string.Join(" and ", wanted.Select(b => Describe(blocks[b])));
         Console.WriteLine($"{name}: Sadg reconstruction {string.Join(", ", wanted.Select(b => $"block {b + 1} {recon[b].Ms:F0} ms"))}");
-        // The same blocks in NCHW strides: what the step cost before the channels-last layout.
-        var nchw = TimeReconstruction(model, fp, images: 2 * batch, options with { Ablation = MethodAblation.NchwReconstruction }, wanted, steps, warmup);
-        double nchwSum = wanted.Sum(b => nchw[b].Ms);
-        Console.WriteLine($"{name}: Sadg reconstruction in NCHW strides {nchwSum:F0} ms");
 
         var torch = Anchor(python, Path.Combine(anchors, "mobilenet_v1_224_step.py"), [batch, c0, c1], headers);
         rows.Add(new Row(name, $"Genie-D step (batch {batch}, generator {c0}→{c1})", genie, torch.GetValueOrDefault("mbv1_genie_step_ms"), genieFaults,
@@ -123,8 +119,6 @@ static class StepsBenchmark
             torch.GetValueOrDefault("mbv1_first_block_recon_step_ms"), reconFaults,
             wanted.Length == 2 ? $"sum of the two blocks' steps: Sadg reconstructs the pair as two blocks ({blocksText})" : blocksText,
             "`recon_step`: float dw+BN+ReLU6+pw+BN+ReLU6 (BN in training mode), Adam on its weights"));
-        rows.Add(new Row(name, "the same step in NCHW strides (`--ablate NchwReconstruction`, the layout before channels-last)", nchwSum,
-            torch.GetValueOrDefault("mbv1_first_block_recon_step_ms"), wanted.Sum(b => nchw[b].Faults), blocksText, "as above"));
         if (wanted.Length == 2)
             notes.Add($"Sadg's partition cuts MobileNetV1 at every activation (no residuals): the first depthwise and pointwise convolutions are " +
                 $"separate blocks ({blocksText}), each reconstructed with its own steps, so one step of each is the pair's cost.");
@@ -156,8 +150,6 @@ static class StepsBenchmark
         var first = blocks.First(b => b.QuantizedNodes.Count >= 2);
         var recon = TimeReconstruction(model, fp, images: batch, options, [first.Index], steps, warmup);
         Console.WriteLine($"{name}: Sadg reconstruction step {recon[first.Index].Ms:F1} ms");
-        var nchw = TimeReconstruction(model, fp, images: batch, options with { Ablation = MethodAblation.NchwReconstruction }, [first.Index], steps, warmup);
-        Console.WriteLine($"{name}: Sadg reconstruction step in NCHW strides {nchw[first.Index].Ms:F1} ms");
 
         var torch = Anchor(python, Path.Combine(anchors, "resnet20_steps.py"), [batch], headers);
         rows.Add(new Row(name, $"training fwd+bwd (batch {batch})", null, torch.GetValueOrDefault("train_fwd_bwd_ms"), null,
@@ -168,8 +160,6 @@ static class StepsBenchmark
             "`SharpnessAwareRefinement` against a round-to-nearest W4A4 Q₀", "`sadag_step`: a lower bound (Q₀ a float copy)"));
         rows.Add(new Row(name, "reconstruction step, first stage block (batch 32)", recon[first.Index].Ms, torch.GetValueOrDefault("recon_block_step_ms"),
             recon[first.Index].Faults, Describe(first), "`recon_step`: float block, Adam on its weights"));
-        rows.Add(new Row(name, "the same step in NCHW strides (`--ablate NchwReconstruction`, the layout before channels-last)", nchw[first.Index].Ms,
-            torch.GetValueOrDefault("recon_block_step_ms"), nchw[first.Index].Faults, Describe(first), "as above"));
     }
 
     // ---- Timing Sadg's stages step by step ----

@@ -54,14 +54,13 @@ public static class BlockReconstruction
         {
             cancellationToken.ThrowIfCancellationRequested();
             CalibrateActivations(q, block, xQ, options.ActivationCalibrationSamples);
-            bool channelsLast = !options.Ablation.HasFlag(Sadg.MethodAblation.NchwReconstruction);
-            var yFp = Forward(fp, block, xFp, channelsLast);
+            var yFp = Forward(fp, block, xFp);
             if (options.Iterations > 0)
                 outcomes.Add(Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken));
             else
                 progress?.Report(new ReconstructionProgress(block.Index + 1, blocks.Count, 0, 0, 0, 0));
 
-            var nextQ = Forward(q.Graph, block, xQ, channelsLast);
+            var nextQ = Forward(q.Graph, block, xQ);
             xQ.Dispose();
             xFp.Dispose();
             xQ = nextQ;
@@ -82,7 +81,7 @@ public static class BlockReconstruction
     }
 
     /// <summary>The block's output for every image, in chunks, without gradients.</summary>
-    static Tensor Forward(GraphModule graph, Block block, Tensor input, bool channelsLast, int chunk = 128)
+    static Tensor Forward(GraphModule graph, Block block, Tensor input, int chunk = 128)
     {
         using var noGrad = no_grad();
         var parts = new List<Tensor>();
@@ -90,21 +89,11 @@ public static class BlockReconstruction
         {
             using var scope = NewDisposeScope();
             var x = input.narrow(0, start, Math.Min(chunk, input.shape[0] - start));
-            if (channelsLast) x = ChannelsLast(x);
             parts.Add(graph.Run(new Dictionary<string, Tensor> { [block.Input] = x }, [block.Output], block.StartNode, block.EndNode)[block.Output]
-                .detach().contiguous().MoveToOuterDisposeScope());
+                .detach().MoveToOuterDisposeScope());
         }
         return cat(parts, 0);
     }
-
-    /// <summary>
-    /// A 4-D tensor in channels-last strides (NHWC memory, NCHW shape; other ranks as they are). libtorch's CPU
-    /// convolutions, depthwise and 1×1 alike, run about twice as fast on it, and elementwise operations keep the
-    /// strides of their inputs, so one copy at a block's input carries the layout through the block
-    /// (docs/benchmarks/steps.md). Values are the same; only summation order inside a convolution may differ.
-    /// </summary>
-    public static Tensor ChannelsLast(Tensor x) =>
-        x.dim() == 4 && x.shape[1] > 1 ? x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : x;
 
     /// <summary>The activation quantizers whose values the block's quantized operators read.</summary>
     static List<(string Value, ActivationQuantizer Quantizer)> BlockActivations(QuantizedGraph q, Block block) =>
@@ -168,8 +157,6 @@ public static class BlockReconstruction
                 var keep = rand(fpIn.shape, generator: generator, device: fpIn.device).Ge(options.DropProbability);
                 var input = where(keep, qIn, fpIn);
                 var target = yFp.index_select(0, index);
-                if (!options.Ablation.HasFlag(Sadg.MethodAblation.NchwReconstruction))
-                    (input, target) = (ChannelsLast(input), ChannelsLast(target));
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];
                 var reconstruction = options.Ablation.HasFlag(Sadg.MethodAblation.LossSumsPositions)
