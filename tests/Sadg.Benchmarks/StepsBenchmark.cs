@@ -52,7 +52,7 @@ static class StepsBenchmark
         var rows = new List<Row>();
         var anchorHeaders = new List<string>();
         var notes = new List<string>();
-        if (only is "all" or "mobilenet") MobileNet(rows, anchorHeaders, notes, steps, warmup, python, anchors);
+        if (only is "all" or "mobilenet") MobileNet(rows, anchorHeaders, notes, steps, warmup, python, anchors, root);
         if (only is "all" or "resnet20") ResNet20(rows, anchorHeaders, notes, steps, warmup, python, anchors, root);
 
         string section = Section(rows, anchorHeaders, notes, args, steps, warmup, threads, loadBefore, Load(), wall.Elapsed.TotalMinutes);
@@ -73,7 +73,7 @@ static class StepsBenchmark
 
     // ---- MobileNetV1 α = 0.25 at 224×224 ----
 
-    static void MobileNet(List<Row> rows, List<string> headers, List<string> notes, int steps, int warmup, string python, string anchors)
+    static void MobileNet(List<Row> rows, List<string> headers, List<string> notes, int steps, int warmup, string python, string anchors, string root)
     {
         const string name = "MobileNetV1 α=0.25, 3×224×224";
         var model = OnnxModel.FromProto(TestModels.MobileNetV1());
@@ -115,10 +115,15 @@ static class StepsBenchmark
             foreach (int b in wanted)
                 rows.Add(new Row(name, $"reconstruction step, block {b + 1} alone (batch 32)", recon[b].Ms, null, recon[b].Faults,
                     Describe(blocks[b]), "—"));
-        rows.Add(new Row(name, "reconstruction step, first dw+pw pair at 112×112 (batch 32)", reconSum,
+        rows.Add(new Row(name, "reconstruction step, first dw+pw pair at 112×112 (batch 32), against a float block", reconSum,
             torch.GetValueOrDefault("mbv1_first_block_recon_step_ms"), reconFaults,
             wanted.Length == 2 ? $"sum of the two blocks' steps: Sadg reconstructs the pair as two blocks ({blocksText})" : blocksText,
             "`recon_step`: float dw+BN+ReLU6+pw+BN+ReLU6 (BN in training mode), Adam on its weights"));
+        // The same quantized step written in PyTorch eager (this repository's anchor; ../shared/anchors' block is float).
+        var quantized = Anchor(python, Path.Combine(root, "tests", "Sadg.Benchmarks", "anchors", "recon_quantized_step.py"), [32], headers);
+        rows.Add(new Row(name, "reconstruction step, the same quantized dw+pw block (batch 32)", reconSum,
+            quantized.GetValueOrDefault("mbv1_first_block_quantized_recon_step_ms"), reconFaults, blocksText,
+            "`tests/Sadg.Benchmarks/anchors/recon_quantized_step.py`: QDrop, LSQ activation quantizers, AdaRound weights, three Adams"));
         if (wanted.Length == 2)
             notes.Add($"Sadg's partition cuts MobileNetV1 at every activation (no residuals): the first depthwise and pointwise convolutions are " +
                 $"separate blocks ({blocksText}), each reconstructed with its own steps, so one step of each is the pair's cost.");

@@ -15,7 +15,7 @@ namespace Sadg.Quantization;
 /// reaches both s and x; the clamp passes no gradient to x outside [lo, hi].</item>
 /// <item>QDrop: in training mode each element keeps its quantized value with probability 1 − p
 /// (p = <see cref="DropProbability"/>, 0.5 in reconstruction), else its float value; the draw uses
-/// <see cref="Generator"/> when set. In evaluation mode every element is quantized, exactly as
+/// <see cref="Generator"/> when set (<see cref="QDrop.KeepFloatMask"/>). In evaluation mode every element is quantized, exactly as
 /// <see cref="ActivationQuantization.Apply"/> computes it (rounding half to even).</item>
 /// </list>
 /// The module starts in evaluation mode; set <see cref="Training"/> (or call train()) for reconstruction.
@@ -127,30 +127,67 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Training: QDrop mix of the LSQ fake-quantized value and x. Evaluation: the fake-quantized value.
+    /// Training: QDrop mix of the LSQ fake-quantized value and x (<see cref="FakeQuantizeDrop"/>). Evaluation: the
+    /// fake-quantized value.
     /// </summary>
-    public override Tensor forward(Tensor x)
-    {
-        var quantized = FakeQuantize(x);
-        return training && dropProbability > 0 ? DropMix(quantized, x, dropProbability, Generator) : quantized;
-    }
+    public override Tensor forward(Tensor x) =>
+        training && dropProbability > 0
+            ? FakeQuantizeDrop(x, QDrop.KeepFloatMask(x.shape, dropProbability, Generator, x.device))
+            : FakeQuantize(x);
 
     /// <summary>LSQ fake quantization: s · clamp(round_STE(x / s), lo, hi), differentiable with respect to x and s.</summary>
     public Tensor FakeQuantize(Tensor x)
     {
-        var u = x / s;
+        var scale = s.reshape([]); // a 0-dim scale takes libtorch's scalar path: several times faster than a [1] broadcast
+        var u = x / scale;
         var rounded = u.Add((u.round() - u).detach());
-        return rounded.Clamp(Min, Max) * s;
+        return rounded.Clamp(Min, Max) * scale;
     }
 
     /// <summary>
-    /// QDrop's elementwise mix: each element is <paramref name="float"/>'s with probability <paramref name="p"/>, else
-    /// <paramref name="quantized"/>'s. Also used to mix a block's FP and quantized inputs.
+    /// <see cref="QDrop.Mix"/> of <see cref="FakeQuantize"/>(x) and x, fused: the same values and gradients as the
+    /// composition (∂/∂x: 1 where the float value is kept or round(x/s) lies in [lo, hi], else 0; ∂/∂s: Σ over the
+    /// quantized elements of the upstream gradient times q − x/s inside the range and q outside), in about a fifth of
+    /// the composition's time at 112² feature maps, since autograd keeps no intermediate of its own. First-order only.
     /// </summary>
-    public static Tensor DropMix(Tensor quantized, Tensor @float, double p, Generator? generator = null)
+    /// <param name="keepFloat">The QDrop mask: 1 where the element keeps its float value, 0 where it is quantized.</param>
+    public Tensor FakeQuantizeDrop(Tensor x, Tensor keepFloat) => LsqDropFunction.apply(x, s, keepFloat, (double)Min, (double)Max);
+
+    /// <summary>
+    /// QDrop's elementwise mix: each element is <paramref name="float"/>'s with probability <paramref name="p"/>, else
+    /// <paramref name="quantized"/>'s.
+    /// </summary>
+    public static Tensor DropMix(Tensor quantized, Tensor @float, double p, Generator? generator = null) =>
+        QDrop.Mix(quantized, @float, QDrop.KeepFloatMask(quantized.shape, p, generator, quantized.device));
+
+    /// <summary>The fused LSQ fake quantization and QDrop mix of <see cref="FakeQuantizeDrop"/>.</summary>
+    sealed class LsqDropFunction : autograd.SingleTensorFunction<LsqDropFunction>
     {
-        var keepFloat = rand(quantized.shape, generator: generator, device: quantized.device).Lt(p);
-        return where(keepFloat, @float, quantized);
+        public override string Name => nameof(LsqDropFunction);
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, scale, keepFloat) = ((Tensor)vars[0], ((Tensor)vars[1]).reshape([]), (Tensor)vars[2]);
+            double lo = (double)vars[3], hi = (double)vars[4];
+            var u = x / scale;
+            var rounded = u.round();
+            var q = rounded.Clamp(lo, hi);
+            var output = QDrop.Mix(q * scale, x, keepFloat);
+            var inside = q.eq(rounded).to_type(x.dtype);
+            // ∂output/∂s per element: q − u inside the range, q outside; 0 where the float value is kept.
+            var dScale = q.sub_(u.mul_(inside));
+            dScale.sub_(dScale * keepFloat);
+            ctx.save_for_backward([dScale, keepFloat.maximum(inside)]);
+            return output;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
+        {
+            var saved = ctx.get_saved_variables();
+            var (dScale, passes) = (saved[0], saved[1]);
+            var gradScale = grad.flatten().dot(dScale.flatten()).reshape(1);
+            return [grad * passes, gradScale, null!, null!, null!];
+        }
     }
 
     /// <summary>The final form for the QDQ writer.</summary>

@@ -154,8 +154,7 @@ public static class BlockReconstruction
                 var fpIn = xFp.index_select(0, index);
                 var qIn = xQ.index_select(0, index);
                 // QDrop on the block input: each element from the quantized path with probability 1 − p.
-                var keep = rand(fpIn.shape, generator: generator, device: fpIn.device).Ge(options.DropProbability);
-                var input = where(keep, qIn, fpIn);
+                var input = QDrop.Mix(qIn, fpIn, QDrop.KeepFloatMask(fpIn.shape, options.DropProbability, generator, fpIn.device));
                 var target = yFp.index_select(0, index);
 
                 var output = q.Graph.Run(new Dictionary<string, Tensor> { [block.Input] = input }, [block.Output], block.StartNode, block.EndNode)[block.Output];

@@ -135,6 +135,56 @@ public class ActivationQuantizerTests
         Assert.True(SameValues(q.forward(x).detach(), quantized), "in evaluation mode every element is quantized");
     }
 
+    /// <summary>
+    /// The fused LSQ + QDrop function against the composition it replaces (fake quantization, then an elementwise
+    /// mix, differentiated by autograd): the same output, the same ∂/∂x and ∂/∂s, on a signed grid with clamped elements.
+    /// </summary>
+    [Fact]
+    public void FusedQDropMatchesTheComposition()
+    {
+        using var scope = NewDisposeScope();
+        using var q = new ActivationQuantizer(4);
+        q.Calibrate(Randn(10, 4, 8, 6, 6));
+        Assert.True(q.Signed);
+        var x0 = Randn(11, 4, 8, 6, 6) * 2f;
+        var keepFloat = rand([4, 8, 6, 6], generator: new Generator(0).manual_seed(12)).Lt(0.5).to_type(ScalarType.Float32);
+        var upstream = Randn(13, 4, 8, 6, 6);
+
+        var x1 = x0.clone().requires_grad_(true);
+        var composed = where(keepFloat.to_type(ScalarType.Bool), x1, q.FakeQuantize(x1));
+        (composed * upstream).sum().backward();
+        var (gradX1, gradS1) = (x1.grad!.clone(), q.Scale.grad!.clone());
+        q.Scale.grad!.zero_();
+
+        var x2 = x0.clone().requires_grad_(true);
+        var fused = q.FakeQuantizeDrop(x2, keepFloat);
+        (fused * upstream).sum().backward();
+        Assert.True(SameValues(fused.detach(), composed.detach()), "the fused output differs");
+        Assert.True(x2.grad!.allclose(gradX1, rtol: 0, atol: 1e-6), "∂/∂x differs");
+        Assert.Equal(gradS1.item<float>(), q.Scale.grad!.item<float>(), Math.Max(1e-4, Math.Abs(gradS1.item<float>()) * 1e-5));
+        var u = x0 / q.Scale.detach();
+        Assert.True(u.round().lt(q.Min).logical_or(u.round().gt(q.Max)).any().item<bool>(), "the test needs clamped elements");
+    }
+
+    /// <summary>At p = ½ each element is one bit of a random word: every bit position is a fair coin, and the mask is seeded.</summary>
+    [Fact]
+    public void TheHalfMaskIsFairAtEveryBitPosition()
+    {
+        using var scope = NewDisposeScope();
+        long[] shape = [100, 32, 10];
+        var mask = QDrop.KeepFloatMask(shape, 0.5, new Generator(0).manual_seed(3), CPU);
+        Assert.Equal(shape, mask.shape);
+        Assert.True(mask.eq(0).logical_or(mask.eq(1)).all().item<bool>());
+        // Position k of each 32 is bit k of one word: 1,000 words, so each position's share is 0.5 ± 0.05 (3 σ).
+        var perBit = mask.reshape(-1, 32).mean([0]);
+        Assert.True(perBit.ge(0.45).logical_and(perBit.le(0.55)).all().item<bool>(), string.Join(", ", perBit.data<float>()));
+        Assert.True(SameValues(mask, QDrop.KeepFloatMask(shape, 0.5, new Generator(0).manual_seed(3), CPU)));
+        Assert.False(SameValues(mask, QDrop.KeepFloatMask(shape, 0.5, new Generator(0).manual_seed(4), CPU)));
+        // A count that is not a multiple of 32, and another p.
+        Assert.Equal([7L, 5], QDrop.KeepFloatMask([7, 5], 0.5, null, CPU).shape);
+        Assert.InRange(QDrop.KeepFloatMask([20000], 0.25, new Generator(0).manual_seed(5), CPU).mean().item<float>(), 0.23, 0.27);
+    }
+
     [Fact]
     public void DropMixFollowsTheProbability()
     {
