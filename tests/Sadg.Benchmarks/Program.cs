@@ -33,6 +33,14 @@ if (args.Length == 2 && args[0] == "resnet20")
     Console.WriteLine($"wrote {args[1]}");
     return 0;
 }
+// Writes the MobileNetV1 α=0.25 test model (random weights, BN kept, 3x224x224, 1000 classes), the steps benchmark's:
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- mobilenetv1 <out.onnx>
+if (args.Length == 2 && args[0] == "mobilenetv1")
+{
+    OnnxModel.Save(TestModels.MobileNetV1(), args[1]);
+    Console.WriteLine($"wrote {args[1]}");
+    return 0;
+}
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");

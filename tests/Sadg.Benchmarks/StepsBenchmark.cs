@@ -109,8 +109,10 @@ static class StepsBenchmark
         var torch = Anchor(python, Path.Combine(anchors, "mobilenet_v1_224_step.py"), [batch, c0, c1], headers);
         rows.Add(new Row(name, $"Genie-D step (batch {batch}, generator {c0}→{c1})", genie, torch.GetValueOrDefault("mbv1_genie_step_ms"), genieFaults,
             "`GenieWarmup` (quick profile, swing convolution on, input prior)", "`genie_step` (no swing convolution)"));
-        rows.Add(new Row(name, $"SADAG step (batch {batch})", sadag, null, sadagFaults,
-            "`SharpnessAwareRefinement` against a round-to-nearest W4A4 Q₀", "no anchor at 224²"));
+        var sadagTorch = Anchor(python, Path.Combine(root, "tests", "Sadg.Benchmarks", "anchors", "mobilenet_v1_224_sadag_step.py"), [batch, c0, c1], headers);
+        rows.Add(new Row(name, $"SADAG step (batch {batch}, generator {c0}→{c1})", sadag, sadagTorch.GetValueOrDefault("mbv1_sadag_step_ms"), sadagFaults,
+            "`SharpnessAwareRefinement` against a round-to-nearest W4A4 Q₀",
+            "`tests/Sadg.Benchmarks/anchors/mobilenet_v1_224_sadag_step.py`: a lower bound (Q₀ a float copy), as `resnet20_steps.py`'s"));
         if (wanted.Length == 2)
             foreach (int b in wanted)
                 rows.Add(new Row(name, $"reconstruction step, block {b + 1} alone (batch 32)", recon[b].Ms, null, recon[b].Faults,
