@@ -98,9 +98,10 @@ public static class QuantizationPipeline
             var clock = StageClock.Start();
             var quantization = options.Quantization();
             SizeBudgetResult? budget = null;
+            IReadOnlyList<LayerSensitivity> measured = [];
             if (options.SizeBudget is not null)
             {
-                (quantization, budget) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken);
+                (quantization, budget, measured) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken);
                 timings.Add(clock.Finish("size budget search"));
                 clock.Restart();
             }
@@ -115,7 +116,7 @@ public static class QuantizationPipeline
             if (options.MeasureSensitivity)
             {
                 clock.Restart();
-                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken);
+                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken, known: measured);
                 timings.Add(clock.Finish("layer sensitivity"));
             }
 

@@ -52,11 +52,12 @@ public static class SizeBudgetSearch
 
     /// <summary>
     /// Measures the free layers at each candidate on <paramref name="images"/>, solves the knapsack and returns the
-    /// quantization options with the chosen bits as layer bits, and what was chosen.
+    /// quantization options with the chosen bits as layer bits, what was chosen, and each free layer's sensitivity
+    /// at its chosen bits (what the report's sensitivity pass would measure again).
     /// </summary>
     /// <param name="model">The model (given its input shape), before BatchNorm folding.</param>
-    public static (QuantizationOptions Options, SizeBudgetResult Result) Run(OnnxModel model, Tensor images, PipelineOptions options,
-        Device? device = null, CancellationToken cancellationToken = default)
+    public static (QuantizationOptions Options, SizeBudgetResult Result, IReadOnlyList<LayerSensitivity> Measured) Run(OnnxModel model,
+        Tensor images, PipelineOptions options, Device? device = null, CancellationToken cancellationToken = default)
     {
         var budget = options.SizeBudget ?? throw new ArgumentException("No size budget is set.", nameof(options));
         var folded = BatchNormFolding.Fold(model);
@@ -74,14 +75,15 @@ public static class SizeBudgetSearch
             Exclude = [.. quantization.Layers.Exclude, .. groups.Where(g => g.Fixed).SelectMany(g => g.Nodes)],
         };
         var sqnr = items.ToDictionary(g => g, _ => new Dictionary<int, double>());
+        var byBits = new Dictionary<int, Dictionary<string, LayerSensitivity>>();
         foreach (int bits in Candidates)
         {
             var all = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var g in items)
                 foreach (var node in g.Nodes) all[node] = bits;
-            var measured = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
-                device, cancellationToken).ToDictionary(l => l.Node, l => l.SqnrDb, StringComparer.Ordinal);
-            foreach (var g in items) sqnr[g][bits] = measured[g.Nodes[0]];
+            var measured = byBits[bits] = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
+                device, cancellationToken).ToDictionary(l => l.Node, StringComparer.Ordinal);
+            foreach (var g in items) sqnr[g][bits] = measured[g.Nodes[0]].SqnrDb;
         }
         var knapsack = items.Select(g => new BitItem(g.Nodes[0], Candidates.Select(b =>
             new BitChoice(b, g.Bytes(b), double.IsPositiveInfinity(sqnr[g][b]) ? 0 : Math.Pow(10, -sqnr[g][b] / 10))).ToList())).ToList();
@@ -96,7 +98,8 @@ public static class SizeBudgetSearch
             g.Fixed ? new Dictionary<int, double>() : sqnr[g]))).ToList();
         var result = new SizeBudgetResult(budget.ToString(), budgetBytes, groups.Sum(g => g.Fp32Bytes), Minimum(groups),
             groups.Sum(g => g.Bytes(chosenBits[g])), groups.Sum(g => g.FileBytes(chosenBits[g])), layers);
-        return (quantization with { Layers = quantization.Layers with { WeightBits = layerBits } }, result);
+        var chosenSensitivity = items.SelectMany(g => g.Nodes.Select(node => byBits[chosenBits[g]][node])).ToList();
+        return (quantization with { Layers = quantization.Layers with { WeightBits = layerBits } }, result, chosenSensitivity);
     }
 
     /// <summary>The smallest feasible size: fixed weights at their bits, the others at their fewest bytes.</summary>

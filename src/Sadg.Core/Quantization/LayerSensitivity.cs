@@ -27,9 +27,12 @@ public static class SensitivityAnalysis
     /// <summary>The sensitivity of each quantized operator of <paramref name="foldedModel"/>, in execution order.</summary>
     /// <param name="foldedModel">The BN-folded model (as <see cref="QuantizedGraph"/> takes it).</param>
     /// <param name="images">Images [N, C, H, W] as the model is fed; the first <see cref="MaxImages"/> are used.</param>
+    /// <param name="known">Layers already measured on the same images (e.g. by the size-budget search): a layer whose
+    /// node and bits match one of them is taken as it is, not measured again.</param>
     public static IReadOnlyList<LayerSensitivity> Measure(OnnxModel foldedModel, Tensor images, QuantizationOptions options,
-        Device? device = null, CancellationToken cancellationToken = default)
+        Device? device = null, CancellationToken cancellationToken = default, IEnumerable<LayerSensitivity>? known = null)
     {
+        var reuse = (known ?? []).ToDictionary(l => l.Node, StringComparer.Ordinal);
         options.Validate();
         using var noGrad = no_grad();
         using var graph = new GraphModule(foldedModel, device);
@@ -41,6 +44,11 @@ public static class SensitivityAnalysis
         foreach (var (node, weightBits, inputBits) in QuantizedGraph.Plan(graph, options))
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (reuse.TryGetValue(node.Name, out var same) && same.WeightBits == weightBits && same.InputBits == inputBits && same.OpType == node.OpType)
+            {
+                result.Add(same);
+                continue;
+            }
             using var layerScope = NewDisposeScope();
             string weight = node.Inputs[1];
             using var weightQuantizer = new WeightQuantizer(graph.Weights[weight], weightBits, QuantizedGraph.WeightAxis(node))
