@@ -85,7 +85,7 @@ public class InspectTests
         using var json = JsonDocument.Parse(r.Out);
         var estimate = json.RootElement.GetProperty("estimatedTime");
         Assert.Equal(json.RootElement.GetProperty("blocks").GetInt32(), estimate.GetProperty("blockStepSeconds").GetArrayLength());
-        foreach (var field in new[] { "genieStepSeconds", "refinementStepSeconds", "measurementSeconds", "runtimeSecondsPerImage" })
+        foreach (var field in new[] { "genieStepSeconds", "refinementStepSeconds", "measurementSeconds", "runtimeSecondsPerImage", "forwardSecondsPerImage" })
             Assert.True(estimate.GetProperty(field).GetDouble() > 0, field);
         Assert.True(estimate.GetProperty("calibrationSecondsPerImage").GetDouble() >= 0);
         Assert.Equal(32, estimate.GetProperty("generationBatch").GetInt32());
@@ -99,6 +99,8 @@ public class InspectTests
         }
         var sadag = runs.Single(x => x.GetProperty("profile").GetString() == "quick" && x.GetProperty("method").GetString() == "sadag");
         Assert.Contains(sadag.GetProperty("stages").EnumerateArray(), s => s.GetProperty("stage").GetString() == "refinement (SADAG)");
+        Assert.Contains(sadag.GetProperty("stages").EnumerateArray(), s => s.GetProperty("stage").GetString() == "layer sensitivity");
+        Assert.True(estimate.GetProperty("quantizedLayers").GetInt32() > 0);
     }
 
     [Fact]

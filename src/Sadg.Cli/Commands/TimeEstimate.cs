@@ -15,7 +15,7 @@ public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Ru
     static readonly (string Stage, string Header)[] Columns =
     [
         ("warm-up (Genie-D)", "warm-up"), ("reconstruction (Q0)", "Q0 recon"), ("refinement (SADAG)", "refinement"),
-        ("reconstruction", "reconstruction"), ("ONNX Runtime check", "check"),
+        ("reconstruction", "reconstruction"), ("layer sensitivity", "sensitivity"), ("ONNX Runtime check", "check"),
     ];
 
     /// <summary>Measures on the model at <paramref name="path"/> with quantize's defaults (W4A4, device auto).</summary>
@@ -57,6 +57,8 @@ public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Ru
         blockStepSeconds = Steps.BlockStepSeconds,
         calibrationSecondsPerImage = Steps.CalibrationSecondsPerImage,
         runtimeSecondsPerImage = Steps.RuntimeSecondsPerImage,
+        forwardSecondsPerImage = Steps.ForwardSecondsPerImage,
+        quantizedLayers = Steps.QuantizedLayers,
         runs = Runs.Select(r => new
         {
             profile = QuantizeSchema.Name(r.Profile),

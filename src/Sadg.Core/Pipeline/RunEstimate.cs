@@ -4,6 +4,7 @@ using Sadg.Export;
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Quantization;
 using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
@@ -33,6 +34,15 @@ public sealed record StepTimes
     /// <see cref="Quantization.QuantizationOptions.ActivationCalibrationSamples"/> images, which its scale search is linear in).
     /// </summary>
     public required double CalibrationSecondsPerImage { get; init; }
+
+    /// <summary>
+    /// One forward pass of the FP model without gradients, per image; the layer sensitivity pass makes one per quantized
+    /// layer and one for the reference over at most <see cref="SensitivityAnalysis.MaxImages"/> images. 0 when not measured.
+    /// </summary>
+    public double ForwardSecondsPerImage { get; init; }
+
+    /// <summary>The quantized layers (the sensitivity pass measures each once).</summary>
+    public int QuantizedLayers { get; init; }
 
     /// <summary>The ONNX Runtime check (FP and quantized model, session creation included) per calibration image; 0 when not measured.</summary>
     public double RuntimeSecondsPerImage { get; init; }
@@ -73,6 +83,8 @@ public static class ProfileCost
     /// calibration images));
     /// refinement (SADAG) = refinement steps × images ÷ measured batch × refinement step;
     /// reconstruction = steps × Σ blocks' step + calibration pass;
+    /// layer sensitivity (when <see cref="PipelineOptions.MeasureSensitivity"/>) = (quantized layers + 1) × min(images,
+    /// <see cref="SensitivityAnalysis.MaxImages"/>) × forward time per image;
     /// ONNX Runtime check = images × measured time per image (0 when not measured).
     /// A generation step's cost is taken as proportional to its batch.
     /// </summary>
@@ -103,6 +115,9 @@ public static class ProfileCost
             }
         }
         stages.Add(Reconstruction("reconstruction", options.ResolvedReconstructionSteps));
+        if (options.MeasureSensitivity)
+            stages.Add(new StageEstimate("layer sensitivity", 0, times.QuantizedLayers + 1,
+                (times.QuantizedLayers + 1) * Math.Min(samples, SensitivityAnalysis.MaxImages) * times.ForwardSecondsPerImage));
         stages.Add(new StageEstimate("ONNX Runtime check", 0, 1, samples * times.RuntimeSecondsPerImage));
         return new RunEstimate(options.Profile, options.Method, stages);
     }
@@ -161,6 +176,15 @@ public static class ProfileCost
         var refinement = new StepTicks<GenerationProgress>();
         SyntheticData.Refine(warm, fp, calibrated.Quantized.Graph, generation, refinement, cancellationToken);
 
+        double forwardSeconds;
+        using (no_grad())
+        {
+            fp.forward(images); // untimed: the first pass allocates
+            clock.Restart();
+            fp.forward(images);
+            forwardSeconds = clock.Elapsed.TotalSeconds;
+        }
+
         double runtimeSeconds = 0;
         if (runtime is not null)
         {
@@ -183,6 +207,8 @@ public static class ProfileCost
             BlockStepSeconds = blockSteps,
             CalibrationSecondsPerImage = calibration / count,
             RuntimeSecondsPerImage = runtimeSeconds / count,
+            ForwardSecondsPerImage = forwardSeconds / count,
+            QuantizedLayers = calibrated.Quantized.QuantizedNodes.Count,
             MeasurementSeconds = total.Elapsed.TotalSeconds,
         };
     }

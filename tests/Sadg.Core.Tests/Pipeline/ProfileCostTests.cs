@@ -18,6 +18,8 @@ public class ProfileCostTests
         BlockStepSeconds = [0.1, 0.2, 0.3],
         CalibrationSecondsPerImage = 0.01,
         RuntimeSecondsPerImage = 0.001,
+        ForwardSecondsPerImage = 0.002,
+        QuantizedLayers = 4,
     };
 
     static double Stage(RunEstimate run, string stage) => run.Stages.Single(s => s.Stage == stage).Seconds;
@@ -32,14 +34,16 @@ public class ProfileCostTests
         };
         var run = ProfileCost.Estimate(options, Times);
 
-        Assert.Equal(["warm-up (Genie-D)", "reconstruction (Q0)", "refinement (SADAG)", "reconstruction", "ONNX Runtime check"],
+        Assert.Equal(["warm-up (Genie-D)", "reconstruction (Q0)", "refinement (SADAG)", "reconstruction", "layer sensitivity", "ONNX Runtime check"],
             run.Stages.Select(s => s.Stage));
         Assert.Equal(10 * (40 / 20.0) * 0.5, Stage(run, "warm-up (Genie-D)"), 9);       // 10
         Assert.Equal(10 * 0.6 + 40 * 0.01, Stage(run, "reconstruction (Q0)"), 9);       // 6.4
         Assert.Equal(10 * (40 / 20.0) * 2.0, Stage(run, "refinement (SADAG)"), 9);      // 40
         Assert.Equal(50 * 0.6 + 40 * 0.01, Stage(run, "reconstruction"), 9);            // 30.4
+        Assert.Equal(5 * 40 * 0.002, Stage(run, "layer sensitivity"), 9);              // 0.4: 4 layers and the reference
         Assert.Equal(40 * 0.001, Stage(run, "ONNX Runtime check"), 9);                  // 0.04
-        Assert.Equal(86.84, run.TotalSeconds, 9);
+        Assert.Equal(87.24, run.TotalSeconds, 9);
+        Assert.DoesNotContain("layer sensitivity", ProfileCost.Estimate(options with { MeasureSensitivity = false }, Times).Stages.Select(s => s.Stage));
         var warmUp = run.Stages[0];
         Assert.Equal((10, 2), (warmUp.Steps, warmUp.Repeats));
         Assert.Equal((10, 3), (run.Stages[1].Steps, run.Stages[1].Repeats));
@@ -63,9 +67,9 @@ public class ProfileCostTests
             Assert.Equal(g.Images * 0.001, Stage(sadag, "ONNX Runtime check"), 6);
 
             var genie = ProfileCost.Estimate(options with { Method = CalibrationMethod.Genie }, Times);
-            Assert.Equal(["warm-up (Genie-D)", "reconstruction", "ONNX Runtime check"], genie.Stages.Select(s => s.Stage));
+            Assert.Equal(["warm-up (Genie-D)", "reconstruction", "layer sensitivity", "ONNX Runtime check"], genie.Stages.Select(s => s.Stage));
             var gaussian = ProfileCost.Estimate(options with { Method = CalibrationMethod.Gaussian }, Times);
-            Assert.Equal(Stage(sadag, "reconstruction") + Stage(sadag, "ONNX Runtime check"), gaussian.TotalSeconds, 6);
+            Assert.Equal(Stage(sadag, "reconstruction") + Stage(sadag, "layer sensitivity") + Stage(sadag, "ONNX Runtime check"), gaussian.TotalSeconds, 6);
             Assert.True(gaussian.TotalSeconds < genie.TotalSeconds && genie.TotalSeconds < sadag.TotalSeconds);
         }
 
@@ -109,5 +113,7 @@ public class ProfileCostTests
         Assert.Equal(2, calls);
         Assert.True(times.RuntimeSecondsPerImage >= 0.010 / times.GenerationBatch);
         Assert.True(times.MeasurementSeconds > 0);
+        Assert.True(times.ForwardSecondsPerImage > 0);
+        Assert.Equal(q.QuantizedNodes.Count, times.QuantizedLayers);
     }
 }
