@@ -83,8 +83,9 @@ public static class ProfileCost
     /// calibration images));
     /// refinement (SADAG) = refinement steps × images ÷ measured batch × refinement step;
     /// reconstruction = steps × Σ blocks' step + calibration pass;
-    /// layer sensitivity (when <see cref="PipelineOptions.MeasureSensitivity"/>) = (quantized layers + 1) × min(images,
-    /// <see cref="SensitivityAnalysis.MaxImages"/>) × forward time per image;
+    /// layer sensitivity (when <see cref="PipelineOptions.MeasureSensitivity"/>) = with m = min(images,
+    /// <see cref="SensitivityAnalysis.MaxImages"/>), m × calibration pass per image (each layer's quantizers calibrate)
+    /// + (quantized layers + 1) × m × forward time per image;
     /// ONNX Runtime check = images × measured time per image (0 when not measured).
     /// A generation step's cost is taken as proportional to its batch.
     /// </summary>
@@ -116,8 +117,12 @@ public static class ProfileCost
         }
         stages.Add(Reconstruction("reconstruction", options.ResolvedReconstructionSteps));
         if (options.MeasureSensitivity)
+        {
+            // Each layer's quantizers calibrate as the calibration pass does, then one forward pass per layer and the reference.
+            int images = Math.Min(samples, SensitivityAnalysis.MaxImages);
             stages.Add(new StageEstimate("layer sensitivity", 0, times.QuantizedLayers + 1,
-                (times.QuantizedLayers + 1) * Math.Min(samples, SensitivityAnalysis.MaxImages) * times.ForwardSecondsPerImage));
+                images * times.CalibrationSecondsPerImage + (times.QuantizedLayers + 1) * images * times.ForwardSecondsPerImage));
+        }
         stages.Add(new StageEstimate("ONNX Runtime check", 0, 1, samples * times.RuntimeSecondsPerImage));
         return new RunEstimate(options.Profile, options.Method, stages);
     }
