@@ -145,7 +145,7 @@ public static class ProfileCost
     /// against the result, and, when <paramref name="runtime"/> is given, the ONNX Runtime check on that batch. Each loop
     /// runs <paramref name="warmup"/> untimed steps, then <paramref name="timed"/> steps whose median is kept.
     /// </summary>
-    public static StepTimes Measure(OnnxModel model, PipelineOptions options, RuntimeOutputs? runtime = null, int warmup = 2, int timed = 3,
+    public static StepTimes Measure(OnnxModel model, PipelineOptions options, RuntimeOutputs? runtime = null, int warmup = 4, int timed = 3,
         CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(warmup, 1);
