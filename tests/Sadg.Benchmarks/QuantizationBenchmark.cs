@@ -81,6 +81,7 @@ static class QuantizationBenchmark
 
         // --resume keeps the rows of an interrupted run with the same command (docs/<out>.partial.json).
         string partial = Path.Combine(root, "docs", $"{name}.partial.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(partial)!); // --out may name a folder that does not exist yet
         var wall = Stopwatch.StartNew();
         var (rows, priorWall) = args.Contains("--resume") ? ReadPartial(partial, CommandLine(args)) : ([], 0);
         if (rows.Count > 0) Console.WriteLine($"resuming: {rows.Count} row(s) from {Path.GetRelativePath(root, partial)}");
