@@ -6,8 +6,9 @@ the generator's images through the model and Q0, the BN-statistics loss, the gra
 z - d (d the normalized gradient of the alignment with respect to z, as Sadg's default neighbour), the diversity term
 on the batch's similarity matrix, backward, and one Adam step each for z and the generator.
 Usage: mobilenet_v1_224_sadag_step.py [batch] [C0] [C1] (2 threads, Debian's python3-torch). Prints median ms per step."""
-import copy, statistics, sys, time
+import copy, sys
 import torch, torch.nn as nn, torch.nn.functional as F
+from timing import median_ms
 torch.set_num_threads(2); torch.manual_seed(0)
 B = int(sys.argv[1]) if len(sys.argv) > 1 else 32
 C0 = int(sys.argv[2]) if len(sys.argv) > 2 else 32
@@ -64,12 +65,6 @@ def sadag_step():
     sim = (a @ a.detach().T) * (e @ e.detach().T); sim = sim - torch.diag(torch.diag(sim))
     (lb + l_gm + sim.abs().max(1)[0].mean()).backward(); opt_z.step(); opt_g.step()
 
-def timeit(fn, n=6, warm=2):
-    for _ in range(warm): fn()
-    t = []
-    for _ in range(n):
-        a = time.perf_counter(); fn(); t.append((time.perf_counter() - a) * 1000)
-    return statistics.median(t)
 
 print(f"torch {torch.__version__} threads {torch.get_num_threads()} batch {B} generator {C0}->{C1}")
-print(f"mbv1_sadag_step_ms {timeit(sadag_step):.1f}")
+print(f"mbv1_sadag_step_ms {median_ms(sadag_step):.1f}")

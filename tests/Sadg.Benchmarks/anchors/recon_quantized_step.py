@@ -7,8 +7,9 @@ mix before each convolution, AdaRound weights (floor(w / s0) + h(V), per-channel
 sum over channels of the squared error averaged over batch and positions plus the rounding regularizer, and one
 Adam each for the rounding variables, the weight scales and the activation scales.
 Usage: recon_quantized_step.py [batch] (2 threads, Debian's python3-torch). Prints median ms per step."""
-import statistics, sys, time
+import sys
 import torch, torch.nn.functional as F
+from timing import median_ms
 torch.set_num_threads(2); torch.manual_seed(0)
 B = int(sys.argv[1]) if len(sys.argv) > 1 else 32
 C, H, W, OUT, BITS, P = 8, 112, 112, 16, 4, 0.5
@@ -59,13 +60,7 @@ def step():
     with torch.no_grad():
         for t in (qdw.s, qpw.s, a1.s, a2.s): t.clamp_(min=1e-8)
 
-def timeit(fn, n=6, warm=2):
-    for _ in range(warm): fn()
-    t = []
-    for _ in range(n):
-        a = time.perf_counter(); fn(); t.append((time.perf_counter() - a) * 1000)
-    return statistics.median(t)
 
 a1.train(); a2.train()
 print(f"torch {torch.__version__} threads {torch.get_num_threads()} batch {B}")
-print(f"mbv1_first_block_quantized_recon_step_ms {timeit(step):.1f}")
+print(f"mbv1_first_block_quantized_recon_step_ms {median_ms(step):.1f}")
