@@ -29,6 +29,7 @@ namespace Sadg.Benchmarks;
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
 ///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
+///       [--rho r] [--zeta z] [--lambda-div l] (SADAG's neighbour radius, diversity margin and diversity weight; the method's when not given)
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
@@ -57,7 +58,8 @@ static class QuantizationBenchmark
             Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true),
             Arg(args, "--size-budget", "") is "" ? null
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
-                : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."));
+                : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
+            new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div")) is var loss && loss != new SadagLossSettings() ? loss : null);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -134,7 +136,11 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        SizeBudget? SizeBudget);
+        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss);
+
+    /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
+    static double? Number(string[] args, string name) =>
+        Arg(args, name, "") is "" ? null : double.Parse(Arg(args, name, ""), NumberStyles.Float, CultureInfo.InvariantCulture);
 
     /// <summary>What the table describes: the model, the data and how it was split.</summary>
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
@@ -164,6 +170,7 @@ static class QuantizationBenchmark
         WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
         RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
         SizeBudget = knobs.SizeBudget,
+        SadagLoss = knobs.SadagLoss,
         Method = method switch
         {
             "gaussian" => CalibrationMethod.Gaussian,

@@ -55,6 +55,12 @@ public sealed record PipelineOptions
     /// <summary>How SADAG picks its neighbour (random by default: what the paper's formula does in effect).</summary>
     public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
+    /// <summary>
+    /// SADAG's loss settings for experiments: ρ (the neighbour's radius), ζ (the diversity margin) and λ_div (the
+    /// diversity weight); null: the method's (<see cref="GenerationOptions"/>). In the canonical options only when set.
+    /// </summary>
+    public SadagLossSettings? SadagLoss { get; init; }
+
     /// <summary>Where the generation's input prior comes from (auto by default).</summary>
     public InputPriorMode InputPrior { get; init; } = InputPriorMode.Auto;
 
@@ -160,6 +166,8 @@ public sealed record PipelineOptions
         var g = GenerationOptions.Profile(Profile) with { Seed = Seed, InputPrior = prior, Neighbour = Neighbour, Ablation = Ablation };
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
+        if (SadagLoss is { } loss)
+            g = g with { Rho = loss.Rho ?? g.Rho, Zeta = loss.Zeta ?? g.Zeta, LambdaDiv = loss.LambdaDiv ?? g.LambdaDiv };
         return g;
     }
 
@@ -270,9 +278,19 @@ public sealed record PipelineOptions
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
+        if (SadagLoss is { } loss)
+        {
+            var culture = CultureInfo.InvariantCulture;
+            if (loss.Rho is { } rho) values["sadag_rho"] = rho.ToString("R", culture);
+            if (loss.Zeta is { } zeta) values["sadag_zeta"] = zeta.ToString("R", culture);
+            if (loss.LambdaDiv is { } lambda) values["sadag_lambda_div"] = lambda.ToString("R", culture);
+        }
         return string.Join("\n", values.Select(kv => $"{kv.Key}={kv.Value}"));
     }
 
     /// <summary>The first 16 hex digits of SHA-256 over <see cref="Canonical"/>.</summary>
     public string OptionsHash() => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Canonical())))[..16];
 }
+
+/// <summary>SADAG loss settings that replace the method's when set (<see cref="PipelineOptions.SadagLoss"/>).</summary>
+public sealed record SadagLossSettings(double? Rho = null, double? Zeta = null, double? LambdaDiv = null);

@@ -1,0 +1,30 @@
+using Sadg.Generation;
+using Sadg.Pipeline;
+
+namespace Sadg.Tests.Pipeline;
+
+/// <summary>SADAG's loss settings for experiments: they reach the generation and, only when set, the canonical options.</summary>
+public class SadagLossSettingsTests
+{
+    [Fact]
+    public void Set_values_replace_the_methods_and_enter_the_canonical_options()
+    {
+        var plain = new PipelineOptions { Method = CalibrationMethod.Sadag };
+        var method = GenerationOptions.Profile(plain.Profile);
+        var g = plain.Generation();
+        Assert.Equal((method.Rho, method.Zeta, method.LambdaDiv), (g.Rho, g.Zeta, g.LambdaDiv));
+        Assert.DoesNotContain("sadag_", plain.Canonical());
+
+        var zeta = plain with { SadagLoss = new SadagLossSettings(Zeta: 0.25) };
+        g = zeta.Generation();
+        Assert.Equal((method.Rho, 0.25, method.LambdaDiv), (g.Rho, g.Zeta, g.LambdaDiv));
+        Assert.Contains("sadag_zeta=0.25", zeta.Canonical());
+        Assert.DoesNotContain("sadag_rho", zeta.Canonical());
+        Assert.NotEqual(plain.OptionsHash(), zeta.OptionsHash());
+
+        var all = plain with { SadagLoss = new SadagLossSettings(2, 0.1, 0.5) };
+        g = all.Generation();
+        Assert.Equal((2.0, 0.1, 0.5), (g.Rho, g.Zeta, g.LambdaDiv));
+        Assert.Contains("sadag_lambda_div=0.5\nsadag_rho=2\nsadag_zeta=0.1", all.Canonical());
+    }
+}
