@@ -133,7 +133,7 @@ namespace Sadg.Options
         /// <summary>
         /// Reads a ratio, a number greater than 0 and at most 1 (<c>0.125</c>), a whole number of at least 1 followed
         /// by <c>KiB</c> (any case, blanks allowed before it: <c>600KiB</c>, <c>600 kib</c>), or <c>W</c> and a bit width
-        /// that <see cref="QuantizeSchema.IsBits"/> allows (<c>W3</c>, any case).
+        /// that <see cref="QuantizeSchema.TryBits(string, out int)"/> reads (<c>W3</c>, any case).
         /// </summary>
         public static bool TryParse(string text, out SizeBudget? budget)
         {
@@ -148,7 +148,7 @@ namespace Sadg.Options
             }
             else if (text.StartsWith("W", System.StringComparison.OrdinalIgnoreCase))
             {
-                if (int.TryParse(text.Substring(1), styles, culture, out int b) && QuantizeSchema.IsBits(b))
+                if (QuantizeSchema.TryBits(text.Substring(1), out int b))
                     budget = new SizeBudget(null, null, b);
             }
             else if (double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, culture, out double r) && r > 0 && r <= 1)

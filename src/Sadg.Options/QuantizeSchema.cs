@@ -277,7 +277,8 @@ namespace Sadg.Options
         /// <summary>The bit widths Sadg quantizes to (weights and activations): 2 to 8.</summary>
         public static bool IsBits(int bits) => bits >= 2 && bits <= 8;
 
-        static bool TryBits(string text, out int bits) =>
+        /// <summary>Reads a whole number (digits only) that <see cref="IsBits"/> allows.</summary>
+        internal static bool TryBits(string text, out int bits) =>
             int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out bits) && IsBits(bits);
 
         static bool TryInt(string text, int min, out int value) =>
@@ -361,7 +362,7 @@ namespace Sadg.Options
                 int at = pair.LastIndexOf('=');
                 string name = at < 0 ? "" : pair.Substring(0, at).Trim();
                 if (name.Length == 0 || bits.ContainsKey(name)
-                    || !int.TryParse(pair.Substring(at + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int b) || !QuantizeSchema.IsBits(b))
+                    || !QuantizeSchema.TryBits(pair.Substring(at + 1).Trim(), out int b))
                 {
                     bits = null;
                     return false;

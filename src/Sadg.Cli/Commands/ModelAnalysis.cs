@@ -145,15 +145,14 @@ public sealed class ModelAnalysis
     }
 
     /// <summary>
-    /// Weights stored as the QDQ writer stores b-bit integers (<see cref="Sadg.Onnx.OnnxTensors.IntegerBytes"/>: 4-bit
-    /// containers two a byte up to 4 bits, bytes above), a float32 scale and a zero point per output channel,
+    /// Weights stored as the QDQ writer stores them (<see cref="Sadg.Quantization.BitAllocation.FileBytes"/>: b-bit integers
+    /// in 4-bit containers two a byte up to 4 bits, bytes above, a float32 scale and a zero point per output channel),
     /// every other float parameter at float32. "Default policy": the first and last quantized layers at 8 bits
     /// (DESIGN §3). Protobuf framing and names are not counted.
     /// </summary>
     static SizeEstimate Estimate(IReadOnlyList<QuantizableLayer> layers, long otherParameters, int bits)
     {
-        long LayerBytes(QuantizableLayer l, int b) =>
-            Sadg.Onnx.OnnxTensors.IntegerBytes(l.Parameters, b) + l.Channels * 4 + Sadg.Onnx.OnnxTensors.IntegerBytes(l.Channels, b);
+        long LayerBytes(QuantizableLayer l, int b) => Sadg.Quantization.BitAllocation.FileBytes(l.Parameters, l.Channels, b);
         int PolicyBits(int i) => i == 0 || i == layers.Count - 1 ? 8 : bits;
         long rest = otherParameters * 4;
         long uniform = rest + layers.Sum(l => LayerBytes(l, bits));

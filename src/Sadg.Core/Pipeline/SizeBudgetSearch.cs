@@ -74,17 +74,16 @@ public static class SizeBudgetSearch
         {
             Exclude = [.. quantization.Layers.Exclude, .. groups.Where(g => g.Fixed).SelectMany(g => g.Nodes)],
         };
-        var sqnr = items.ToDictionary(g => g, _ => new Dictionary<int, double>());
         var byBits = new Dictionary<int, Dictionary<string, LayerSensitivity>>();
         foreach (int bits in Candidates)
         {
             var all = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var g in items)
                 foreach (var node in g.Nodes) all[node] = bits;
-            var measured = byBits[bits] = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
+            byBits[bits] = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
                 device, cancellationToken).ToDictionary(l => l.Node, StringComparer.Ordinal);
-            foreach (var g in items) sqnr[g][bits] = measured[g.Nodes[0]].SqnrDb;
         }
+        var sqnr = items.ToDictionary(g => g, g => Candidates.ToDictionary(b => b, b => byBits[b][g.Nodes[0]].SqnrDb));
         var knapsack = items.Select(g => new BitItem(g.Nodes[0], Candidates.Select(b =>
             new BitChoice(b, g.Bytes(b), double.IsPositiveInfinity(sqnr[g][b]) ? 0 : Math.Pow(10, -sqnr[g][b] / 10))).ToList())).ToList();
         int[] chosen = BitAllocation.Solve(knapsack, budgetBytes - fixedBytes);

@@ -153,13 +153,6 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     /// <param name="keepFloat">The QDrop mask: 1 where the element keeps its float value, 0 where it is quantized.</param>
     public Tensor FakeQuantizeDrop(Tensor x, Tensor keepFloat) => LsqDropFunction.apply(x, s, keepFloat, (double)Min, (double)Max);
 
-    /// <summary>
-    /// QDrop's elementwise mix: each element is <paramref name="float"/>'s with probability <paramref name="p"/>, else
-    /// <paramref name="quantized"/>'s.
-    /// </summary>
-    public static Tensor DropMix(Tensor quantized, Tensor @float, double p, Generator? generator = null) =>
-        QDrop.Mix(quantized, @float, QDrop.KeepFloatMask(quantized.shape, p, generator, quantized.device));
-
     /// <summary>The fused LSQ fake quantization and QDrop mix of <see cref="FakeQuantizeDrop"/>.</summary>
     sealed class LsqDropFunction : autograd.SingleTensorFunction<LsqDropFunction>
     {
