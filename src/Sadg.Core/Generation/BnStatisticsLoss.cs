@@ -63,9 +63,11 @@ public sealed class BnStatisticsLoss : IDisposable
         {
             var x = capture[layer.Input];
             long c = x.shape[1];
-            var perChannel = x.transpose(0, 1).reshape(c, -1);
-            var mean = perChannel.mean([1]);
-            var std = perChannel.var(1, unbiased: false).Add(1e-8).sqrt();
+            // Reduced in place over N, H, W: var's backward then saves the same tensor the BatchNormalization node
+            // saves, where a transposed copy would be a second activation-sized tensor per layer kept for the backward.
+            long[] axes = [0, .. Enumerable.Range(2, (int)x.dim() - 2).Select(d => (long)d)];
+            var (variance, mean) = var_mean(x, axes, unbiased: false);
+            var std = variance.Add(1e-8).sqrt();
             var term = (mean - layer.Mean).Square().sum().Div(c).Add((std - layer.Std).Square().sum().Div(c));
             total = total is null ? term : total.Add(term);
         }

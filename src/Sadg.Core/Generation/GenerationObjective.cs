@@ -59,5 +59,13 @@ sealed class GenerationObjective : IDisposable
         return (logits.flatten(1), loss);
     }
 
+    /// <summary>The model's logits [B, classes] for <paramref name="images"/>, without the objective.</summary>
+    public Tensor Logits(Tensor images)
+    {
+        var logits = model.forward(images);
+        bn.Clear();
+        return logits.flatten(1);
+    }
+
     public void Dispose() => bn.Dispose();
 }

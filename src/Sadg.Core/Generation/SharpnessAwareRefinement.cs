@@ -33,7 +33,7 @@ public static class SharpnessAwareRefinement
             foreach (var batch in images.Batches)
             {
                 RefineBatch(batch, model, quantized, recorder, objective, memory, options, images.Batches.Count, progress, cancellationToken);
-                memory.Add(Signature(batch, model, quantized, recorder));
+                memory.Add(Signature(batch, model, quantized, recorder, objective));
             }
         }
         finally
@@ -74,26 +74,7 @@ public static class SharpnessAwareRefinement
                 optG.zero_grad();
                 var terms = progress is null ? null : new Dictionary<string, Tensor>();
 
-                var x = g.forward(z);
-                var (f, data) = objective.Evaluate(x, batch.Targets, terms);
-                var q = quantized.forward(x).flatten(1);
-                var a = recorder.Features;
-                var e = f - q;
-                var aHat = GradientSimilarity.NormalizeRows(a);
-                var eHat = GradientSimilarity.NormalizeRows(e);
-
-                var delta = Neighbour(o, z, a, e, aHat, eHat, random);
-                var xn = g.forward(z - delta);
-                var fn = model.forward(xn).flatten(1);
-                var qn = quantized.forward(xn).flatten(1);
-                var anHat = GradientSimilarity.NormalizeRows(recorder.Features);
-                var enHat = GradientSimilarity.NormalizeRows(fn - qn);
-                recorder.Clear();
-
-                var gm = GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean().RSub(1);
-                var div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
-                var loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
-                loss.backward();
+                var (loss, gm, div) = Gradients(g, z, batch.Targets, model, quantized, recorder, objective, memoryA, memoryE, o, random, terms);
                 optZ.step();
                 optG.step();
                 if (!o.Ablation.HasFlag(MethodAblation.NoRefinementSchedules))
@@ -120,8 +101,77 @@ public static class SharpnessAwareRefinement
         batch.SetImages(GenieWarmup.Render(g, z));
     }
 
+    /// <summary>
+    /// One step's loss, accumulating its gradients into z's and the generator's <c>.grad</c>; returns the loss and its
+    /// L_GM and L_div terms as values, and adds the data terms to <paramref name="terms"/> when given.
+    /// <para>
+    /// The gradient is that of the loss over both passes (at z and at the neighbour), computed one pass at a time so
+    /// that only one pass's graph is alive: the neighbour's (â′, ê′) are first computed without a graph; the loss, with
+    /// them as constants, is back-propagated through the pass at z, whose graph is then freed; the pass at the
+    /// neighbour is run again with a graph and λ_GM·L_GM, with the pass at z's (â, ê) as constants, is
+    /// back-propagated through it. Both loss terms are sums of a part of each pass, so the two backward passes add up
+    /// to the gradient of the whole loss; the price is one more forward pass without a graph, the gain half the
+    /// memory (the two graphs at 224² are several GiB, docs/benchmarks/mobilenet-224-quick.md).
+    /// </para>
+    /// </summary>
+    internal static (Tensor Loss, Tensor Gm, Tensor Div) Gradients(GenieGenerator g, Tensor z, Tensor? targets,
+        GraphModule model, GraphModule quantized, FeatureRecorder recorder, GenerationObjective objective,
+        Tensor? memoryA, Tensor? memoryE, GenerationOptions o, torch.Generator random, Dictionary<string, Tensor>? terms)
+    {
+        Tensor loss, gm, div, delta, aValue, eValue;
+        using (var pass = NewDisposeScope())
+        {
+            var x = g.forward(z);
+            var (f, data) = objective.Evaluate(x, targets, terms);
+            var q = quantized.forward(x).flatten(1);
+            var a = recorder.Features;
+            recorder.Clear();
+            var e = f - q;
+            var aHat = GradientSimilarity.NormalizeRows(a);
+            var eHat = GradientSimilarity.NormalizeRows(e);
+            delta = Neighbour(o, z, a, e, aHat, eHat, random);
+
+            Tensor anValue, enValue;
+            using (no_grad())
+                (anValue, enValue) = Pass(g.forward(z - delta), model, quantized, recorder, objective);
+
+            gm = GradientSimilarity.Paired(anValue, enValue, aHat, eHat).mean().RSub(1);
+            div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
+            loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
+            loss.backward();
+
+            aValue = aHat.detach();
+            eValue = eHat.detach();
+            loss = loss.detach();
+            gm = gm.detach();
+            div = div.detach();
+            var kept = new List<Tensor> { loss, gm, div, delta, aValue, eValue };
+            if (terms is not null)
+                foreach (var key in terms.Keys.ToList()) kept.Add(terms[key] = terms[key].detach());
+            pass.MoveToOuter(kept);
+        }
+
+        using (NewDisposeScope())
+        {
+            var (anHat, enHat) = Pass(g.forward(z - delta), model, quantized, recorder, objective);
+            GradientSimilarity.Paired(anHat, enHat, aValue, eValue).mean().Mul(-o.LambdaGm).backward();
+        }
+        return (loss, gm, div);
+    }
+
+    /// <summary>Both models on images <paramref name="x"/>: the normalized (â, ê).</summary>
+    static (Tensor AHat, Tensor EHat) Pass(Tensor x, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
+        GenerationObjective objective)
+    {
+        var f = objective.Logits(x);
+        var q = quantized.forward(x).flatten(1);
+        var aHat = GradientSimilarity.NormalizeRows(recorder.Features);
+        recorder.Clear();
+        return (aHat, GradientSimilarity.NormalizeRows(f - q));
+    }
+
     /// <summary>The neighbour step δ [B, LatentDim] (no gradient flows through it).</summary>
-    static Tensor Neighbour(GenerationOptions o, Tensor z, Tensor a, Tensor e, Tensor aHat, Tensor eHat, torch.Generator random)
+    internal static Tensor Neighbour(GenerationOptions o, Tensor z, Tensor a, Tensor e, Tensor aHat, Tensor eHat, torch.Generator random)
     {
         Tensor direction;
         switch (o.Neighbour)
@@ -163,16 +213,12 @@ public static class SharpnessAwareRefinement
     }
 
     /// <summary>The batch's final (â, ê), detached and outside any dispose scope.</summary>
-    static (Tensor A, Tensor E) Signature(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder)
+    static (Tensor A, Tensor E) Signature(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
+        GenerationObjective objective)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var x = batch.Images;
-        var f = model.forward(x).flatten(1);
-        var q = quantized.forward(x).flatten(1);
-        var aHat = GradientSimilarity.NormalizeRows(recorder.Features).detach().DetachFromDisposeScope();
-        var eHat = GradientSimilarity.NormalizeRows(f - q).detach().DetachFromDisposeScope();
-        recorder.Clear();
-        return (aHat, eHat);
+        var (aHat, eHat) = Pass(batch.Images, model, quantized, recorder, objective);
+        return (aHat.detach().DetachFromDisposeScope(), eHat.detach().DetachFromDisposeScope());
     }
 }

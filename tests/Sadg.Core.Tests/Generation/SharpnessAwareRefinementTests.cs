@@ -59,6 +59,72 @@ public class GradientFactorizationTests
     }
 }
 
+public class RefinementGradientTests
+{
+    /// <summary>
+    /// The step back-propagates one pass at a time (to keep one graph alive); its gradients must be those of the whole
+    /// loss over both passes back-propagated at once. With λ_BN = λ_div = 0 the gradient is L_GM's alone, most of it
+    /// through the neighbour's pass, so a step that left that pass out would fail here.
+    /// </summary>
+    [Theory]
+    [InlineData(1.0, 1.0, 16.0, NeighbourMode.Random)]
+    [InlineData(0.0, 0.0, 16.0, NeighbourMode.Random)]
+    [InlineData(0.0, 0.0, 16.0, NeighbourMode.Paper)]
+    [InlineData(1.0, 1.0, 1.0, NeighbourMode.Paper)]
+    public void TheStepsGradientIsThatOfTheWholeLoss(double lambdaBn, double lambdaDiv, double rho, NeighbourMode neighbour)
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var o = GenerationOptions.Quick with { LambdaBn = lambdaBn, LambdaDiv = lambdaDiv, Rho = rho, Neighbour = neighbour, GeneratorChannels = 16 };
+        using var head = ClassifierHead.Find(q0).Record(q0);
+        using var objective = new GenerationObjective(fp, o);
+        using var g = new GenieGenerator(1, 28, 28, o.LatentDim, o.GeneratorChannels, seed: 5);
+        using var scope = NewDisposeScope();
+        using var random = new torch.Generator(11);
+        var z = randn([6, o.LatentDim], generator: random).requires_grad_(true);
+        var memoryA = GradientSimilarity.NormalizeRows(randn([4, 16], generator: random));
+        var memoryE = GradientSimilarity.NormalizeRows(randn([4, 10], generator: random));
+        var parameters = g.parameters().Prepend(z).ToArray();
+
+        Tensor loss, gm;
+        using (var neighbours = new torch.Generator(13))
+            (loss, gm, _) = SharpnessAwareRefinement.Gradients(g, z, null, fp, q0, head, objective, memoryA, memoryE, o, neighbours, null);
+        var split = parameters.Select(p => p.grad!.clone()).ToArray();
+        foreach (var p in parameters) p.grad!.zero_();
+
+        // The whole loss, both passes' graphs alive, one backward.
+        var x = g.forward(z);
+        var (f, data) = objective.Evaluate(x, null, null);
+        var q = q0.forward(x).flatten(1);
+        var a = head.Features;
+        var e = f - q;
+        var aHat = GradientSimilarity.NormalizeRows(a);
+        var eHat = GradientSimilarity.NormalizeRows(e);
+        using var sameNeighbours = new torch.Generator(13);
+        var delta = SharpnessAwareRefinement.Neighbour(o, z, a, e, aHat, eHat, sameNeighbours);
+        var xn = g.forward(z - delta);
+        var fn = fp.forward(xn).flatten(1);
+        var qn = q0.forward(xn).flatten(1);
+        var anHat = GradientSimilarity.NormalizeRows(head.Features);
+        var enHat = GradientSimilarity.NormalizeRows(fn - qn);
+        var wholeGm = GradientSimilarity.Paired(anHat, enHat, aHat, eHat).mean().RSub(1);
+        var div = SharpnessAwareRefinement.Diversity(aHat, eHat, memoryA, memoryE, o.Zeta);
+        var whole = data.Mul(o.LambdaBn).Add(wholeGm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
+        whole.backward();
+
+        Assert.Equal(whole.item<float>(), loss.item<float>(), 5);
+        Assert.Equal(wholeGm.item<float>(), gm.item<float>(), 6);
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            var reference = parameters[i].grad!;
+            double scale = reference.abs().max().item<float>();
+            Assert.True(scale > 0, $"parameter {i} has no gradient");
+            double difference = (split[i] - reference).abs().max().item<float>();
+            Assert.True(difference <= 1e-3 * scale, $"parameter {i}: max |split − whole| {difference:G3} against max |whole| {scale:G3}");
+        }
+    }
+}
+
 public class GenerationQualityTests(ITestOutputHelper output)
 {
     [Fact]
