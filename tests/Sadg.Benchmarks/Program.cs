@@ -25,6 +25,10 @@ if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.Quantiz
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- steps [--steps N] [--warmup N] [--only mobilenet|resnet20]
 if (args.Length > 0 && args[0] == "steps") return Sadg.Benchmarks.StepsBenchmark.Run(args[1..]);
 
+// Peak resident memory of the Genie-D and SADAG loops at 224² (see MemoryProbe.cs); run with SADG_NATIVE_HEAP=system.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N]
+if (args.Length > 0 && args[0] == "memory") return Sadg.Benchmarks.MemoryProbe.Run(args[1..]);
+
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- resnet20 <out.onnx>
 if (args.Length == 2 && args[0] == "resnet20")
@@ -46,6 +50,7 @@ if (args.Length == 0 || args[0] != "executor")
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
     Console.Error.WriteLine("       Sadg.Benchmarks build-noop [--iterations N]");
     Console.Error.WriteLine("       Sadg.Benchmarks steps [--steps N] [--warmup N] [--only mobilenet|resnet20] [--python path] [--anchors folder] [--no-write]");
+    Console.Error.WriteLine("       Sadg.Benchmarks memory [--steps N] [--batch N]");
     Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default|paper] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }

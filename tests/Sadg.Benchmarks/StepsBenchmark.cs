@@ -330,7 +330,7 @@ static class StepsBenchmark
         "dotnet run -c Release --project tests/Sadg.Benchmarks -- steps" +
         (args.Where(a => a != "--no-write").ToArray() is { Length: > 0 } rest ? " " + string.Join(' ', rest) : "");
 
-    static int Option(string[] args, string name, int fallback)
+    internal static int Option(string[] args, string name, int fallback)
     {
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out int v) && v > 0 ? v : fallback;

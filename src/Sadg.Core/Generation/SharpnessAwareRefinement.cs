@@ -133,7 +133,12 @@ public static class SharpnessAwareRefinement
 
             Tensor anValue, enValue;
             using (no_grad())
+            using (var values = NewDisposeScope())
+            {
+                // Its own scope: the pass's intermediates go as soon as its two small results are out.
                 (anValue, enValue) = Pass(g.forward(z - delta), model, quantized, recorder, objective);
+                values.MoveToOuter(anValue, enValue);
+            }
 
             gm = GradientSimilarity.Paired(anValue, enValue, aHat, eHat).mean().RSub(1);
             div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));

@@ -25,7 +25,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     readonly Dictionary<string, int> producers = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<Func<Tensor, Tensor>>> hooks = new(StringComparer.Ordinal);
     readonly Dictionary<(int Node, int Input), List<Func<Tensor, Tensor>>> inputHooks = [];
-    readonly Dictionary<string, int[]> plans = new(StringComparer.Ordinal);
+    readonly Dictionary<string, Plan> plans = new(StringComparer.Ordinal);
+    readonly Dictionary<string, int> keepers = new(StringComparer.Ordinal);
     readonly List<GraphNode> nodes = [];
 
     public GraphModule(OnnxModel model, Device? device = null) : base("GraphModule")
@@ -124,7 +125,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     /// before those already there (to see a value before a quantizer hook changes it). Dispose the result to remove
     /// it. Folded and shape-only values cannot be hooked.
     /// </summary>
-    public IDisposable AddHook(string value, Func<Tensor, Tensor> hook, bool first = false)
+    /// <param name="keepsValue">The hook holds on to a tensor it sees or returns after the run (a capture): the value
+    /// is then kept until the caller's dispose scope ends. False for a hook that only transforms (a quantizer): the
+    /// run frees the value after its last reader.</param>
+    public IDisposable AddHook(string value, Func<Tensor, Tensor> hook, bool first = false, bool keepsValue = true)
     {
         bool produced = producers.TryGetValue(value, out int p) && nodes[p].Kind == NodeKind.Dynamic;
         if (!produced && !leaves.Contains(value) && !InputNames.Contains(value))
@@ -134,16 +138,20 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         if (!hooks.TryGetValue(value, out var list)) hooks[value] = list = [];
         if (first) list.Insert(0, hook);
         else list.Add(hook);
+        if (keepsValue) keepers[value] = keepers.GetValueOrDefault(value) + 1;
         return new HookHandle(() =>
         {
             list.Remove(hook);
             if (list.Count == 0) hooks.Remove(value);
+            if (keepsValue && --keepers[value] == 0) keepers.Remove(value);
         });
     }
 
     /// <summary>
     /// Like <see cref="AddHook"/>, but changes what one node sees at one input only; other readers of the value
-    /// see it unchanged (e.g. swing convolution shifts a strided Conv's input, not the shortcut beside it).
+    /// see it unchanged (e.g. swing convolution shifts a strided Conv's input, not the shortcut beside it). The hook
+    /// must not hold on to the tensor it is given after the run (the run frees the value after its last reader;
+    /// capture it with <see cref="AddHook"/>).
     /// </summary>
     public IDisposable AddInputHook(GraphNode node, int input, Func<Tensor, Tensor> hook)
     {
@@ -197,8 +205,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         var env = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, value) in feeds) env[name] = ApplyHooks(name, value);
 
-        foreach (int index in Plan(feeds.Keys, outputs, fromNode, toNode))
+        var plan = MakePlan(feeds.Keys, outputs, fromNode, toNode);
+        for (int position = 0; position < plan.Nodes.Length; position++)
         {
+            int index = plan.Nodes[position];
             var node = nodes[index];
             var inputs = new Tensor?[node.Inputs.Count];
             for (int i = 0; i < inputs.Length; i++)
@@ -226,8 +236,17 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             for (int o = 0; o < node.Outputs.Count && o < results.Length; o++)
             {
                 if (node.Outputs[o].Length == 0 || results[o] is not { } value) continue;
-                env[node.Outputs[o]] = node.Kind == NodeKind.Dynamic ? ApplyHooks(node.Outputs[o], value) : value;
+                if (node.Kind != NodeKind.Dynamic)
+                {
+                    env[node.Outputs[o]] = value;
+                    continue;
+                }
+                var hooked = ApplyHooks(node.Outputs[o], value);
+                env[node.Outputs[o]] = hooked;
+                // What a transforming hook replaced is read by no one (unless the operator returned one of its inputs).
+                if (!ReferenceEquals(hooked, value) && !keepers.ContainsKey(node.Outputs[o]) && !Aliased(value, env)) value.Dispose();
             }
+            Release(plan.Releases[position], env);
         }
 
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -281,7 +300,32 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         return key.ToString();
     }
 
-    int[] Plan(IEnumerable<string> fed, IReadOnlyList<string> outputs, int fromNode, int toNode)
+    /// <summary>
+    /// Frees the values whose last reader in this run has run: each step's intermediates then go as the run goes, not
+    /// when the caller's dispose scope ends (under no_grad nothing else holds them; with a graph, autograd keeps what
+    /// its backward needs). A value a hook keeps (<see cref="AddHook"/>'s <c>keepsValue</c>) stays, and so does a tensor
+    /// that another live value is (an operator that returns its input).
+    /// </summary>
+    void Release(string[] names, Dictionary<string, Tensor> env)
+    {
+        foreach (var name in names)
+        {
+            if (keepers.ContainsKey(name) || !env.Remove(name, out var tensor)) continue;
+            if (!Aliased(tensor, env)) tensor.Dispose();
+        }
+    }
+
+    static bool Aliased(Tensor tensor, Dictionary<string, Tensor> env)
+    {
+        foreach (var other in env.Values)
+            if (ReferenceEquals(other, tensor)) return true;
+        return false;
+    }
+
+    /// <summary>The nodes a run executes, in order, and after each the values it was the last to read.</summary>
+    sealed record Plan(int[] Nodes, string[][] Releases);
+
+    Plan MakePlan(IEnumerable<string> fed, IReadOnlyList<string> outputs, int fromNode, int toNode)
     {
         var fedSet = fed.ToHashSet(StringComparer.Ordinal);
         string key = $"{string.Join('\u0001', fedSet.Order(StringComparer.Ordinal))}\u0002{string.Join('\u0001', outputs)}\u0002{fromNode}\u0002{toNode}";
@@ -303,7 +347,25 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             if (needed.Add(p))
                 foreach (var input in nodes[p].Inputs) stack.Push(input);
         }
-        plan = needed.ToArray();
+        var order = needed.ToArray();
+
+        // Each value a Dynamic node of the plan makes, other than the run's outputs, is freed after its last reader
+        // (or at once when nothing reads it). Values of shape-only nodes are cached across runs and never freed.
+        var lastUse = new Dictionary<string, int>(StringComparer.Ordinal);
+        var wanted = outputs.ToHashSet(StringComparer.Ordinal);
+        for (int position = 0; position < order.Length; position++)
+        {
+            var node = nodes[order[position]];
+            foreach (var input in node.Inputs)
+                if (lastUse.ContainsKey(input)) lastUse[input] = position;
+            if (node.Kind != NodeKind.Dynamic) continue;
+            foreach (var output in node.Outputs)
+                if (output.Length > 0 && !wanted.Contains(output) && !fedSet.Contains(output)) lastUse[output] = position;
+        }
+        var releases = new List<string>[order.Length];
+        for (int i = 0; i < releases.Length; i++) releases[i] = [];
+        foreach (var (value, position) in lastUse) releases[position].Add(value);
+        plan = new Plan(order, releases.Select(r => r.ToArray()).ToArray());
         plans[key] = plan;
         return plan;
     }

@@ -135,13 +135,57 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             ? FakeQuantizeDrop(x, QDrop.KeepFloatMask(x.shape, dropProbability, Generator, x.device))
             : FakeQuantize(x);
 
-    /// <summary>LSQ fake quantization: s · clamp(round_STE(x / s), lo, hi), differentiable with respect to x and s.</summary>
+    /// <summary>
+    /// LSQ fake quantization: s · clamp(round_STE(x / s), lo, hi), differentiable with respect to x and s (∂/∂x: 1 where
+    /// round(x/s) lies in [lo, hi], else 0; ∂/∂s: the upstream gradient times q − x/s inside the range and q outside).
+    /// Fused: without a graph it makes one tensor, the result; with one, autograd keeps only the range mask (and,
+    /// while s learns, q − x/s) instead of the five intermediates of the composition.
+    /// </summary>
     public Tensor FakeQuantize(Tensor x)
     {
         var scale = s.reshape([]); // a 0-dim scale takes libtorch's scalar path: several times faster than a [1] broadcast
-        var u = x / scale;
-        var rounded = u.Add((u.round() - u).detach());
-        return rounded.Clamp(Min, Max) * scale;
+        if (!is_grad_enabled() || (!x.requires_grad && !s.requires_grad))
+            return x.div(scale).round_().Clamp_(Min, Max).mul_(scale);
+        return LsqFunction.apply(x, s, (double)Min, (double)Max);
+    }
+
+    /// <summary>The fused LSQ fake quantization of <see cref="FakeQuantize"/>.</summary>
+    sealed class LsqFunction : autograd.SingleTensorFunction<LsqFunction>
+    {
+        public override string Name => nameof(LsqFunction);
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, s) = ((Tensor)vars[0], (Tensor)vars[1]);
+            var scale = s.reshape([]);
+            double lo = (double)vars[2], hi = (double)vars[3];
+            var u = x / scale;
+            var rounded = u.round();
+            var q = rounded.Clamp(lo, hi);
+            var output = q * scale;
+            var inside = q.eq(rounded);
+            rounded.Dispose();
+            if (s.requires_grad)
+            {
+                // ∂output/∂s per element: q − u inside the range, q outside.
+                var dScale = q.sub_(u.mul_(inside));
+                ctx.save_for_backward([inside, dScale]);
+            }
+            else
+            {
+                q.Dispose();
+                ctx.save_for_backward([inside]);
+            }
+            u.Dispose();
+            return output;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
+        {
+            var saved = ctx.get_saved_variables();
+            var gradScale = saved.Count > 1 ? grad.flatten().dot(saved[1].flatten()).reshape(1) : null;
+            return [grad * saved[0], gradScale!, null!, null!];
+        }
     }
 
     /// <summary>

@@ -46,7 +46,7 @@ internal static class FakeQuantSimulation
                 module.AddHook(weightNames[i], t => t.device == dequantized.device ? dequantized : dequantized.to(t.device));
             }
             for (int i = 0; i < spec.Activations.Count; i++)
-                module.AddHook(activationNames[i], spec.Activations[i].Apply);
+                module.AddHook(activationNames[i], spec.Activations[i].Apply, keepsValue: false);
         }
         catch
         {

@@ -69,7 +69,7 @@ public sealed class QuantizedGraph : IDisposable
             var floatReaders = readers.Where(n => Graph.IsQuantizable(n) && options.Layers.IsExcluded(n)).ToList();
             if (floatReaders.Count == 0)
             {
-                hooks.Add(Graph.AddHook(value, Quantize));
+                hooks.Add(Graph.AddHook(value, Quantize, keepsValue: false));
                 continue;
             }
             // An excluded operator reads the float value; every other reader reads the quantized one.

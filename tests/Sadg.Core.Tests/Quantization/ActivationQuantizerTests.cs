@@ -151,7 +151,7 @@ public class ActivationQuantizerTests
         var upstream = Randn(13, 4, 8, 6, 6);
 
         var x1 = x0.clone().requires_grad_(true);
-        var composed = where(keepFloat.to_type(ScalarType.Bool), x1, q.FakeQuantize(x1));
+        var composed = where(keepFloat.to_type(ScalarType.Bool), x1, Composed(x1, q));
         (composed * upstream).sum().backward();
         var (gradX1, gradS1) = (x1.grad!.clone(), q.Scale.grad!.clone());
         q.Scale.grad!.zero_();
@@ -164,6 +164,54 @@ public class ActivationQuantizerTests
         Assert.Equal(gradS1.item<float>(), q.Scale.grad!.item<float>(), Math.Max(1e-4, Math.Abs(gradS1.item<float>()) * 1e-5));
         var u = x0 / q.Scale.detach();
         Assert.True(u.round().lt(q.Min).logical_or(u.round().gt(q.Max)).any().item<bool>(), "the test needs clamped elements");
+    }
+
+    /// <summary>LSQ as the composition of differentiable operators: s · clamp(u + sg(round(u) − u), lo, hi), u = x / s.</summary>
+    static Tensor Composed(Tensor x, ActivationQuantizer q)
+    {
+        var scale = q.Scale.reshape([]);
+        var u = x / scale;
+        return (u + (u.round() - u).detach()).clamp(q.Min, q.Max) * scale;
+    }
+
+    /// <summary>
+    /// The fused <see cref="ActivationQuantizer.FakeQuantize"/> has the composition's values and gradients: with s learning,
+    /// with s frozen (only ∂/∂x), and without a graph.
+    /// </summary>
+    [Fact]
+    public void FusedFakeQuantizeMatchesTheComposition()
+    {
+        using var scope = NewDisposeScope();
+        using var q = new ActivationQuantizer(4);
+        q.Calibrate(Randn(20, 4, 8, 6, 6));
+        var x0 = Randn(21, 4, 8, 6, 6) * 2f;
+        var upstream = Randn(22, 4, 8, 6, 6);
+        var u0 = x0 / q.Scale.detach();
+        Assert.True(u0.round().lt(q.Min).logical_or(u0.round().gt(q.Max)).any().item<bool>(), "the test needs clamped elements");
+
+        foreach (bool learnScale in new[] { true, false })
+        {
+            q.Scale.requires_grad_(learnScale);
+            var x1 = x0.clone().requires_grad_(true);
+            var composed = Composed(x1, q);
+            (composed * upstream).sum().backward();
+            var gradX1 = x1.grad!.clone();
+            var gradS1 = learnScale ? q.Scale.grad!.clone() : null;
+            if (learnScale) q.Scale.grad!.zero_();
+
+            var x2 = x0.clone().requires_grad_(true);
+            var fused = q.FakeQuantize(x2);
+            (fused * upstream).sum().backward();
+            Assert.True(SameValues(fused.detach(), composed.detach()), "the fused output differs");
+            Assert.True(x2.grad!.allclose(gradX1, rtol: 0, atol: 1e-6), "∂/∂x differs");
+            if (learnScale)
+            {
+                Assert.Equal(gradS1!.item<float>(), q.Scale.grad!.item<float>(), Math.Max(1e-4, Math.Abs(gradS1.item<float>()) * 1e-5));
+                q.Scale.grad!.zero_();
+            }
+            using (no_grad()) Assert.True(SameValues(q.FakeQuantize(x0), composed.detach()), "the value path differs");
+        }
+        q.Scale.requires_grad_(true);
     }
 
     /// <summary>At p = ½ each element is one bit of a random word: every bit position is a fair coin, and the mask is seeded.</summary>
