@@ -13,7 +13,7 @@ namespace Sadg.Benchmarks;
 /// 3×224×224, the quick profile's batch and generator, a few Genie-D warm-up steps and then a few SADAG refinement
 /// steps against a round-to-nearest W4A4 Q₀, with the peak (VmHWM) reset before each loop. Run it with
 /// SADG_NATIVE_HEAP=system so that memory freed after a loop goes back and the next loop's peak is its own.
-///   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N]
+///   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N] [--trace]
 /// </summary>
 static class MemoryProbe
 {
@@ -43,11 +43,35 @@ static class MemoryProbe
         {
             GC.Collect();
             StageClock.ResetPeakResident();
-            SyntheticData.Refine(warm, fp, q0.Graph, generation);
+            SyntheticData.Refine(warm, fp, q0.Graph, generation, args.Contains("--trace") ? new Trace() : null);
             Console.WriteLine($"refinement (SADAG): peak {Mib(StageClock.PeakResidentBytes())}");
         }
         return 0;
     }
+
+    /// <summary>--trace: the resident size and the live tensors after each step.</summary>
+    sealed class Trace : IProgress<GenerationProgress>
+    {
+        public void Report(GenerationProgress p) => Console.WriteLine($"  {p.Stage} batch {p.Batch} step {p.Step}: " +
+            $"{File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))}, " +
+            $"live tensors {TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount}, {Heap()}");
+    }
+
+    /// <summary>glibc's count of the heap: bytes in use (small and mmapped blocks) against bytes held free.</summary>
+    static string Heap()
+    {
+        var m = MallInfo2();
+        return $"malloc in use {(m.Uordblks + m.Hblkhd) / 1048576} MiB, free in the heap {m.Fordblks / 1048576} MiB";
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    struct MallInfo
+    {
+        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallinfo2")]
+    static extern MallInfo MallInfo2();
 
     static string Mib(long? bytes) => bytes is { } b ? $"{b / 1048576.0:F0} MiB" : "n/a";
 }

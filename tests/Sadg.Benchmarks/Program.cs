@@ -26,7 +26,7 @@ if (args.Length > 0 && args[0] == "quantization") return Sadg.Benchmarks.Quantiz
 if (args.Length > 0 && args[0] == "steps") return Sadg.Benchmarks.StepsBenchmark.Run(args[1..]);
 
 // Peak resident memory of the Genie-D and SADAG loops at 224² (see MemoryProbe.cs); run with SADG_NATIVE_HEAP=system.
-//   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N]
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N] [--trace]
 if (args.Length > 0 && args[0] == "memory") return Sadg.Benchmarks.MemoryProbe.Run(args[1..]);
 
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
