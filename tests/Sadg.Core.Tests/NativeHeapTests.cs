@@ -17,4 +17,20 @@ public class NativeHeapTests
         Assert.False(NativeHeap.ShouldReexec(Env(("MALLOC_TRIM_THRESHOLD_", "131072"))));
         Assert.False(NativeHeap.ShouldReexec(Env((NativeHeap.Variable, "system"))));
     }
+
+    [Fact]
+    public void The_restart_preloads_jemalloc_where_it_is_installed_and_glibcs_settings_elsewhere()
+    {
+        string library = NativeHeap.JemallocPaths[0];
+        var jemalloc = NativeHeap.Chosen(Env(), path => path == library);
+        Assert.Contains(("LD_PRELOAD", library), jemalloc);
+        Assert.Contains(jemalloc, s => s.Name == "MALLOC_CONF" && s.Value.Contains("dirty_decay_ms:-1"));
+        Assert.Equal(NativeHeap.Settings, NativeHeap.Chosen(Env(), _ => false));
+        Assert.Equal(NativeHeap.Settings, NativeHeap.Chosen(Env((NativeHeap.Variable, "glibc")), _ => true));
+        // After a restart with jemalloc's settings there is no second one; a preload or MALLOC_CONF of the user's wins.
+        Assert.False(NativeHeap.ShouldReexec(Env([.. jemalloc])));
+        Assert.False(NativeHeap.ShouldReexec(Env(("LD_PRELOAD", "/opt/tcmalloc.so"))));
+        Assert.False(NativeHeap.ShouldReexec(Env(("MALLOC_CONF", "narenas:2"))));
+        Assert.True(NativeHeap.ShouldReexec(Env((NativeHeap.Variable, "glibc"))));
+    }
 }
