@@ -45,13 +45,15 @@ public class PipelineTests
     {
         using var folder = new TempFolder();
         string model = SmallModel(folder);
-        foreach (var (heap, expected) in new[] { ((string?)null, "reused"), ("system", "system") })
+        // Unset: jemalloc where it is installed, else glibc's settings; "glibc": glibc's settings; "system": no restart.
+        string chosen = NativeHeap.JemallocPaths.Any(File.Exists) ? "jemalloc" : "reused";
+        foreach (var (heap, expected) in new[] { ((string?)null, chosen), ("glibc", "reused"), ("system", "system") })
         {
-            // glibc's own variables unset, as in a user's shell; SADG_NATIVE_HEAP unset or "system".
-            var start = NativeHeap.Settings.ToDictionary(s => s.Name, string? (_) => null);
+            // glibc's and jemalloc's own variables unset, as in a user's shell.
+            var start = NativeHeap.Settings.Concat(NativeHeap.JemallocSettings("")).ToDictionary(s => s.Name, string? (_) => null);
             start[NativeHeap.Variable] = heap;
-            string report = folder.File($"report-{expected}");
-            var r = CliRunner.RunProcess(Args(["quantize", model, "-o", folder.File($"{expected}.onnx"), "--method", "gaussian", "--no-cache", "--report", report]), start);
+            string report = folder.File($"report-{heap ?? "default"}");
+            var r = CliRunner.RunProcess(Args(["quantize", model, "-o", folder.File($"{heap ?? "default"}.onnx"), "--method", "gaussian", "--no-cache", "--report", report]), start);
             Assert.True(r.ExitCode == 0, r.Err);
             Assert.Equal(expected, QuantizationReport.FromJson(File.ReadAllText(Path.Combine(report, "report.json"))).NativeHeap);
             // The restart keeps the process's standard streams: the command's output arrives as usual.
