@@ -123,6 +123,31 @@ public class RefinementGradientTests
             Assert.True(difference <= 1e-3 * scale, $"parameter {i}: max |split − whole| {difference:G3} against max |whole| {scale:G3}");
         }
     }
+
+    /// <summary>Steps of the two-pass gradient, each in a dispose scope, leave no tensor behind (live count flat).</summary>
+    [Fact]
+    public void RepeatedStepsDoNotGrowTheLiveTensors()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var o = GenerationOptions.Quick with { GeneratorChannels = 16 };
+        using var head = ClassifierHead.Find(q0).Record(q0);
+        using var objective = new GenerationObjective(fp, o);
+        using var g = new GenieGenerator(1, 28, 28, o.LatentDim, o.GeneratorChannels, seed: 5);
+        using var random = new torch.Generator(11);
+        using var z = randn([4, o.LatentDim], generator: random).requires_grad_(true);
+        var stats = DisposeScopeManager.Statistics.TensorStatistics;
+        long after1 = 0;
+        for (int step = 0; step < 5; step++)
+        {
+            using (NewDisposeScope())
+            {
+                SharpnessAwareRefinement.Gradients(g, z, null, fp, q0, head, objective, null, null, o, random, new Dictionary<string, Tensor>());
+            }
+            if (step == 0) after1 = stats.ThreadTotalLiveCount;
+        }
+        Assert.Equal(after1, stats.ThreadTotalLiveCount);
+    }
 }
 
 public class GenerationQualityTests(ITestOutputHelper output)
