@@ -57,7 +57,7 @@ public sealed record QuantizationReport
     public string? Warning { get; init; }
     public IReadOnlyList<StageTiming> Timings { get; init; } = [];
 
-    /// <summary>How the process's native heap was set up (<see cref="Sadg.NativeHeap.Mode"/>): reused or system.</summary>
+    /// <summary>How the process's native heap was set up (<see cref="Sadg.NativeHeap.Mode"/>): jemalloc, reused or system.</summary>
     public string NativeHeap { get; init; } = Sadg.NativeHeap.Mode;
     public double TotalSeconds { get; init; }
     public IReadOnlyList<StageLosses> Losses { get; init; } = [];
