@@ -52,6 +52,9 @@ public static class NativeHeap
     public static IReadOnlyList<(string Name, string Value)> JemallocSettings(string library) =>
         [("LD_PRELOAD", library), ("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1")];
 
+    /// <summary>Every variable a restart may set, glibc's and jemalloc's (a child process that should not inherit them drops these).</summary>
+    public static IEnumerable<string> Variables => Settings.Concat(JemallocSettings("")).Select(s => s.Name);
+
     /// <summary>
     /// The settings a restart uses: jemalloc's where it is installed (unless <c>SADG_NATIVE_HEAP=glibc</c>), else glibc's.
     /// </summary>
@@ -82,7 +85,7 @@ public static class NativeHeap
     {
         ArgumentNullException.ThrowIfNull(environment);
         if (!OperatingSystem.IsLinux() || environment(Variable) is "system") return false;
-        return Settings.Concat(JemallocSettings("")).All(s => environment(s.Name) is null);
+        return Variables.All(name => environment(name) is null);
     }
 
     [DllImport("libc", EntryPoint = "execve", SetLastError = true)]

@@ -246,7 +246,7 @@ static class StepsBenchmark
         var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(script);
         foreach (int a in arguments) start.ArgumentList.Add(a.ToString(CultureInfo.InvariantCulture));
-        foreach (var (variable, _) in NativeHeap.Settings.Concat(NativeHeap.JemallocSettings(""))) start.Environment.Remove(variable);
+        foreach (var variable in NativeHeap.Variables) start.Environment.Remove(variable);
         Console.WriteLine($"running {python} {string.Join(' ', start.ArgumentList)}");
         using var process = Process.Start(start)!;
         var error = process.StandardError.ReadToEndAsync();

@@ -50,7 +50,7 @@ public class PipelineTests
         foreach (var (heap, expected) in new[] { ((string?)null, chosen), ("glibc", "reused"), ("system", "system") })
         {
             // glibc's and jemalloc's own variables unset, as in a user's shell.
-            var start = NativeHeap.Settings.Concat(NativeHeap.JemallocSettings("")).ToDictionary(s => s.Name, string? (_) => null);
+            var start = NativeHeap.Variables.ToDictionary(name => name, string? (_) => null);
             start[NativeHeap.Variable] = heap;
             string report = folder.File($"report-{heap ?? "default"}");
             var r = CliRunner.RunProcess(Args(["quantize", model, "-o", folder.File($"{heap ?? "default"}.onnx"), "--method", "gaussian", "--no-cache", "--report", report]), start);
