@@ -41,6 +41,7 @@ static class MemoryProbe
         using (var images = warm.Images()) q0 = ModelCalibration.Calibrate(model, images, q0Options).Quantized;
         using (q0)
         {
+            q0.Freeze();
             GC.Collect();
             StageClock.ResetPeakResident();
             SyntheticData.Refine(warm, fp, q0.Graph, generation, args.Contains("--trace") ? new Trace() : null);

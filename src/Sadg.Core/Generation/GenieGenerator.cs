@@ -6,7 +6,8 @@ namespace Sadg.Generation;
 
 /// <summary>
 /// Genie-D's small generator, one per batch: Linear(latent → C0·⌈H/4⌉·⌈W/4⌉) → BN → ×2 upsample → conv3×3
-/// (C0 → C0/2, as Genie's) → BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine. When H or W
+/// (C0 → C0/2, as Genie's) → BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine
+/// (each upsampling and the convolution after it computed as one, see <see cref="UpsampledConvolution"/>). When H or W
 /// is not a multiple of 4 it works at the ceiling sizes and crops the centre to H×W before the Tanh. Its batch
 /// norms always use batch statistics (the generator is only ever trained). Weights are drawn from a seeded
 /// generator (PyTorch's default ranges), so the same seed gives the same generator on any thread.
@@ -71,16 +72,35 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     {
         var x = l1.forward(z).view(z.shape[0], features, h0, w0);
         x = bn0.forward(x);
-        x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        x = bn1.forward(nn.functional.conv2d(x, conv1_weight, conv1_bias, padding: [1, 1])).LeakyRelu(0.2);
-        x = nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        x = nn.functional.conv2d(x, conv2_weight, conv2_bias, padding: [1, 1]);
+        x = bn1.forward(UpsampledConvolution(x, conv1_weight, conv1_bias)).LeakyRelu(0.2);
+        x = UpsampledConvolution(x, conv2_weight, conv2_bias);
         if (x.shape[2] != Height || x.shape[3] != Width)
         {
             long top = (x.shape[2] - Height) / 2, left = (x.shape[3] - Width) / 2;
             x = x[.., .., TensorIndex.Slice(top, top + Height), TensorIndex.Slice(left, left + Width)];
         }
         return bn2.forward(x.tanh());
+    }
+
+    /// <summary>
+    /// A ×2 nearest upsampling followed by a 3×3 convolution with padding 1, computed at the input's resolution:
+    /// each of the four output phases (row parity a, column parity b) is a 3×3 convolution of the input whose taps
+    /// are sums of the kernel's (rows: phase 0 takes w₀ at offset −1 and w₁ + w₂ at 0; phase 1 takes w₀ + w₁ at 0
+    /// and w₂ at +1; columns likewise), and a pixel shuffle interleaves the phases. The result is the same function
+    /// of x, weight and bias, but neither the upsampled tensor (four times the input) nor its gradient is ever
+    /// made, which at 224² is the generator's largest tensor.
+    /// </summary>
+    internal static Tensor UpsampledConvolution(Tensor x, Tensor weight, Tensor? bias)
+    {
+        using var scope = NewDisposeScope();
+        // phases[a, new tap, old tap]: which of the kernel's taps land on each tap of phase a.
+        var phases = tensor(new float[] { 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1 }, [2, 3, 3])
+            .to(weight.dtype).to(weight.device);
+        // [O, I, 3, 3] → [O, a, b, I, 3, 3] → [4·O, I, 3, 3], channel o·4 + a·2 + b as pixel_shuffle reads it.
+        var phased = einsum("aik,oukl,bjl->oabuij", phases, weight, phases).reshape(weight.shape[0] * 4, weight.shape[1], 3, 3);
+        var phasedBias = bias?.repeat_interleave(4L);
+        var y = nn.functional.conv2d(x, phased, phasedBias, padding: [1, 1]);
+        return nn.functional.pixel_shuffle(y, 2).MoveToOuterDisposeScope();
     }
 
     void Initialize(long seed)

@@ -111,7 +111,8 @@ public static class SharpnessAwareRefinement
     /// neighbour is run again with a graph and λ_GM·L_GM, with the pass at z's (â, ê) as constants, is
     /// back-propagated through it. Both loss terms are sums of a part of each pass, so the two backward passes add up
     /// to the gradient of the whole loss; the price is one more forward pass without a graph, the gain half the
-    /// memory (the two graphs at 224² are several GiB, docs/benchmarks/mobilenet-224-quick.md).
+    /// memory (the two graphs at 224² are several GiB, docs/benchmarks/mobilenet-224-quick.md). Within a pass, F's and
+    /// Q₀'s graphs are not alive together either (<see cref="SplitPass"/>).
     /// </para>
     /// </summary>
     internal static (Tensor Loss, Tensor Gm, Tensor Div) Gradients(GenieGenerator g, Tensor z, Tensor? targets,
@@ -119,17 +120,14 @@ public static class SharpnessAwareRefinement
         Tensor? memoryA, Tensor? memoryE, GenerationOptions o, torch.Generator random, Dictionary<string, Tensor>? terms)
     {
         Tensor loss, gm, div, delta, aValue, eValue;
-        using (var pass = NewDisposeScope())
+        using (var scope = NewDisposeScope())
         {
-            var x = g.forward(z);
-            var (f, data) = objective.Evaluate(x, targets, terms);
-            var q = quantized.forward(x).flatten(1);
-            var a = recorder.Features;
-            recorder.Clear();
-            var e = f - q;
-            var aHat = GradientSimilarity.NormalizeRows(a);
+            var pass = new SplitPass(g.forward(z), quantized, recorder);
+            var (f, data) = objective.Evaluate(pass.Images, targets, terms);
+            var e = f - pass.Q;
+            var aHat = GradientSimilarity.NormalizeRows(pass.A);
             var eHat = GradientSimilarity.NormalizeRows(e);
-            delta = Neighbour(o, z, a, e, aHat, eHat, random);
+            delta = Neighbour(o, z, pass.A, e, aHat, eHat, random, s => pass.Gradient(s, z));
 
             Tensor anValue, enValue;
             using (no_grad())
@@ -143,7 +141,7 @@ public static class SharpnessAwareRefinement
             gm = GradientSimilarity.Paired(anValue, enValue, aHat, eHat).mean().RSub(1);
             div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
             loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
-            loss.backward();
+            pass.Backward(loss);
 
             aValue = aHat.detach();
             eValue = eHat.detach();
@@ -153,18 +151,95 @@ public static class SharpnessAwareRefinement
             var kept = new List<Tensor> { loss, gm, div, delta, aValue, eValue };
             if (terms is not null)
                 foreach (var key in terms.Keys.ToList()) kept.Add(terms[key] = terms[key].detach());
-            pass.MoveToOuter(kept);
+            scope.MoveToOuter(kept);
         }
 
         using (NewDisposeScope())
         {
-            var (anHat, enHat) = Pass(g.forward(z - delta), model, quantized, recorder, objective);
-            GradientSimilarity.Paired(anHat, enHat, aValue, eValue).mean().Mul(-o.LambdaGm).backward();
+            var pass = new SplitPass(g.forward(z - delta), quantized, recorder);
+            var anHat = GradientSimilarity.NormalizeRows(pass.A);
+            var enHat = GradientSimilarity.NormalizeRows(objective.Logits(pass.Images) - pass.Q);
+            pass.Backward(GradientSimilarity.Paired(anHat, enHat, aValue, eValue).mean().Mul(-o.LambdaGm));
         }
         return (loss, gm, div);
     }
 
-    /// <summary>Both models on images <paramref name="x"/>: the normalized (â, ê).</summary>
+    /// <summary>
+    /// One pass of both models on the generator's images in which F's and Q₀'s graphs are never alive together (at 224²
+    /// Q₀'s is the larger, as it holds its quantizers' masks besides its activations). Q₀ runs first, without a graph,
+    /// on <see cref="Images"/> (the images detached: a leaf); its logits <see cref="Q"/> and its head's input
+    /// <see cref="A"/> are leaves that collect the loss's gradient, while the caller runs F with a graph on the same
+    /// leaf. <see cref="Backward"/> back-propagates the loss through F, runs Q₀ again, now with a graph, to carry Q's
+    /// and A's gradients to the images, and then back-propagates the images' gradient through the generator. The
+    /// gradient is the same as that of one backward pass through everything; the price is one more pass of Q₀
+    /// without a graph.
+    /// </summary>
+    sealed class SplitPass
+    {
+        readonly Tensor generated;
+        readonly GraphModule quantized;
+        readonly FeatureRecorder recorder;
+
+        public SplitPass(Tensor generated, GraphModule quantized, FeatureRecorder recorder)
+        {
+            this.generated = generated;
+            this.quantized = quantized;
+            this.recorder = recorder;
+            Images = generated.detach().requires_grad_();
+            using (no_grad())
+            {
+                Q = quantized.forward(Images).flatten(1).detach().requires_grad_();
+                A = recorder.Features.detach().requires_grad_();
+                recorder.Clear();
+            }
+        }
+
+        /// <summary>The generator's images, detached from it: F runs on these.</summary>
+        public Tensor Images { get; }
+
+        /// <summary>Q₀'s logits [B, classes], a leaf.</summary>
+        public Tensor Q { get; }
+
+        /// <summary>The input of Q₀'s classifier head [B, features], a leaf.</summary>
+        public Tensor A { get; }
+
+        /// <summary>The gradient of <paramref name="s"/> with respect to <paramref name="latent"/>, accumulating nothing (every graph is kept).</summary>
+        public Tensor Gradient(Tensor s, Tensor latent)
+        {
+            var grads = autograd.grad([s], [Images, Q, A], retain_graph: true, allow_unused: true);
+            var images = ThroughQuantized(grads[0], grads[1], grads[2]);
+            return autograd.grad([generated], [latent], [images], retain_graph: true)[0];
+        }
+
+        /// <summary>Back-propagates <paramref name="loss"/> into the generator's parameters and its latent; frees every graph.</summary>
+        public void Backward(Tensor loss)
+        {
+            loss.backward();
+            var images = ThroughQuantized(Images.grad, Q.grad, A.grad);
+            if (images is not null) generated.backward([images]);
+        }
+
+        /// <summary>
+        /// The images' gradient: <paramref name="images"/> (through F) plus Q₀'s vector-Jacobian product with the
+        /// gradients of its outputs, from a pass of Q₀ with a graph. Null when the loss reached none of them.
+        /// </summary>
+        Tensor? ThroughQuantized(Tensor? images, Tensor? q, Tensor? a)
+        {
+            if (q is null && a is null) return images;
+            using var scope = NewDisposeScope();
+            var x = Images.detach().requires_grad_();
+            var outputs = new List<Tensor>();
+            var grads = new List<Tensor>();
+            var logits = quantized.forward(x).flatten(1);
+            if (q is not null) { outputs.Add(logits); grads.Add(q); }
+            if (a is not null) { outputs.Add(recorder.Features); grads.Add(a); }
+            recorder.Clear();
+            var through = autograd.grad(outputs, [x], grads)[0];
+            return (images is null ? through : through.Add_(images)).MoveToOuterDisposeScope();
+        }
+    }
+
+    /// <summary>Both models on images <paramref name="x"/>, without a graph: the normalized (â, ê).</summary>
     static (Tensor AHat, Tensor EHat) Pass(Tensor x, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
         GenerationObjective objective)
     {
@@ -175,8 +250,12 @@ public static class SharpnessAwareRefinement
         return (aHat, GradientSimilarity.NormalizeRows(f - q));
     }
 
-    /// <summary>The neighbour step δ [B, LatentDim] (no gradient flows through it).</summary>
-    internal static Tensor Neighbour(GenerationOptions o, Tensor z, Tensor a, Tensor e, Tensor aHat, Tensor eHat, torch.Generator random)
+    /// <summary>
+    /// The neighbour step δ [B, LatentDim] (no gradient flows through it). <paramref name="gradientToLatent"/> gives
+    /// ∂s/∂z for the <c>paper</c> and <c>raw</c> directions (default: through the graph from z to s).
+    /// </summary>
+    internal static Tensor Neighbour(GenerationOptions o, Tensor z, Tensor a, Tensor e, Tensor aHat, Tensor eHat, torch.Generator random,
+        Func<Tensor, Tensor>? gradientToLatent = null)
     {
         Tensor direction;
         switch (o.Neighbour)
@@ -188,7 +267,7 @@ public static class SharpnessAwareRefinement
             case NeighbourMode.Raw:
                 var (u, v) = o.Neighbour == NeighbourMode.Paper ? (aHat, eHat) : (a, e);
                 var s = ((u * u.detach()).sum(1) * (v * v.detach()).sum(1)).mean();
-                direction = autograd.grad([s], [z], retain_graph: true)[0];
+                direction = gradientToLatent is null ? autograd.grad([s], [z], retain_graph: true)[0] : gradientToLatent(s);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(o), o.Neighbour, "Unknown neighbour mode.");

@@ -43,6 +43,7 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
                 q0Recorder.Finish(record.Losses, "reconstruction (Q0)");
                 record.Timings.Add(clock.Finish("reconstruction (Q0)"));
                 clock.Restart();
+                q0.Quantized.Freeze();
                 var refine = new GenerationRecorder(context.Reporter);
                 SyntheticData.Refine(warm, fp, q0.Quantized.Graph, generation, refine, context.Cancellation);
                 refine.Finish(record.Losses);

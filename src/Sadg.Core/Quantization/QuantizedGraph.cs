@@ -148,6 +148,23 @@ public sealed class QuantizedGraph : IDisposable
         return spec;
     }
 
+    /// <summary>
+    /// Stops every quantizer's learned values (scales, rounding variables) from requiring gradients, for a model that
+    /// is only run from now on, such as SADAG's Q₀ while the images are refined through it. Its runs then build no
+    /// graph for those values, and each activation quantizer keeps a one-byte mask for the backward pass instead of
+    /// also the per-element gradient of its scale: at 224² that halves what a pass through Q₀ holds
+    /// (docs/benchmarks/mobilenet-224-quick.md).
+    /// </summary>
+    public void Freeze()
+    {
+        foreach (var q in weightQuantizers.Values)
+        {
+            q.Scale.requires_grad_(false);
+            q.RoundingVariable.requires_grad_(false);
+        }
+        foreach (var q in activationQuantizers.Values) q.Scale.requires_grad_(false);
+    }
+
     public void Dispose()
     {
         foreach (var h in hooks) h.Dispose();

@@ -102,6 +102,35 @@ public class SyntheticDataTests
         Assert.True(x.mean([0, 2, 3]).abs().max().item<float>() < 1e-4);
     }
 
+    [Theory]
+    [InlineData(5, 3, 7, 6)]
+    [InlineData(8, 16, 4, 4)]
+    public void TheLowResolutionUpsampledConvolutionIsUpsamplingThenConvolution(int inChannels, int outChannels, int height, int width)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new torch.Generator(11);
+        var x = randn([2, inChannels, height, width], generator: generator).requires_grad_();
+        var weight = randn([outChannels, inChannels, 3, 3], generator: generator).requires_grad_();
+        var bias = randn([outChannels], generator: generator).requires_grad_();
+        var upstream = randn([2, outChannels, 2 * height, 2 * width], generator: generator);
+
+        (Tensor y, Tensor[] grads) Run(Func<Tensor> f)
+        {
+            var y = f();
+            var grads = autograd.grad([(y * upstream).sum()], [x, weight, bias]).ToArray();
+            return (y.detach(), grads);
+        }
+        var (reference, referenceGrads) = Run(() => nn.functional.conv2d(
+            nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest), weight, bias, padding: [1, 1]));
+        var (low, lowGrads) = Run(() => GenieGenerator.UpsampledConvolution(x, weight, bias));
+
+        Assert.Equal(reference.shape, low.shape);
+        Assert.True(low.allclose(reference, rtol: 1e-5, atol: 1e-5), $"max |Δ| {(low - reference).abs().max().item<float>()}");
+        for (int i = 0; i < 3; i++)
+            Assert.True(lowGrads[i].allclose(referenceGrads[i], rtol: 1e-4, atol: 1e-4),
+                $"gradient {i}: max |Δ| {(lowGrads[i] - referenceGrads[i]).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void SwingConvolutionShiftsOnlyTheStridedConvolutionsInput()
     {
