@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Sadg.Cli.Pipeline;
@@ -22,6 +23,28 @@ public class ModelKindTests
         Method = method, Profile = StepProfile.Quick, Samples = 8, GenerationSteps = 4, ReconstructionSteps = 4, Device = CPU, Seed = 3,
         Runtime = OrtCheck.Outputs,
     };
+
+    /// <summary>
+    /// At 224² the check runs a few images at a time (its batch is bounded by input values, not fixed at 64) and still
+    /// gives every image the output a run of that image alone gives.
+    /// </summary>
+    [Fact]
+    public void The_runtime_check_runs_large_images_a_few_at_a_time_and_covers_every_image()
+    {
+        Assert.Equal(6, OrtCheck.Batch([3, 224, 224]));
+        Assert.Equal(64, OrtCheck.Batch([3, 32, 32]));
+        Assert.Equal(1, OrtCheck.Batch([3, 1024, 1024]));
+        var model = TestModels.MobileNetV1(classes: 10).ToByteArray();
+        long[] shape = [7, 3, 224, 224];
+        using var images = randn(shape, generator: new Generator(5));
+        var data = images.data<float>().ToArray();
+        var batched = OrtCheck.Outputs(model, data, shape, CancellationToken.None);
+        var single = OrtOutputs(model, data, shape);
+        Assert.Equal(7 * 10, batched.Length);
+        for (int i = 0; i < 7; i++)
+            for (int k = 0; k < 10; k++)
+                Assert.Equal(single[i][k], batched[i * 10 + k], 4);
+    }
 
     /// <summary>The first output of the model at <paramref name="model"/> for each image, by ONNX Runtime one image at a time.</summary>
     static float[][] OrtOutputs(byte[] model, float[] images, long[] shape)

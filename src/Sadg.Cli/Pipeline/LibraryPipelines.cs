@@ -49,9 +49,15 @@ public static class OrtCheck
             long declared = session.InputMetadata[session.InputNames[0]].Dimensions is { Length: > 0 } dims && dims[0] > 0 ? dims[0] : 0;
             int[] chw = [(int)shape[1], (int)shape[2], (int)shape[3]];
             return OrtPredictions.Outputs(session, session.InputNames[0], session.OutputNames[0], images, (int)shape[0], chw,
-                declared > 0 ? (int)declared : 64, declared > 0, path: null, cancellationToken);
+                declared > 0 ? (int)declared : Batch(chw), declared > 0, path: null, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// Images per run for a model with a free batch: up to 64, but at most 2²⁰ input values a run (6 images at
+    /// 3×224²), so that ONNX Runtime's activations for the check stay small next to the quantization's own peak.
+    /// </summary>
+    public static int Batch(IReadOnlyList<int> chw) => (int)Math.Clamp((1L << 20) / ((long)chw[0] * chw[1] * chw[2]), 1, 64);
 }
 
 /// <summary>The real <see cref="IQuantizationPipeline"/>: <see cref="QuantizationPipeline"/> with the ONNX Runtime check.</summary>

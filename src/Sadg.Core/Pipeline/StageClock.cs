@@ -17,8 +17,13 @@ public sealed class StageClock
 
     public static StageClock Start() => new();
 
+    /// <summary>
+    /// Starts the next stage: hands the heap's free pages back first (<see cref="NativeHeap.ReleaseFree"/>), so that
+    /// what earlier stages freed counts neither in this stage's peak nor in the process's.
+    /// </summary>
     public void Restart()
     {
+        NativeHeap.ReleaseFree();
         ResetPeakResident();
         faultsAtStart = MinorFaults();
         watch.Restart();
