@@ -35,6 +35,7 @@ public class NativeHeapTests
     }
 }
 
+[Collection(nameof(NativeHeapReleaseTests))]
 public class NativeHeapReleaseTests
 {
     static long ResidentBytes() => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
@@ -62,3 +63,7 @@ public class NativeHeapReleaseTests
         Assert.True(held - released > 96L << 20, $"resident {held >> 20} MiB before, {released >> 20} MiB after ReleaseFree");
     }
 }
+
+/// <summary>Runs <see cref="NativeHeapReleaseTests"/> alone: another test's allocations would move the resident size it reads.</summary>
+[CollectionDefinition(nameof(NativeHeapReleaseTests), DisableParallelization = true)]
+public class NativeHeapReleaseCollection;
