@@ -46,14 +46,15 @@ public class NativeHeapReleaseTests
     /// blocks, all freed but the last (which pins the heap's top), leave the resident size up; ReleaseFree brings it down.
     /// </summary>
     [Fact]
-    public unsafe void ReleaseFree_gives_the_heaps_free_pages_back_to_the_system()
+    public void ReleaseFree_gives_the_heaps_free_pages_back_to_the_system()
     {
         const int block = 64 * 1024, count = 3072;
+        var ones = Enumerable.Repeat((byte)1, block).ToArray();
         var blocks = new IntPtr[count];
         for (int i = 0; i < count; i++)
         {
             blocks[i] = System.Runtime.InteropServices.Marshal.AllocHGlobal(block);
-            new Span<byte>((void*)blocks[i], block).Fill(1);
+            System.Runtime.InteropServices.Marshal.Copy(ones, 0, blocks[i], block);
         }
         for (int i = 0; i < count - 1; i++) System.Runtime.InteropServices.Marshal.FreeHGlobal(blocks[i]);
         long held = ResidentBytes();

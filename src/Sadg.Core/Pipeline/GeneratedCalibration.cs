@@ -1,6 +1,7 @@
 using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Quantization;
 using Sadg.Reconstruction;
 using static TorchSharp.torch;
 
@@ -13,6 +14,17 @@ namespace Sadg.Pipeline;
 /// </summary>
 internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : CalibrationSource
 {
+    /// <summary>
+    /// SADAG's refinement of <paramref name="warm"/> against Q₀, which is frozen first (<see cref="QuantizedGraph.Freeze"/>):
+    /// from here on it is only run. The pipeline and the run estimate both refine through this.
+    /// </summary>
+    internal static void Refine(SyntheticImages warm, GraphModule fp, QuantizedGraph q0, GenerationOptions generation,
+        IProgress<GenerationProgress>? progress, CancellationToken cancellationToken)
+    {
+        q0.Freeze();
+        SyntheticData.Refine(warm, fp, q0.Graph, generation, progress, cancellationToken);
+    }
+
     protected override Tensor MakeImages(CalibrationContext context, CalibrationRecord record)
     {
         var (model, fp, options) = (context.Model, context.Fp, context.Options);
@@ -43,9 +55,8 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
                 q0Recorder.Finish(record.Losses, "reconstruction (Q0)");
                 record.Timings.Add(clock.Finish("reconstruction (Q0)"));
                 clock.Restart();
-                q0.Quantized.Freeze();
                 var refine = new GenerationRecorder(context.Reporter);
-                SyntheticData.Refine(warm, fp, q0.Quantized.Graph, generation, refine, context.Cancellation);
+                Refine(warm, fp, q0.Quantized, generation, refine, context.Cancellation);
                 refine.Finish(record.Losses);
                 record.Timings.Add(clock.Finish("refinement (SADAG)"));
             }

@@ -179,7 +179,7 @@ public static class ProfileCost
         double calibration = Math.Max(0, pass - steps * blockSteps.Sum());
 
         var refinement = new StepTicks<GenerationProgress>();
-        SyntheticData.Refine(warm, fp, calibrated.Quantized.Graph, generation, refinement, cancellationToken);
+        GeneratedCalibration.Refine(warm, fp, calibrated.Quantized, generation, refinement, cancellationToken);
 
         double forwardSeconds;
         using (no_grad())
