@@ -14,7 +14,7 @@ namespace Sadg.Generation;
 public sealed class BnStatisticsLoss : IDisposable
 {
     readonly GraphModule model;
-    readonly ValueCapture capture;
+    ValueCapture capture;
     readonly List<Layer> layers = [];
 
     /// <param name="prior">The input prior's targets; null: no input prior term.</param>
@@ -87,6 +87,27 @@ public sealed class BnStatisticsLoss : IDisposable
         var targetMean = tensor(Prior.Mean, device: images.device).unsqueeze(0);
         var targetStd = tensor(Prior.Std, device: images.device).unsqueeze(0);
         return (mean - targetMean).Square().Add((std - targetStd).Square()).sum(1).mean();
+    }
+
+    /// <summary>
+    /// Stops capturing until the result is disposed: a run that needs no statistics (logits alone) then frees each BN
+    /// input after its last reader instead of keeping every one until the caller's scope ends.
+    /// </summary>
+    public IDisposable Pause()
+    {
+        capture.Dispose();
+        return new Resume(() => capture = model.Capture(layers.Select(l => l.Input).Distinct()));
+    }
+
+    sealed class Resume(Action resume) : IDisposable
+    {
+        Action? resume = resume;
+
+        public void Dispose()
+        {
+            resume?.Invoke();
+            resume = null;
+        }
     }
 
     /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>

@@ -62,9 +62,8 @@ sealed class GenerationObjective : IDisposable
     /// <summary>The model's logits [B, classes] for <paramref name="images"/>, without the objective.</summary>
     public Tensor Logits(Tensor images)
     {
-        var logits = model.forward(images);
-        bn.Clear();
-        return logits.flatten(1);
+        using var paused = bn.Pause();
+        return model.forward(images).flatten(1);
     }
 
     public void Dispose() => bn.Dispose();

@@ -70,6 +70,8 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     /// <summary>Images [B, C, H, W] from latents [B, LatentDim].</summary>
     public override Tensor forward(Tensor z)
     {
+        // Intermediates go when the pass ends, not when the caller's scope does: without a graph nothing else holds them.
+        using var scope = NewDisposeScope();
         var x = l1.forward(z).view(z.shape[0], features, h0, w0);
         x = bn0.forward(x);
         x = bn1.forward(UpsampledConvolution(x, conv1_weight, conv1_bias)).LeakyRelu(0.2);
@@ -79,7 +81,7 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
             long top = (x.shape[2] - Height) / 2, left = (x.shape[3] - Width) / 2;
             x = x[.., .., TensorIndex.Slice(top, top + Height), TensorIndex.Slice(left, left + Width)];
         }
-        return bn2.forward(x.tanh());
+        return bn2.forward(x.tanh()).MoveToOuterDisposeScope();
     }
 
     /// <summary>

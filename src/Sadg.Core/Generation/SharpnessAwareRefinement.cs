@@ -119,7 +119,24 @@ public static class SharpnessAwareRefinement
         GraphModule model, GraphModule quantized, FeatureRecorder recorder, GenerationObjective objective,
         Tensor? memoryA, Tensor? memoryE, GenerationOptions o, torch.Generator random, Dictionary<string, Tensor>? terms)
     {
-        Tensor loss, gm, div, delta, aValue, eValue;
+        Tensor loss, gm, div, aValue, eValue;
+        Tensor? delta = null, anValue = null, enValue = null;
+        // The neighbour's (â′, ê′) without a graph, in its own scope so that the pass's intermediates go as soon as its two
+        // small results are out. A random neighbour does not depend on the pass at z, so it runs first, while no graph is
+        // alive; the paper's and the raw neighbour need the pass at z's graph for their direction and run after it.
+        void NeighbourValues()
+        {
+            using var noGrad = no_grad();
+            using var values = NewDisposeScope();
+            (anValue, enValue) = Pass(g.forward(z - delta!), model, quantized, recorder, objective);
+            values.MoveToOuter(anValue, enValue);
+        }
+        if (o.Neighbour == NeighbourMode.Random)
+        {
+            delta = RandomNeighbour(o, z, random);
+            NeighbourValues();
+        }
+
         using (var scope = NewDisposeScope())
         {
             var pass = new SplitPass(g.forward(z), quantized, recorder);
@@ -127,18 +144,13 @@ public static class SharpnessAwareRefinement
             var e = f - pass.Q;
             var aHat = GradientSimilarity.NormalizeRows(pass.A);
             var eHat = GradientSimilarity.NormalizeRows(e);
-            delta = Neighbour(o, z, pass.A, e, aHat, eHat, random, s => pass.Gradient(s, z));
-
-            Tensor anValue, enValue;
-            using (no_grad())
-            using (var values = NewDisposeScope())
+            if (delta is null)
             {
-                // Its own scope: the pass's intermediates go as soon as its two small results are out.
-                (anValue, enValue) = Pass(g.forward(z - delta), model, quantized, recorder, objective);
-                values.MoveToOuter(anValue, enValue);
+                delta = Neighbour(o, z, pass.A, e, aHat, eHat, random, s => pass.Gradient(s, z));
+                NeighbourValues();
             }
 
-            gm = GradientSimilarity.Paired(anValue, enValue, aHat, eHat).mean().RSub(1);
+            gm = GradientSimilarity.Paired(anValue!, enValue!, aHat, eHat).mean().RSub(1);
             div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
             loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
             pass.Backward(loss);
@@ -148,7 +160,8 @@ public static class SharpnessAwareRefinement
             loss = loss.detach();
             gm = gm.detach();
             div = div.detach();
-            var kept = new List<Tensor> { loss, gm, div, delta, aValue, eValue };
+            var kept = new List<Tensor> { loss, gm, div, aValue, eValue };
+            if (o.Neighbour != NeighbourMode.Random) kept.Add(delta);
             if (terms is not null)
                 foreach (var key in terms.Keys.ToList()) kept.Add(terms[key] = terms[key].detach());
             scope.MoveToOuter(kept);
@@ -156,7 +169,7 @@ public static class SharpnessAwareRefinement
 
         using (NewDisposeScope())
         {
-            var pass = new SplitPass(g.forward(z - delta), quantized, recorder);
+            var pass = new SplitPass(g.forward(z - delta!), quantized, recorder);
             var anHat = GradientSimilarity.NormalizeRows(pass.A);
             var enHat = GradientSimilarity.NormalizeRows(objective.Logits(pass.Images) - pass.Q);
             pass.Backward(GradientSimilarity.Paired(anHat, enHat, aValue, eValue).mean().Mul(-o.LambdaGm));
@@ -261,8 +274,7 @@ public static class SharpnessAwareRefinement
         switch (o.Neighbour)
         {
             case NeighbourMode.Random:
-                direction = randn(z.shape, generator: random).to(z.device);
-                break;
+                return RandomNeighbour(o, z, random);
             case NeighbourMode.Paper:
             case NeighbourMode.Raw:
                 var (u, v) = o.Neighbour == NeighbourMode.Paper ? (aHat, eHat) : (a, e);
@@ -274,6 +286,10 @@ public static class SharpnessAwareRefinement
         }
         return GradientSimilarity.NormalizeRows(direction).Mul(o.Rho).detach();
     }
+
+    /// <summary>The <c>random</c> neighbour step: a seeded random direction per sample, of length ρ.</summary>
+    static Tensor RandomNeighbour(GenerationOptions o, Tensor z, torch.Generator random) =>
+        GradientSimilarity.NormalizeRows(randn(z.shape, generator: random).to(z.device)).Mul(o.Rho).detach();
 
     /// <summary>
     /// L_div = mean_i max_j max(|S_ij| − ζ, 0) over the batch (self entries zeroed) and the memory of earlier batches.

@@ -199,3 +199,63 @@ public class GenerationQualityTests(ITestOutputHelper output)
         Assert.True(images.Refined);
     }
 }
+
+public class PassWithoutAGraphTests
+{
+    static long Live => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+
+    /// <summary>
+    /// SADAG's neighbour pass runs without a graph while the pass at z may hold its graph (paper/raw neighbours): the
+    /// generator's intermediates must go when its forward ends, not when the caller's scope does.
+    /// </summary>
+    [Fact]
+    public void The_generator_without_a_graph_leaves_only_its_images()
+    {
+        using var g = new GenieGenerator(3, 32, 32, 16, 8, seed: 3);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var z = randn(4, 16);
+        long before = Live;
+        var images = g.forward(z);
+        Assert.Equal(before + 1, Live);
+        Assert.Equal([4L, 3, 32, 32], images.shape);
+    }
+
+    /// <summary>
+    /// The logits alone need no BN statistics, so the objective's capture of every BN input is off for that run: each
+    /// BN input goes after its last reader instead of staying until the caller's scope ends. The capture works again
+    /// afterwards.
+    /// </summary>
+    [Fact]
+    public void Logits_alone_keep_no_BN_input_and_the_statistics_still_work_after()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        int batchNorms = fp.Nodes.Where(n => n.OpType == "BatchNormalization").Select(n => n.Inputs[0]).Distinct().Count();
+        Assert.True(batchNorms >= 3);
+        using var objective = new GenerationObjective(fp, GenerationTestSupport.Tiny());
+        var images = randn(2, 3, 32, 32);
+
+        using (no_grad())
+        using (NewDisposeScope())
+        {
+            // A run of the model while the objective captures: every BN input stays until the scope ends.
+            long before = Live;
+            using (NewDisposeScope())
+            {
+                fp.forward(images);
+                before -= Live;
+            }
+            long capturing = -before;
+            before = Live;
+            var logits = objective.Logits(images);
+            long alone = Live - before;
+            // + 1: the logits' flattened view.
+            Assert.True(alone <= capturing + 1 - batchNorms, $"{alone} tensors stayed alive for the logits alone, {capturing} for a capturing run ({batchNorms} BN inputs)");
+
+            using var check = NewDisposeScope();
+            var (again, loss) = objective.Evaluate(images, null, null);
+            Assert.True(loss.item<float>() > 0);
+            Assert.True(again.eq(logits).all().item<bool>());
+        }
+    }
+}
