@@ -14,7 +14,9 @@ namespace Sadg.Generation;
 public sealed class BnStatisticsLoss : IDisposable
 {
     readonly GraphModule model;
-    ValueCapture capture;
+    // Each BN input's (variance, mean) over N, H, W, computed by a hook as the input is produced (see Reduce).
+    readonly Dictionary<string, (Tensor Variance, Tensor Mean)> reduced = new(StringComparer.Ordinal);
+    List<IDisposable> hooks = [];
     readonly List<Layer> layers = [];
 
     /// <param name="prior">The input prior's targets; null: no input prior term.</param>
@@ -36,7 +38,28 @@ public sealed class BnStatisticsLoss : IDisposable
             layers.Add(new Layer(node.Name, node.Inputs[0], mu, sigma));
             FirstNodeIndex = layers.Count == 1 ? node.Index : FirstNodeIndex;
         }
-        capture = model.Capture(layers.Select(l => l.Input).Distinct());
+        hooks = Hook();
+    }
+
+    /// <summary>
+    /// Hooks every matched BN input to reduce it as soon as it is produced. The reduction's backward then sits in the
+    /// graph next to the layer it reads: the backward pass reaches it right before that layer, instead of running all of
+    /// them first and holding an activation-sized gradient per layer until the pass gets there.
+    /// </summary>
+    List<IDisposable> Hook() => layers.Select(l => l.Input).Distinct()
+        .Select(value => model.AddHook(value, x =>
+        {
+            reduced[value] = Reduce(x);
+            return x;
+        }, keepsValue: false)).ToList();
+
+    /// <summary>Variance and mean over every axis but the channel axis (N, H, W).</summary>
+    static (Tensor Variance, Tensor Mean) Reduce(Tensor x)
+    {
+        // Reduced in place over N, H, W: var's backward then saves the same tensor the BatchNormalization node
+        // saves, where a transposed copy would be a second activation-sized tensor per layer kept for the backward.
+        long[] axes = [0, .. Enumerable.Range(2, (int)x.dim() - 2).Select(d => (long)d)];
+        return var_mean(x, axes, unbiased: false);
     }
 
     /// <summary>The number of BatchNormalization layers whose statistics are matched (0: a BN-free model).</summary>
@@ -61,12 +84,9 @@ public sealed class BnStatisticsLoss : IDisposable
         Tensor? total = null;
         foreach (var layer in layers)
         {
-            var x = capture[layer.Input];
-            long c = x.shape[1];
-            // Reduced in place over N, H, W: var's backward then saves the same tensor the BatchNormalization node
-            // saves, where a transposed copy would be a second activation-sized tensor per layer kept for the backward.
-            long[] axes = [0, .. Enumerable.Range(2, (int)x.dim() - 2).Select(d => (long)d)];
-            var (variance, mean) = var_mean(x, axes, unbiased: false);
+            var (variance, mean) = reduced.TryGetValue(layer.Input, out var r) ? r
+                : throw new InvalidOperationException($"BN input '{layer.Input}' was not produced by the latest run of the model.");
+            long c = mean.shape[0];
             var std = variance.Add(1e-8).sqrt();
             var term = (mean - layer.Mean).Square().sum().Div(c).Add((std - layer.Std).Square().sum().Div(c));
             total = total is null ? term : total.Add(term);
@@ -95,8 +115,14 @@ public sealed class BnStatisticsLoss : IDisposable
     /// </summary>
     public IDisposable Pause()
     {
-        capture.Dispose();
-        return new Resume(() => capture = model.Capture(layers.Select(l => l.Input).Distinct()));
+        Unhook();
+        return new Resume(() => hooks = Hook());
+    }
+
+    void Unhook()
+    {
+        foreach (var hook in hooks) hook.Dispose();
+        hooks = [];
     }
 
     sealed class Resume(Action resume) : IDisposable
@@ -111,11 +137,12 @@ public sealed class BnStatisticsLoss : IDisposable
     }
 
     /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>
-    public void Clear() => capture.Clear();
+    public void Clear() => reduced.Clear();
 
     public void Dispose()
     {
-        capture.Dispose();
+        Unhook();
+        reduced.Clear();
         foreach (var layer in layers)
         {
             layer.Mean.Dispose();

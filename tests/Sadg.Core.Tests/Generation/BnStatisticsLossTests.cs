@@ -45,4 +45,35 @@ public class BnStatisticsLossTests
         Assert.True(gradient.allclose(expectedGradient, rtol: 1e-3, atol: 1e-7),
             $"max gradient difference {(gradient - expectedGradient).abs().max().item<float>():G3}");
     }
+
+    /// <summary>
+    /// Each BN input is reduced by a hook as it is produced, not captured for later: the run keeps no BN input beyond
+    /// what autograd needs (so the backward pass reaches each reduction right before its layer; see
+    /// docs/benchmarks/mobilenet-224-quick.md for what that saves at 224²).
+    /// </summary>
+    [Fact]
+    public void The_statistics_keep_no_BN_input_after_the_run()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        int inputs = fp.Nodes.Where(n => n.OpType == "BatchNormalization").Select(n => n.Inputs[0]).Distinct().Count();
+        var images = randn(2, 3, 32, 32);
+        using var noGrad = no_grad();
+        long Live() => DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+
+        long plain;
+        using (NewDisposeScope())
+        {
+            long before = Live();
+            fp.forward(images);
+            plain = Live() - before;
+        }
+        using var loss = new BnStatisticsLoss(fp, prior: null);
+        using var scope = NewDisposeScope();
+        long start = Live();
+        fp.forward(images);
+        long withStatistics = Live() - start;
+        // Two small tensors per BN input (its variance and mean), none activation-sized.
+        Assert.Equal(plain + 2 * inputs, withStatistics);
+        Assert.True(loss.Statistics().item<float>() > 0);
+    }
 }
