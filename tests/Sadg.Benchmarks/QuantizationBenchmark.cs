@@ -61,7 +61,7 @@ static class QuantizationBenchmark
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
                 : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
             new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div")) is var loss && loss != new SadagLossSettings() ? loss : null,
-            Number(args, "--images") is { } images ? (int)images : null);
+            Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));

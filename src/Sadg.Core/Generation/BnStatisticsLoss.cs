@@ -16,7 +16,9 @@ public sealed class BnStatisticsLoss : IDisposable
     readonly GraphModule model;
     // Each BN input's (variance, mean) over N, H, W, computed by a hook as the input is produced (see Reduce).
     readonly Dictionary<string, (Tensor Variance, Tensor Mean)> reduced = new(StringComparer.Ordinal);
-    List<IDisposable> hooks = [];
+    readonly List<IDisposable> hooks;
+    // While paused (Pause) the hooks reduce nothing.
+    bool paused;
     readonly List<Layer> layers = [];
 
     /// <param name="prior">The input prior's targets; null: no input prior term.</param>
@@ -49,7 +51,7 @@ public sealed class BnStatisticsLoss : IDisposable
     List<IDisposable> Hook() => layers.Select(l => l.Input).Distinct()
         .Select(value => model.AddHook(value, x =>
         {
-            reduced[value] = Reduce(x);
+            if (!paused) reduced[value] = Reduce(x);
             return x;
         }, keepsValue: false)).ToList();
 
@@ -110,38 +112,22 @@ public sealed class BnStatisticsLoss : IDisposable
     }
 
     /// <summary>
-    /// Stops capturing until the result is disposed: a run that needs no statistics (logits alone) then frees each BN
-    /// input after its last reader instead of keeping every one until the caller's scope ends.
+    /// Makes no statistics until the result is disposed: a run that needs none (logits alone) then does not reduce every
+    /// BN input for nothing.
     /// </summary>
     public IDisposable Pause()
     {
-        Unhook();
-        return new Resume(() => hooks = Hook());
+        paused = true;
+        return new OnDispose(() => paused = false);
     }
 
-    void Unhook()
-    {
-        foreach (var hook in hooks) hook.Dispose();
-        hooks = [];
-    }
-
-    sealed class Resume(Action resume) : IDisposable
-    {
-        Action? resume = resume;
-
-        public void Dispose()
-        {
-            resume?.Invoke();
-            resume = null;
-        }
-    }
-
-    /// <summary>Forgets the captured tensors of the latest run (they belong to its dispose scope).</summary>
+    /// <summary>Forgets the reductions of the latest run (they belong to its dispose scope).</summary>
     public void Clear() => reduced.Clear();
 
     public void Dispose()
     {
-        Unhook();
+        foreach (var hook in hooks) hook.Dispose();
+        hooks.Clear();
         reduced.Clear();
         foreach (var layer in layers)
         {

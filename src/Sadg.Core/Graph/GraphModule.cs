@@ -139,7 +139,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         if (first) list.Insert(0, hook);
         else list.Add(hook);
         if (keepsValue) keepers[value] = keepers.GetValueOrDefault(value) + 1;
-        return new HookHandle(() =>
+        return new OnDispose(() =>
         {
             list.Remove(hook);
             if (list.Count == 0) hooks.Remove(value);
@@ -164,7 +164,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         var key = (node.Index, input);
         if (!inputHooks.TryGetValue(key, out var list)) inputHooks[key] = list = [];
         list.Add(hook);
-        return new HookHandle(() =>
+        return new OnDispose(() =>
         {
             list.Remove(hook);
             if (list.Count == 0) inputHooks.Remove(key);
@@ -511,17 +511,6 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             foreach (var node in nodes) node.ClearCache();
         }
         base.Dispose(disposing);
-    }
-
-    sealed class HookHandle(Action remove) : IDisposable
-    {
-        Action? remove = remove;
-
-        public void Dispose()
-        {
-            remove?.Invoke();
-            remove = null;
-        }
     }
 }
 

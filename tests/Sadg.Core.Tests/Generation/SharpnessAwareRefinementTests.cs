@@ -222,9 +222,8 @@ public class PassWithoutAGraphTests
     }
 
     /// <summary>
-    /// The logits alone need no BN statistics, so the objective's capture of every BN input is off for that run: each
-    /// BN input goes after its last reader instead of staying until the caller's scope ends. The capture works again
-    /// afterwards.
+    /// The logits alone need no BN statistics, so the objective makes none for that run: nothing of the run stays
+    /// beyond what a plain run leaves. The statistics work again afterwards.
     /// </summary>
     [Fact]
     public void Logits_alone_keep_no_BN_input_and_the_statistics_still_work_after()
@@ -238,7 +237,7 @@ public class PassWithoutAGraphTests
         using (no_grad())
         using (NewDisposeScope())
         {
-            // A run of the model while the objective captures: every BN input stays until the scope ends.
+            // A run of the model while the objective makes its statistics: each BN input's reduction stays until the scope ends.
             long before = Live;
             using (NewDisposeScope())
             {
