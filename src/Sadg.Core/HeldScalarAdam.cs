@@ -15,6 +15,24 @@ public sealed class HeldScalarAdam(IEnumerable<Parameter> parameters, double lr 
     double eps = 1e-8, double weight_decay = 0, bool amsgrad = false, bool maximize = false)
     : Adam(parameters, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)
 {
+    /// <summary>
+    /// Drops every parameter's gradient (PyTorch's <c>zero_grad(set_to_none=True)</c>; TorchSharp's
+    /// <see cref="Optimizer.zero_grad"/> only zeroes them and keeps their memory). Called right after <see cref="step"/>,
+    /// the gradients live only from the backward pass to the step, and a finished loop leaves none on its parameters: at
+    /// 224² a generator's gradient is 103 MB. The next backward pass writes a fresh gradient where the old one would have
+    /// been zeroed and added to, so the values are the same; the difference from zeroing is that a parameter that gets no
+    /// gradient in a step is skipped by that step (as in PyTorch), so use it only where every parameter takes part in every
+    /// step.
+    /// </summary>
+    public void ReleaseGradients()
+    {
+        foreach (var p in parameters())
+        {
+            using var grad = p.grad;
+            if (grad is not null) p.grad = null;
+        }
+    }
+
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
     {
         var options = (Options)group.Options;

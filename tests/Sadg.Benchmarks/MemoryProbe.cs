@@ -43,6 +43,7 @@ static class MemoryProbe
         {
             q0.Freeze();
             GC.Collect();
+            Console.WriteLine($"before refinement: {Now()}");
             StageClock.ResetPeakResident();
             SyntheticData.Refine(warm, fp, q0.Graph, generation, args.Contains("--trace") ? new Trace() : null);
             Console.WriteLine($"refinement (SADAG): peak {Mib(StageClock.PeakResidentBytes())}");
@@ -53,10 +54,13 @@ static class MemoryProbe
     /// <summary>--trace: the resident size and the live tensors after each step.</summary>
     sealed class Trace : IProgress<GenerationProgress>
     {
-        public void Report(GenerationProgress p) => Console.WriteLine($"  {p.Stage} batch {p.Batch} step {p.Step}: " +
-            $"{File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))}, " +
-            $"live tensors {TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount}, {Heap()}");
+        public void Report(GenerationProgress p) => Console.WriteLine($"  {p.Stage} batch {p.Batch} step {p.Step}: {Now()}, {Heap()}");
     }
+
+    /// <summary>The resident size now and the live tensors.</summary>
+    static string Now() =>
+        $"{File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))}, " +
+        $"live tensors {TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount}";
 
     /// <summary>glibc's count of the heap: bytes in use (small and mmapped blocks) against bytes held free.</summary>
     static string Heap()

@@ -99,6 +99,35 @@ public class TorchScalarsTests
     }
 
     /// <summary>
+    /// Releasing the gradients after each step (two backward passes accumulating per step, as SADAG's step does) gives
+    /// exactly the parameters that zeroing them before each step gives, and leaves no gradient behind.
+    /// </summary>
+    [Fact]
+    public void ReleasedGradientsStepExactlyAsZeroedOnes()
+    {
+        using var scope = NewDisposeScope();
+        var start = Randn(3, 6, 4);
+        var target = Randn(4, 6, 4);
+        Tensor Run(bool release)
+        {
+            var p = new Parameter(start.clone(), requires_grad: true);
+            using var optimizer = new HeldScalarAdam([p], 0.05);
+            for (int step = 0; step < 8; step++)
+            {
+                if (!release) optimizer.zero_grad();
+                using (var loss = (p - target).abs().Pow(3).sum()) loss.backward();
+                using (var loss = (p * target).sin().sum()) loss.backward();
+                optimizer.step();
+                if (release) optimizer.ReleaseGradients();
+            }
+            if (release) Assert.Null(p.grad);
+            else Assert.NotNull(p.grad);
+            return p.detach().clone();
+        }
+        AssertSame(Run(release: false), Run(release: true));
+    }
+
+    /// <summary>
     /// The reproduction of the crash (README, Known issues), written as Sadg writes it: clamp(0, 15), · 0.5, a tensor
     /// sum and a square chained inside a dispose scope (which holds the intermediate tensors), beside a thread that
     /// allocates and collects. With TorchSharp's implicit Scalars the same loop crashes the process within about a

@@ -77,13 +77,13 @@ public static class GenieWarmup
                     Dictionary<string, double>? reported = null;
                     using (NewDisposeScope())
                     {
-                        optZ.zero_grad();
-                        optG.zero_grad();
                         var terms = progress is null ? null : new Dictionary<string, Tensor>();
                         var (_, total) = objective.Evaluate(generator.forward(latent), targets, terms);
                         total.backward();
                         optZ.step();
                         optG.step();
+                        optZ.ReleaseGradients();
+                        optG.ReleaseGradients();
                         loss = total.item<float>();
                         if (terms is not null)
                         {

@@ -19,7 +19,7 @@ namespace Sadg.Generation;
 /// </summary>
 public static class SharpnessAwareRefinement
 {
-    /// <summary>Refines every batch of <paramref name="images"/> in place (their images are replaced).</summary>
+    /// <summary>Refines every batch of <paramref name="images"/> in place: their images are replaced, and each batch releases its generator and latents when its refinement ends.</summary>
     public static void Run(SyntheticImages images, GraphModule model, GraphModule quantized, GenerationOptions options,
         IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -32,7 +32,7 @@ public static class SharpnessAwareRefinement
         {
             foreach (var batch in images.Batches)
             {
-                RefineBatch(batch, model, quantized, recorder, objective, memory, options, images.Batches.Count, progress, cancellationToken);
+                batch.Finish(RefineBatch(batch, model, quantized, recorder, objective, memory, options, images.Batches.Count, progress, cancellationToken));
                 memory.Add(Signature(batch, model, quantized, recorder, objective));
             }
         }
@@ -47,7 +47,8 @@ public static class SharpnessAwareRefinement
         images.Refined = true;
     }
 
-    static void RefineBatch(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
+    /// <summary>Refines one batch's generator and latents; returns its refined images (detached, outside any dispose scope).</summary>
+    static Tensor RefineBatch(SyntheticBatch batch, GraphModule model, GraphModule quantized, FeatureRecorder recorder,
         GenerationObjective objective, List<(Tensor A, Tensor E)> memory, GenerationOptions o, int batches,
         IProgress<GenerationProgress>? progress, CancellationToken cancellationToken)
     {
@@ -70,13 +71,13 @@ public static class SharpnessAwareRefinement
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                optZ.zero_grad();
-                optG.zero_grad();
                 var terms = progress is null ? null : new Dictionary<string, Tensor>();
 
                 var (loss, gm, div) = Gradients(g, z, batch.Targets, model, quantized, recorder, objective, memoryA, memoryE, o, random, terms);
                 optZ.step();
                 optG.step();
+                optZ.ReleaseGradients();
+                optG.ReleaseGradients();
                 if (!o.Ablation.HasFlag(MethodAblation.NoRefinementSchedules))
                 {
                     if (plateau.Step(loss.item<float>())) GenieWarmup.SetRate(optZ, plateau.Rate);
@@ -98,7 +99,7 @@ public static class SharpnessAwareRefinement
             memoryA?.Dispose();
             memoryE?.Dispose();
         }
-        batch.SetImages(GenieWarmup.Render(g, z));
+        return GenieWarmup.Render(g, z);
     }
 
     /// <summary>

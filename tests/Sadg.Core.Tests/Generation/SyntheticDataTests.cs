@@ -28,6 +28,41 @@ public class SyntheticDataTests
         Assert.Contains(log.Reports, r => r.Stage == GenerationStage.Refinement);
     }
 
+    /// <summary>
+    /// Nothing of a finished loop stays beyond what later steps use: a warm-up leaves no gradient on its generators
+    /// and latents (at 224² a generator's is 103 MB, and every pending batch kept one), and a refined batch holds only
+    /// its images (its generator would otherwise sit beside the one being refined).
+    /// </summary>
+    [Fact]
+    public void FinishedLoopsKeepNoGradientsAndRefinedBatchesNoGenerator()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var options = GenerationTestSupport.Tiny();
+        using var warm = SyntheticData.WarmUp(fp, options);
+        Assert.Equal(2, warm.Batches.Count);
+        foreach (var batch in warm.Batches)
+        {
+            Assert.True(batch.HasGenerator);
+            Assert.All(batch.Generator.parameters(), p => Assert.Null(p.grad));
+            Assert.Null(batch.Latent.grad);
+        }
+
+        using var copy = warm.Copy();
+        long before = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        int held = copy.Batches.Sum(b => b.Generator.parameters().Count() + b.Generator.buffers().Count() + 1);
+        SyntheticData.Refine(copy, fp, q0, options);
+        Assert.All(copy.Batches, b => Assert.False(b.HasGenerator));
+        Assert.Throws<InvalidOperationException>(() => copy.Batches[0].Generator);
+        // Every refined batch let go of its generator's parameters and buffers and its latents, and took nothing else.
+        Assert.Equal(before - held, DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount);
+        using var images = copy.Images();
+        using var again = copy.Copy().Images();
+        Assert.True(images.eq(again).all().item<bool>());
+        using var unrefined = warm.Images();
+        Assert.False(images.allclose(unrefined), "Refinement left the images as they were.");
+    }
+
     [Fact]
     public void TheSameSeedGivesTheSameImagesAndAnotherSeedOthers()
     {
