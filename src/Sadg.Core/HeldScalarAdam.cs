@@ -26,11 +26,7 @@ public sealed class HeldScalarAdam(IEnumerable<Parameter> parameters, double lr 
     /// </summary>
     public void ReleaseGradients()
     {
-        foreach (var p in parameters())
-        {
-            using var grad = p.grad;
-            if (grad is not null) p.grad = null;
-        }
+        foreach (var p in parameters()) p.grad = null;
     }
 
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>

@@ -47,6 +47,11 @@ public sealed class SyntheticBatch : IDisposable
         var old = Images;
         Images = images;
         old.Dispose();
+        ReleaseGenerator();
+    }
+
+    void ReleaseGenerator()
+    {
         generator?.Dispose();
         latent?.Dispose();
         generator = null;
@@ -67,10 +72,7 @@ public sealed class SyntheticBatch : IDisposable
 
     public void Dispose()
     {
-        generator?.Dispose();
-        latent?.Dispose();
-        generator = null;
-        latent = null;
+        ReleaseGenerator();
         Images.Dispose();
         Targets?.Dispose();
     }

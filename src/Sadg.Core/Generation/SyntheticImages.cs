@@ -4,7 +4,8 @@ namespace Sadg.Generation;
 
 /// <summary>
 /// The result of Genie-D warm-up (optionally refined by SADAG): batches of images with their generators and
-/// latents. Dispose it when done; <see cref="Images"/> returns a new tensor the caller owns.
+/// latents until refined (a refined batch keeps only its images). Dispose it when done; <see cref="Images"/> returns a
+/// new tensor the caller owns.
 /// </summary>
 public sealed class SyntheticImages : IDisposable
 {
