@@ -31,6 +31,7 @@ namespace Sadg.Benchmarks;
 ///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
 ///       [--rho r] [--zeta z] [--lambda-div l] (SADAG's neighbour radius, diversity margin and diversity weight; the method's when not given)
 ///       [--images N] (images the zero-shot methods make; the profile's when not given; real data keeps its own set)
+///       [--warmup-steps N] (Genie-D warm-up steps per batch; the profile's when not given)
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
@@ -61,7 +62,8 @@ static class QuantizationBenchmark
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
                 : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
             new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div")) is var loss && loss != new SadagLossSettings() ? loss : null,
-            Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture));
+            Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture),
+            Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -138,7 +140,7 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null);
+        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     static double? Number(string[] args, string name) =>
@@ -186,6 +188,7 @@ static class QuantizationBenchmark
         CalibrationImages = method == "real" ? realPixels : null,
         // --images: how many images the zero-shot methods make; real data keeps its own set.
         Samples = method == "real" ? (int)realPixels.shape[0] : knobs.Images,
+        WarmupSteps = knobs.WarmupSteps,
     };
 
     /// <summary>One cell: the library pipeline (as `sadg quantize` runs it, with a shared warm-up), then ONNX Runtime on the test set.</summary>
@@ -269,6 +272,7 @@ static class QuantizationBenchmark
         md.AppendLine($"model is written as QDQ ONNX and scored by ONNX Runtime on the same {context.TestImages:N0} test images. Data: {context.Data}.");
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
+            $"{Arg(args, "--warmup-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
             $"{PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();

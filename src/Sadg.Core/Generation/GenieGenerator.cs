@@ -22,6 +22,8 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     readonly BatchNorm2d bn1;
     readonly BatchNorm2d bn2;
     readonly int features, h0, w0;
+    // Per pass with a graph while the first Linear's gradient is deferred: the pass's input and its per-sample bias leaf.
+    readonly List<(Tensor Input, Tensor Bias)> deferred = [];
 
     public GenieGenerator(int channels, int height, int width, int latentDim, int features, long seed, Device? device = null)
         : base(nameof(GenieGenerator))
@@ -56,6 +58,59 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
 
     public int LatentDim { get; }
 
+    /// <summary>
+    /// When set, a pass with a graph leaves the gradient of the first Linear as its factors instead of forming it: the
+    /// pass's input z [B, latent] and the gradient at the Linear's output [B, C0·⌈H/4⌉·⌈W/4⌉], collected on a
+    /// per-sample copy of the bias (a leaf, so that only a backward pass fills it, never an <c>autograd.grad</c> to the
+    /// latent). <see cref="FormDeferredGradients"/> forms the weight's and the bias's gradients from them. At 224² the
+    /// weight's gradient is 103 MB and its factors 13 MB a pass: SADAG's refinement back-propagates two passes per step,
+    /// and the first pass's weight gradient was held while the second pass's graph was alive, at the stage's peak.
+    /// </summary>
+    public bool DeferFirstLayerGradient { get; set; }
+
+    /// <summary>
+    /// Forms the first Linear's weight and bias gradients, Σ over the deferred passes of gᵀz and Σ g (g: the gradient at
+    /// the Linear's output), adds them to any gradient they hold, and drops the factors. Passes that were never
+    /// back-propagated add nothing.
+    /// </summary>
+    public void FormDeferredGradients()
+    {
+        using (NewDisposeScope())
+        using (no_grad())
+        {
+            foreach (var (input, bias) in deferred)
+            {
+                var output = bias.grad;
+                if (output is null) continue;
+                Accumulate(l1.weight!, output.t().mm(input));
+                Accumulate(l1.bias!, output.sum(0L)); // 0L: a literal 0 would bind to sum(ScalarType)
+            }
+        }
+        DropDeferred();
+
+        static void Accumulate(Tensor parameter, Tensor gradient)
+        {
+            if (parameter.grad is { } held) held.Add_(gradient);
+            else parameter.grad = gradient;
+        }
+    }
+
+    void DropDeferred()
+    {
+        foreach (var (input, bias) in deferred)
+        {
+            input.Dispose();
+            bias.Dispose();
+        }
+        deferred.Clear();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) DropDeferred();
+        base.Dispose(disposing);
+    }
+
     /// <summary>An independent generator with this one's weights and batch-norm buffers, on the same device.</summary>
     public GenieGenerator Copy()
     {
@@ -72,7 +127,7 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     {
         // Intermediates go when the pass ends, not when the caller's scope does: without a graph nothing else holds them.
         using var scope = NewDisposeScope();
-        var x = l1.forward(z).view(z.shape[0], features, h0, w0);
+        var x = FirstLayer(z).view(z.shape[0], features, h0, w0);
         x = bn0.forward(x);
         x = bn1.forward(UpsampledConvolution(x, conv1_weight, conv1_bias)).LeakyRelu(0.2);
         x = UpsampledConvolution(x, conv2_weight, conv2_bias);
@@ -82,6 +137,14 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
             x = x[.., .., TensorIndex.Slice(top, top + Height), TensorIndex.Slice(left, left + Width)];
         }
         return bn2.forward(x.tanh()).MoveToOuterDisposeScope();
+    }
+
+    Tensor FirstLayer(Tensor z)
+    {
+        if (!DeferFirstLayerGradient || !is_grad_enabled() || !l1.weight!.requires_grad) return l1.forward(z);
+        var bias = l1.bias!.detach().expand(z.shape[0], -1).contiguous().requires_grad_().DetachFromDisposeScope();
+        deferred.Add((z.detach().DetachFromDisposeScope(), bias));
+        return addmm(bias, z, l1.weight.detach().t(), 1, 1);
     }
 
     /// <summary>

@@ -54,6 +54,7 @@ public static class SharpnessAwareRefinement
     {
         var z = batch.Latent;
         var g = batch.Generator;
+        g.DeferFirstLayerGradient = true;
         using var optZ = new HeldScalarAdam([z], o.RefineLatentLearningRate);
         using var optG = new HeldScalarAdam(g.parameters(), o.RefineGeneratorLearningRate);
         var plateau = new GenieWarmup.PlateauSchedule(o.RefineLatentLearningRate, o.LatentPlateauFactor, o.LatentPlateauPatience, o.RefineLatentMinLearningRate);
@@ -74,6 +75,7 @@ public static class SharpnessAwareRefinement
                 var terms = progress is null ? null : new Dictionary<string, Tensor>();
 
                 var (loss, gm, div) = Gradients(g, z, batch.Targets, model, quantized, recorder, objective, memoryA, memoryE, o, random, terms);
+                g.FormDeferredGradients();
                 optZ.step();
                 optG.step();
                 optZ.ReleaseGradients();
