@@ -75,7 +75,7 @@ public static class SharpnessAwareRefinement
                 var terms = progress is null ? null : new Dictionary<string, Tensor>();
 
                 var (loss, gm, div) = Gradients(g, z, batch.Targets, model, quantized, recorder, objective, memoryA, memoryE, o, random, terms);
-                g.FormDeferredGradients();
+                g.FormDeferredGradients(); // before z's step: the pass at z keeps z's own storage as its factor
                 optZ.step();
                 optG.step();
                 optZ.ReleaseGradients();
