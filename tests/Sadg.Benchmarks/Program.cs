@@ -45,6 +45,27 @@ if (args.Length == 2 && args[0] == "mobilenetv1")
     Console.WriteLine($"wrote {args[1]}");
     return 0;
 }
+// Writes <in.onnx> with its NCHW image input declared channels-last, [N, H, W, C], and a Transpose (perm 0,3,1,2) in
+// front of the graph, as tf2onnx writes Keras models: the same model in the other input convention.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- channels-last <in.onnx> <out.onnx>
+if (args.Length == 3 && args[0] == "channels-last")
+{
+    var proto = OnnxModel.Load(args[1]).Proto.Clone();
+    var input = OnnxModel.FromProto(proto).RuntimeInputs.Single();
+    string nchw = input.Name + "_nchw";
+    foreach (var node in proto.Graph.Node)
+        for (int i = 0; i < node.Input.Count; i++)
+            if (node.Input[i] == input.Name) node.Input[i] = nchw;
+    var transpose = new Onnx.NodeProto { OpType = "Transpose", Name = "to_nchw", Input = { input.Name }, Output = { nchw } };
+    transpose.Attribute.Add(OnnxGraphBuilder.Attribute("perm", new long[] { 0, 3, 1, 2 }));
+    proto.Graph.Node.Insert(0, transpose);
+    var dims = proto.Graph.Input.First(v => v.Name == input.Name).Type.TensorType.Shape.Dim;
+    var declared = dims.ToArray();
+    (dims[1], dims[2], dims[3]) = (declared[2], declared[3], declared[1]);
+    OnnxModel.Save(proto, args[2]);
+    Console.WriteLine($"wrote {args[2]}");
+    return 0;
+}
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");

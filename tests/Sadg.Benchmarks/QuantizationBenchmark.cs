@@ -82,7 +82,7 @@ static class QuantizationBenchmark
         double fp32 = Accuracy(model.Proto, testImages, labels);
         Console.WriteLine($"FP32 top-1 {fp32:P2} on {labels.Length} test images; profile {profile}, {seeds} seed(s)");
         var context = new Context(modelPath, dataDescription, labels.Length, (int)train.Count);
-        var (generationStep, reconstructionStep) = StepTimes(model);
+        var (generationStep, reconstructionStep) = StepTimes(InputShapes.ForPipeline(model, null)); // the model as the pipeline runs it
         Console.WriteLine($"one Genie-D step (batch 64): {generationStep * 1000:F0} ms; one reconstruction step (batch 32, averaged over blocks): {reconstructionStep * 1000:F0} ms");
 
         // --resume keeps the rows of an interrupted run with the same command (docs/<out>.partial.json).
@@ -203,7 +203,7 @@ static class QuantizationBenchmark
         if (saveGrids && options.Seed == 1 && options.WeightBits == 4 && options.Method is CalibrationMethod.Genie or CalibrationMethod.Sadag)
         {
             Directory.CreateDirectory(Path.Combine(root, "docs", "images"));
-            using var fp = new GraphModule(model);
+            using var fp = new GraphModule(InputShapes.ForPipeline(model, null));
             var images = result.Images.Images;
             ImageGrid.Save(fp, images.narrow(0, 0, Math.Min(64, images.shape[0])), Path.Combine(root, "docs", "images", $"{method}.png"), columns: 16);
         }
@@ -232,11 +232,13 @@ static class QuantizationBenchmark
     {
         using var session = new InferenceSession(model.ToByteArray());
         string input = session.InputMetadata.Keys.Single();
+        bool channelsLast = OnnxModel.FromProto(model).GetImageInput().ChannelsLast; // fed [N, H, W, C] as it declares
         long correct = 0;
         for (long start = 0; start < images.shape[0]; start += 1000)
         {
             using var scope = NewDisposeScope();
-            var x = images.narrow(0, start, Math.Min(1000, images.shape[0] - start)).contiguous();
+            var x = images.narrow(0, start, Math.Min(1000, images.shape[0] - start));
+            x = (channelsLast ? x.permute(0, 2, 3, 1) : x).contiguous();
             var dense = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), x.shape.Select(d => (int)d).ToArray());
             using var results = session.Run([NamedOnnxValue.CreateFromTensor(input, dense)]);
             var logits = results[0].AsTensor<float>();

@@ -15,7 +15,7 @@ public class InspectTests
         Assert.True(r.ExitCode == 0, r.Err);
         Assert.Contains("quantizable layers (7,", r.Out);
         Assert.Contains("BatchNormalization", r.Out);
-        Assert.Contains("'input' 3x32x32, batch dynamic", r.Out);
+        Assert.Contains("'input' 3x32x32 (CxHxW, declared NCHW), batch dynamic", r.Out);
         Assert.Contains("nothing stops quantization", r.Out);
         Assert.Equal("", r.Err);
     }

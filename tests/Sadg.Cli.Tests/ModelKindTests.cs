@@ -228,4 +228,103 @@ public class ModelKindTests
         Assert.All(quantized, row => Assert.Equal(10, row.Length));
         Assert.True(reference.Zip(quantized, Cosine).Average() > 0.5);
     }
+    /// <summary>[N, C, H, W] images, one after another, as [N, H, W, C] (torch's permute, not <see cref="InputLayout.ToChannelsLast"/>).</summary>
+    static float[] Permuted(float[] images, long[] shape)
+    {
+        using var t = tensor(images).reshape(shape).permute(0, 2, 3, 1).contiguous();
+        return t.data<float>().ToArray();
+    }
+
+    /// <summary>
+    /// A channels-last input ([N, 8, 8, 3], standardized by NHWC constants, then a Transpose, as tf2onnx writes Keras
+    /// models) is read as 3x8x8 images, quantized channels-first, checked by feeding ONNX Runtime NHWC images, and
+    /// written with the input and the nodes the source has. Quantizing its channels-first twin (same weights) gives the
+    /// same outputs: the layout changes nothing but the order the images are fed in.
+    /// </summary>
+    [Fact]
+    public void A_channels_last_input_is_quantized_as_its_channels_first_twin_and_keeps_its_layout()
+    {
+        using var folder = new TempFolder();
+        string nhwc = Models.Save(Models.Of(Models.Kind.ChannelsLast), folder, "nhwc.onnx");
+        string nchw = Models.Save(Models.Of(Models.Kind.Rgb), folder, "nchw.onnx");
+        var source = OnnxModel.Load(nhwc);
+        Assert.Equal(new ImageInput("image", 3, 8, 8, 0, ChannelsLast: true), source.GetImageInput());
+        Assert.False(OnnxModel.Load(nchw).GetImageInput().ChannelsLast);
+
+        using var last = QuantizationPipeline.Quantize(source, TinyOptions(CalibrationMethod.Sadag));
+        using var first = QuantizationPipeline.Quantize(OnnxModel.Load(nchw), TinyOptions(CalibrationMethod.Sadag));
+
+        // Written as declared: the source's input type and its op types, no Transpose of Sadg's left.
+        var written = last.Model;
+        Assert.Equal(source.Graph.Input[0].Type, written.Graph.Input.Single(i => i.Name == "image").Type);
+        Assert.DoesNotContain(written.Graph.Node, n => n.Name == InputLayout.ViewNode);
+        Assert.Equal(1, written.Graph.Node.Count(n => n.OpType == "Transpose"));
+        Assert.Equal(first.Model.Graph.Node.Count + 1, written.Graph.Node.Count);
+
+        // The check fed NHWC images: its numbers are those of ONNX Runtime on the permuted calibration images.
+        var data = last.Images.ImageData();
+        long[] shape = last.Images.Images.shape;
+        long[] nhwcShape = [shape[0], shape[2], shape[3], shape[1]];
+        var fp = OrtOutputs(File.ReadAllBytes(nhwc), Permuted(data, shape), nhwcShape);
+        var q = OrtOutputs(last.ModelBytes, Permuted(data, shape), nhwcShape);
+        Assert.Equal(fp.Zip(q, (a, b) => ArgMax(a) == ArgMax(b) ? 1.0 : 0.0).Average(), last.Report.Check!.Top1Agreement!.Value, 9);
+        Assert.Equal(fp.Zip(q, Cosine).Average(), last.Report.Check.CosineSimilarity!.Value, 5);
+
+        // The twin: the same calibration images and, run by ONNX Runtime, the same outputs.
+        Assert.Equal(first.Images.ImageData(), data);
+        var twin = OrtOutputs(first.ModelBytes, data, shape);
+        for (int i = 0; i < q.Length; i++)
+            for (int k = 0; k < q[i].Length; k++)
+                Assert.Equal(twin[i][k], q[i][k], 4);
+    }
+
+    /// <summary><c>sadg evaluate</c>'s feeding: a channels-last model given NCHW images predicts what its twin does.</summary>
+    [Fact]
+    public void Predictions_feed_a_channels_last_model_nhwc_images()
+    {
+        using var folder = new TempFolder();
+        string nhwc = Models.Save(Models.Of(Models.Kind.ChannelsLast), folder, "nhwc.onnx");
+        string nchw = Models.Save(Models.Of(Models.Kind.Rgb), folder, "nchw.onnx");
+        // Per image and channel, its own brightness and contrast, so that the pooled features (and classes) vary.
+        var generator = new Generator(4);
+        using var images = randn([37, 3, 8, 8], generator: generator) * (rand([37, 3, 1, 1], generator: generator) * 4) + randn([37, 3, 1, 1], generator: generator) * 3;
+        var data = images.data<float>().ToArray();
+        int[] Top1(string path, bool channelsLast)
+        {
+            using var session = new InferenceSession(path);
+            return OrtPredictions.Top1(session, "image", session.OutputNames[0], data, 37, [3, 8, 8], 16, false, null, null, path,
+                CancellationToken.None, channelsLast);
+        }
+        var expected = Top1(nchw, channelsLast: false);
+        Assert.True(expected.Distinct().Count() > 1, "the twin predicts one class for every image");
+        Assert.Equal(expected, Top1(nhwc, channelsLast: true));
+    }
+
+    /// <summary>A channels-last input with free H and W: SADG1107 names them where they are declared, and --input-shape C,H,W works.</summary>
+    [Fact]
+    public async Task A_channels_last_input_with_a_free_size_names_its_free_dimensions_and_keeps_them_free()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(Models.Kind.ChannelsLast);
+        var dims = proto.Graph.Input[0].Type.TensorType.Shape.Dim;
+        dims[1] = new global::Onnx.TensorShapeProto.Types.Dimension { DimParam = "height" };
+        dims[2] = new global::Onnx.TensorShapeProto.Types.Dimension { DimParam = "width" };
+        string model = Models.Save(proto, folder, "free.onnx");
+
+        var missing = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", .. Tiny]);
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("error SADG1107", missing.Err);
+        Assert.Contains("H ('height', dimension 1), W ('width', dimension 2) are free", missing.Err);
+        Assert.Contains("--input-shape 3,H,W", missing.Err);
+
+        var run = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--input-shape", "3,8,8", "--no-cache", .. Tiny]);
+        Assert.True(run.ExitCode == 0, run.Err);
+        var written = OnnxModel.Load(folder.File("out.onnx")).RuntimeInputs[0].Type.TensorType.Shape.Dim;
+        Assert.Equal(["height", "width"], new[] { written[1].DimParam, written[2].DimParam });
+        Assert.Equal(3, written[3].DimValue);
+        using var session = new InferenceSession(folder.File("out.onnx"));
+        using var value = OrtValue.CreateTensorValueFromMemory(new float[2 * 12 * 16 * 3], [2, 12, 16, 3]);
+        using var outputs = session.Run(new RunOptions(), ["image"], [value], [session.OutputNames[0]]);
+        Assert.Equal(20, outputs[0].GetTensorDataAsSpan<float>().Length);
+    }
 }

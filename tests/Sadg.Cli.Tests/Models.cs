@@ -68,6 +68,18 @@ public static class Models
 
         /// <summary>The input is [1, 1, 8, 8] (batch fixed to 1, as CNTK exports); Reshape [1, 128], Gemm to 10 classes.</summary>
         BatchOne,
+
+        /// <summary>
+        /// 3-channel images [N, 3, 8, 8], standardized by Sub and Div with [3, 1, 1] constants; GlobalAveragePool,
+        /// Flatten, Gemm to 10 classes. The channels-first twin of <see cref="ChannelsLast"/> (the same weights).
+        /// </summary>
+        Rgb,
+
+        /// <summary>
+        /// As tf2onnx writes a Keras model: the input is [N, 8, 8, 3], standardized by Sub and Div with [3] constants,
+        /// then a Transpose (perm 0,3,1,2) into the graph of <see cref="Rgb"/>.
+        /// </summary>
+        ChannelsLast,
     }
 
     public static ModelProto Of(Kind kind, long seed = 1)
@@ -93,9 +105,21 @@ public static class Models
             b.AddInitializer(b.Fresh("fc_b"), Randn(10) * 0.1f)], attributes: new Dictionary<string, object> { ["transB"] = 1L });
         string Flatten(string x) => b.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
 
-        var x = b.AddInput("image", DataType.Float, kind switch { Kind.FreeWidth => [-1, 1, 8, -1], Kind.BatchOne => [1, 1, 8, 8], _ => [-1, 1, 8, 8] });
+        var x = b.AddInput("image", DataType.Float, kind switch
+        {
+            Kind.FreeWidth => [-1, 1, 8, -1], Kind.BatchOne => [1, 1, 8, 8], Kind.Rgb => [-1, 3, 8, 8], Kind.ChannelsLast => [-1, 8, 8, 3], _ => [-1, 1, 8, 8],
+        });
         if (kind == Kind.FreeWidth) b.Graph.Input[0].Type.TensorType.Shape.Dim[3].DimParam = "W";
-        x = ConvBnRelu(x, 1, 4, 1);
+        int channels = 1;
+        if (kind is Kind.Rgb or Kind.ChannelsLast)
+        {
+            long[] constant = kind == Kind.Rgb ? [3, 1, 1] : [3];
+            x = b.AddNode("Sub", [x, b.AddInitializer("mean", tensor(new[] { 0.485f, 0.456f, 0.406f }).reshape(constant))]);
+            x = b.AddNode("Div", [x, b.AddInitializer("std", tensor(new[] { 0.229f, 0.224f, 0.225f }).reshape(constant))]);
+            if (kind == Kind.ChannelsLast) x = b.AddNode("Transpose", [x], attributes: new Dictionary<string, object> { ["perm"] = new long[] { 0, 3, 1, 2 } });
+            channels = 3;
+        }
+        x = ConvBnRelu(x, channels, 4, 1);
         x = ConvBnRelu(x, 4, 8, 2);
         switch (kind)
         {
@@ -114,7 +138,7 @@ public static class Models
                 x = b.AddNode("ArgMax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L, ["keepdims"] = 0L });
                 b.AddOutput(x, DataType.Int64, -1);
                 return b.Build(13, irVersion: 8);
-            case Kind.FreeWidth:
+            case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast:
                 x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
                 break;
             case Kind.BatchOne:

@@ -128,7 +128,7 @@ public static class EvaluateCommand
         int[] predictions;
         using (var stage = console.Stage($"evaluating {Path.GetFileName(path)}", set.Count))
             predictions = OrtPredictions.Top1(session, input.Name, outputName, set.Images, set.Count, [c, h, w], batch, input.DeclaredBatch > 0,
-                standardize, done => stage.Report(done), path, cancellationToken);
+                standardize, done => stage.Report(done), path, cancellationToken, input.ChannelsLast);
         int correct = predictions.Where((p, i) => p == set.Labels[i]).Count();
         return new ModelEvaluation(path, new FileInfo(path).Length, predictions, (double)correct / set.Count, standardization.ToString());
     }

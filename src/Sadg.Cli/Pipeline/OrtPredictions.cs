@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Sadg.Onnx;
 
 namespace Sadg.Cli.Pipeline;
 
@@ -10,13 +11,15 @@ public static class OrtPredictions
     /// <paramref name="images"/> and returns each image's top-1 class. A model declared with a fixed batch
     /// (<paramref name="fixedBatch"/>) always gets full batches, padded with zeros. <paramref name="prepare"/> may
     /// change each batch in place before it runs (standardization); <paramref name="progress"/> hears the number of
-    /// images done. Cancelling stops a running batch.
+    /// images done. A channels-last model (<paramref name="channelsLast"/>) gets each batch as [N, H, W, C], after
+    /// <paramref name="prepare"/>. Cancelling stops a running batch.
     /// </summary>
     public static int[] Top1(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
-        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken)
+        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken,
+        bool channelsLast = false)
     {
         var predictions = new int[count];
-        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, prepare, progress, path, cancellationToken, (start, n, rows, logits) =>
+        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, prepare, progress, path, channelsLast, cancellationToken, (start, n, rows, logits) =>
         {
             int classes = logits.Length / rows;
             for (int r = 0; r < n; r++)
@@ -38,7 +41,7 @@ public static class OrtPredictions
         int batch, bool fixedBatch, string? path, CancellationToken cancellationToken)
     {
         var values = new List<float>();
-        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, null, null, path, cancellationToken, (_, n, rows, output) =>
+        Run(session, inputName, outputName, images, count, chw, batch, fixedBatch, null, null, path, channelsLast: false, cancellationToken, (_, n, rows, output) =>
         {
             foreach (float v in output[..(output.Length / rows * n)]) values.Add(v);
         });
@@ -49,10 +52,11 @@ public static class OrtPredictions
     delegate void BatchOutput(int start, int images, int rows, ReadOnlySpan<float> output);
 
     static void Run(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
-        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken,
-        BatchOutput consume)
+        int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, bool channelsLast,
+        CancellationToken cancellationToken, BatchOutput consume)
     {
         int per = chw[0] * chw[1] * chw[2];
+        long[] dims = channelsLast ? [chw[1], chw[2], chw[0]] : [chw[0], chw[1], chw[2]];
         using var runOptions = new RunOptions();
         using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
         var buffer = new float[batch * per];
@@ -64,7 +68,9 @@ public static class OrtPredictions
             images.AsSpan(start * per, n * per).CopyTo(buffer);
             prepare?.Invoke(buffer.AsSpan(0, n * per));
             int rows = fixedBatch ? batch : n;
-            using var value = OrtValue.CreateTensorValueFromMemory(buffer.AsMemory(0, rows * per).ToArray(), [rows, chw[0], chw[1], chw[2]]);
+            var fed = buffer.AsMemory(0, rows * per).ToArray();
+            if (channelsLast) InputLayout.ToChannelsLast(buffer.AsSpan(0, rows * per), fed, rows, chw[0], chw[1], chw[2]);
+            using var value = OrtValue.CreateTensorValueFromMemory(fed, [rows, .. dims]);
             IDisposableReadOnlyCollection<OrtValue> outputs;
             try
             {

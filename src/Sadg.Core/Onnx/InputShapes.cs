@@ -25,26 +25,30 @@ public static class InputShapes
         d.DimValue > 0 ? d.DimValue.ToString(CultureInfo.InvariantCulture) : string.IsNullOrEmpty(d.DimParam) ? "?" : d.DimParam;
 
     /// <summary>
-    /// The SADG1107 error for an NCHW input whose C, H or W is free, naming each free dimension; null when none is.
+    /// The SADG1107 error for an image input whose C, H or W is free, naming each free dimension where the input
+    /// declares it (<paramref name="channelsLast"/>: <c>[N, H, W, C]</c>); null when none is.
     /// </summary>
-    internal static SadgException? FreeDimensionError(ValueInfoProto input, string? file)
+    internal static SadgException? FreeDimensionError(ValueInfoProto input, bool channelsLast, string? file)
     {
         var dims = input.Type.TensorType.Shape.Dim;
-        var free = Enumerable.Range(1, 3).Where(i => dims[i].DimValue <= 0).ToList();
+        var axes = InputLayout.Axes(channelsLast);
+        var free = Enumerable.Range(1, 3).Where(a => dims[axes[a]].DimValue <= 0).ToList();
         if (free.Count == 0) return null;
         string shape = "[" + string.Join(", ", dims.Select(Describe)) + "]";
-        string names = string.Join(", ", free.Select(i => $"{AxisNames[i]} ('{Describe(dims[i])}', dimension {i})"));
-        string example = string.Join(",", Enumerable.Range(1, 3).Select(i => dims[i].DimValue > 0 ? Describe(dims[i]) : AxisNames[i]));
+        string names = string.Join(", ", free.Select(a => $"{AxisNames[a]} ('{Describe(dims[axes[a]])}', dimension {axes[a]})"));
+        string example = string.Join(",", Enumerable.Range(1, 3).Select(a => dims[axes[a]].DimValue > 0 ? Describe(dims[axes[a]]) : AxisNames[a]));
+        string layout = channelsLast ? " (channels-last: the graph turns it to N, C, H, W)" : "";
         return new SadgException(SadgErrorCode.InputShapeRequired,
-            $"The model's input '{input.Name}' is {shape}: {names} {(free.Count == 1 ? "is" : "are")} free, so Sadg does not know what " +
+            $"The model's input '{input.Name}' is {shape}{layout}: {names} {(free.Count == 1 ? "is" : "are")} free, so Sadg does not know what " +
             $"size of images to generate. Give the size with {QuantizeSchema.InputShape.Flag} {example} (MSBuild: {QuantizeSchema.InputShape.Name}=\"{example}\"); " +
             "the written model keeps the free dimension.", file);
     }
 
     /// <summary>
-    /// <paramref name="model"/> with its image input's C, H and W set to <paramref name="chw"/> (the batch as declared),
-    /// or the model itself when <paramref name="chw"/> is null or changes nothing. A given size that contradicts a
-    /// fixed dimension is SADG1502; a model without a single NCHW float input is SADG1102.
+    /// <paramref name="model"/> with its image input's C, H and W set to <paramref name="chw"/> (the batch as declared;
+    /// each where the input declares it, channels-first or channels-last), or the model itself when
+    /// <paramref name="chw"/> is null or changes nothing. A given size that contradicts a fixed dimension is SADG1502;
+    /// a model without a single rank-4 float input is SADG1102.
     /// </summary>
     public static OnnxModel Apply(OnnxModel model, IReadOnlyList<int>? chw)
     {
@@ -52,26 +56,35 @@ public static class InputShapes
         if (chw.Count != 3 || chw.Any(d => d < 1))
             throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{QuantizeSchema.InputShape.Label} must be {QuantizeSchema.InputShape.Requirement}, not {Format(chw)}.");
         var input = ImageInputProto(model);
+        var axes = InputLayout.Axes(InputLayout.IsChannelsLast(model.Graph, input.Name));
         var dims = input.Type.TensorType.Shape.Dim;
-        for (int i = 1; i <= 3; i++)
-            if (dims[i].DimValue > 0 && dims[i].DimValue != chw[i - 1])
+        for (int a = 1; a <= 3; a++)
+            if (dims[axes[a]].DimValue > 0 && dims[axes[a]].DimValue != chw[a - 1])
                 throw new SadgException(SadgErrorCode.InvalidOptionValue,
                     $"{QuantizeSchema.InputShape.Label} {Format(chw)} does not fit the model: its input '{input.Name}' is " +
-                    $"[{string.Join(", ", dims.Select(Describe))}], with {AxisNames[i]} fixed at {dims[i].DimValue}.", model.Path);
-        if (Enumerable.Range(1, 3).All(i => dims[i].DimValue > 0)) return model;
+                    $"[{string.Join(", ", dims.Select(Describe))}], with {AxisNames[a]} fixed at {dims[axes[a]].DimValue}.", model.Path);
+        if (Enumerable.Range(1, 3).All(a => dims[axes[a]].DimValue > 0)) return model;
 
         var proto = model.Proto.Clone();
         var pinned = proto.Graph.Input.First(v => v.Name == input.Name).Type.TensorType.Shape.Dim;
-        for (int i = 1; i <= 3; i++) pinned[i] = new TensorShapeProto.Types.Dimension { DimValue = chw[i - 1] };
+        for (int a = 1; a <= 3; a++) pinned[axes[a]] = new TensorShapeProto.Types.Dimension { DimValue = chw[a - 1] };
         return OnnxModel.FromProto(proto, model.Path);
     }
 
     /// <summary>
-    /// Gives the image input of <paramref name="written"/> (a model made from the pinned copy of
-    /// <paramref name="source"/>) the type <paramref name="source"/> declares, so a free dimension stays free.
+    /// The model the pipeline works on: <see cref="Apply"/>'s, turned channels-first where its input is channels-last
+    /// (<see cref="InputLayout.ChannelsFirst"/>). <see cref="RestoreInput"/> undoes both in what is written.
+    /// </summary>
+    public static OnnxModel ForPipeline(OnnxModel model, IReadOnlyList<int>? chw) => InputLayout.ChannelsFirst(Apply(model, chw));
+
+    /// <summary>
+    /// Gives the image input of <paramref name="written"/> (a model made from <see cref="ForPipeline"/>'s copy of
+    /// <paramref name="source"/>) the type and layout <paramref name="source"/> declares, so a free dimension stays
+    /// free and a channels-last input stays channels-last.
     /// </summary>
     public static void RestoreInput(ModelProto written, OnnxModel source)
     {
+        InputLayout.Restore(written, source);
         var original = ImageInputProto(source);
         var target = written.Graph.Input.FirstOrDefault(v => v.Name == original.Name);
         if (target is not null) target.Type = original.Type.Clone();

@@ -124,15 +124,16 @@ public sealed class OnnxModel
     }
 
     /// <summary>
-    /// The image input Sadg calibrates: the single float input of rank 4 (N, C, H, W). Errors say what the
-    /// model has instead.
+    /// The image input Sadg calibrates: the single float input of rank 4, (N, C, H, W), or (N, H, W, C) where the graph
+    /// turns it channels-first (<see cref="InputLayout"/>). Errors say what the model has instead.
     /// </summary>
     public ImageInput GetImageInput()
     {
         var inputs = RuntimeInputs;
         var candidates = inputs.Where(IsImageLike).ToList();
-        if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0]);
-        if (inputs.Count == 1 && IsRank4Float(inputs[0]) && InputShapes.FreeDimensionError(inputs[0], Path) is { } free) throw free;
+        if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0], InputLayout.IsChannelsLast(Graph, candidates[0].Name));
+        if (inputs.Count == 1 && IsRank4Float(inputs[0])
+            && InputShapes.FreeDimensionError(inputs[0], InputLayout.IsChannelsLast(Graph, inputs[0].Name), Path) is { } free) throw free;
         string have = inputs.Count == 0 ? "no inputs" :
             string.Join(", ", inputs.Select(i => $"'{i.Name}' {Describe(i)}"));
         string why = candidates.Count > 1 || (candidates.Count == 1 && inputs.Count > 1)
@@ -162,12 +163,19 @@ public sealed class OnnxModel
     public void Save(string path) => Save(Proto, path);
 }
 
-/// <summary>The image input of a classifier: name, channels, height, width, and whether the batch is fixed.</summary>
-public sealed record ImageInput(string Name, int Channels, int Height, int Width, long DeclaredBatch)
+/// <summary>
+/// The image input of a classifier: name, channels, height, width, whether the batch is fixed, and whether it is
+/// declared channels-last, <c>[N, H, W, C]</c> (images are then fed to ONNX Runtime in that order).
+/// </summary>
+public sealed record ImageInput(string Name, int Channels, int Height, int Width, long DeclaredBatch, bool ChannelsLast = false)
 {
-    public static ImageInput From(ValueInfoProto v)
+    public static ImageInput From(ValueInfoProto v, bool channelsLast)
     {
         var d = v.Type.TensorType.Shape.Dim;
-        return new ImageInput(v.Name, (int)d[1].DimValue, (int)d[2].DimValue, (int)d[3].DimValue, d[0].DimValue);
+        var axes = InputLayout.Axes(channelsLast);
+        return new ImageInput(v.Name, (int)d[axes[1]].DimValue, (int)d[axes[2]].DimValue, (int)d[axes[3]].DimValue, d[0].DimValue, channelsLast);
     }
+
+    /// <summary>"NCHW" or "NHWC", as the input is declared.</summary>
+    public string Layout => ChannelsLast ? "NHWC" : "NCHW";
 }

@@ -29,7 +29,7 @@ public static class QuantizationPipeline
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
-        model = InputShapes.Apply(model, options.InputShape);
+        model = InputShapes.ForPipeline(model, options.InputShape);
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
         return CalibrationSource.For(options.Method).Make(new CalibrationContext(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, cancellationToken));
@@ -44,7 +44,7 @@ public static class QuantizationPipeline
         CancellationToken cancellationToken = default)
     {
         using var images = Generate(model, options, reporter, cancellationToken);
-        var folded = BatchNormFolding.Fold(InputShapes.Apply(model, options.InputShape));
+        var folded = BatchNormFolding.Fold(InputShapes.ForPipeline(model, options.InputShape));
         var layers = SensitivityAnalysis.Measure(folded, images.Images, options.Quantization(), options.Device, cancellationToken);
         return new SensitivityMeasurement(layers, (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages));
     }
@@ -58,7 +58,7 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
-        model = InputShapes.Apply(model, options.InputShape);
+        model = InputShapes.ForPipeline(model, options.InputShape);
         using var fp = new GraphModule(model, options.Device ?? CPU);
         Preflight.Check(model, fp, options);
         return GeneratedCalibration.WarmUp(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, null, cancellationToken);
@@ -79,7 +79,7 @@ public static class QuantizationPipeline
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
         var source = model;
-        model = InputShapes.Apply(model, options.InputShape);
+        model = InputShapes.ForPipeline(model, options.InputShape);
         var standardization = InputStandardization.Resolve(model, options.Input);
         var device = options.Device ?? CPU;
 
@@ -132,7 +132,9 @@ public static class QuantizationPipeline
             RuntimeCheck? check = null;
             // The quantized model as ONNX Runtime runs it; the metadata added below does not change its outputs.
             byte[]? quantizedBytes = options.Runtime is null ? null : qdq.ToByteArray();
-            if (options.Runtime is { } runtime)
+            // Both files are fed as the source declares its input (channels-last stays channels-last).
+            var declaredRuntime = RuntimeValidation.AsDeclared(options.Runtime, source);
+            if (declaredRuntime is { } runtime)
             {
                 clock.Restart();
                 check = RuntimeValidation.RunAndCompare(runtime, "checking with ONNX Runtime", modelBytes, quantizedBytes!, images.ImageData(), images.Images.shape,
@@ -150,7 +152,7 @@ public static class QuantizationPipeline
             string? validationData = null;
             if (options.Validate)
             {
-                var validationRuntime = options.Runtime
+                var validationRuntime = declaredRuntime
                     ?? throw new ArgumentException("Validation runs the models with ONNX Runtime: set PipelineOptions.Runtime.", nameof(options));
                 clock.Restart();
                 (validation, validationData) = RuntimeValidation.Validate(model, quantizedBytes!, modelBytes, options, kind, standardization, validationRuntime, reporter, cancellationToken);

@@ -153,7 +153,9 @@ public static class ProfileCost
         var total = Stopwatch.StartNew();
         manual_seed(options.Seed);
         byte[] modelBytes = model.Proto.ToByteArray();
-        model = InputShapes.Apply(model, options.InputShape);
+        var source = model;
+        runtime = RuntimeValidation.AsDeclared(runtime, source);
+        model = InputShapes.ForPipeline(model, options.InputShape);
         var device = options.Device ?? CPU;
         int steps = warmup + timed;
         // The first step has no report before it: warmup − 1 intervals are skipped.
@@ -195,6 +197,7 @@ public static class ProfileCost
         {
             var outcome = ModelQuantizer.Write(calibrated);
             outcome.Spec.Dispose();
+            if (!ReferenceEquals(model, source)) InputShapes.RestoreInput(outcome.QdqModel, source);
             byte[] quantized = outcome.QdqModel.ToByteArray();
             float[] pixels;
             using (var onCpu = images.cpu().contiguous()) pixels = onCpu.data<float>().ToArray();

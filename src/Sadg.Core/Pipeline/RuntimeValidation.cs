@@ -11,6 +11,23 @@ namespace Sadg.Pipeline;
 /// </summary>
 internal static class RuntimeValidation
 {
+    /// <summary>
+    /// <paramref name="runtime"/> fed as <paramref name="source"/> declares its input: [N, C, H, W] images are passed
+    /// on as [N, H, W, C] when that input is channels-last (<see cref="InputLayout"/>); as they are otherwise.
+    /// </summary>
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(runtime))]
+    public static RuntimeOutputs? AsDeclared(RuntimeOutputs? runtime, OnnxModel source)
+    {
+        var inputs = source.RuntimeInputs;
+        if (runtime is null || inputs.Count != 1 || !InputLayout.IsChannelsLast(source.Graph, inputs[0].Name)) return runtime;
+        return (model, images, shape, cancellationToken) =>
+        {
+            var nhwc = new float[images.Length];
+            InputLayout.ToChannelsLast(images, nhwc, (int)shape[0], (int)shape[1], (int)shape[2], (int)shape[3]);
+            return runtime(model, nhwc, [shape[0], shape[2], shape[3], shape[1]], cancellationToken);
+        };
+    }
+
     /// <summary>Runs the FP and the quantized model with ONNX Runtime on the same images and compares their outputs.</summary>
     public static RuntimeCheck RunAndCompare(RuntimeOutputs runtime, string stageName, byte[] fpModel, byte[] quantized, float[] pixels, long[] shape,
         OutputKind kind, IPipelineReporter reporter, CancellationToken cancellationToken)
