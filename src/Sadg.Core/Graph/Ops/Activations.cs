@@ -199,3 +199,44 @@ sealed class MishOp(OpContext context) : OnnxOp(context)
         return [x * x.Softplus().tanh()];
     }
 }
+
+/// <summary>Celu: max(0, x) + min(0, alpha·(exp(x / alpha) − 1)) (alpha defaults to 1).</summary>
+[OnnxOperator("Celu")]
+sealed class CeluOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 1f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        return [x.ClampMin(0).Add(x.Div(alpha).exp().Sub(1).Mul(alpha).ClampMax(0))];
+    }
+}
+
+/// <summary>ThresholdedRelu: x where x &gt; alpha, 0 elsewhere (alpha defaults to 1).</summary>
+[OnnxOperator("ThresholdedRelu")]
+sealed class ThresholdedReluOp(OpContext context) : OnnxOp(context)
+{
+    readonly double alpha = context.Float("alpha", 1f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        return [where(x.Gt(alpha), x, zeros_like(x))];
+    }
+}
+
+/// <summary>Shrink: x + bias where x &lt; −lambd, x − bias where x &gt; lambd, 0 between (bias 0, lambd 0.5 by default).</summary>
+[OnnxOperator("Shrink")]
+sealed class ShrinkOp(OpContext context) : OnnxOp(context)
+{
+    readonly double bias = context.Float("bias", 0f);
+    readonly double lambd = context.Float("lambd", 0.5f);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var zero = zeros_like(x);
+        return [where(x.Lt(-lambd), x.Add(bias).to_type(x.dtype), where(x.Gt(lambd), x.Sub(bias).to_type(x.dtype), zero))];
+    }
+}

@@ -111,3 +111,42 @@ sealed class LrnOp : OnnxOp
         return [x / mean.Mul(alpha).Add(bias).Pow(beta)];
     }
 }
+
+/// <summary>
+/// LayerNormalization (opset 17): Y = (X − mean) / sqrt(var + epsilon) · Scale + B over the dimensions from
+/// <c>axis</c> (default −1) to the last; the optional Mean and InvStdDev outputs have those dimensions kept as 1.
+/// Computed in float32 (stash_type 1) and returned in X's type.
+/// </summary>
+[OnnxOperator("LayerNormalization")]
+sealed class LayerNormalizationOp : OnnxOp
+{
+    readonly long axis;
+    readonly double epsilon;
+
+    public LayerNormalizationOp(OpContext context) : base(context)
+    {
+        axis = context.Int("axis", -1);
+        epsilon = context.Float("epsilon", 1e-5f);
+        if (context.Int("stash_type", 1) != 1) throw context.Unsupported("LayerNormalization with stash_type other than 1 (float32)");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long rank = x.dim();
+        long first = axis < 0 ? axis + rank : axis;
+        if (first < 0 || first >= rank) throw Context.Error(SadgErrorCode.InvalidNode, $"axis {axis} is outside an input of rank {rank}");
+        var dims = Enumerable.Range((int)first, (int)(rank - first)).Select(d => (long)d).ToArray();
+        var xf = x.dtype == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
+        var mean = xf.mean(dims, keepdim: true);
+        var centered = xf - mean;
+        var invStd = centered.Square().mean(dims, keepdim: true).Add(epsilon).rsqrt();
+        var y = centered * invStd * OpHelpers.OnDeviceOf(Required(inputs, 1), x).to_type(ScalarType.Float32);
+        if (inputs.Count > 2 && inputs[2] is { } bias) y = y.Add(OpHelpers.OnDeviceOf(bias, x).to_type(ScalarType.Float32));
+        var outputs = new Tensor?[Context.Node.Output.Count];
+        outputs[0] = y.dtype == x.dtype ? y : y.to_type(x.dtype);
+        if (outputs.Length > 1) outputs[1] = mean;
+        if (outputs.Length > 2) outputs[2] = invStd;
+        return outputs;
+    }
+}

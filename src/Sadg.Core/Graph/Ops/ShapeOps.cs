@@ -208,3 +208,57 @@ sealed class TileOp(OpContext context) : OnnxOp(context)
         return [x.repeat(repeats)];
     }
 }
+
+/// <summary>
+/// DepthToSpace: [N, C, H, W] → [N, C / b², H·b, W·b], the channels read in DCR order (depth, column, row; the
+/// default) or CRD order (column, row, depth; <c>mode = "CRD"</c>, as PixelShuffle exports).
+/// </summary>
+[OnnxOperator("DepthToSpace")]
+sealed class DepthToSpaceOp : OnnxOp
+{
+    readonly long block;
+    readonly bool crd;
+
+    public DepthToSpaceOp(OpContext context) : base(context)
+    {
+        block = context.Int("blocksize", 0);
+        if (block < 1) throw context.Error(SadgErrorCode.InvalidNode, "blocksize must be a whole number ≥ 1");
+        string mode = context.String("mode", "DCR");
+        if (mode is not ("DCR" or "CRD")) throw context.Unsupported($"DepthToSpace mode '{mode}'");
+        crd = mode == "CRD";
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (x.dim() != 4 || x.shape[1] % (block * block) != 0)
+            throw Context.Error(SadgErrorCode.InvalidNode, $"input [{string.Join(", ", x.shape)}] is not [N, C, H, W] with C divisible by {block * block}");
+        long n = x.shape[0], c = x.shape[1] / (block * block), h = x.shape[2], w = x.shape[3];
+        var y = crd
+            ? x.reshape(n, c, block, block, h, w).permute(0, 1, 4, 2, 5, 3)
+            : x.reshape(n, block, block, c, h, w).permute(0, 3, 4, 1, 5, 2);
+        return [y.reshape(n, c, h * block, w * block)];
+    }
+}
+
+/// <summary>SpaceToDepth: [N, C, H, W] → [N, C·b², H / b, W / b], the inverse of DepthToSpace in DCR order.</summary>
+[OnnxOperator("SpaceToDepth")]
+sealed class SpaceToDepthOp : OnnxOp
+{
+    readonly long block;
+
+    public SpaceToDepthOp(OpContext context) : base(context)
+    {
+        block = context.Int("blocksize", 0);
+        if (block < 1) throw context.Error(SadgErrorCode.InvalidNode, "blocksize must be a whole number ≥ 1");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (x.dim() != 4 || x.shape[2] % block != 0 || x.shape[3] % block != 0)
+            throw Context.Error(SadgErrorCode.InvalidNode, $"input [{string.Join(", ", x.shape)}] is not [N, C, H, W] with H and W divisible by {block}");
+        long n = x.shape[0], c = x.shape[1], h = x.shape[2] / block, w = x.shape[3] / block;
+        return [x.reshape(n, c, h, block, w, block).permute(0, 3, 5, 1, 2, 4).reshape(n, c * block * block, h, w)];
+    }
+}
