@@ -17,7 +17,7 @@ public static class GenieWarmup
         IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        var input = model.Model.GetImageInput();
+        var input = model.Model.GetChannelsFirstImageInput();
         var batches = new List<SyntheticBatch>();
         using var objective = new GenerationObjective(model, options);
         string? warning = objective.HasStatistics ? null : StatisticsFreeLoss.NoBatchNormWarning;

@@ -27,7 +27,7 @@ public static class SyntheticData
     /// <summary>Gaussian noise images [count, C, H, W] ~ N(0, 1), seeded; the caller owns the tensor.</summary>
     public static Tensor GaussianNoise(GraphModule model, int count, long seed)
     {
-        var input = model.Model.GetImageInput();
+        var input = model.Model.GetChannelsFirstImageInput();
         using var random = new torch.Generator((ulong)GenieWarmup.DeriveSeed(seed, 0, 5));
         using var scope = NewDisposeScope();
         return randn([count, input.Channels, input.Height, input.Width], generator: random).to(model.Device)

@@ -143,6 +143,18 @@ public sealed class OnnxModel
             $"{why}; this model has {have}. Export the classifier with a single NCHW float input.", Path);
     }
 
+    /// <summary>
+    /// <see cref="GetImageInput"/> for code that feeds the graph [N, C, H, W] images itself (generation, calibration):
+    /// a channels-last input is a caller's mistake there, since the pipeline works on <see cref="InputShapes.ForPipeline"/>'s copy.
+    /// </summary>
+    public ImageInput GetChannelsFirstImageInput()
+    {
+        var input = GetImageInput();
+        if (input.ChannelsLast)
+            throw new InvalidOperationException($"The input '{input.Name}' is declared channels-last; run the graph of InputShapes.ForPipeline(model, …), which takes [N, C, H, W] images.");
+        return input;
+    }
+
     static bool IsImageLike(ValueInfoProto v) => IsRank4Float(v) && v.Type.TensorType.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
 
     internal static bool IsRank4Float(ValueInfoProto v) =>

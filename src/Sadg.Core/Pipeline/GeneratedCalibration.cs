@@ -92,7 +92,7 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
     internal static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
         IPipelineReporter? reporter)
     {
-        var input = model.GetImageInput();
+        var input = model.GetChannelsFirstImageInput();
         switch (options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior)
         {
             case InputPriorMode.Off: return null;

@@ -29,7 +29,7 @@ public static class ModelCalibration
     /// <summary>Checks that calibration images fit the model's image input: [N, C, H, W], float, N ≥ 1.</summary>
     public static void CheckCalibrationData(OnnxModel model, Tensor images)
     {
-        var input = model.GetImageInput();
+        var input = model.GetChannelsFirstImageInput();
         bool ok = images.dim() == 4 && images.shape[0] >= 1 && images.shape[1] == input.Channels
             && images.shape[2] == input.Height && images.shape[3] == input.Width && images.is_floating_point();
         if (!ok)

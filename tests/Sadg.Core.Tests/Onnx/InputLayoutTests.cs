@@ -106,4 +106,18 @@ public class InputLayoutTests
         Assert.Equal(expected.data<float>().ToArray(), to);
         Assert.Throws<ArgumentException>(() => InputLayout.ToChannelsLast(new float[119], to, 2, 3, 4, 5));
     }
+    /// <summary>Code that feeds the graph [N, C, H, W] images itself refuses a channels-last graph, naming the copy to use.</summary>
+    [Fact]
+    public void Generation_on_a_channels_last_graph_names_the_channels_first_copy()
+    {
+        var source = OnnxModel.FromProto(Model((b, x) => Front("transpose", b, x)), "m.onnx");
+        using var graph = new GraphModule(source);
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Sadg.Generation.SyntheticData.WarmUp(graph, Sadg.Generation.GenerationOptions.Quick with { Images = 2, BatchSize = 2, WarmupSteps = 1 }));
+        Assert.Contains("InputShapes.ForPipeline", e.Message);
+        using var copy = new GraphModule(InputShapes.ForPipeline(source, null));
+        using var warm = Sadg.Generation.SyntheticData.WarmUp(copy, Sadg.Generation.GenerationOptions.Quick with { Images = 2, BatchSize = 2, WarmupSteps = 1 });
+        using var images = warm.Images();
+        Assert.Equal([2L, 3, 8, 8], images.shape);
+    }
 }
