@@ -66,6 +66,16 @@ if (args.Length == 3 && args[0] == "channels-last")
     Console.WriteLine($"wrote {args[2]}");
     return 0;
 }
+// Writes <in.onnx> with every BatchNormalization folded into the Conv before it, as PyTorch's default export
+// (TrainingMode.EVAL) writes models: the same model without BN statistics.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- fold-bn <in.onnx> <out.onnx>
+if (args.Length == 3 && args[0] == "fold-bn")
+{
+    var folded = Sadg.Quantization.BatchNormFolding.FoldWithReport(OnnxModel.Load(args[1]));
+    OnnxModel.Save(folded.Model.Proto, args[2]);
+    Console.WriteLine($"wrote {args[2]} ({folded.Folded} BatchNormalization nodes folded, {folded.Kept} kept)");
+    return 0;
+}
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");

@@ -63,7 +63,9 @@ static class QuantizationBenchmark
                 : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
             new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div")) is var loss && loss != new SadagLossSettings() ? loss : null,
             Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture),
-            Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture));
+            Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture),
+            Arg(args, "--input-range", "") is "" ? null
+                : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray());
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -140,7 +142,7 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null);
+        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     static double? Number(string[] args, string name) =>
@@ -189,6 +191,8 @@ static class QuantizationBenchmark
         // --images: how many images the zero-shot methods make; real data keeps its own set.
         Samples = method == "real" ? (int)realPixels.shape[0] : knobs.Images,
         WarmupSteps = knobs.WarmupSteps,
+        // --input-range lo,hi: what the user would state with sadg quantize --input-range (the prior for a model without BN).
+        Input = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)realPixels.shape[1]) : null,
     };
 
     /// <summary>One cell: the library pipeline (as `sadg quantize` runs it, with a shared warm-up), then ONNX Runtime on the test set.</summary>
