@@ -25,7 +25,8 @@ public static class InputLayout
     /// <summary>
     /// Whether <paramref name="graph"/> reads its rank-4 input <paramref name="input"/> as <c>[N, H, W, C]</c>: every
     /// path from it reaches a Transpose with perm 0,3,1,2, through nothing but Sub, Add, Mul, Div (by a constant),
-    /// Cast and Identity. Any other reader (a Conv, a Shape …) means the input is taken as it is declared, NCHW.
+    /// Cast and Identity (a Shape of it may read it too). Any other reader (a Conv, a Reshape …) means the input is
+    /// taken as it is declared, NCHW.
     /// </summary>
     public static bool IsChannelsLast(GraphProto graph, string input)
     {
@@ -46,6 +47,8 @@ public static class InputLayout
                     reachesTranspose = true;
                     continue;
                 }
+                // A Shape of the image says nothing about its layout (the copy keeps feeding it the NHWC tensor).
+                if (node.OpType == "Shape" && node.Domain is "" or "ai.onnx") continue;
                 if (!Preprocessing.Contains(node.OpType) || node.Domain is not ("" or "ai.onnx")) return false;
                 if (node.Input.Any(i => i != tensor && !seen.Contains(i) && !constants.Contains(i) && i.Length > 0)) return false;
                 foreach (var o in node.Output.Where(seen.Add)) frontier.Enqueue(o);

@@ -32,7 +32,8 @@ public class InputLayoutTests
         { "cast-identity-transpose", true },
         { "nchw", false },
         { "other-perm", false },
-        { "transpose-and-shape", false },
+        { "transpose-and-shape", true },
+        { "transpose-and-reshape", false },
         { "sub-by-a-computed-tensor", false },
     };
 
@@ -49,6 +50,9 @@ public class InputLayoutTests
             case "other-perm": return b.AddNode("Transpose", [b.AddNode("Transpose", [x], attributes: Perm(0, 2, 1, 3))], attributes: Perm(0, 3, 1, 2));
             case "transpose-and-shape":
                 b.AddNode("Shape", [x]);
+                return ToNchw(x);
+            case "transpose-and-reshape":
+                b.AddNode("Reshape", [x, b.AddInt64s("flat", 0, -1)]);
                 return ToNchw(x);
             case "sub-by-a-computed-tensor": return ToNchw(b.AddNode("Sub", [x, b.AddNode("Relu", [x])]));
             default: throw new ArgumentException(kind);
