@@ -85,6 +85,19 @@ namespace Sadg.Options
     }
 
     /// <summary>
+    /// The order of the colour channels a model takes (<c>--channel-order</c> / <c>ChannelOrder</c>), for the images
+    /// decoded from JPEG or PNG files of an image folder.
+    /// </summary>
+    public enum ChannelOrder
+    {
+        /// <summary>Red, green, blue (PyTorch, Keras and most exports).</summary>
+        Rgb,
+
+        /// <summary>Blue, green, red (Caffe models, and models trained on OpenCV-decoded images).</summary>
+        Bgr,
+    }
+
+    /// <summary>
     /// How images of an image folder are resized before any crop (<c>--resize</c> / <c>Resize</c>): the shorter side
     /// to <see cref="ShorterSide"/> pixels keeping the aspect ratio (torchvision's <c>Resize(N)</c>), or, when it is
     /// null, to exactly the model's height and width.

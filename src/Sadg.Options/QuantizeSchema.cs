@@ -194,6 +194,14 @@ namespace Sadg.Options
             s => s.Crop == CropMode.None ? null : Name(s.Crop))
         { DefaultText = Name(CropMode.None) };
 
+        public static readonly Setting ChannelOrder = new Setting("ChannelOrder", "--channel-order", "channel_order", "rgb|bgr",
+            "The colour order the model takes, for the JPEG and PNG images of an image folder (--calibration-data, " +
+            "--validation-data): rgb, or bgr (Caffe models, models trained on OpenCV-decoded images). Default: rgb.",
+            "one of " + string.Join(", ", Names<ChannelOrder>()),
+            (s, t) => TryName(t, out ChannelOrder c) ? s with { ChannelOrder = c } : null,
+            s => s.ChannelOrder == Options.ChannelOrder.Rgb ? null : Name(s.ChannelOrder))
+        { DefaultText = Name(Options.ChannelOrder.Rgb) };
+
         public static readonly Setting Exclude = new Setting("Exclude", "--exclude", "exclude", "layer[,layer…]",
             "Layers to leave in float (weights and inputs): node names as `sadg inspect` lists them, or op types (Conv, " +
             "Gemm, MatMul) for every layer of that type. Comma-separated.",
@@ -240,14 +248,14 @@ namespace Sadg.Options
         public static IReadOnlyList<Setting> All { get; } = new[]
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
-            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, Exclude, LayerBits,
+            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, ChannelOrder, Exclude, LayerBits,
             FirstLastBits, SizeBudget, ReconstructionSteps, GenerationSteps,
         };
 
         /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and layer choices, the data read and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
             All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData
-                && s != Resize && s != Crop && s != Exclude && s != LayerBits && s != FirstLastBits && s != SizeBudget).ToArray();
+                && s != Resize && s != Crop && s != ChannelOrder && s != Exclude && s != LayerBits && s != FirstLastBits && s != SizeBudget).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

@@ -65,6 +65,8 @@ namespace Sadg.Options
         /// <summary>How the images of an image folder are cropped to the model's size after any resize.</summary>
         public CropMode Crop { get; init; } = CropMode.None;
 
+        public ChannelOrder ChannelOrder { get; init; } = ChannelOrder.Rgb;
+
         /// <summary>Layers left in float: node names or op types, sorted; null: none.</summary>
         public string[]? Exclude { get; init; }
 
@@ -140,10 +142,10 @@ namespace Sadg.Options
             if (withData && Method != CalibrationMethod.Real && CalibrationData != null)
                 problems.Add(new OptionProblem(data, data.Code,
                     $"{data.Label} is only read by {method.Label} real; {QuantizeSchema.Name(Method)} generates its own data."));
-            Setting resize = QuantizeSchema.Resize, crop = QuantizeSchema.Crop;
-            if (withData && (Resize != null || Crop != CropMode.None) && CalibrationData == null && ValidationData == null)
+            Setting resize = QuantizeSchema.Resize, crop = QuantizeSchema.Crop, order = QuantizeSchema.ChannelOrder;
+            if (withData && (Resize != null || Crop != CropMode.None || ChannelOrder != ChannelOrder.Rgb) && CalibrationData == null && ValidationData == null)
             {
-                var given = Resize != null ? resize : crop;
+                var given = Resize != null ? resize : Crop != CropMode.None ? crop : order;
                 problems.Add(new OptionProblem(given, given.Code,
                     $"{given.Label} applies to the image folders of {data.Label} or {QuantizeSchema.ValidationData.Label}; give one of them, or leave it out."));
             }

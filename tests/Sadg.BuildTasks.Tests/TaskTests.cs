@@ -98,6 +98,7 @@ public sealed class TaskTests : IDisposable
         { "ValidationData", "ValidationData=cal a", "ValidationData=cal b" },
         { "Resize", "ValidationData=cal a", "ValidationData=cal a;Resize=36" },
         { "Crop", "ValidationData=cal a;Resize=36", "ValidationData=cal a;Resize=36;Crop=center" },
+        { "ChannelOrder", "ValidationData=cal a", "ValidationData=cal a;ChannelOrder=bgr" },
         { "Exclude", "", "Exclude=conv1,Gemm" },
         { "LayerBits", "", "LayerBits=conv1=3" },
         { "FirstLastBits", "", "FirstLastBits=same" },

@@ -134,8 +134,44 @@ public class ImageSizingTests
         new ImageSet(new float[2 * 64], [2, 1, 8, 8], [0, 1], "test").Save(folder.File("tensors"));
         var r = await CliRunner.RunAsync("evaluate", model, "--data", folder.File("tensors"), "--device", "cpu", "--crop", "center");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error SADG1502: --resize and --crop (Resize, Crop) apply to image folders of JPEG or PNG files;", r.Err);
+        Assert.Contains("error SADG1502: --resize, --crop and --channel-order (Resize, Crop, ChannelOrder) apply to image folders of JPEG or PNG files;", r.Err);
         Assert.Contains("is a tensor folder", r.Err);
+        var bgr = await CliRunner.RunAsync("evaluate", model, "--data", folder.File("tensors"), "--device", "cpu", "--channel-order", "bgr");
+        Assert.Equal(1, bgr.ExitCode);
+        Assert.Contains("is a tensor folder", bgr.Err);
+    }
+
+    /// <summary>
+    /// <c>--channel-order bgr</c> decodes blue into channel 0 and red into channel 2; quantize refuses it without image
+    /// data to apply it to, and a bgr run has its own cache key.
+    /// </summary>
+    [Fact]
+    public async Task Bgr_decodes_blue_first_and_needs_image_data()
+    {
+        using var folder = new TempFolder();
+        string images = WritePngFolder(folder, "images", 6, 5);
+        var rgb = ImageSet.Load(images, channels: 3, height: 5, width: 6);
+        var bgr = ImageSet.Load(images, channels: 3, height: 5, width: 6, channelOrder: ChannelOrder.Bgr);
+        for (int y = 0; y < 5; y++)
+            for (int x = 0; x < 6; x++)
+            {
+                var (r, g, b) = Pattern(x, y);
+                Assert.Equal((float)((byte)b / 255.0), At(bgr, 0, 0, y, x));
+                Assert.Equal((float)((byte)g / 255.0), At(bgr, 0, 1, y, x));
+                Assert.Equal((float)((byte)r / 255.0), At(bgr, 0, 2, y, x));
+                Assert.Equal(At(rgb, 1, 2, y, x), At(bgr, 1, 0, y, x));
+            }
+
+        string model = Models.Save(Models.Tiny(1), folder, "m.onnx");
+        var refused = await CliRunner.RunAsync("quantize", model, "--channel-order", "bgr", "--device", "cpu");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("ChannelOrder", refused.Err);
+        Assert.Contains("applies to the image folders of", refused.Err);
+
+        var plain = new Sadg.Pipeline.PipelineOptions();
+        Assert.DoesNotContain("channel_order", plain.Canonical());
+        Assert.Contains("channel_order=bgr", (plain with { ChannelOrder = ChannelOrder.Bgr }).Canonical());
+        Assert.NotEqual(plain.OptionsHash(), (plain with { ChannelOrder = ChannelOrder.Bgr }).OptionsHash());
     }
 
     /// <summary>The CIFAR-10 test images of ../shared/bench (32x32 JPEGs, one folder per class).</summary>

@@ -34,6 +34,7 @@ public class SchemaTests
         (QuantizeSchema.ValidationData, [], [("ValidationData", "a")]),
         (QuantizeSchema.Resize, [("ValidationData", "a")], [("ValidationData", "a"), ("Resize", "36")]),
         (QuantizeSchema.Crop, [("ValidationData", "a"), ("Resize", "36")], [("ValidationData", "a"), ("Resize", "36"), ("Crop", "center")]),
+        (QuantizeSchema.ChannelOrder, [("ValidationData", "a")], [("ValidationData", "a"), ("ChannelOrder", "bgr")]),
         (QuantizeSchema.Exclude, [], [("Exclude", "conv1,Gemm")]),
         (QuantizeSchema.LayerBits, [], [("LayerBits", "conv1=3")]),
         (QuantizeSchema.FirstLastBits, [], [("FirstLastBits", "same")]),
@@ -193,6 +194,7 @@ public class SchemaTests
     [InlineData("Resize", "-3", "Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"-3\".")]
     [InlineData("Resize", "32x32", "Resize (`--resize` / `Resize` metadata) must be a whole number of at least 1 (the shorter side in pixels), or model, not \"32x32\".")]
     [InlineData("Crop", "corner", "Crop (`--crop` / `Crop` metadata) must be one of none, center, not \"corner\".")]
+    [InlineData("ChannelOrder", "rbg", "ChannelOrder (`--channel-order` / `ChannelOrder` metadata) must be one of rgb, bgr, not \"rbg\".")]
     public void Bad_resize_and_crop_values_are_refused(string name, string value, string message)
     {
         var problems = new List<OptionProblem>();

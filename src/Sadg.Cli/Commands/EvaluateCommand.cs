@@ -48,7 +48,7 @@ public static class EvaluateCommand
         };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per ONNX Runtime run (models with a fixed batch use theirs).", DefaultValueFactory = _ => 64, HelpName = "N" };
         var device = new SettingOptions([QuantizeSchema.Device]);
-        var images = new SettingOptions([QuantizeSchema.Resize, QuantizeSchema.Crop]);
+        var images = new SettingOptions([QuantizeSchema.Resize, QuantizeSchema.Crop, QuantizeSchema.ChannelOrder]);
         var json = new Option<bool>("--json") { Description = "Print the results as JSON on stdout." };
         var command = new Command("evaluate", "Top-1 accuracy of one or more models on labelled data with ONNX Runtime, and their pairwise agreement.")
         {
@@ -70,7 +70,7 @@ public static class EvaluateCommand
             // Check every model before the long part, so a bad path fails at once.
             var loaded = paths.Select(p => SharedOptions.LoadClassifier(p)).ToList();
             var first = loaded[0].Input;
-            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n, first.Channels, first.Height, first.Width, sizing.Resize, sizing.Crop);
+            var set = ImageSet.Load(parse.GetValue(data)!, parse.GetValue(split), n, first.Channels, first.Height, first.Width, sizing.Resize, sizing.Crop, sizing.ChannelOrder);
             if (!set.Labelled)
                 throw new SadgException(SadgErrorCode.DataInvalid,
                     $"'{set.Source}' has images but no class subfolders, so there are no labels to score against. Put each class's images in a subfolder of its own.", set.Source);

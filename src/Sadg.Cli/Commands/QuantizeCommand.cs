@@ -46,7 +46,7 @@ public static class QuantizeCommand
             if (chosen.CalibrationData is { } calibrationPath)
             {
                 try { calibrationSet = ImageSet.Load(calibrationPath, limit: chosen.Samples, channels: input.Channels,
-                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop); }
+                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop, channelOrder: chosen.ChannelOrder); }
                 catch (SadgException e) when (e.Code is SadgErrorCode.DataNotFound or SadgErrorCode.DataInvalid)
                 {
                     throw new SadgException(SadgErrorCode.CalibrationDataInvalid, e.Message, e.File, inner: e);
@@ -58,7 +58,7 @@ public static class QuantizeCommand
             if (chosen.ValidationData is { } validationPath)
             {
                 validationSet = ImageSet.Load(validationPath, channels: input.Channels,
-                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop);
+                    height: input.Height, width: input.Width, resize: chosen.Resize, crop: chosen.Crop, channelOrder: chosen.ChannelOrder);
                 CheckFits(validationSet, input, SadgErrorCode.DataInvalid, $"The validation images ({QuantizeSchema.ValidationData.Label})", validationPath);
             }
 

@@ -56,14 +56,14 @@ public sealed class ImageSet
     /// (<paramref name="resize"/>) and cropped (<paramref name="crop"/>), which only image folders accept.
     /// </summary>
     public static ImageSet Load(string path, string? split = null, int? limit = null, int channels = 3,
-        int? height = null, int? width = null, ImageResize? resize = null, CropMode crop = CropMode.None)
+        int? height = null, int? width = null, ImageResize? resize = null, CropMode crop = CropMode.None, ChannelOrder channelOrder = ChannelOrder.Rgb)
     {
-        bool transform = resize is not null || crop != CropMode.None;
+        bool transform = resize is not null || crop != CropMode.None || channelOrder != ChannelOrder.Rgb;
         void NotAnImageFolder(string form)
         {
             if (transform)
                 throw new SadgException(SadgErrorCode.InvalidOptionValue,
-                    $"--resize and --crop (Resize, Crop) apply to image folders of JPEG or PNG files; '{path}' is {form}, whose images are used as they are.", path);
+                    $"--resize, --crop and --channel-order (Resize, Crop, ChannelOrder) apply to image folders of JPEG or PNG files; '{path}' is {form}, whose images are used as they are.", path);
         }
         if (File.Exists(Path.Combine(path, HeaderFile)))
         {
@@ -79,7 +79,7 @@ public sealed class ImageSet
             throw new SadgException(SadgErrorCode.DataNotFound, $"No data folder at '{path}'.", path);
         if (!Directory.EnumerateFiles(path, "*-idx?-ubyte*").Any() && ImageFolder.IsImageFolder(path))
         {
-            using var read = ImageFolder.Read(path, channels, height, width, limit: limit, resize: resize, crop: crop);
+            using var read = ImageFolder.Read(path, channels, height, width, limit: limit, resize: resize, crop: crop, channelOrder: channelOrder);
             return new ImageSet(read.Images.contiguous().data<float>().ToArray(), read.Images.shape.Select(d => (int)d).ToArray(),
                 read.Labels.data<long>().Select(l => (int)l).ToArray(), path);
         }

@@ -5,7 +5,7 @@ namespace Sadg.Data;
 
 /// <summary>
 /// An image folder: one subfolder per class, each holding JPEG or PNG files (class index = the subfolder's rank in
-/// ordinal name order, the usual convention), decoded with SkiaSharp to RGB (or grey for one channel) pixels in
+/// ordinal name order, the usual convention), decoded with SkiaSharp to RGB (BGR when asked; grey for one channel) pixels in
 /// [0, 1], [N, C, H, W]. Files are taken in ordinal name order within each class, so a selection is reproducible.
 /// Images of another size than the model's can be resized and centre-cropped as they are read (<see cref="ImageResize"/>,
 /// <see cref="CropMode"/>: torchvision's Resize and CenterCrop).
@@ -41,7 +41,7 @@ public static class ImageFolder
     /// null, the size of the first image; a resize or crop needs them).
     /// </summary>
     public static LabelledImages Read(string folder, int channels, int? height, int? width, Func<int, bool>? select = null, int? limit = null,
-        ImageResize? resize = null, CropMode crop = CropMode.None)
+        ImageResize? resize = null, CropMode crop = CropMode.None, ChannelOrder channelOrder = ChannelOrder.Rgb)
     {
         if (channels is not (1 or 3))
             throw new SadgException(SadgErrorCode.DataInvalid, $"Image folders hold grey or RGB images; the model takes {channels} channels.", folder);
@@ -98,9 +98,9 @@ public static class ImageFolder
                     if (channels == 1) image[at] = (0.299f * c.Red + 0.587f * c.Green + 0.114f * c.Blue) / 255f;
                     else
                     {
-                        image[at] = c.Red / 255f;
+                        image[at] = (channelOrder == ChannelOrder.Bgr ? c.Blue : c.Red) / 255f;
                         image[plane + at] = c.Green / 255f;
-                        image[2 * plane + at] = c.Blue / 255f;
+                        image[2 * plane + at] = (channelOrder == ChannelOrder.Bgr ? c.Red : c.Blue) / 255f;
                     }
                 }
             pixels.AddRange(image);

@@ -102,6 +102,9 @@ public sealed record PipelineOptions
     /// <summary>How image-folder data was cropped as it was read (part of the canonical options when not none).</summary>
     public CropMode Crop { get; init; }
 
+    /// <summary>The colour order image-folder data was decoded to (part of the canonical options when not rgb).</summary>
+    public ChannelOrder ChannelOrder { get; init; }
+
     /// <summary>Layers left in float: node names or op types (<c>--exclude</c>); empty: none. Part of the canonical options when set.</summary>
     public IReadOnlyList<string> Exclude { get; init; } = [];
 
@@ -218,6 +221,7 @@ public sealed record PipelineOptions
         Validate = settings.MinAgreement is not null || settings.ValidationData is not null,
         Resize = settings.Resize,
         Crop = settings.Crop,
+        ChannelOrder = settings.ChannelOrder,
         Exclude = settings.Exclude ?? [],
         LayerBits = settings.LayerBits ?? new SortedDictionary<string, int>(StringComparer.Ordinal),
         FirstLastSame = settings.FirstLastSame,
@@ -249,6 +253,7 @@ public sealed record PipelineOptions
         ValidationData = ValidationDataHash is { } v ? "sha256:" + v : Validate ? SyntheticValidation : null,
         Resize = Resize,
         Crop = Crop,
+        ChannelOrder = ChannelOrder,
         Exclude = Exclude.Count == 0 ? null : Exclude.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray(),
         LayerBits = LayerBits.Count == 0 ? null : new SortedDictionary<string, int>(LayerBits.ToDictionary(kv => kv.Key, kv => kv.Value), StringComparer.Ordinal),
         FirstLastSame = FirstLastSame,
@@ -275,6 +280,7 @@ public sealed record PipelineOptions
         if (ValidationDataHash is null && !Validate) values.Remove(QuantizeSchema.ValidationData.CanonicalKey);
         if (Resize is null) values.Remove(QuantizeSchema.Resize.CanonicalKey);
         if (Crop == CropMode.None) values.Remove(QuantizeSchema.Crop.CanonicalKey);
+        if (ChannelOrder == ChannelOrder.Rgb) values.Remove(QuantizeSchema.ChannelOrder.CanonicalKey);
         if (Exclude.Count == 0) values.Remove(QuantizeSchema.Exclude.CanonicalKey);
         if (LayerBits.Count == 0) values.Remove(QuantizeSchema.LayerBits.CanonicalKey);
         if (!FirstLastSame) values.Remove(QuantizeSchema.FirstLastBits.CanonicalKey);
