@@ -327,4 +327,19 @@ public class ModelKindTests
         using var outputs = session.Run(new RunOptions(), ["image"], [value], [session.OutputNames[0]]);
         Assert.Equal(20, outputs[0].GetTensorDataAsSpan<float>().Length);
     }
+    /// <summary>A quantized model given again (Sadg's own output) is refused at once as already quantized, naming the fix.</summary>
+    [Fact]
+    public async Task A_quantized_model_is_refused_as_already_quantized()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.Tiny(1), folder, "m.onnx");
+        var first = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("m.q4.onnx"), "--no-cache", .. Tiny]);
+        Assert.True(first.ExitCode == 0, first.Err);
+        var again = await CliRunner.RunAsync(["quantize", folder.File("m.q4.onnx"), "-o", folder.File("twice.onnx"), "--no-cache", .. Tiny]);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("error SADG1101: The model is already quantized: it has DequantizeLinear", again.Err);
+        Assert.Contains("give the float model this one was made from (its sadg.* metadata says Sadg wrote this file)", again.Err);
+        Assert.DoesNotContain("Re-export", again.Err);
+        Assert.False(File.Exists(folder.File("twice.onnx")));
+    }
 }

@@ -411,6 +411,13 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         node.Kind = NodeKind.Dynamic;
     }
 
+    /// <summary>Operators only a quantized model has (ONNX's QDQ and integer forms, ONNX Runtime's QLinear ones).</summary>
+    static readonly HashSet<string> QuantizedOps =
+    [
+        "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+        "MatMulInteger", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearLeakyRelu",
+    ];
+
     static void RejectUnsupported(OnnxModel model)
     {
         var unsupported = model.Graph.Node
@@ -425,6 +432,14 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             string shown = string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");
             return $"{g.Key} ({(names.Count == 1 ? "node" : "nodes")} {shown})";
         }));
+        if (unsupported.FirstOrDefault(g => QuantizedOps.Contains(g.First().n.OpType)) is { } quantized)
+        {
+            bool ours = model.Proto.MetadataProps.Any(p => p.Key.StartsWith(Export.SadgMetadata.Prefix, StringComparison.Ordinal));
+            throw new SadgException(SadgErrorCode.UnsupportedOperator,
+                $"The model is already quantized: it has {list}. Sadg quantizes float (FP32) models; give the float model " +
+                $"this one was made from{(ours ? " (its sadg.* metadata says Sadg wrote this file)" : "")}.",
+                model.Path, quantized.First().n.Name);
+        }
         throw new SadgException(SadgErrorCode.UnsupportedOperator,
             $"The model uses operators Sadg cannot run: {list}. Supported: {string.Join(", ", OperatorRegistry.SupportedOpTypes)}. " +
             "Re-export the model so these become supported operators (for PyTorch, try another opset or simplify the model with onnxsim).",
