@@ -342,4 +342,27 @@ public class ModelKindTests
         Assert.DoesNotContain("Re-export", again.Err);
         Assert.False(File.Exists(folder.File("twice.onnx")));
     }
+    /// <summary>A float16 model (weights and input) fails within seconds with what to do, before any generation.</summary>
+    [Fact]
+    public async Task A_float16_model_fails_fast_naming_the_conversion()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Tiny(1);
+        for (int i = 0; i < proto.Graph.Initializer.Count; i++)
+        {
+            var t = proto.Graph.Initializer[i];
+            using var half = OnnxTensors.ToTorch(t).to_type(ScalarType.Float16);
+            proto.Graph.Initializer[i] = OnnxTensors.FromTorch(t.Name, half);
+        }
+        foreach (var v in proto.Graph.Input.Concat(proto.Graph.Output)) v.Type.TensorType.ElemType = (int)global::Onnx.TensorProto.Types.DataType.Float16;
+        string model = Models.Save(proto, folder, "half.onnx");
+        var clock = Stopwatch.StartNew();
+        var r = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", "--device", "cpu"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the refusal took {clock.Elapsed}");
+        Assert.DoesNotContain("generating", r.Err);
+        Assert.Contains("half.onnx(0,0): error SADG1102: The model's input 'image' is Float16: Sadg quantizes float32 models.", r.Err);
+        var inspect = await CliRunner.RunAsync("inspect", model);
+        Assert.Contains("error SADG1102", inspect.Err);
+    }
 }

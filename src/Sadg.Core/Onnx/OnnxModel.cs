@@ -131,6 +131,10 @@ public sealed class OnnxModel
     {
         var inputs = RuntimeInputs;
         var candidates = inputs.Where(IsImageLike).ToList();
+        if (inputs.Count == 1 && IsRank4Float(inputs[0]) && (DataType)inputs[0].Type.TensorType.ElemType is not DataType.Float and var type)
+            throw new SadgException(SadgErrorCode.NoImageInput,
+                $"The model's input '{inputs[0].Name}' is {type}: Sadg quantizes float32 models. Export the model in float32 " +
+                "(PyTorch: model.float() before torch.onnx.export), or convert its tensors and types to float32.", Path);
         if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0], InputLayout.IsChannelsLast(Graph, candidates[0].Name));
         if (inputs.Count == 1 && IsRank4Float(inputs[0])
             && InputShapes.FreeDimensionError(inputs[0], InputLayout.IsChannelsLast(Graph, inputs[0].Name), Path) is { } free) throw free;
