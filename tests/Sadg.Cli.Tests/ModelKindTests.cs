@@ -365,4 +365,36 @@ public class ModelKindTests
         var inspect = await CliRunner.RunAsync("inspect", model);
         Assert.Contains("error SADG1102", inspect.Err);
     }
+    /// <summary>
+    /// A model whose nodes have no names (as some exporters write them), channels-first or channels-last, quantizes
+    /// (the spec, the report and the options name layers by node), inspect lists the names the report gives, and an
+    /// --exclude taken from inspect leaves that layer in float.
+    /// </summary>
+    [Theory]
+    [InlineData(Models.Kind.ChannelsLast)]
+    [InlineData(Models.Kind.Rgb)]
+    public async Task Unnamed_nodes_are_named_as_inspect_lists_them_and_quantize(Models.Kind kind)
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(kind);
+        foreach (var node in proto.Graph.Node) node.Name = "";
+        string model = Models.Save(proto, folder, "unnamed.onnx");
+        var inspect = await CliRunner.RunAsync("inspect", model, "--json");
+        Assert.True(inspect.ExitCode == 0, inspect.Err);
+        var listed = System.Text.Json.JsonDocument.Parse(inspect.Out).RootElement.GetProperty("quantizableLayers")
+            .EnumerateArray().Select(l => l.GetProperty("name").GetString()!).ToList();
+        Assert.Equal(3, listed.Count);
+        Assert.StartsWith("Conv_", listed[0]);
+
+        var run = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", "--report", folder.File("report"), .. Tiny]);
+        Assert.True(run.ExitCode == 0, run.Err);
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.Equal(listed, report.Layers.Select(l => l.Node));
+        using (var session = new InferenceSession(folder.File("out.onnx"))) Assert.Single(session.InputNames);
+
+        var excluded = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("ex.onnx"), "--exclude", listed[1], "--no-cache",
+            "--report", folder.File("report2"), .. Tiny]);
+        Assert.True(excluded.ExitCode == 0, excluded.Err);
+        Assert.Equal([listed[1]], QuantizationReport.FromJson(File.ReadAllText(folder.File("report2/report.json"))).FloatLayers);
+    }
 }

@@ -82,7 +82,7 @@ public static class InspectCommand
         w.WriteLine($"  {"name".PadRight(nameWidth)}  {"op",-6}  {"weight shape",-18}  {"params",10}");
         foreach (var l in a.Layers)
             w.WriteLine($"  {l.Name.PadRight(nameWidth)}  {l.Op,-6}  {"[" + string.Join(", ", l.WeightShape) + "]",-18}  {l.Parameters,10:N0}");
-        if (a.Layers.Count > 0) w.WriteLine("  (quantize --exclude and --layer-bits take these names; a name shown as Op#index, only the op type)");
+        if (a.Layers.Count > 0) w.WriteLine("  (quantize --exclude and --layer-bits take these names, or an op type; a node without a name in the file is listed as OpType_index)");
         w.WriteLine();
         w.WriteLine($"blocks:     {(a.Blocks is { } b ? b.ToString() : "n/a (the graph does not partition; see the errors)")}");
         w.WriteLine();

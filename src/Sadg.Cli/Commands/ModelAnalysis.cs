@@ -73,7 +73,9 @@ public sealed class ModelAnalysis
         List<(string Name, global::Onnx.NodeProto Proto)> quantizable;
         try
         {
-            module = new GraphModule(model);
+            // The graph as the pipeline builds it (every node named, a channels-last input turned channels-first), so
+            // that the names listed are those quantize reads in --exclude and --layer-bits and writes in its report.
+            module = new GraphModule(InputShapes.ForPipeline(model, null));
             quantizable = module.Nodes.Where(module.IsQuantizable).Select(n => (n.Name, n.Proto)).ToList();
             cancellationToken.ThrowIfCancellationRequested();
             if (image is not null)
