@@ -397,4 +397,36 @@ public class ModelKindTests
         Assert.True(excluded.ExitCode == 0, excluded.Err);
         Assert.Equal([listed[1]], QuantizationReport.FromJson(File.ReadAllText(folder.File("report2/report.json"))).FloatLayers);
     }
+    /// <summary>
+    /// Weights held in Constant nodes instead of initializers, or read through an Identity (as some exporters write
+    /// them), are quantized too, and the written model holds them as 4-bit initializers.
+    /// </summary>
+    [Theory]
+    [InlineData("constant")]
+    [InlineData("identity")]
+    public async Task Weights_in_constant_nodes_or_behind_an_identity_are_quantized(string form)
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(Models.Kind.Rgb);
+        if (form == "identity")
+            foreach (var conv in proto.Graph.Node.Where(n => n.OpType is "Conv" or "Gemm").ToList())
+            {
+                string weight = conv.Input[1];
+                proto.Graph.Node.Insert(0, new global::Onnx.NodeProto { OpType = "Identity", Name = weight + "_identity", Input = { weight }, Output = { weight + "_shared" } });
+                conv.Input[1] = weight + "_shared";
+            }
+        else foreach (var t in proto.Graph.Initializer.ToList())
+        {
+            var constant = new global::Onnx.NodeProto { OpType = "Constant", Name = t.Name + "_constant", Output = { t.Name } };
+            constant.Attribute.Add(new global::Onnx.AttributeProto { Name = "value", Type = global::Onnx.AttributeProto.Types.AttributeType.Tensor, T = t.Clone() });
+            proto.Graph.Node.Insert(0, constant);
+            proto.Graph.Initializer.Remove(t);
+        }
+        string model = Models.Save(proto, folder, "constants.onnx");
+        var run = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", "--report", folder.File("report"), .. Tiny]);
+        Assert.True(run.ExitCode == 0, run.Err);
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.Equal(3, report.Layers.Count);
+        Assert.True(report.OutputBytes < new FileInfo(model).Length, $"{report.OutputBytes} bytes written for a {new FileInfo(model).Length}-byte model");
+    }
 }

@@ -72,24 +72,13 @@ public static class InputShapes
     }
 
     /// <summary>
-    /// The model the pipeline works on: <see cref="Apply"/>'s, with a name for every node (unnamed nodes get
-    /// <c>OpType_index</c>, a repeated name a unique one: the quantization spec, the report, <c>--exclude</c> and
-    /// <c>--layer-bits</c> name layers by node), turned channels-first where its input is channels-last
+    /// The model the pipeline works on: <see cref="Apply"/>'s, in <see cref="GraphCanonicalization"/>'s form (weights
+    /// as initializers, every node named), turned channels-first where its input is channels-last
     /// (<see cref="InputLayout.ChannelsFirst"/>). <see cref="RestoreInput"/> undoes the size and the layout in what is
-    /// written; the names stay.
+    /// written; the canonical form stays (the same values).
     /// </summary>
-    public static OnnxModel ForPipeline(OnnxModel model, IReadOnlyList<int>? chw) => InputLayout.ChannelsFirst(WithNodeNames(Apply(model, chw)));
-
-    /// <summary><paramref name="model"/> itself when its nodes have distinct names, else a copy where they do.</summary>
-    static OnnxModel WithNodeNames(OnnxModel model)
-    {
-        var nodes = model.Graph.Node;
-        if (nodes.All(n => !string.IsNullOrEmpty(n.Name)) && nodes.Select(n => n.Name).Distinct(StringComparer.Ordinal).Count() == nodes.Count)
-            return model;
-        var proto = model.Proto.Clone();
-        OpsetUpgrader.NameNodes(proto.Graph, new NameSet(proto.Graph));
-        return OnnxModel.FromProto(proto, model.Path);
-    }
+    public static OnnxModel ForPipeline(OnnxModel model, IReadOnlyList<int>? chw) =>
+        InputLayout.ChannelsFirst(GraphCanonicalization.Canonical(Apply(model, chw)));
 
     /// <summary>
     /// Gives the image input of <paramref name="written"/> (a model made from <see cref="ForPipeline"/>'s copy of

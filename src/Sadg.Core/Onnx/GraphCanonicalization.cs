@@ -1,0 +1,56 @@
+using Onnx;
+
+namespace Sadg.Onnx;
+
+/// <summary>
+/// The form of a graph the quantizer relies on, whatever the exporter wrote: the quantization spec names each layer
+/// by its node and its weight by an initializer, and the report, <c>--exclude</c> and <c>--layer-bits</c> name
+/// layers by node. So a tensor held by a Constant node becomes an initializer, an Identity of an initializer (as
+/// PyTorch writes shared weights) is read through, and every node has a name of its own (unnamed nodes
+/// <c>OpType_index</c>, a repeated name made unique). The same values; <c>sadg inspect</c> lists the same names.
+/// </summary>
+public static class GraphCanonicalization
+{
+    /// <summary><paramref name="model"/> itself when it is already in that form, else a copy that is.</summary>
+    public static OnnxModel Canonical(OnnxModel model)
+    {
+        if (IsCanonical(model.Graph)) return model;
+        var proto = model.Proto.Clone();
+        var graph = proto.Graph;
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+
+        foreach (var node in graph.Node.Where(IsTensorConstant).ToList())
+        {
+            var value = node.Attribute.First(a => a.Name == "value").T.Clone();
+            value.Name = node.Output[0];
+            graph.Initializer.Add(value);
+            graph.Node.Remove(node);
+        }
+        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var identity in graph.Node.Where(n => IsIdentityOf(n, initializers) && !outputs.Contains(n.Output[0])).ToList())
+        {
+            foreach (var reader in graph.Node)
+                for (int i = 0; i < reader.Input.Count; i++)
+                    if (reader.Input[i] == identity.Output[0]) reader.Input[i] = identity.Input[0];
+            graph.Node.Remove(identity);
+        }
+        OpsetUpgrader.NameNodes(graph, new NameSet(graph));
+        return OnnxModel.FromProto(proto, model.Path);
+    }
+
+    static bool IsCanonical(GraphProto graph)
+    {
+        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers));
+    }
+
+    static bool IsDefaultDomain(NodeProto n) => n.Domain is "" or "ai.onnx";
+
+    /// <summary>A top-level Constant node whose value is a tensor (not value_float, value_ints …).</summary>
+    static bool IsTensorConstant(NodeProto n) =>
+        n.OpType == "Constant" && IsDefaultDomain(n) && n.Output.Count == 1 && n.Attribute.Count == 1 && n.Attribute[0].Name == "value" && n.Attribute[0].T is not null;
+
+    static bool IsIdentityOf(NodeProto n, HashSet<string> initializers) =>
+        n.OpType == "Identity" && IsDefaultDomain(n) && n.Input.Count == 1 && initializers.Contains(n.Input[0]);
+}

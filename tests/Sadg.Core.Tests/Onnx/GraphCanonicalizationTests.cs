@@ -1,0 +1,56 @@
+using Onnx;
+using Sadg.Graph;
+using Sadg.Onnx;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Sadg.Tests.Onnx;
+
+/// <summary>The graph form the quantizer relies on: weights as initializers, every node named once; the same values.</summary>
+public class GraphCanonicalizationTests
+{
+    /// <summary>
+    /// Conv (weight in a Constant node, unnamed) → Relu (named "act") → Conv (weight shared through an Identity, also
+    /// named "act") → Conv (the same shared weight, unnamed).
+    /// </summary>
+    static ModelProto Exported()
+    {
+        var b = new OnnxGraphBuilder("exported");
+        var x = b.AddInput("image", DataType.Float, -1, 3, 6, 6);
+        var w0 = OnnxTensors.FromTorch("w0", randn([4, 3, 1, 1], generator: new Generator(1)));
+        b.AddNode("Constant", [], ["w0"], new Dictionary<string, object> { ["value"] = w0 }, name: "");
+        var k = new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } };
+        x = b.AddNode("Conv", [x, "w0"], ["conv0_out"], attributes: k, name: "");
+        x = b.AddNode("Relu", [x], name: "act");
+        b.AddInitializer("w1", randn([4, 4, 1, 1], generator: new Generator(2)));
+        b.AddNode("Identity", ["w1"], ["w1_shared"], name: "w1_identity");
+        x = b.AddNode("Conv", [x, "w1_shared"], ["conv1_out"], attributes: k, name: "act");
+        x = b.AddNode("Conv", [x, "w1_shared"], ["conv2_out"], attributes: k, name: "");
+        b.AddOutput(x);
+        var proto = b.Build(13, irVersion: 8);
+        foreach (var n in proto.Graph.Node.Where(n => n.Name.Length == 0 || n.OpType == "Constant")) n.Name = "";
+        return proto;
+    }
+
+    [Fact]
+    public void The_canonical_copy_has_initializer_weights_and_distinct_names_and_computes_the_same()
+    {
+        var source = OnnxModel.FromProto(Exported(), "m.onnx");
+        var canonical = GraphCanonicalization.Canonical(source);
+        Assert.NotSame(source, canonical);
+        var graph = canonical.Graph;
+        Assert.DoesNotContain(graph.Node, n => n.OpType is "Constant" or "Identity");
+        Assert.All(graph.Node, n => Assert.NotEmpty(n.Name));
+        Assert.Equal(graph.Node.Count, graph.Node.Select(n => n.Name).Distinct().Count());
+        Assert.Equal(["w0", "w1", "w1"], graph.Node.Where(n => n.OpType == "Conv").Select(n => n.Input[1]));
+        Assert.Contains(graph.Node, n => n.Name == "act" && n.OpType == "Relu");
+        Assert.Same(canonical, GraphCanonicalization.Canonical(canonical));
+
+        using var images = randn([2, 3, 6, 6], generator: new Generator(3));
+        using var a = new GraphModule(source);
+        using var c = new GraphModule(canonical);
+        using var ya = a.forward(images);
+        using var yc = c.forward(images);
+        Assert.True(ya.allclose(yc, rtol: 0, atol: 0), "the canonical copy computes other values");
+    }
+}
