@@ -6,8 +6,9 @@ namespace Sadg.Onnx;
 /// The form of a graph the quantizer relies on, whatever the exporter wrote: the quantization spec names each layer
 /// by its node and its weight by an initializer, and the report, <c>--exclude</c> and <c>--layer-bits</c> name
 /// layers by node. So a tensor held by a Constant node becomes an initializer, an Identity of an initializer (as
-/// PyTorch writes shared weights) is read through, and every node has a name of its own (unnamed nodes
-/// <c>OpType_index</c>, a repeated name made unique). The same values; <c>sadg inspect</c> lists the same names.
+/// PyTorch writes shared weights) is read through, every node has a name of its own (unnamed nodes
+/// <c>OpType_index</c>, a repeated name made unique), and a weight read by several layers is copied for each, so every
+/// layer is quantized with scales of its own. The same values; <c>sadg inspect</c> lists the same names.
 /// </summary>
 public static class GraphCanonicalization
 {
@@ -35,14 +36,34 @@ public static class GraphCanonicalization
             graph.Node.Remove(identity);
         }
         OpsetUpgrader.NameNodes(graph, new NameSet(graph));
+        // A weight read by several layers: each layer after the first gets a copy of its own, quantized with its own scales.
+        var names = new NameSet(graph);
+        var byName = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var layer in graph.Node.Where(n => WeightOf(n, byName) is not null))
+        {
+            string weight = layer.Input[1];
+            if (claimed.Add(weight)) continue;
+            var copy = byName[weight].Clone();
+            copy.Name = names.Unique($"{weight}_{layer.Name}");
+            graph.Initializer.Add(copy);
+            layer.Input[1] = copy.Name;
+        }
         return OnnxModel.FromProto(proto, model.Path);
     }
+
+    /// <summary>The weight initializer a Conv, Gemm or MatMul reads as its second input; null when it has none.</summary>
+    static string? WeightOf(NodeProto n, IReadOnlyDictionary<string, TensorProto> initializers) =>
+        n.OpType is "Conv" or "Gemm" or "MatMul" && IsDefaultDomain(n) && n.Input.Count >= 2 && initializers.ContainsKey(n.Input[1]) ? n.Input[1] : null;
 
     static bool IsCanonical(GraphProto graph)
     {
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
-        return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers));
+        var byName = graph.Initializer.ToDictionary(t => t.Name, t => t, StringComparer.Ordinal);
+        var weights = new HashSet<string>(StringComparer.Ordinal);
+        return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers)
+            && (WeightOf(n, byName) is not { } w || weights.Add(w)));
     }
 
     static bool IsDefaultDomain(NodeProto n) => n.Domain is "" or "ai.onnx";

@@ -42,7 +42,11 @@ public class GraphCanonicalizationTests
         Assert.DoesNotContain(graph.Node, n => n.OpType is "Constant" or "Identity");
         Assert.All(graph.Node, n => Assert.NotEmpty(n.Name));
         Assert.Equal(graph.Node.Count, graph.Node.Select(n => n.Name).Distinct().Count());
-        Assert.Equal(["w0", "w1", "w1"], graph.Node.Where(n => n.OpType == "Conv").Select(n => n.Input[1]));
+        // The shared weight is read through its Identity, and the second layer that reads it gets a copy of its own.
+        var weights = graph.Node.Where(n => n.OpType == "Conv").Select(n => n.Input[1]).ToList();
+        Assert.Equal(["w0", "w1"], weights.Take(2));
+        Assert.StartsWith("w1_", weights[2]);
+        Assert.Equal(graph.Initializer.Single(t => t.Name == "w1").RawData, graph.Initializer.Single(t => t.Name == weights[2]).RawData);
         Assert.Contains(graph.Node, n => n.Name == "act" && n.OpType == "Relu");
         Assert.Same(canonical, GraphCanonicalization.Canonical(canonical));
 
@@ -52,5 +56,18 @@ public class GraphCanonicalizationTests
         using var ya = a.forward(images);
         using var yc = c.forward(images);
         Assert.True(ya.allclose(yc, rtol: 0, atol: 0), "the canonical copy computes other values");
+    }
+    /// <summary>The exported form quantizes end to end (a weight shared by two layers included).</summary>
+    [Fact]
+    public void The_exported_form_quantizes()
+    {
+        var options = new Sadg.Pipeline.PipelineOptions
+        {
+            Method = Sadg.Options.CalibrationMethod.Gaussian, Samples = 8, ReconstructionSteps = 4, MeasureSensitivity = false, Device = CPU,
+        };
+        using var result = Sadg.Pipeline.QuantizationPipeline.Quantize(OnnxModel.FromProto(Exported(), "m.onnx"), options);
+        Assert.Equal(3, result.Report.Layers.Count);
+        var producers = result.Model.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n))).ToDictionary(p => p.o, p => p.n);
+        Assert.All(result.Model.Graph.Node.Where(n => n.OpType == "Conv"), conv => Assert.Equal("DequantizeLinear", producers[conv.Input[1]].OpType));
     }
 }
