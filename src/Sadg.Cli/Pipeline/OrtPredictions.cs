@@ -68,7 +68,7 @@ public static class OrtPredictions
             images.AsSpan(start * per, n * per).CopyTo(buffer);
             prepare?.Invoke(buffer.AsSpan(0, n * per));
             int rows = fixedBatch ? batch : n;
-            var fed = buffer.AsMemory(0, rows * per).ToArray();
+            var fed = channelsLast ? new float[rows * per] : buffer.AsMemory(0, rows * per).ToArray();
             if (channelsLast) InputLayout.ToChannelsLast(buffer.AsSpan(0, rows * per), fed, rows, chw[0], chw[1], chw[2]);
             using var value = OrtValue.CreateTensorValueFromMemory(fed, [rows, .. dims]);
             IDisposableReadOnlyCollection<OrtValue> outputs;

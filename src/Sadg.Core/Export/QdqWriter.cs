@@ -89,8 +89,7 @@ public static class QdqWriter
             dq.Output.Add(output);
             dq.Attribute.Add(OnnxGraphBuilder.Attribute("axis", (long)w.Axis));
             prefix.Add(dq);
-            for (int i = 0; i < node.Input.Count; i++)
-                if (node.Input[i] == w.Weight) node.Input[i] = output;
+            GraphEdits.ReplaceReads([node], w.Weight, output);
         }
 
         var graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
@@ -143,9 +142,7 @@ public static class QdqWriter
                 dequantize.Output.Add(result);
             }
 
-            foreach (var n in graph.Node.Where(n => !a.FloatReaders.Contains(n.Name)))
-                for (int i = 0; i < n.Input.Count; i++)
-                    if (n.Input[i] == v) n.Input[i] = result;
+            GraphEdits.ReplaceReads(graph.Node.Where(n => !a.FloatReaders.Contains(n.Name)), v, result);
 
             if (producerOf.TryGetValue(v, out var producer))
                 (after.TryGetValue(producer.Name, out var list) ? list : after[producer.Name] = []).AddRange(inserted);

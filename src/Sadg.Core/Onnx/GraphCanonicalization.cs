@@ -30,21 +30,18 @@ public static class GraphCanonicalization
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var identity in graph.Node.Where(n => IsIdentityOf(n, initializers) && !outputs.Contains(n.Output[0])).ToList())
         {
-            foreach (var reader in graph.Node)
-                for (int i = 0; i < reader.Input.Count; i++)
-                    if (reader.Input[i] == identity.Output[0]) reader.Input[i] = identity.Input[0];
+            GraphEdits.ReplaceReads(graph.Node, identity.Output[0], identity.Input[0]);
             graph.Node.Remove(identity);
         }
-        OpsetUpgrader.NameNodes(graph, new NameSet(graph));
-        // A weight read by several layers: each layer after the first gets a copy of its own, quantized with its own scales.
         var names = new NameSet(graph);
-        var byName = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        OpsetUpgrader.NameNodes(graph, names);
+        // A weight read by several layers: each layer after the first gets a copy of its own, quantized with its own scales.
         var claimed = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var layer in graph.Node.Where(n => WeightOf(n, byName) is not null))
+        foreach (var layer in graph.Node.Where(n => WeightOf(n, initializers) is not null).ToList())
         {
             string weight = layer.Input[1];
             if (claimed.Add(weight)) continue;
-            var copy = byName[weight].Clone();
+            var copy = graph.Initializer.First(t => t.Name == weight).Clone();
             copy.Name = names.Unique($"{weight}_{layer.Name}");
             graph.Initializer.Add(copy);
             layer.Input[1] = copy.Name;
@@ -53,17 +50,16 @@ public static class GraphCanonicalization
     }
 
     /// <summary>The weight initializer a Conv, Gemm or MatMul reads as its second input; null when it has none.</summary>
-    static string? WeightOf(NodeProto n, IReadOnlyDictionary<string, TensorProto> initializers) =>
-        n.OpType is "Conv" or "Gemm" or "MatMul" && IsDefaultDomain(n) && n.Input.Count >= 2 && initializers.ContainsKey(n.Input[1]) ? n.Input[1] : null;
+    static string? WeightOf(NodeProto n, HashSet<string> initializers) =>
+        n.OpType is "Conv" or "Gemm" or "MatMul" && IsDefaultDomain(n) && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
 
     static bool IsCanonical(GraphProto graph)
     {
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
-        var byName = graph.Initializer.ToDictionary(t => t.Name, t => t, StringComparer.Ordinal);
         var weights = new HashSet<string>(StringComparer.Ordinal);
         return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers)
-            && (WeightOf(n, byName) is not { } w || weights.Add(w)));
+            && (WeightOf(n, initializers) is not { } w || weights.Add(w)));
     }
 
     static bool IsDefaultDomain(NodeProto n) => n.Domain is "" or "ai.onnx";

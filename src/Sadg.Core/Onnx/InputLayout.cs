@@ -69,12 +69,8 @@ public static class InputLayout
         var proto = model.Proto.Clone();
         var graph = proto.Graph;
         string name = inputs[0].Name;
-        var used = graph.Node.SelectMany(n => n.Input.Concat(n.Output)).Concat(graph.Initializer.Select(t => t.Name)).ToHashSet();
-        string nhwc = name + "_nhwc";
-        for (int k = 1; used.Contains(nhwc); k++) nhwc = $"{name}_nhwc_{k}";
-        foreach (var node in graph.Node)
-            for (int i = 0; i < node.Input.Count; i++)
-                if (node.Input[i] == name) node.Input[i] = nhwc;
+        string nhwc = new NameSet(graph).Unique(name + "_nhwc");
+        GraphEdits.ReplaceReads(graph.Node, name, nhwc);
         var view = new NodeProto { OpType = "Transpose", Name = ViewNode, Input = { name }, Output = { nhwc } };
         view.Attribute.Add(new AttributeProto { Name = "perm", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 0, 2, 3, 1 } });
         graph.Node.Insert(0, view);
@@ -97,9 +93,7 @@ public static class InputLayout
         if (view is null) return;
         string input = view.Input[0], nhwc = view.Output[0];
         graph.Node.Remove(view);
-        foreach (var node in graph.Node)
-            for (int i = 0; i < node.Input.Count; i++)
-                if (node.Input[i] == nhwc) node.Input[i] = input;
+        GraphEdits.ReplaceReads(graph.Node, nhwc, input);
         if (source.RuntimeInputs.All(v => v.Name != input))
             throw new InvalidOperationException($"the written model's input '{input}' is not the source's");
     }
