@@ -66,6 +66,24 @@ if (args.Length == 3 && args[0] == "channels-last")
     Console.WriteLine($"wrote {args[2]}");
     return 0;
 }
+// Writes <in.onnx> taking its input k times larger, with a Mul by 1/k in front of the graph: the same model for pixels
+// in [0, 255] (k = 255) where it was fed [0, 1], as Caffe- and CNTK-style models are fed raw bytes.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- scale-input <in.onnx> <out.onnx> <k>
+if (args.Length == 4 && args[0] == "scale-input")
+{
+    var proto = OnnxModel.Load(args[1]).Proto.Clone();
+    var input = OnnxModel.FromProto(proto).RuntimeInputs.Single();
+    string scaled = input.Name + "_scaled";
+    foreach (var node in proto.Graph.Node)
+        for (int i = 0; i < node.Input.Count; i++)
+            if (node.Input[i] == input.Name) node.Input[i] = scaled;
+    float k = float.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture);
+    proto.Graph.Initializer.Add(new Onnx.TensorProto { Name = "input_scale", DataType = (int)Onnx.TensorProto.Types.DataType.Float, FloatData = { 1 / k } });
+    proto.Graph.Node.Insert(0, new Onnx.NodeProto { OpType = "Mul", Name = "input_scale_mul", Input = { input.Name, "input_scale" }, Output = { scaled } });
+    OnnxModel.Save(proto, args[2]);
+    Console.WriteLine($"wrote {args[2]} (fed {k} times larger)");
+    return 0;
+}
 // Writes <in.onnx> with every BatchNormalization folded into the Conv before it, as PyTorch's default export
 // (TrainingMode.EVAL) writes models: the same model without BN statistics.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- fold-bn <in.onnx> <out.onnx>

@@ -32,6 +32,9 @@ namespace Sadg.Benchmarks;
 ///       [--rho r] [--zeta z] [--lambda-div l] (SADAG's neighbour radius, diversity margin and diversity weight; the method's when not given)
 ///       [--images N] (images the zero-shot methods make; the profile's when not given; real data keeps its own set)
 ///       [--warmup-steps N] (Genie-D warm-up steps per batch; the profile's when not given)
+///       [--real-images N] (real calibration images: N/classes of each class's first 100 of an image folder, the first N
+///       training images of an IDX folder; 1,000 and 1,024 when not given; the test set does not change)
+///       [--reconstruction-steps N] (steps per block of the final reconstruction, Q₀ a fifth of it; the profile's when not given)
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
@@ -65,7 +68,8 @@ static class QuantizationBenchmark
             Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture),
             Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture),
             Arg(args, "--input-range", "") is "" ? null
-                : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray());
+                : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray(),
+            Number(args, "--reconstruction-steps") is double r ? (int)r : null);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -75,10 +79,13 @@ static class QuantizationBenchmark
         string commit = Git("rev-parse --short HEAD") + (Git("status --porcelain --untracked-files=no") is "" or "unknown" ? "" : " (with uncommitted changes)");
 
         var model = OnnxModel.Load(modelPath);
-        var (test, train, dataDescription) = LoadData(model, dataFolder);
+        var (test, train, dataDescription) = LoadData(model, dataFolder, Number(args, "--real-images") is double ri ? (int)ri : null);
         using var testSet = test;
         using var trainSet = train;
-        using var testImages = InputStandardization.FromMetadata(model).Standardize(test.Images).DetachFromDisposeScope();
+        // --input-range lo,hi: the test images are fed as the user says the model takes them (the pipeline maps the real
+        // calibration images the same way).
+        var fed = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)test.Images.shape[1]) : InputStandardization.FromMetadata(model);
+        using var testImages = fed.Standardize(test.Images).DetachFromDisposeScope();
         long[] labels = test.Labels.data<long>().ToArray();
 
         double fp32 = Accuracy(model.Proto, testImages, labels);
@@ -142,7 +149,8 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null);
+        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
+        int? ReconstructionSteps = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     static double? Number(string[] args, string name) =>
@@ -156,19 +164,27 @@ static class QuantizationBenchmark
     /// an image folder (one subfolder per class) gives the first 100 images of each class for calibration and the rest
     /// for scoring. Pixels in [0, 1].
     /// </summary>
-    static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder)
+    /// <summary>
+    /// The test set and the real calibration set. An image folder holds out the first 100 images of each class (the test
+    /// set is the rest, whatever <paramref name="realImages"/> is) and calibrates on the first
+    /// <paramref name="realImages"/>/classes of each class held out; an IDX folder calibrates on the first
+    /// <paramref name="realImages"/> training images.
+    /// </summary>
+    static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder, int? realImages)
     {
         if (Directory.GetDirectories(folder).Length > 0 && !File.Exists(Path.Combine(folder, "t10k-images-idx3-ubyte.gz")))
         {
             var input = model.GetImageInput();
-            const int perClass = 100;
+            const int heldOut = 100;
+            int perClass = realImages is int n ? Math.Clamp(n / Directory.GetDirectories(folder).Length, 1, heldOut) : heldOut;
             var real = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, i => i < perClass);
-            var test = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, i => i >= perClass);
-            return (test, real, $"image folder `{folder}`: real calibration on the first {perClass} images of each class, every method scored on the other {test.Count}");
+            var test = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, i => i >= heldOut);
+            return (test, real, $"image folder `{folder}`: real calibration on the first {perClass} images of each class, every method scored on the {test.Count} after each class's first {heldOut}");
         }
+        int count = realImages ?? 1024;
         return (LabelledImages.FromIdx(Path.Combine(folder, "t10k-images-idx3-ubyte.gz"), Path.Combine(folder, "t10k-labels-idx1-ubyte.gz")),
-            LabelledImages.FromIdx(Path.Combine(folder, "train-images-idx3-ubyte.gz"), Path.Combine(folder, "train-labels-idx1-ubyte.gz"), 1024),
-            $"IDX folder `{folder}`: real calibration on the first 1024 training images, every method scored on the 10,000 test images");
+            LabelledImages.FromIdx(Path.Combine(folder, "train-images-idx3-ubyte.gz"), Path.Combine(folder, "train-labels-idx1-ubyte.gz"), count),
+            $"IDX folder `{folder}`: real calibration on the first {count} training images, every method scored on the 10,000 test images");
     }
 
     static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
@@ -186,7 +202,7 @@ static class QuantizationBenchmark
             _ => throw new ArgumentException($"Unknown method '{method}'."),
         },
         // Gaussian noise is the round-to-nearest baseline: no reconstruction.
-        ReconstructionSteps = method == "gaussian" ? 0 : null,
+        ReconstructionSteps = method == "gaussian" ? 0 : knobs.ReconstructionSteps,
         CalibrationImages = method == "real" ? realPixels : null,
         // --images: how many images the zero-shot methods make; real data keeps its own set.
         Samples = method == "real" ? (int)realPixels.shape[0] : knobs.Images,
@@ -211,6 +227,8 @@ static class QuantizationBenchmark
             var images = result.Images.Images;
             ImageGrid.Save(fp, images.narrow(0, 0, Math.Min(64, images.shape[0])), Path.Combine(root, "docs", "images", $"{method}.png"), columns: 16);
         }
+        if (options.Method is CalibrationMethod.Genie or CalibrationMethod.Sadag)
+            Console.WriteLine($"{method} seed {options.Seed}: {ClassSpread(model.Proto, result.Images.Images)}");
         var watch = Stopwatch.StartNew();
         double top1 = Accuracy(result.Model, testImages, labels);
         return new Row("", method, options.Seed, top1, 0, refine, reconstruction, watch.Elapsed.TotalSeconds, PeakRss(), result.ModelBytes.Length);
@@ -234,10 +252,17 @@ static class QuantizationBenchmark
 
     static double Accuracy(global::Onnx.ModelProto model, Tensor images, long[] labels)
     {
+        long[] predicted = Predictions(model, images);
+        return (double)predicted.Zip(labels).Count(p => p.First == p.Second) / images.shape[0];
+    }
+
+    /// <summary>ONNX Runtime's top-1 class of <paramref name="model"/> for each of <paramref name="images"/> [N, C, H, W].</summary>
+    static long[] Predictions(global::Onnx.ModelProto model, Tensor images)
+    {
         using var session = new InferenceSession(model.ToByteArray());
         string input = session.InputMetadata.Keys.Single();
         bool channelsLast = OnnxModel.FromProto(model).GetImageInput().ChannelsLast; // fed [N, H, W, C] as it declares
-        long correct = 0;
+        var predicted = new long[images.shape[0]];
         for (long start = 0; start < images.shape[0]; start += 1000)
         {
             using var scope = NewDisposeScope();
@@ -250,10 +275,19 @@ static class QuantizationBenchmark
             {
                 int best = 0;
                 for (int c = 1; c < logits.Dimensions[1]; c++) if (logits[i, c] > logits[i, best]) best = c;
-                if (best == labels[start + i]) correct++;
+                predicted[start + i] = best;
             }
         }
-        return (double)correct / images.shape[0];
+        return predicted;
+    }
+
+    /// <summary>How the FP32 model classifies the synthetic images: the count per class, most frequent first, and the
+    /// entropy of that distribution in bits (log2 of the class count when balanced).</summary>
+    static string ClassSpread(global::Onnx.ModelProto model, Tensor images)
+    {
+        var counts = Predictions(model, images).GroupBy(c => c).Select(g => g.Count()).OrderByDescending(n => n).ToArray();
+        double entropy = -counts.Sum(n => (double)n / images.shape[0] * Math.Log2((double)n / images.shape[0]));
+        return $"FP32 classes of the {images.shape[0]} images: {string.Join(' ', counts)} (entropy {entropy:F2} bits)";
     }
 
     static void ResetPeakRss() => StageClock.ResetPeakResident();
@@ -279,7 +313,7 @@ static class QuantizationBenchmark
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
             $"{Arg(args, "--warmup-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
-            $"{PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
+            $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true)).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
