@@ -36,4 +36,12 @@ public enum MethodAblation
 
     /// <summary>A depthwise convolution reconstructed as a block of its own instead of with the layers after it.</summary>
     DepthwiseAlone = 1 << 8,
+
+    /// <summary>The generator's images at per-channel batch mean 0 and std 1 (Genie's output BatchNorm alone) whatever
+    /// the input prior says the model is fed.</summary>
+    StandardizedGeneratorOutput = 1 << 9,
+
+    /// <summary>The input prior's differences in the model's input units (0..255 pixels weigh 255² times more than
+    /// [0, 1] ones) instead of in units of the prior's std.</summary>
+    PriorInInputUnits = 1 << 10,
 }

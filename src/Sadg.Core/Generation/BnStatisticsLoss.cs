@@ -97,10 +97,13 @@ public sealed class BnStatisticsLoss : IDisposable
     }
 
     /// <summary>
-    /// The input prior: per image and channel, mean over pixels pulled to the prior's mean and std to its std;
-    /// summed over channels, averaged over the images (0 without a prior).
+    /// The input prior: per image and channel, mean over pixels pulled to the prior's mean and std to its std, both
+    /// differences measured in units of the prior's std (so the term weighs the same whether the model is fed
+    /// standardized images, <c>x/255</c> or 0..255 pixels; for a standardized prior, std 1, the plain differences);
+    /// summed over channels, averaged over the images (0 without a prior). <paramref name="inputUnits"/>: the plain
+    /// differences whatever the std (the ablation <see cref="MethodAblation.PriorInInputUnits"/>).
     /// </summary>
-    public Tensor InputPrior(Tensor images)
+    public Tensor InputPrior(Tensor images, bool inputUnits = false)
     {
         if (Prior is null) return zeros([], device: images.device);
         var flat = images.flatten(2);
@@ -108,7 +111,9 @@ public sealed class BnStatisticsLoss : IDisposable
         var std = flat.var(2, unbiased: false).Add(1e-8).sqrt();
         var targetMean = tensor(Prior.Mean, device: images.device).unsqueeze(0);
         var targetStd = tensor(Prior.Std, device: images.device).unsqueeze(0);
-        return (mean - targetMean).Square().Add((std - targetStd).Square()).sum(1).mean();
+        var (dMean, dStd) = (mean - targetMean, std - targetStd);
+        if (!inputUnits) (dMean, dStd) = (dMean / targetStd, dStd / targetStd);
+        return dMean.Square().Add(dStd.Square()).sum(1).mean();
     }
 
     /// <summary>

@@ -31,7 +31,7 @@ sealed class GenerationObjective : IDisposable
     public (Tensor Logits, Tensor Loss) Evaluate(Tensor images, Tensor? targets, Dictionary<string, Tensor>? terms)
     {
         var logits = model.forward(images);
-        var prior = bn.InputPrior(images);
+        var prior = bn.InputPrior(images, options.Ablation.HasFlag(MethodAblation.PriorInInputUnits));
         Tensor loss;
         if (HasStatistics)
         {

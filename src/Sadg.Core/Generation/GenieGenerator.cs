@@ -8,7 +8,10 @@ namespace Sadg.Generation;
 /// Genie-D's small generator, one per batch: Linear(latent → C0·⌈H/4⌉·⌈W/4⌉) → BN → ×2 upsample → conv3×3
 /// (C0 → C0/2, as Genie's) → BN → LeakyReLU(0.2) → ×2 upsample → conv3×3 (→ the model's channels) → Tanh → BN without affine
 /// (each upsampling and the convolution after it computed as one, see <see cref="UpsampledConvolution"/>). When H or W
-/// is not a multiple of 4 it works at the ceiling sizes and crops the centre to H×W before the Tanh. Its batch
+/// is not a multiple of 4 it works at the ceiling sizes and crops the centre to H×W before the Tanh. Genie's last
+/// BatchNorm leaves each channel at batch mean 0 and std 1, what a model fed standardized images expects; given the
+/// model's expected input statistics (<see cref="InputPrior"/>) the generator scales and shifts its output to them, so
+/// that a model fed <c>x/255</c>, <c>x/127.5 − 1</c> or 0..255 pixels is shown images in its own range. Its batch
 /// norms always use batch statistics (the generator is only ever trained). Weights are drawn from a seeded
 /// generator (PyTorch's default ranges), so the same seed gives the same generator on any thread.
 /// </summary>
@@ -22,12 +25,20 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     readonly BatchNorm2d bn1;
     readonly BatchNorm2d bn2;
     readonly int features, h0, w0;
+    // The expected input's per-channel mean and std (null: Genie's mean 0, std 1).
+    readonly float[]? outputMean, outputStd;
     // Per pass with a graph while the first Linear's gradient is deferred: the pass's input and its per-sample bias leaf.
     readonly List<(Tensor Input, Tensor Bias)> deferred = [];
 
-    public GenieGenerator(int channels, int height, int width, int latentDim, int features, long seed, Device? device = null)
+    /// <param name="output">Per-channel mean and std of the images (the batch's, over its pixels); null: 0 and 1.</param>
+    public GenieGenerator(int channels, int height, int width, int latentDim, int features, long seed, Device? device = null,
+        InputPrior? output = null)
         : base(nameof(GenieGenerator))
     {
+        if (output is not null && (output.Mean.Length != channels || output.Std.Length != channels))
+            throw new ArgumentException($"The output statistics have {output.Mean.Length} means and {output.Std.Length} stds for {channels} channels.", nameof(output));
+        outputMean = output?.Mean;
+        outputStd = output?.Std;
         Channels = channels;
         Height = height;
         Width = width;
@@ -114,7 +125,8 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
     /// <summary>An independent generator with this one's weights and batch-norm buffers, on the same device.</summary>
     public GenieGenerator Copy()
     {
-        var copy = new GenieGenerator(Channels, Height, Width, LatentDim, features, 0, l1.weight!.device);
+        var copy = new GenieGenerator(Channels, Height, Width, LatentDim, features, 0, l1.weight!.device,
+            outputMean is null ? null : new InputPrior(outputMean, outputStd!, ""));
         using var noGrad = no_grad();
         var source = state_dict();
         foreach (var (name, tensor) in copy.state_dict()) tensor.copy_(source[name]);
@@ -136,7 +148,10 @@ public sealed class GenieGenerator : nn.Module<Tensor, Tensor>
             long top = (x.shape[2] - Height) / 2, left = (x.shape[3] - Width) / 2;
             x = x[.., .., TensorIndex.Slice(top, top + Height), TensorIndex.Slice(left, left + Width)];
         }
-        return bn2.forward(x.tanh()).MoveToOuterDisposeScope();
+        x = bn2.forward(x.tanh());
+        if (outputMean is not null)
+            x = x.mul(tensor(outputStd!, device: x.device).view(1, -1, 1, 1)).Add(tensor(outputMean, device: x.device).view(1, -1, 1, 1));
+        return x.MoveToOuterDisposeScope();
     }
 
     Tensor FirstLayer(Tensor z)

@@ -49,7 +49,7 @@ public static class GenieWarmup
     {
         var device = model.Device;
         var generator = new GenieGenerator(input.Channels, input.Height, input.Width, o.LatentDim, o.GeneratorChannels,
-            DeriveSeed(o.Seed, b, 1), device);
+            DeriveSeed(o.Seed, b, 1), device, o.Ablation.HasFlag(MethodAblation.StandardizedGeneratorOutput) ? null : o.InputPrior);
         Parameter latent;
         Tensor? targets = null;
         using (var random = new torch.Generator((ulong)DeriveSeed(o.Seed, b, 2)))

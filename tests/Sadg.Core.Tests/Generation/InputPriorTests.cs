@@ -106,15 +106,23 @@ public class InputPriorTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void The_prior_sums_over_channels_and_averages_over_images()
+    public void The_prior_sums_over_channels_and_averages_over_images_in_units_of_the_priors_std()
     {
         using var scope = NewDisposeScope();
         var prior = new InputPrior([0f, 1f], [1f, 2f], "test");
         using var graph = new GraphModule(OnnxModel.FromProto(TestModels.ResNet(width: 8)));
         using var loss = new BnStatisticsLoss(graph, prior);
-        // Two images, two channels, constant planes: std 0 (≈1e-4 with the epsilon) and means 2, 3 / 0, −1.
+        // Two images, two channels, constant planes: std 0 (≈1e-4 with the epsilon) and means 2, 3 / 0, −1. Channel 1's
+        // differences are divided by its std, 2.
         var images = tensor(new[] { 2f, 2f, 3f, 3f, 0f, 0f, -1f, -1f }).reshape(2, 2, 1, 2);
-        double expected = ((2 - 0) * (2 - 0) + 1 + (3 - 1) * (3 - 1) + 4 + 0 + 1 + (-1 - 1) * (-1 - 1) + 4) / 2.0;
+        double expected = ((2 - 0) * (2 - 0) + 1 + (3 - 1) * (3 - 1) / 4.0 + 4 / 4.0 + 0 + 1 + (-1 - 1) * (-1 - 1) / 4.0 + 4 / 4.0) / 2.0;
         Assert.Equal(expected, loss.InputPrior(images).item<float>(), 2);
+        // The ablation's plain differences.
+        double plain = ((2 - 0) * (2 - 0) + 1 + (3 - 1) * (3 - 1) + 4 + 0 + 1 + (-1 - 1) * (-1 - 1) + 4) / 2.0;
+        Assert.Equal(plain, loss.InputPrior(images, inputUnits: true).item<float>(), 2);
+        // The same images and prior in 0..255 units weigh the same.
+        var bytes = new InputPrior([0f, 255f], [255f, 510f], "×255");
+        using var scaled = new BnStatisticsLoss(graph, bytes);
+        Assert.Equal(expected, scaled.InputPrior(images.Mul(255.0)).item<float>(), 2);
     }
 }

@@ -137,6 +137,41 @@ public class SyntheticDataTests
         Assert.True(x.mean([0, 2, 3]).abs().max().item<float>() < 1e-4);
     }
 
+    [Fact]
+    public void TheGeneratorShowsTheModelImagesAtItsExpectedInputStatistics()
+    {
+        var expected = InputPrior.FromRange(0, 1, 3, "x/255");
+        using var generator = new GenieGenerator(3, 32, 32, 16, 8, seed: 1, output: expected);
+        using var copy = generator.Copy();
+        using var scope = NewDisposeScope();
+        var z = randn(16, 16, generator: new torch.Generator(2));
+        var x = generator.forward(z);
+        // The batch's per-channel mean and std are the expected input's (x/255: about 0.46 and 0.23), not 0 and 1.
+        Assert.Equal(expected.Mean, x.mean([0, 2, 3]).data<float>().ToArray(), (a, b) => Math.Abs(a - b) < 1e-4);
+        Assert.Equal(expected.Std, x.std([0, 2, 3], unbiased: false).data<float>().ToArray(), (a, b) => Math.Abs(a - b) < 1e-3);
+        Assert.True(copy.forward(z).eq(x).all().item<bool>(), "a copy keeps the output statistics");
+        Assert.Throws<ArgumentException>(() => new GenieGenerator(1, 28, 28, 16, 8, seed: 1, output: expected));
+        // A standardized prior (mean 0, std 1) leaves Genie's images exactly as they were.
+        using var genie = new GenieGenerator(3, 32, 32, 16, 8, seed: 1);
+        using var standardized = new GenieGenerator(3, 32, 32, 16, 8, seed: 1, output: InputPrior.Standardized(3, "metadata"));
+        Assert.True(standardized.forward(z).eq(genie.forward(z)).all().item<bool>());
+    }
+
+    [Fact]
+    public void WarmUpImagesTakeThePriorsRangeUnlessTheAblationPutsBackStandardizedOutput()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 3, size: 32);
+        var prior = InputPrior.FromRange(0, 1, 3, "x/255");
+        var options = GenerationTestSupport.Tiny() with { InputPrior = prior };
+        using var images = SyntheticData.Generate(fp, GenerationMethod.GenieD, options);
+        using var standardized = SyntheticData.Generate(fp, GenerationMethod.GenieD,
+            options with { Ablation = MethodAblation.StandardizedGeneratorOutput });
+        using var scope = NewDisposeScope();
+        // Each batch is at the prior's mean (so is the whole set); Genie's output alone is at 0.
+        Assert.Equal(prior.Mean, images.mean([0, 2, 3]).data<float>().ToArray(), (a, b) => Math.Abs(a - b) < 1e-4);
+        Assert.True(standardized.mean([0, 2, 3]).abs().max().item<float>() < 1e-4);
+    }
+
     [Theory]
     [InlineData(5, 3, 7, 6)]
     [InlineData(8, 16, 4, 4)]
