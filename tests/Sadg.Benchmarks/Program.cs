@@ -50,12 +50,7 @@ if (args.Length == 2 && args[0] == "mobilenetv1")
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- channels-last <in.onnx> <out.onnx>
 if (args.Length == 3 && args[0] == "channels-last")
 {
-    var proto = OnnxModel.Load(args[1]).Proto.Clone();
-    var input = OnnxModel.FromProto(proto).RuntimeInputs.Single();
-    string nchw = input.Name + "_nchw";
-    foreach (var node in proto.Graph.Node)
-        for (int i = 0; i < node.Input.Count; i++)
-            if (node.Input[i] == input.Name) node.Input[i] = nchw;
+    var (proto, input, nchw) = InputWithNodeInFront(args[1], "_nchw");
     var transpose = new Onnx.NodeProto { OpType = "Transpose", Name = "to_nchw", Input = { input.Name }, Output = { nchw } };
     transpose.Attribute.Add(OnnxGraphBuilder.Attribute("perm", new long[] { 0, 3, 1, 2 }));
     proto.Graph.Node.Insert(0, transpose);
@@ -71,12 +66,7 @@ if (args.Length == 3 && args[0] == "channels-last")
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- scale-input <in.onnx> <out.onnx> <k>
 if (args.Length == 4 && args[0] == "scale-input")
 {
-    var proto = OnnxModel.Load(args[1]).Proto.Clone();
-    var input = OnnxModel.FromProto(proto).RuntimeInputs.Single();
-    string scaled = input.Name + "_scaled";
-    foreach (var node in proto.Graph.Node)
-        for (int i = 0; i < node.Input.Count; i++)
-            if (node.Input[i] == input.Name) node.Input[i] = scaled;
+    var (proto, input, scaled) = InputWithNodeInFront(args[1], "_scaled");
     float k = float.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture);
     proto.Graph.Initializer.Add(new Onnx.TensorProto { Name = "input_scale", DataType = (int)Onnx.TensorProto.Types.DataType.Float, FloatData = { 1 / k } });
     proto.Graph.Node.Insert(0, new Onnx.NodeProto { OpType = "Mul", Name = "input_scale_mul", Input = { input.Name, "input_scale" }, Output = { scaled } });
@@ -193,6 +183,19 @@ File.WriteAllText(path, report);
 Console.WriteLine(report);
 Console.WriteLine($"written to {path}");
 return 0;
+
+// The model at <path> with every reader of its input re-pointed to a new tensor (the input's name + suffix), for a node
+// put in front of the graph to make: the model, its input and the new tensor's name.
+static (Onnx.ModelProto Proto, Onnx.ValueInfoProto Input, string Inner) InputWithNodeInFront(string path, string suffix)
+{
+    var proto = OnnxModel.Load(path).Proto.Clone();
+    var input = OnnxModel.FromProto(proto).RuntimeInputs.Single();
+    string inner = input.Name + suffix;
+    foreach (var node in proto.Graph.Node)
+        for (int i = 0; i < node.Input.Count; i++)
+            if (node.Input[i] == input.Name) node.Input[i] = inner;
+    return (proto, input, inner);
+}
 
 int Option(string name, int fallback)
 {
