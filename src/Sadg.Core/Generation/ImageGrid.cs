@@ -6,7 +6,7 @@ namespace Sadg.Generation;
 
 /// <summary>
 /// A PNG contact sheet of synthetic images, each labelled with the FP model's top-1 class index. Each image is
-/// min-max scaled on its own for display (synthetic images are standardized, not in [0, 1]); 1-channel images
+/// min-max scaled on its own for display (synthetic images are in the model's input units, often not [0, 1]); 1-channel images
 /// are drawn in grey, 3-channel ones in RGB (other channel counts show their first channel). Labels use the
 /// system's default font when there is one, else a built-in 5×7 digit font, so they always render.
 /// </summary>

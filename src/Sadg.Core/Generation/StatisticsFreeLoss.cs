@@ -13,8 +13,9 @@ public static class StatisticsFreeLoss
     public const string NoBatchNormWarning =
         "The model has no BatchNormalization layers, so there are no BN statistics to match; Sadg falls back to a " +
         "statistics-free objective (cross-entropy to random classes with total-variation and L2 image priors), which " +
-        "usually gives poorer calibration images (on a CIFAR-10 ResNet-8 at quick W4A4 with its input range stated, 2 to 4 points " +
-        "of top-1 below the same model with BatchNorm kept, and the seeds spread wider; docs/benchmarks/resnet8.md). " +
+        "can give poorer calibration images (on a CIFAR-10 ResNet-8 at W4A4 with its input range stated: at the quick profile " +
+        "2 to 4 points of top-1 below the same model with BatchNorm kept, with a wider spread over seeds, and as good at " +
+        "the default profile; docs/benchmarks/resnet8.md). " +
         "State what the model is fed (--input-range, or InputRange in the build) unless its metadata says it: without BN " +
         "Sadg cannot infer it. Better, export the model with BatchNormalization kept: in PyTorch, call " +
         "model.eval() and then torch.onnx.export(model, x, path, dynamo=False, training=torch.onnx.TrainingMode.PRESERVE). " +
