@@ -160,15 +160,10 @@ static class QuantizationBenchmark
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
 
     /// <summary>
-    /// The test set and the real calibration set: an IDX folder gives its test set and the first 1024 training images;
-    /// an image folder (one subfolder per class) gives the first 100 images of each class for calibration and the rest
-    /// for scoring. Pixels in [0, 1].
-    /// </summary>
-    /// <summary>
-    /// The test set and the real calibration set. An image folder holds out the first 100 images of each class (the test
-    /// set is the rest, whatever <paramref name="realImages"/> is) and calibrates on the first
-    /// <paramref name="realImages"/>/classes of each class held out; an IDX folder calibrates on the first
-    /// <paramref name="realImages"/> training images.
+    /// The test set and the real calibration set, pixels in [0, 1]. An image folder (one subfolder per class) holds out
+    /// the first 100 images of each class and scores on the rest; it calibrates on the first 100 of each class, or on
+    /// the first <paramref name="realImages"/>/classes. An IDX folder scores on its test set and calibrates on the first
+    /// 1024 training images, or the first <paramref name="realImages"/>.
     /// </summary>
     static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder, int? realImages)
     {
