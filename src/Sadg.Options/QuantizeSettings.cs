@@ -65,6 +65,7 @@ namespace Sadg.Options
         /// <summary>How the images of an image folder are cropped to the model's size after any resize.</summary>
         public CropMode Crop { get; init; } = CropMode.None;
 
+        /// <summary>The colour order the JPEG and PNG images of an image folder are decoded to.</summary>
         public ChannelOrder ChannelOrder { get; init; } = ChannelOrder.Rgb;
 
         /// <summary>Layers left in float: node names or op types, sorted; null: none.</summary>

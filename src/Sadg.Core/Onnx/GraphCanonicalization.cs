@@ -18,7 +18,7 @@ public static class GraphCanonicalization
         if (IsCanonical(model.Graph)) return model;
         var proto = model.Proto.Clone();
         var graph = proto.Graph;
-        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var outputs = Outputs(graph);
 
         foreach (var node in graph.Node.Where(IsTensorConstant).ToList())
         {
@@ -28,7 +28,7 @@ public static class GraphCanonicalization
             graph.Node.Remove(node);
         }
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var identity in graph.Node.Where(n => IsIdentityOf(n, initializers) && !outputs.Contains(n.Output[0])).ToList())
+        foreach (var identity in graph.Node.Where(n => IsIdentityOf(n, initializers, outputs)).ToList())
         {
             GraphEdits.ReplaceReads(graph.Node, identity.Output[0], identity.Input[0]);
             graph.Node.Remove(identity);
@@ -51,23 +51,25 @@ public static class GraphCanonicalization
 
     /// <summary>The weight initializer a Conv, Gemm or MatMul reads as its second input; null when it has none.</summary>
     static string? WeightOf(NodeProto n, HashSet<string> initializers) =>
-        n.OpType is "Conv" or "Gemm" or "MatMul" && IsDefaultDomain(n) && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
+        n.OpType is "Conv" or "Gemm" or "MatMul" && n.IsDefaultDomain() && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
 
     static bool IsCanonical(GraphProto graph)
     {
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        var outputs = Outputs(graph);
         var names = new HashSet<string>(StringComparer.Ordinal);
         var weights = new HashSet<string>(StringComparer.Ordinal);
-        return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers)
+        return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers, outputs)
             && (WeightOf(n, initializers) is not { } w || weights.Add(w)));
     }
 
-    static bool IsDefaultDomain(NodeProto n) => n.Domain is "" or "ai.onnx";
-
     /// <summary>A top-level Constant node whose value is a tensor (not value_float, value_ints …).</summary>
     static bool IsTensorConstant(NodeProto n) =>
-        n.OpType == "Constant" && IsDefaultDomain(n) && n.Output.Count == 1 && n.Attribute.Count == 1 && n.Attribute[0].Name == "value" && n.Attribute[0].T is not null;
+        n.OpType == "Constant" && n.IsDefaultDomain() && n.Output.Count == 1 && n.Attribute.Count == 1 && n.Attribute[0].Name == "value" && n.Attribute[0].T is not null;
 
-    static bool IsIdentityOf(NodeProto n, HashSet<string> initializers) =>
-        n.OpType == "Identity" && IsDefaultDomain(n) && n.Input.Count == 1 && initializers.Contains(n.Input[0]);
+    /// <summary>An Identity of an initializer that is read through (one that gives a graph output stays).</summary>
+    static bool IsIdentityOf(NodeProto n, HashSet<string> initializers, HashSet<string> outputs) =>
+        n.OpType == "Identity" && n.IsDefaultDomain() && n.Input.Count == 1 && initializers.Contains(n.Input[0]) && !outputs.Contains(n.Output[0]);
+
+    static HashSet<string> Outputs(GraphProto graph) => graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
 }

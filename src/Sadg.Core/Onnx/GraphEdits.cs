@@ -5,6 +5,9 @@ namespace Sadg.Onnx;
 /// <summary>Small edits of an ONNX graph that several rewrites make.</summary>
 internal static class GraphEdits
 {
+    /// <summary>Whether <paramref name="node"/> is in ONNX's default operator domain ("" or "ai.onnx").</summary>
+    public static bool IsDefaultDomain(this NodeProto node) => node.Domain is "" or "ai.onnx";
+
     /// <summary>Makes every input of <paramref name="nodes"/> that reads <paramref name="from"/> read <paramref name="to"/>.</summary>
     public static void ReplaceReads(IEnumerable<NodeProto> nodes, string from, string to)
     {

@@ -40,7 +40,7 @@ public static class InputLayout
             if (graph.Output.Any(o => o.Name == tensor)) return false;
             foreach (var node in graph.Node.Where(n => n.Input.Contains(tensor)))
             {
-                if (node.OpType == "Transpose" && node.Domain is "" or "ai.onnx")
+                if (node.OpType == "Transpose" && node.IsDefaultDomain())
                 {
                     var perm = node.Attribute.FirstOrDefault(a => a.Name == "perm")?.Ints;
                     if (perm is null || !perm.SequenceEqual([0L, 3, 1, 2])) return false;
@@ -48,8 +48,8 @@ public static class InputLayout
                     continue;
                 }
                 // A Shape of the image says nothing about its layout (the copy keeps feeding it the NHWC tensor).
-                if (node.OpType == "Shape" && node.Domain is "" or "ai.onnx") continue;
-                if (!Preprocessing.Contains(node.OpType) || node.Domain is not ("" or "ai.onnx")) return false;
+                if (node.OpType == "Shape" && node.IsDefaultDomain()) continue;
+                if (!Preprocessing.Contains(node.OpType) || !node.IsDefaultDomain()) return false;
                 if (node.Input.Any(i => i != tensor && !seen.Contains(i) && !constants.Contains(i) && i.Length > 0)) return false;
                 foreach (var o in node.Output.Where(seen.Add)) frontier.Enqueue(o);
             }

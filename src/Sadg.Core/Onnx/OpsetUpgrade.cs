@@ -101,7 +101,7 @@ public static class OpsetUpgrader
 
         public IEnumerable<NodeProto> Convert(NodeProto node, RankInference ranks)
         {
-            if (node.Domain is not ("" or "ai.onnx")) return [node];
+            if (!node.IsDefaultDomain()) return [node];
             foreach (var a in node.Attribute)
                 if (a.G is not null || a.Graphs.Count > 0)
                     throw Refuse(node, SadgErrorCode.UnsupportedOperator, "it has subgraphs (control flow)");

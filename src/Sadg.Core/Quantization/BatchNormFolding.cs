@@ -41,7 +41,7 @@ public static class BatchNormFolding
         return new FoldResult(OnnxModel.FromProto(proto, model.Path), folded, kept);
     }
 
-    static bool IsBatchNorm(NodeProto n) => n.OpType == "BatchNormalization" && n.Domain is "" or "ai.onnx";
+    static bool IsBatchNorm(NodeProto n) => n.OpType == "BatchNormalization" && n.IsDefaultDomain();
 
     sealed class Folder
     {
@@ -89,7 +89,7 @@ public static class BatchNormFolding
             if (opset < 9 && Int(bn, "spatial", 1) != 1) return false;
 
             string x = bn.Input[0];
-            if (!producers.TryGetValue(x, out var producer) || producer.Domain is not ("" or "ai.onnx")) return false;
+            if (!producers.TryGetValue(x, out var producer) || !producer.IsDefaultDomain()) return false;
             if (producer.OpType is not ("Conv" or "ConvTranspose" or "Gemm")) return false;
             if (producer.Output.Count != 1 || producer.Output[0] != x) return false;
             if (readers.GetValueOrDefault(x) != 1 || graphOutputs.Contains(x)) return false;
