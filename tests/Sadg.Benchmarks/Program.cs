@@ -27,6 +27,9 @@ if (args.Length > 0 && args[0] == "steps") return Sadg.Benchmarks.StepsBenchmark
 
 // Peak resident memory of the Genie-D and SADAG loops at 224² (see MemoryProbe.cs); run with SADG_NATIVE_HEAP=system.
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- memory [--steps N] [--batch N] [--trace]
+// The inferred input prior against real images' statistics (see PriorProbe.cs).
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- prior --model M.onnx [--data FOLDER] [--scale K]
+if (args.Length > 0 && args[0] == "prior") return Sadg.Benchmarks.PriorProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "memory") return Sadg.Benchmarks.MemoryProbe.Run(args[1..]);
 
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
@@ -90,6 +93,7 @@ if (args.Length == 0 || args[0] != "executor")
     Console.Error.WriteLine("       Sadg.Benchmarks build-noop [--iterations N]");
     Console.Error.WriteLine("       Sadg.Benchmarks steps [--steps N] [--warmup N] [--only mobilenet|resnet20] [--python path] [--anchors folder] [--no-write]");
     Console.Error.WriteLine("       Sadg.Benchmarks memory [--steps N] [--batch N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks prior --model M.onnx [--data FOLDER] [--scale K]");
     Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default|paper] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }

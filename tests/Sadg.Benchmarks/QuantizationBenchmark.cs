@@ -165,7 +165,7 @@ static class QuantizationBenchmark
     /// the first <paramref name="realImages"/>/classes. An IDX folder scores on its test set and calibrates on the first
     /// 1024 training images, or the first <paramref name="realImages"/>.
     /// </summary>
-    static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder, int? realImages)
+    internal static (LabelledImages Test, LabelledImages Real, string Description) LoadData(OnnxModel model, string folder, int? realImages)
     {
         if (Directory.GetDirectories(folder).Length > 0 && !File.Exists(Path.Combine(folder, "t10k-images-idx3-ubyte.gz")))
         {

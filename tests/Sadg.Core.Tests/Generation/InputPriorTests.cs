@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Onnx;
 using Sadg.Generation;
 using Sadg.Graph;
@@ -27,10 +28,42 @@ public class InputPriorTests(ITestOutputHelper output)
         return tensor(mean).reshape(1, -1, 1, 1) + std * unit;
     }
 
-    /// <summary>The test ResNet with its first BatchNormalization's running statistics measured on <paramref name="images"/>.</summary>
-    static OnnxModel ModelTrainedOn(Tensor images)
+    /// <summary>
+    /// Images with an amplitude spectrum 1/f^<paramref name="slope"/> (the CIFAR-10 test images measure 1.6), 90% of the
+    /// variance shared by the channels, per-image, per-channel mean <paramref name="mean"/>[c] and std <paramref name="std"/>.
+    /// </summary>
+    static Tensor PowerLawImages(float[] mean, float std, double slope, long seed, int n = 64)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new torch.Generator((ulong)seed);
+        var fy = fft.fftfreq(32).reshape(-1, 1);
+        var fx = fft.rfftfreq(32).reshape(1, -1);
+        var amplitude = (fy * fy + fx * fx).sqrt().clamp_min(1.0 / 32).pow(-slope);
+        Tensor Field(long c) => fft.irfft2(fft.rfft2(randn([n, c, 32, 32], generator: generator)) * amplitude, [32, 32]);
+        var field = Field(1) * Math.Sqrt(0.9) + Field(mean.Length) * Math.Sqrt(0.1);
+        var flat = field.flatten(2);
+        var unit = ((flat - flat.mean([2], keepdim: true)) / flat.std(2, keepdim: true)).reshape(n, mean.Length, 32, 32);
+        return (tensor(mean).reshape(1, -1, 1, 1) + std * unit).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The test ResNet with its first BatchNormalization's running statistics measured on <paramref name="images"/>.
+    /// <paramref name="edges"/>: the first convolution's filters lose 90% of their spatial mean, so that they respond
+    /// mostly to edges, as a trained network's first filters do.
+    /// </summary>
+    static OnnxModel ModelTrainedOn(Tensor images, bool edges = false)
     {
         var proto = TestModels.ResNet(width: 8);
+        if (edges)
+        {
+            var conv = proto.Graph.Node.First(n => n.OpType == "Conv");
+            var weight = proto.Graph.Initializer.Single(i => i.Name == conv.Input[1]);
+            using var edit = NewDisposeScope();
+            var w = tensor(weight.FloatData.Count > 0 ? weight.FloatData.ToArray() : MemoryMarshal.Cast<byte, float>(weight.RawData.Span).ToArray()).reshape(weight.Dims.ToArray());
+            var highPass = w - w.mean([2, 3], keepdim: true).Mul(0.9);
+            weight.FloatData.Clear();
+            weight.RawData = Google.Protobuf.ByteString.CopyFrom(highPass.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray());
+        }
         using var graph = new GraphModule(OnnxModel.FromProto(proto));
         var bn = graph.Nodes.First(n => n.OpType == "BatchNormalization");
         using var capture = graph.Capture([bn.Inputs[0]]);
@@ -65,7 +98,27 @@ public class InputPriorTests(ITestOutputHelper output)
         for (int c = 0; c < 3; c++)
         {
             Assert.InRange(prior.Mean[c], mean[c] - 0.1f * unit, mean[c] + 0.1f * unit);
-            Assert.InRange(prior.Std[c], std / 2, std * 2);
+            // The images' means do not differ, so their std over the batch is std. Within 15%: smooth images have far
+            // less high-frequency power than 1/f noise, and a fit with the spectrum fixed at 1/f put it at about 0.6 of theirs.
+            Assert.InRange(prior.Std[c] / InputPrior.PerImageShare, std * 0.85f, std * 1.15f);
+        }
+    }
+
+    [Fact]
+    public void A_first_convolution_that_sees_edges_does_not_shrink_the_std()
+    {
+        // Natural images have less high-frequency power than 1/f noise: with the noise's spectrum fixed at 1/f, a first
+        // convolution that sees edges was matched by too small a std.
+        const float std = 0.2f;
+        float[] mean = [0.5f, 0.45f, 0.4f];
+        using var images = PowerLawImages(mean, std, slope: 1.6, seed: 1);
+        using var graph = new GraphModule(ModelTrainedOn(images, edges: true));
+        var prior = InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7)!;
+        output.WriteLine(prior.ToString());
+        for (int c = 0; c < 3; c++)
+        {
+            Assert.InRange(prior.Mean[c], mean[c] - 0.1f, mean[c] + 0.1f);
+            Assert.InRange(prior.Std[c] / InputPrior.PerImageShare, std * 0.85f, std * 1.15f);
         }
     }
 
