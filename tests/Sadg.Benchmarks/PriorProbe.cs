@@ -12,7 +12,8 @@ namespace Sadg.Benchmarks;
 /// What the inferred input prior is measured against: the statistics of real images of a model, as the model is fed
 /// them, beside the prior <see cref="InputPrior.FitToFirstBatchNorm"/> infers from the model alone, and the first
 /// BatchNormalization node's statistics term for real images whose contrast about their own mean is scaled by a
-/// (a = 1: the images as they are), so that one sees whether that term is smallest at the real contrast. Each fit's
+/// (a = 1: the images as they are) and then shifted by a share of their per-image std, so that one sees whether that
+/// term is smallest at the real contrast and brightness. Each fit's
 /// time is printed (three seeds).
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- prior --model M.onnx [--data FOLDER] [--scale K]
 /// Without --data it fits and times the prior only. --scale: the model is fed K × pixels in [0, 1] (255 for a model fed 0..255).
@@ -62,6 +63,16 @@ static class PriorProbe
             var scaled = (x - m).Mul(a).Add(m);
             fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = scaled }, fp.OutputNames.ToList());
             Console.WriteLine($"  contrast ×{a:0.00}: first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}");
+            bn.Clear();
+            all.Clear();
+        }
+        double spread = imageStd.mean().item<float>();
+        foreach (double shift in new[] { -0.3, -0.2, -0.1, 0.0, 0.1 })
+        {
+            using var inner = NewDisposeScope();
+            using var noGrad = no_grad();
+            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = x.Add(shift * spread) }, fp.OutputNames.ToList());
+            Console.WriteLine($"  shifted by {shift:+0.0;-0.0;0.0} × their std: first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}");
             bn.Clear();
             all.Clear();
         }
