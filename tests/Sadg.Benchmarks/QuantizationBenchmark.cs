@@ -32,6 +32,7 @@ namespace Sadg.Benchmarks;
 ///       [--rho r] [--zeta z] [--lambda-div l] (SADAG's neighbour radius, diversity margin and diversity weight; the method's when not given)
 ///       [--images N] (images the zero-shot methods make; the profile's when not given; real data keeps its own set)
 ///       [--warmup-steps N] (Genie-D warm-up steps per batch; the profile's when not given)
+///       [--refinement-steps N] (SADAG refinement steps per batch; the profile's when not given)
 ///       [--real-images N] (real calibration images: N/classes of each class's first 100 of an image folder, the first N
 ///       training images of an IDX folder; 1,000 and 1,024 when not given; the test set does not change)
 ///       [--reconstruction-steps N] (steps per block of the final reconstruction, Q₀ a fifth of it; the profile's when not given)
@@ -69,7 +70,8 @@ static class QuantizationBenchmark
             Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture),
             Arg(args, "--input-range", "") is "" ? null
                 : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray(),
-            Number(args, "--reconstruction-steps") is double r ? (int)r : null);
+            Number(args, "--reconstruction-steps") is double r ? (int)r : null,
+            Number(args, "--refinement-steps") is double rs ? (int)rs : null);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
@@ -150,7 +152,7 @@ static class QuantizationBenchmark
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
         SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
-        int? ReconstructionSteps = null);
+        int? ReconstructionSteps = null, int? RefinementSteps = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     static double? Number(string[] args, string name) =>
@@ -202,6 +204,7 @@ static class QuantizationBenchmark
         // --images: how many images the zero-shot methods make; real data keeps its own set.
         Samples = method == "real" ? (int)realPixels.shape[0] : knobs.Images,
         WarmupSteps = knobs.WarmupSteps,
+        RefinementSteps = knobs.RefinementSteps,
         // --input-range lo,hi: what the user would state with sadg quantize --input-range (the prior for a model without BN).
         Input = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)realPixels.shape[1]) : null,
     };
@@ -308,6 +311,7 @@ static class QuantizationBenchmark
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
             $"{Arg(args, "--warmup-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
+            $"{Arg(args, "--refinement-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).RefinementSteps.ToString(CultureInfo.InvariantCulture))} SADAG refinement steps per batch, " +
             $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true)).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();

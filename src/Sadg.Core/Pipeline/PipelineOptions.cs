@@ -52,6 +52,9 @@ public sealed record PipelineOptions
     /// <summary>Overrides the profile's warm-up steps per batch alone (after <see cref="GenerationSteps"/>). Internal: for the benchmark's budget comparisons.</summary>
     public int? WarmupSteps { get; init; }
 
+    /// <summary>Overrides the profile's SADAG refinement steps per batch alone (after <see cref="GenerationSteps"/>). Internal: for the benchmark's budget comparisons.</summary>
+    public int? RefinementSteps { get; init; }
+
     /// <summary>How the rounding variables' learning rate follows the step budget (step-relative by default). For experiments.</summary>
     public RoundingRate RoundingRate { get; init; } = RoundingRate.StepRelative;
 
@@ -173,6 +176,7 @@ public sealed record PipelineOptions
         if (Samples is { } n) g = g with { Images = n };
         if (GenerationSteps is { } s) g = g with { WarmupSteps = s, RefinementSteps = s };
         if (WarmupSteps is { } w) g = g with { WarmupSteps = w };
+        if (RefinementSteps is { } r) g = g with { RefinementSteps = r };
         if (SadagLoss is { } loss)
             g = g with { Rho = loss.Rho ?? g.Rho, Zeta = loss.Zeta ?? g.Zeta, LambdaDiv = loss.LambdaDiv ?? g.LambdaDiv };
         return g;
