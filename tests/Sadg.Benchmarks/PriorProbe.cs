@@ -13,8 +13,7 @@ namespace Sadg.Benchmarks;
 /// them, beside the prior <see cref="InputPrior.FitToFirstBatchNorm"/> infers from the model alone, and the first
 /// BatchNormalization node's statistics term for real images whose contrast about their own mean is scaled by a
 /// (a = 1: the images as they are) and then shifted by a share of their per-image std, so that one sees whether that
-/// term is smallest at the real contrast and brightness. Each fit's
-/// time is printed (three seeds).
+/// term is smallest at the real contrast and brightness. Each fit's time is printed (three seeds).
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- prior --model M.onnx [--data FOLDER] [--scale K]
 /// Without --data it fits and times the prior only. --scale: the model is fed K × pixels in [0, 1] (255 for a model fed 0..255).
 /// </summary>
@@ -41,12 +40,13 @@ static class PriorProbe
         using var realSet = real;
         using var scope = NewDisposeScope();
         // As the model is fed them: its metadata's normalization (none: the pixels in [0, 1]), times --scale.
-        var x = InputStandardization.FromMetadata(model).Standardize(real.Images).Mul(scale);
+        var fed = InputStandardization.FromMetadata(model);
+        var x = fed.Standardize(real.Images).Mul(scale);
         var flat = x.flatten(2);
         var imageMean = flat.mean([2]);
         var imageStd = flat.std(2, unbiased: false);
         var batch = x.transpose(0, 1).flatten(1);
-        Console.WriteLine($"{modelPath}: {x.shape[0]} real calibration images ({description}), fed ×{scale.ToString(CultureInfo.InvariantCulture)} after {InputStandardization.FromMetadata(model)}");
+        Console.WriteLine($"{modelPath}: {x.shape[0]} real calibration images ({description}), fed ×{scale.ToString(CultureInfo.InvariantCulture)} after {fed}");
         Console.WriteLine($"  batch mean per channel        {List(batch.mean([1]))}");
         Console.WriteLine($"  batch std per channel         {List(batch.std(1, unbiased: false))}");
         Console.WriteLine($"  per-image mean: average       {List(imageMean.mean([0]))}, spread {List(imageMean.std(0, unbiased: false))}");
@@ -55,26 +55,28 @@ static class PriorProbe
 
         using var bn = new BnStatisticsLoss(fp, prior: null, firstOnly: true);
         using var all = new BnStatisticsLoss(fp, prior: null);
+        // The first BN's and all BNs' statistics terms for `images`, in the scope of the caller's iteration.
+        string Terms(Tensor images)
+        {
+            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = images }, fp.OutputNames.ToList());
+            string terms = $"first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}";
+            bn.Clear();
+            all.Clear();
+            return terms;
+        }
+        var imageMeans = x.mean([2, 3], keepdim: true);
         foreach (double a in new[] { 0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5 })
         {
             using var inner = NewDisposeScope();
             using var noGrad = no_grad();
-            var m = x.mean([2, 3], keepdim: true);
-            var scaled = (x - m).Mul(a).Add(m);
-            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = scaled }, fp.OutputNames.ToList());
-            Console.WriteLine($"  contrast ×{a:0.00}: first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}");
-            bn.Clear();
-            all.Clear();
+            Console.WriteLine($"  contrast ×{a:0.00}: {Terms((x - imageMeans).Mul(a).Add(imageMeans))}");
         }
         double spread = imageStd.mean().item<float>();
         foreach (double shift in new[] { -0.3, -0.2, -0.1, 0.0, 0.1 })
         {
             using var inner = NewDisposeScope();
             using var noGrad = no_grad();
-            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = x.Add(shift * spread) }, fp.OutputNames.ToList());
-            Console.WriteLine($"  shifted by {shift:+0.0;-0.0;0.0} × their std: first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}");
-            bn.Clear();
-            all.Clear();
+            Console.WriteLine($"  shifted by {shift:+0.0;-0.0;0.0} × their std: {Terms(x.Add(shift * spread))}");
         }
         return 0;
     }

@@ -309,10 +309,12 @@ static class QuantizationBenchmark
         md.AppendLine($"Model `{Path.GetRelativePath(root, modelPath)}` (FP32 top-1 **{fp32:P2}** on the {context.TestImages:N0} test images). Every quantized");
         md.AppendLine($"model is written as QDQ ONNX and scored by ONNX Runtime on the same {context.TestImages:N0} test images. Data: {context.Data}.");
         md.AppendLine($"Calibration data: Gaussian noise with round-to-nearest (no reconstruction); Genie-D images; SADAG images; {context.RealImages} real");
-        md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
-            $"{Arg(args, "--warmup-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
-            $"{Arg(args, "--refinement-steps", GenerationOptions.Profile(Enum.Parse<StepProfile>(profile, ignoreCase: true)).RefinementSteps.ToString(CultureInfo.InvariantCulture))} SADAG refinement steps per batch, " +
-            $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(Enum.Parse<StepProfile>(profile, ignoreCase: true)).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
+        var stepProfile = Enum.Parse<StepProfile>(profile, ignoreCase: true);
+        var budgets = GenerationOptions.Profile(stepProfile);
+        md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", budgets.Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
+            $"{Arg(args, "--warmup-steps", budgets.WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
+            $"{Arg(args, "--refinement-steps", budgets.RefinementSteps.ToString(CultureInfo.InvariantCulture))} SADAG refinement steps per batch, " +
+            $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(stepProfile).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
