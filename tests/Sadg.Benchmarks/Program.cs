@@ -30,6 +30,9 @@ if (args.Length > 0 && args[0] == "steps") return Sadg.Benchmarks.StepsBenchmark
 // The inferred input prior against real images' statistics (see PriorProbe.cs).
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- prior --model M.onnx [--data FOLDER] [--scale K]
 if (args.Length > 0 && args[0] == "prior") return Sadg.Benchmarks.PriorProbe.Run(args[1..]);
+// What SADAG refinement does to the warm-up images (see RefineProbe.cs).
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- refine --model M.onnx --data FOLDER [--steps 20,100]
+if (args.Length > 0 && args[0] == "refine") return Sadg.Benchmarks.RefineProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "memory") return Sadg.Benchmarks.MemoryProbe.Run(args[1..]);
 
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:

@@ -23,13 +23,14 @@ namespace Sadg.Benchmarks;
 /// ONNX Runtime, time per stage, peak memory and file size. Writes docs/benchmarks.md and docs/benchmarks.json (the
 /// synthetic image grids in docs/images only from that full run).
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
-///       [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
+///       [--seeds N] [--first-seed K (seeds K … K+N−1; default 1)] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
 ///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
 ///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
-///       [--rho r] [--zeta z] [--lambda-div l] (SADAG's neighbour radius, diversity margin and diversity weight; the method's when not given)
+///       [--rho r] [--zeta z] [--lambda-div l] [--lambda-bn l] (SADAG's neighbour radius, diversity margin, diversity weight and
+///       the refinement's BN-statistics weight; the method's when not given)
 ///       [--images N] (images the zero-shot methods make; the profile's when not given; real data keeps its own set)
 ///       [--warmup-steps N] (Genie-D warm-up steps per batch; the profile's when not given)
 ///       [--refinement-steps N] (SADAG refinement steps per batch; the profile's when not given)
@@ -55,6 +56,7 @@ static class QuantizationBenchmark
         bool reduced = args.Contains("--reduced");
         string profile = Arg(args, "--profile", reduced ? "quick" : "default");
         int seeds = int.Parse(Arg(args, "--seeds", reduced ? "1" : "3"), CultureInfo.InvariantCulture);
+        int firstSeed = int.Parse(Arg(args, "--first-seed", "1"), CultureInfo.InvariantCulture);
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
         var scaleSteps = Enum.Parse<ScaleSteps>(Arg(args, "--scale-steps", "relative"), ignoreCase: true);
@@ -65,7 +67,7 @@ static class QuantizationBenchmark
             Arg(args, "--size-budget", "") is "" ? null
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
                 : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
-            new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div")) is var loss && loss != new SadagLossSettings() ? loss : null,
+            new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div"), Number(args, "--lambda-bn")) is var loss && loss != new SadagLossSettings() ? loss : null,
             Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture),
             Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture),
             Arg(args, "--input-range", "") is "" ? null
@@ -102,7 +104,7 @@ static class QuantizationBenchmark
         var wall = Stopwatch.StartNew();
         var (rows, priorWall) = args.Contains("--resume") ? ReadPartial(partial, CommandLine(args)) : ([], 0);
         if (rows.Count > 0) Console.WriteLine($"resuming: {rows.Count} row(s) from {Path.GetRelativePath(root, partial)}");
-        for (int seed = 1; seed <= seeds; seed++)
+        for (int seed = firstSeed; seed < firstSeed + seeds; seed++)
         {
             var todo = bits.SelectMany(b => methods.Select(m => (Bits: b, Method: m)))
                 .Where(c => !rows.Any(r => r.Bits == c.Bits && r.Method == c.Method && r.Seed == seed)).ToList();
@@ -248,7 +250,7 @@ static class QuantizationBenchmark
         return (generation, watch.Elapsed.TotalSeconds / (steps * blocks));
     }
 
-    static double Accuracy(global::Onnx.ModelProto model, Tensor images, long[] labels)
+    internal static double Accuracy(global::Onnx.ModelProto model, Tensor images, long[] labels)
     {
         long[] predicted = Predictions(model, images);
         return (double)predicted.Zip(labels).Count(p => p.First == p.Second) / images.shape[0];

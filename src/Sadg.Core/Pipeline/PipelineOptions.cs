@@ -178,7 +178,7 @@ public sealed record PipelineOptions
         if (WarmupSteps is { } w) g = g with { WarmupSteps = w };
         if (RefinementSteps is { } r) g = g with { RefinementSteps = r };
         if (SadagLoss is { } loss)
-            g = g with { Rho = loss.Rho ?? g.Rho, Zeta = loss.Zeta ?? g.Zeta, LambdaDiv = loss.LambdaDiv ?? g.LambdaDiv };
+            g = g with { Rho = loss.Rho ?? g.Rho, Zeta = loss.Zeta ?? g.Zeta, LambdaDiv = loss.LambdaDiv ?? g.LambdaDiv, LambdaBn = loss.LambdaBn ?? g.LambdaBn };
         return g;
     }
 
@@ -298,6 +298,7 @@ public sealed record PipelineOptions
             if (loss.Rho is { } rho) values["sadag_rho"] = rho.ToString("R", culture);
             if (loss.Zeta is { } zeta) values["sadag_zeta"] = zeta.ToString("R", culture);
             if (loss.LambdaDiv is { } lambda) values["sadag_lambda_div"] = lambda.ToString("R", culture);
+            if (loss.LambdaBn is { } lambdaBn) values["sadag_lambda_bn"] = lambdaBn.ToString("R", culture);
         }
         return string.Join("\n", values.Select(kv => $"{kv.Key}={kv.Value}"));
     }
@@ -307,4 +308,4 @@ public sealed record PipelineOptions
 }
 
 /// <summary>SADAG loss settings that replace the method's when set (<see cref="PipelineOptions.SadagLoss"/>).</summary>
-public sealed record SadagLossSettings(double? Rho = null, double? Zeta = null, double? LambdaDiv = null);
+public sealed record SadagLossSettings(double? Rho = null, double? Zeta = null, double? LambdaDiv = null, double? LambdaBn = null);

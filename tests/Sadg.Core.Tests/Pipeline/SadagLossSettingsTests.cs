@@ -12,19 +12,19 @@ public class SadagLossSettingsTests
         var plain = new PipelineOptions { Method = CalibrationMethod.Sadag };
         var method = GenerationOptions.Profile(plain.Profile);
         var g = plain.Generation();
-        Assert.Equal((method.Rho, method.Zeta, method.LambdaDiv), (g.Rho, g.Zeta, g.LambdaDiv));
+        Assert.Equal((method.Rho, method.Zeta, method.LambdaDiv, method.LambdaBn), (g.Rho, g.Zeta, g.LambdaDiv, g.LambdaBn));
         Assert.DoesNotContain("sadag_", plain.Canonical());
 
         var zeta = plain with { SadagLoss = new SadagLossSettings(Zeta: 0.25) };
         g = zeta.Generation();
-        Assert.Equal((method.Rho, 0.25, method.LambdaDiv), (g.Rho, g.Zeta, g.LambdaDiv));
+        Assert.Equal((method.Rho, 0.25, method.LambdaDiv, method.LambdaBn), (g.Rho, g.Zeta, g.LambdaDiv, g.LambdaBn));
         Assert.Contains("sadag_zeta=0.25", zeta.Canonical());
         Assert.DoesNotContain("sadag_rho", zeta.Canonical());
         Assert.NotEqual(plain.OptionsHash(), zeta.OptionsHash());
 
-        var all = plain with { SadagLoss = new SadagLossSettings(2, 0.1, 0.5) };
+        var all = plain with { SadagLoss = new SadagLossSettings(2, 0.1, 0.5, 0.25) };
         g = all.Generation();
-        Assert.Equal((2.0, 0.1, 0.5), (g.Rho, g.Zeta, g.LambdaDiv));
-        Assert.Contains("sadag_lambda_div=0.5\nsadag_rho=2\nsadag_zeta=0.1", all.Canonical());
+        Assert.Equal((2.0, 0.1, 0.5, 0.25), (g.Rho, g.Zeta, g.LambdaDiv, g.LambdaBn));
+        Assert.Contains("sadag_lambda_bn=0.25\nsadag_lambda_div=0.5\nsadag_rho=2\nsadag_zeta=0.1", all.Canonical());
     }
 }
