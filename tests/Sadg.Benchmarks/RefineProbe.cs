@@ -10,7 +10,8 @@ namespace Sadg.Benchmarks;
 /// <summary>
 /// What SADAG's refinement does to the Genie-D warm-up's images: per seed, one warm-up, then SADAG on it with each
 /// number of refinement steps, printing how far the images moved (‖x − x₀‖ / ‖x₀‖), their BN statistics term (all BN
-/// layers, the images as one batch) and the quantized model's top-1 on the test images.
+/// layers, the images as one batch), their power on the stride grid (checkerboards) and the quantized model's top-1 on
+/// the test images. Zero steps reproduce Genie-D's row exactly: the pipelines differ only in the images.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- refine --model M.onnx --data FOLDER [--profile quick]
 ///     [--seeds 3] [--steps 20,100] [--rho R] [--lambda-div L] [--bits 4]
 /// </summary>
