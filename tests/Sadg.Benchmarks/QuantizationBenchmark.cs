@@ -157,7 +157,7 @@ static class QuantizationBenchmark
         int? ReconstructionSteps = null, int? RefinementSteps = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
-    static double? Number(string[] args, string name) =>
+    internal static double? Number(string[] args, string name) =>
         Arg(args, name, "") is "" ? null : double.Parse(Arg(args, name, ""), NumberStyles.Float, CultureInfo.InvariantCulture);
 
     /// <summary>What the table describes: the model, the data and how it was split.</summary>

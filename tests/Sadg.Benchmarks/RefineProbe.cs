@@ -13,7 +13,7 @@ namespace Sadg.Benchmarks;
 /// layers, the images as one batch), their power on the stride grid (checkerboards) and the quantized model's top-1 on
 /// the test images. Zero steps reproduce Genie-D's row exactly: the pipelines differ only in the images.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- refine --model M.onnx --data FOLDER [--profile quick]
-///     [--seeds 3] [--steps 20,100] [--rho R] [--lambda-div L] [--bits 4]
+///     [--seeds 3] [--steps 20,100] [--rho R] [--lambda-div L] [--lambda-bn L] [--bits 4]
 /// </summary>
 static class RefineProbe
 {
@@ -25,8 +25,8 @@ static class RefineProbe
         int seeds = int.Parse(StepsBenchmark.Arg(args, "--seeds", "3"), CultureInfo.InvariantCulture);
         int bits = int.Parse(StepsBenchmark.Arg(args, "--bits", "4"), CultureInfo.InvariantCulture);
         int[] steps = StepsBenchmark.Arg(args, "--steps", "20,100").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        double? rho = StepsBenchmark.Arg(args, "--rho", "") is { Length: > 0 } r ? double.Parse(r, CultureInfo.InvariantCulture) : null;
-        double? lambdaDiv = StepsBenchmark.Arg(args, "--lambda-div", "") is { Length: > 0 } l ? double.Parse(l, CultureInfo.InvariantCulture) : null;
+        var loss = new SadagLossSettings(QuantizationBenchmark.Number(args, "--rho"), LambdaDiv: QuantizationBenchmark.Number(args, "--lambda-div"),
+            LambdaBn: QuantizationBenchmark.Number(args, "--lambda-bn"));
         set_num_threads(Environment.ProcessorCount);
         var model = OnnxModel.Load(modelPath);
         var (test, real, _) = QuantizationBenchmark.LoadData(model, folder, null);
@@ -49,7 +49,7 @@ static class RefineProbe
             var options = new PipelineOptions
             {
                 WeightBits = bits, ActivationBits = bits, Profile = profile, Seed = seed, Method = CalibrationMethod.Genie,
-                SadagLoss = new SadagLossSettings(Rho: rho, LambdaDiv: lambdaDiv),
+                SadagLoss = loss,
             };
             using var warm = QuantizationPipeline.WarmUp(model, options);
             using var x0 = warm.Images();

@@ -14,7 +14,8 @@ namespace Sadg.Generation;
 /// <see cref="GradientSimilarity"/>); L_div = mean_i max_j max(|S_ij| − ζ, 0) with S_ij = (â_i·sg(â_j))(ê_i·sg(ê_j))
 /// against the batch itself (self entries zeroed; the partner side detached, as the authors' code does) and a memory
 /// of earlier batches' final (â, ê);
-/// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div. After each batch its final (â, ê) joins the memory.
+/// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div (λ_BN is 0 on the CPU profiles, see <see cref="GenerationOptions.LambdaBn"/>).
+/// After each batch its final (â, ê) joins the memory.
 /// Q₀ stays frozen; F keeps its BatchNormalization layers.
 /// </summary>
 public static class SharpnessAwareRefinement

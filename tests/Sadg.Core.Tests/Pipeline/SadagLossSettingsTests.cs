@@ -27,4 +27,16 @@ public class SadagLossSettingsTests
         Assert.Equal((2.0, 0.1, 0.5, 0.25), (g.Rho, g.Zeta, g.LambdaDiv, g.LambdaBn));
         Assert.Contains("sadag_lambda_bn=0.25\nsadag_lambda_div=0.5\nsadag_rho=2\nsadag_zeta=0.1", all.Canonical());
     }
+
+    /// <summary>The refinement's BN weight by profile (docs/method.md, "SADAG's refinement without the BN term").</summary>
+    [Theory]
+    [InlineData(StepProfile.Quick, 0.0)]
+    [InlineData(StepProfile.Default, 0.0)]
+    [InlineData(StepProfile.Paper, 1.0)]
+    public void The_CPU_profiles_refine_without_the_BN_term_and_the_paper_profile_with_it(StepProfile profile, double lambdaBn)
+    {
+        var options = new PipelineOptions { Method = CalibrationMethod.Sadag, Profile = profile };
+        Assert.Equal(lambdaBn, options.Generation().LambdaBn);
+        Assert.Equal(1.0, (options with { SadagLoss = new SadagLossSettings(LambdaBn: 1) }).Generation().LambdaBn);
+    }
 }
