@@ -14,7 +14,8 @@ namespace Sadg.Generation;
 /// <see cref="GradientSimilarity"/>); L_div = mean_i max_j max(|S_ij| − ζ, 0) with S_ij = (â_i·sg(â_j))(ê_i·sg(ê_j))
 /// against the batch itself (self entries zeroed; the partner side detached, as the authors' code does) and a memory
 /// of earlier batches' final (â, ê);
-/// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div (λ_BN is 0 on the CPU profiles, see <see cref="GenerationOptions.LambdaBn"/>).
+/// loss = λ_BN L_BN + λ_GM L_GM + λ_div L_div (λ_BN is 0 on the CPU profiles, see <see cref="GenerationOptions.LambdaBn"/>;
+/// a model without BN statistics keeps its statistics-free data term at weight 1).
 /// After each batch its final (â, ê) joins the memory.
 /// Q₀ stays frozen; F keeps its BatchNormalization layers.
 /// </summary>
@@ -156,7 +157,9 @@ public static class SharpnessAwareRefinement
 
             gm = GradientSimilarity.Paired(anValue!, enValue!, aHat, eHat).mean().RSub(1);
             div = Diversity(aHat, eHat, memoryA, memoryE, o.Zeta, detachPartner: !o.Ablation.HasFlag(MethodAblation.DiversityBothSides));
-            loss = data.Mul(o.LambdaBn).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
+            // λ_BN weighs L_BN; a model without BN statistics keeps its statistics-free data term at weight 1, as before
+            // the CPU profiles set λ_BN = 0 (that was measured on BN models only).
+            loss = data.Mul(objective.HasStatistics ? o.LambdaBn : 1).Add(gm.Mul(o.LambdaGm)).Add(div.Mul(o.LambdaDiv));
             pass.Backward(loss);
 
             aValue = aHat.detach();

@@ -68,6 +68,35 @@ public class RefinementGradientTests
     /// gradient deferred (as the refinement runs it), the weight holds no gradient until it is formed from its factors,
     /// and then the same one.
     /// </summary>
+    /// <summary>
+    /// λ_BN (0 on the CPU profiles) weighs L_BN only: a model without BatchNormalization keeps its statistics-free data
+    /// term (cross-entropy to the batch's classes and the image priors) in the refinement at weight 1.
+    /// </summary>
+    [Fact]
+    public void Without_BN_statistics_the_data_term_stays_in_the_refinement_loss()
+    {
+        using var fp = GenerationTestSupport.ResNet(channels: 1, size: 28, batchNorm: false);
+        using var q0 = GenerationTestSupport.FourBitWeights(fp);
+        var o = GenerationOptions.Quick with { LambdaBn = 0, GeneratorChannels = 16 };
+        using var head = ClassifierHead.Find(q0).Record(q0);
+        using var objective = new GenerationObjective(fp, o);
+        Assert.False(objective.HasStatistics);
+        using var g = new GenieGenerator(1, 28, 28, o.LatentDim, o.GeneratorChannels, seed: 5);
+        using var scope = NewDisposeScope();
+        using var random = new torch.Generator(11);
+        var z = randn([6, o.LatentDim], generator: random).requires_grad_(true);
+        var targets = randint(10, [6], generator: random, dtype: ScalarType.Int64);
+
+        Tensor loss, gm, div;
+        using (var neighbours = new torch.Generator(13))
+            (loss, gm, div) = SharpnessAwareRefinement.Gradients(g, z, targets, fp, q0, head, objective, null, null, o, neighbours, null);
+        double data;
+        using (no_grad()) data = objective.Evaluate(g.forward(z), targets, null).Loss.item<float>();
+
+        Assert.True(data > 0.1, $"the statistics-free data term is {data}");
+        Assert.Equal(data, loss.item<float>() - o.LambdaGm * gm.item<float>() - o.LambdaDiv * div.item<float>(), 3);
+    }
+
     [Theory]
     [InlineData(1.0, 1.0, 16.0, NeighbourMode.Random, false)]
     [InlineData(0.0, 0.0, 16.0, NeighbourMode.Random, false)]
