@@ -55,14 +55,11 @@ static class PriorProbe
 
         using var bn = new BnStatisticsLoss(fp, prior: null, firstOnly: true);
         using var all = new BnStatisticsLoss(fp, prior: null);
-        // The first BN's and all BNs' statistics terms for `images`, in the scope of the caller's iteration.
+        // The first BN's and all BNs' statistics terms for `images`.
         string Terms(Tensor images)
         {
-            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = images }, fp.OutputNames.ToList());
-            string terms = $"first BN term {bn.Statistics().item<float>():0.0000}, all BN {all.Statistics().item<float>():0.0000}";
-            bn.Clear();
-            all.Clear();
-            return terms;
+            var t = StatisticsTerms(fp, images, bn, all);
+            return $"first BN term {t[0]:0.0000}, all BN {t[1]:0.0000}";
         }
         var imageMeans = x.mean([2, 3], keepdim: true);
         foreach (double a in new[] { 0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5 })
@@ -95,6 +92,20 @@ static class PriorProbe
         var points = r.Zip(amp).Where(p => p.First > 1.5 / Math.Max(h, w) && p.First < 0.45).Select(p => (X: Math.Log(p.First), Y: Math.Log(p.Second))).ToList();
         double mx = points.Average(p => p.X), my = points.Average(p => p.Y);
         return -points.Sum(p => (p.X - mx) * (p.Y - my)) / points.Sum(p => (p.X - mx) * (p.X - mx));
+    }
+
+    /// <summary>
+    /// Each of <paramref name="losses"/>' BN statistics term (they must hook <paramref name="fp"/>) for one run of
+    /// <paramref name="fp"/> on <paramref name="images"/>, without a graph.
+    /// </summary>
+    internal static double[] StatisticsTerms(GraphModule fp, Tensor images, params BnStatisticsLoss[] losses)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = images }, fp.OutputNames.ToList());
+        var terms = losses.Select(l => (double)l.Statistics().item<float>()).ToArray();
+        foreach (var l in losses) l.Clear();
+        return terms;
     }
 
     static string List(Tensor t) => "[" + string.Join(", ", t.cpu().data<float>().ToArray().Select(v => v.ToString("0.###", CultureInfo.InvariantCulture))) + "]";

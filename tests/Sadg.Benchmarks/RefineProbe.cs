@@ -35,15 +35,7 @@ static class RefineProbe
         long[] labels = test.Labels.data<long>().ToArray();
         using var fp = new GraphModule(InputShapes.ForPipeline(model, null));
         using var bn = new BnStatisticsLoss(fp, prior: null);
-        double Term(Tensor images)
-        {
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = images }, fp.OutputNames.ToList());
-            double term = bn.Statistics().item<float>();
-            bn.Clear();
-            return term;
-        }
+        double Term(Tensor images) => PriorProbe.StatisticsTerms(fp, images, bn)[0];
         for (int seed = 1; seed <= seeds; seed++)
         {
             var options = new PipelineOptions
