@@ -116,6 +116,12 @@ public enum ScaleSteps
 
     /// <summary>Each Adam step moves a scale by about lr, whatever its size (the paper's form).</summary>
     Absolute,
+
+    /// <summary>
+    /// <see cref="Relative"/>, with the rate multiplied by max(1, 20000 / steps) as <see cref="RoundingRate.StepRelative"/>
+    /// does for the rounding variables: the paper's total movement of a scale within any budget.
+    /// </summary>
+    BudgetRelative,
 }
 
 /// <summary>How the rounding variables' learning rate follows the step budget.</summary>
@@ -165,10 +171,19 @@ public sealed record QuantizationOptions
     public RoundingRate RoundingRate { get; init; } = RoundingRate.StepRelative;
 
     /// <summary>The rounding variables' learning rate used for <see cref="Iterations"/> steps.</summary>
-    public double EffectiveRoundingLearningRate => RoundingRate == RoundingRate.StepRelative && Iterations > 0
+    public double EffectiveRoundingLearningRate => RoundingRate == RoundingRate.StepRelative
         && !Ablation.HasFlag(MethodAblation.FixedRoundingRate)
-        ? RoundingLearningRate * Math.Max(1.0, (double)PaperIterations / Iterations)
+        ? RoundingLearningRate * BudgetFactor
         : RoundingLearningRate;
+
+    /// <summary>max(1, 20000 / <see cref="Iterations"/>): how much larger a step must be to move as far as the paper's budget does (1 without reconstruction).</summary>
+    public double BudgetFactor => Iterations > 0 ? Math.Max(1.0, (double)PaperIterations / Iterations) : 1;
+
+    /// <summary>The weight scales' learning rate used for <see cref="Iterations"/> steps.</summary>
+    public double EffectiveWeightScaleLearningRate => WeightScaleLearningRate * (ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1);
+
+    /// <summary>The activation scales' learning rate used for <see cref="Iterations"/> steps.</summary>
+    public double EffectiveActivationScaleLearningRate => ActivationScaleLearningRate * (ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1);
 
     /// <summary>
     /// Adam learning rate of the weight scales, with cosine decay (paper: 1e-4). With

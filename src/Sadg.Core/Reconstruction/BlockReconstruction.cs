@@ -127,10 +127,10 @@ public static class BlockReconstruction
         foreach (var w in weights) w.Mode = WeightRoundingMode.Soft;
 
         using var roundingOptimizer = new HeldScalarAdam(weights.Select(w => w.RoundingVariable), options.EffectiveRoundingLearningRate);
-        using var weightScaleOptimizer = new HeldScalarAdam(weights.Select(w => w.Scale), options.WeightScaleLearningRate);
+        using var weightScaleOptimizer = new HeldScalarAdam(weights.Select(w => w.Scale), options.EffectiveWeightScaleLearningRate);
         var weightScaleSchedule = optim.lr_scheduler.CosineAnnealingLR(weightScaleOptimizer, options.Iterations, 0);
         TorchSharp.Modules.Adam? activationOptimizer = activations.Count > 0
-            ? new HeldScalarAdam(activations.Select(a => a.Scale), options.ActivationScaleLearningRate) : null;
+            ? new HeldScalarAdam(activations.Select(a => a.Scale), options.EffectiveActivationScaleLearningRate) : null;
         var activationScaleSchedule = activationOptimizer is null || options.Ablation.HasFlag(Sadg.MethodAblation.NoActivationScaleDecay) ? null
             : optim.lr_scheduler.CosineAnnealingLR(activationOptimizer, options.Iterations, 0);
         double lastReconstruction = 0, lastRounding = 0;
@@ -138,7 +138,7 @@ public static class BlockReconstruction
         // Relative scale steps: each Adam update of a scale is multiplied by the scale's initial value.
         var scales = weights.Select(w => (Tensor)w.Scale).Concat(activations.Select(a => (Tensor)a.Scale)).ToList();
         using var initialScope = NewDisposeScope();
-        var initialScales = options.ScaleSteps == ScaleSteps.Relative ? scales.Select(t => t.detach().clone()).ToList() : [];
+        var initialScales = options.ScaleSteps != ScaleSteps.Absolute ? scales.Select(t => t.detach().clone()).ToList() : [];
 
         q.SetTraining(true);
         try

@@ -41,4 +41,22 @@ public class ScaleStepTests
         Assert.InRange(relative, 1e-7, bound);
         Assert.True(absolute > bound, $"Absolute steps changed an 8-bit weight scale by {absolute:P2} at most, within the bound {bound:P2}.");
     }
+
+    [Fact]
+    public void Budget_relative_steps_move_a_scale_as_far_in_a_short_budget_as_the_paper_budget_allows()
+    {
+        const int steps = 20;
+        var options = new QuantizationOptions { Iterations = steps, ScaleSteps = ScaleSteps.BudgetRelative };
+        Assert.Equal(options.WeightScaleLearningRate * 1000, options.EffectiveWeightScaleLearningRate, 12);
+        Assert.Equal(options.ActivationScaleLearningRate * 1000, options.EffectiveActivationScaleLearningRate, 12);
+        Assert.Equal(options.WeightScaleLearningRate, (options with { Iterations = 40000 }).EffectiveWeightScaleLearningRate, 12);
+        Assert.Equal(options.WeightScaleLearningRate, (options with { ScaleSteps = ScaleSteps.Relative }).EffectiveWeightScaleLearningRate, 12);
+
+        // Within a short budget, a relative step stays under the Adam bound of that budget; a budget-relative step goes
+        // beyond it, and stays under the bound of the paper's 20,000 steps.
+        double lr = options.WeightScaleLearningRate;
+        double budget = LargestRelativeChange(ScaleSteps.BudgetRelative, steps);
+        Assert.True(budget > 3.2 * lr * steps, $"Budget-relative steps changed an 8-bit weight scale by {budget:P3} at most, within the relative bound {3.2 * lr * steps:P3}.");
+        Assert.InRange(budget, 0, 3.2 * lr * QuantizationOptions.PaperIterations);
+    }
 }
