@@ -180,10 +180,13 @@ public sealed record QuantizationOptions
     public double BudgetFactor => Iterations > 0 ? Math.Max(1.0, (double)PaperIterations / Iterations) : 1;
 
     /// <summary>The weight scales' learning rate used for <see cref="Iterations"/> steps.</summary>
-    public double EffectiveWeightScaleLearningRate => WeightScaleLearningRate * (ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1);
+    public double EffectiveWeightScaleLearningRate => WeightScaleLearningRate * ScaleBudgetFactor;
 
     /// <summary>The activation scales' learning rate used for <see cref="Iterations"/> steps.</summary>
-    public double EffectiveActivationScaleLearningRate => ActivationScaleLearningRate * (ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1);
+    public double EffectiveActivationScaleLearningRate => ActivationScaleLearningRate * ScaleBudgetFactor;
+
+    /// <summary>What both scale rates are multiplied by: <see cref="BudgetFactor"/> with <see cref="ScaleSteps.BudgetRelative"/>, else 1.</summary>
+    double ScaleBudgetFactor => ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1;
 
     /// <summary>
     /// Adam learning rate of the weight scales, with cosine decay (paper: 1e-4). With
