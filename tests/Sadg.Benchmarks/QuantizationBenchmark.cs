@@ -50,8 +50,20 @@ static class QuantizationBenchmark
     sealed record Row(string Bits, string Method, int Seed, double Top1, double WarmupSeconds, double RefineSeconds,
         double ReconstructionSeconds, double EvaluateSeconds, long PeakRssBytes, long FileBytes);
 
+    /// <summary>Every option the benchmark reads; any other stops it before it starts an hour of work.</summary>
+    static readonly string[] KnownOptions = ["--ablate", "--bits", "--data", "--first-seed", "--images", "--input-prior",
+        "--input-range", "--lambda-bn", "--lambda-div", "--methods", "--model", "--neighbour", "--out", "--profile",
+        "--real-images", "--reconstruction-steps", "--reduced", "--refinement-steps", "--report-only", "--resume", "--rho",
+        "--rounding-rate", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
+
     public static int Run(string[] args)
     {
+        if (args.FirstOrDefault(a => (a.StartsWith("--", StringComparison.Ordinal) && !KnownOptions.Contains(a)) || a is "-h" or "-?") is { } unknown)
+        {
+            Console.Error.WriteLine($"quantization: unknown option '{unknown}'. Options: {string.Join(" ", KnownOptions)} " +
+                "(see the comment at the top of QuantizationBenchmark.cs and docs/benchmarks.md for their use).");
+            return 2;
+        }
         if (args.Contains("--report-only")) return Rewrite(RepoRoot(), args);
         bool reduced = args.Contains("--reduced");
         string profile = Arg(args, "--profile", reduced ? "quick" : "default");
@@ -59,7 +71,7 @@ static class QuantizationBenchmark
         int firstSeed = int.Parse(Arg(args, "--first-seed", "1"), CultureInfo.InvariantCulture);
         var bits = Arg(args, "--bits", "W8A8,W4A4,W3A3").Split(',');
         var methods = Arg(args, "--methods", "gaussian,genie,sadag,real").Split(',');
-        var scaleSteps = Enum.Parse<ScaleSteps>(Arg(args, "--scale-steps", "relative"), ignoreCase: true);
+        var scaleSteps = Enum.Parse<ScaleSteps>(ScaleStepsArg(args), ignoreCase: true);
         var knobs = new Knobs(scaleSteps, Enum.Parse<RoundingRate>(Arg(args, "--rounding-rate", "step-relative").Replace("-", ""), ignoreCase: true),
             Enum.Parse<InputPriorMode>(Arg(args, "--input-prior", "auto"), ignoreCase: true),
             Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true),
@@ -316,7 +328,7 @@ static class QuantizationBenchmark
         md.AppendLine($"images (the ceiling). Profile `{profile}`: {Arg(args, "--images", budgets.Images.ToString(CultureInfo.InvariantCulture))} synthetic images, " +
             $"{Arg(args, "--warmup-steps", budgets.WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
             $"{Arg(args, "--refinement-steps", budgets.RefinementSteps.ToString(CultureInfo.InvariantCulture))} SADAG refinement steps per batch, " +
-            $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(stepProfile).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {Arg(args, "--scale-steps", "relative")} " +
+            $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(stepProfile).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {ScaleStepsArg(args)} " +
             "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
@@ -423,6 +435,9 @@ static class QuantizationBenchmark
         File.WriteAllText(tmp, JsonSerializer.Serialize(new { command, wallSeconds, rows }, new JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, path, overwrite: true);
     }
+
+    /// <summary>The benchmark's <c>--scale-steps</c>, <see cref="QuantizationOptions.DefaultScaleSteps"/> when not given.</summary>
+    static string ScaleStepsArg(string[] args) => Arg(args, "--scale-steps", QuantizationOptions.DefaultScaleSteps.ToString().ToLowerInvariant());
 
     static string Arg(string[] args, string name, string fallback)
     {

@@ -43,8 +43,8 @@ public sealed record PipelineOptions
     /// </summary>
     public int? ReconstructionSteps { get; init; }
 
-    /// <summary>How the scales' learning rates are measured (relative to each initial scale by default). For experiments.</summary>
-    public ScaleSteps ScaleSteps { get; init; } = ScaleSteps.Relative;
+    /// <summary>How the scales' learning rates are measured (<see cref="QuantizationOptions.DefaultScaleSteps"/> by default). For experiments.</summary>
+    public ScaleSteps ScaleSteps { get; init; } = QuantizationOptions.DefaultScaleSteps;
 
     /// <summary>Overrides the profile's warm-up and refinement steps per batch. Internal, like <see cref="ReconstructionSteps"/>.</summary>
     public int? GenerationSteps { get; init; }

@@ -122,6 +122,12 @@ public enum ScaleSteps
     /// does for the rounding variables: the paper's total movement of a scale within any budget.
     /// </summary>
     BudgetRelative,
+
+    /// <summary>
+    /// <see cref="BudgetRelative"/> for the weight scales, <see cref="Relative"/> for the activation scales: activation
+    /// scales are learned on the calibration images' activations, weight scales on the weights they quantize.
+    /// </summary>
+    BudgetRelativeWeights,
 }
 
 /// <summary>How the rounding variables' learning rate follows the step budget.</summary>
@@ -180,13 +186,12 @@ public sealed record QuantizationOptions
     public double BudgetFactor => Iterations > 0 ? Math.Max(1.0, (double)PaperIterations / Iterations) : 1;
 
     /// <summary>The weight scales' learning rate used for <see cref="Iterations"/> steps.</summary>
-    public double EffectiveWeightScaleLearningRate => WeightScaleLearningRate * ScaleBudgetFactor;
+    public double EffectiveWeightScaleLearningRate => WeightScaleLearningRate
+        * (ScaleSteps is ScaleSteps.BudgetRelative or ScaleSteps.BudgetRelativeWeights ? BudgetFactor : 1);
 
     /// <summary>The activation scales' learning rate used for <see cref="Iterations"/> steps.</summary>
-    public double EffectiveActivationScaleLearningRate => ActivationScaleLearningRate * ScaleBudgetFactor;
-
-    /// <summary>What both scale rates are multiplied by: <see cref="BudgetFactor"/> with <see cref="ScaleSteps.BudgetRelative"/>, else 1.</summary>
-    double ScaleBudgetFactor => ScaleSteps == ScaleSteps.BudgetRelative ? BudgetFactor : 1;
+    public double EffectiveActivationScaleLearningRate => ActivationScaleLearningRate
+        * (ScaleSteps is ScaleSteps.BudgetRelative ? BudgetFactor : 1);
 
     /// <summary>
     /// Adam learning rate of the weight scales, with cosine decay (paper: 1e-4). With
@@ -197,8 +202,11 @@ public sealed record QuantizationOptions
     /// <summary>Adam learning rate of the activation scales, LSQ, with cosine decay (paper: 4e-5); relative like <see cref="WeightScaleLearningRate"/>.</summary>
     public double ActivationScaleLearningRate { get; init; } = 4e-5;
 
-    /// <summary>Whether the scale learning rates are absolute or relative to each scale's initial value (default: relative).</summary>
-    public ScaleSteps ScaleSteps { get; init; } = ScaleSteps.Relative;
+    /// <summary>The default of <see cref="ScaleSteps"/>, here and in <c>PipelineOptions</c> and the benchmark.</summary>
+    public const ScaleSteps DefaultScaleSteps = ScaleSteps.Relative;
+
+    /// <summary>Whether the scale learning rates are absolute or relative to each scale's initial value (default: <see cref="DefaultScaleSteps"/>).</summary>
+    public ScaleSteps ScaleSteps { get; init; } = DefaultScaleSteps;
 
     /// <summary>λ, the weight of the rounding regularizer (paper: 1).</summary>
     public double RoundingLossWeight { get; init; } = 1.0;

@@ -51,6 +51,9 @@ public class ScaleStepTests
         Assert.Equal(options.ActivationScaleLearningRate * 1000, options.EffectiveActivationScaleLearningRate, 12);
         Assert.Equal(options.WeightScaleLearningRate, (options with { Iterations = 40000 }).EffectiveWeightScaleLearningRate, 12);
         Assert.Equal(options.WeightScaleLearningRate, (options with { ScaleSteps = ScaleSteps.Relative }).EffectiveWeightScaleLearningRate, 12);
+        var weightsOnly = options with { ScaleSteps = ScaleSteps.BudgetRelativeWeights };
+        Assert.Equal(options.WeightScaleLearningRate * 1000, weightsOnly.EffectiveWeightScaleLearningRate, 12);
+        Assert.Equal(options.ActivationScaleLearningRate, weightsOnly.EffectiveActivationScaleLearningRate, 12);
 
         // Within a short budget, a relative step stays under the Adam bound of that budget; a budget-relative step goes
         // beyond it, and stays under the bound of the paper's 20,000 steps.
