@@ -13,6 +13,7 @@ using Sadg.Onnx;
 using Sadg.Pipeline;
 using Sadg.Quantization;
 using Sadg.Reconstruction;
+using static Sadg.Benchmarks.StepsBenchmark;
 using static TorchSharp.torch;
 
 namespace Sadg.Benchmarks;
@@ -439,11 +440,6 @@ static class QuantizationBenchmark
     /// <summary>The benchmark's <c>--scale-steps</c>, <see cref="QuantizationOptions.DefaultScaleSteps"/> when not given.</summary>
     static string ScaleStepsArg(string[] args) => Arg(args, "--scale-steps", QuantizationOptions.DefaultScaleSteps.ToString().ToLowerInvariant());
 
-    static string Arg(string[] args, string name, string fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-    }
 
     internal static string RepoRoot()
     {
