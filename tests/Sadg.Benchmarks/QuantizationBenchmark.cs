@@ -89,8 +89,8 @@ static class QuantizationBenchmark
             Number(args, "--refinement-steps") is double rs ? (int)rs : null);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
-        string modelPath = Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
-        string dataFolder = Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
+        string modelPath = ModelPath(root, args, Directory.GetCurrentDirectory());
+        string dataFolder = DataFolder(args);
         set_num_threads(Environment.ProcessorCount);
         // The commit measured, read now: the working tree may move on during a long run.
         string commit = Git("rev-parse --short HEAD") + (Git("status --porcelain --untracked-files=no") is "" or "unknown" ? "" : " (with uncommitted changes)");
@@ -175,6 +175,13 @@ static class QuantizationBenchmark
 
     /// <summary>What the table describes: the model, the data and how it was split.</summary>
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
+
+    /// <summary>The model a run quantizes: <c>--model</c> (relative to <paramref name="baseFolder"/>, the run's working folder), or the sample.</summary>
+    static string ModelPath(string root, string[] args, string baseFolder) =>
+        Path.GetFullPath(Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx")), baseFolder);
+
+    /// <summary>The labelled images a run scores on and calibrates <c>real</c> with: <c>--data</c>, or Fashion-MNIST.</summary>
+    static string DataFolder(string[] args) => Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
 
     /// <summary>
     /// The test set and the real calibration set, pixels in [0, 1]. An image folder (one subfolder per class) holds out
@@ -395,6 +402,7 @@ static class QuantizationBenchmark
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
             machine, commit, command, profile, seeds, fp32, wallSeconds, generationStepMs = generationStep * 1000, reconstructionStepMs = reconstructionStep * 1000,
+            context = new { model = Path.GetRelativePath(root, context.ModelPath), data = context.Data, testImages = context.TestImages, realImages = context.RealImages },
             rows,
         }, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(md);
@@ -408,12 +416,25 @@ static class QuantizationBenchmark
         var rows = r.GetProperty("rows").Deserialize<List<Row>>()!;
         string command = r.GetProperty("command").GetString()!;
         var original = command.Split(" -- quantization").Last().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        // The model and data the run described; a JSON written before it recorded them names them in its command.
+        var context = r.TryGetProperty("context", out var c)
+            ? new Context(Path.GetFullPath(Path.Combine(root, c.GetProperty("model").GetString()!)), c.GetProperty("data").GetString()!,
+                c.GetProperty("testImages").GetInt32(), c.GetProperty("realImages").GetInt32())
+            : ContextOf(root, original);
         Write(root, rows, r.GetProperty("fp32").GetDouble(), r.GetProperty("profile").GetString()!, r.GetProperty("seeds").GetInt32(), original,
             r.GetProperty("generationStepMs").GetDouble() / 1000, r.GetProperty("reconstructionStepMs").GetDouble() / 1000,
-            new Context(Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"), "IDX folder `/usr/share/datasets/fashion-mnist`", 10000, 1024),
-            r.GetProperty("commit").GetString()!,
-            r.TryGetProperty("wallSeconds", out var w) ? w.GetDouble() : null);
+            context, r.GetProperty("commit").GetString()!, r.TryGetProperty("wallSeconds", out var w) ? w.GetDouble() : null);
         return 0;
+    }
+
+    /// <summary>The context a run with <paramref name="args"/> described, read again from its model and data (run from the repository root).</summary>
+    static Context ContextOf(string root, string[] args)
+    {
+        string modelPath = ModelPath(root, args, root);
+        var (test, real, description) = LoadData(OnnxModel.Load(modelPath), DataFolder(args), Number(args, "--real-images") is double ri ? (int)ri : null);
+        using (test)
+        using (real)
+            return new Context(modelPath, description, (int)test.Count, (int)real.Count);
     }
 
     static string CommandLine(string[] args) =>
