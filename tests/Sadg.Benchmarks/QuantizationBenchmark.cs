@@ -26,7 +26,7 @@ namespace Sadg.Benchmarks;
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- quantization [--reduced] [--profile quick|default|paper]
 ///       [--seeds N] [--first-seed K (seeds K … K+N−1; default 1)] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real] [--model path] [--data folder]
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
-///       [--scale-steps relative|absolute (the scales' learning rates; absolute is the paper's form)]
+///       [--scale-steps relative|absolute|budgetrelative|budgetrelativeweights (the scales' learning rates, ScaleSteps; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
 ///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
@@ -41,6 +41,8 @@ namespace Sadg.Benchmarks;
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
+/// --report-only --out name rewrites docs/name.md from docs/name.json after a change to the page's layout, with the model
+/// and data the JSON records (or, for a JSON written before it recorded them, the ones its command names).
 /// --data may be an IDX folder (real calibration: the first 1024 training images; scored on the test set) or an image
 /// folder with one subfolder per class (real calibration: the first 100 images of each class; scored on the others).
 /// </summary>
