@@ -62,7 +62,10 @@ public sealed class QuantizedGraph : IDisposable
         }
         foreach (var (value, bits) in activationBits)
         {
-            var quantizer = new ActivationQuantizer(bits) { DropProbability = options.DropProbability };
+            var quantizer = new ActivationQuantizer(bits)
+            {
+                DropProbability = options.Ablation.HasFlag(MethodAblation.BlockInputDropOnly) ? 0 : options.DropProbability,
+            };
             activationQuantizers[value] = quantizer;
             Tensor Quantize(Tensor x) => quantizer.Calibrated ? quantizer.forward(x) : x;
             var readers = Graph.Consumers(value);

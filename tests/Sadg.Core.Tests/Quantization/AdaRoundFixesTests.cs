@@ -93,6 +93,32 @@ public class AdaRoundFixesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_block_input_only_ablation_quantizes_every_element_inside_the_block()
+    {
+        using var scope = NewDisposeScope();
+        var model = BatchNormFolding.FoldWithReport(OnnxModel.FromProto(TestModels.ResNet(width: 8))).Model;
+        var options = new QuantizationOptions { WeightBits = 4, ActivationBits = 4 };
+        using var qdrop = new QuantizedGraph(model, options);
+        using var genie = new QuantizedGraph(model, options with { Ablation = MethodAblation.BlockInputDropOnly });
+        Assert.NotEmpty(qdrop.ActivationQuantizers);
+        Assert.All(qdrop.ActivationQuantizers.Values, a => Assert.Equal(0.5, a.DropProbability));
+        Assert.All(genie.ActivationQuantizers.Values, a => Assert.Equal(0, a.DropProbability));
+        // In training mode the ablated quantizer gives its evaluation output; QDrop's keeps about half the floats.
+        var x = randn([2, 8, 6, 6], generator: new torch.Generator(7)).abs();
+        foreach (var quantizer in new[] { genie.ActivationQuantizers.Values.First(), qdrop.ActivationQuantizers.Values.First() })
+        {
+            quantizer.Calibrate(x);
+            quantizer.Training = false;
+            var evaluated = quantizer.forward(x);
+            quantizer.Training = true;
+            var trained = quantizer.forward(x);
+            double unchanged = trained.eq(x).to_type(ScalarType.Float32).mean().item<float>();
+            if (quantizer.DropProbability == 0) Assert.True(trained.eq(evaluated).all().item<bool>(), "The ablated quantizer kept float values.");
+            else Assert.InRange(unchanged, 0.4, 0.6);
+        }
+    }
+
+    [Fact]
     public void The_diversity_gradient_reaches_each_sample_through_its_own_row_only()
     {
         using var scope = NewDisposeScope();
