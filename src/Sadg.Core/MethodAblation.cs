@@ -45,8 +45,9 @@ public enum MethodAblation
     /// [0, 1] ones) instead of in units of the prior's std.</summary>
     PriorInInputUnits = 1 << 10,
 
-    /// <summary>QDrop as Genie's reference code has it: only the block input mixes the float and quantized paths'
-    /// values; every activation quantizer inside the block quantizes every element during reconstruction
-    /// (QDrop's own code also lets each quantizer keep an element's float value with p = ½, as Sadg does).</summary>
+    /// <summary>QDrop on the block input alone: only the block input mixes the float and quantized paths' values;
+    /// every activation quantizer inside the block quantizes every element during reconstruction. Neither reference
+    /// does this: QDrop's and Genie's code both also let each quantizer keep an element's float value with p = ½, as
+    /// Sadg does.</summary>
     BlockInputDropOnly = 1 << 11,
 }
