@@ -57,7 +57,7 @@ static class QuantizationBenchmark
     static readonly string[] KnownOptions = ["--ablate", "--bits", "--data", "--first-seed", "--images", "--input-prior",
         "--input-range", "--lambda-bn", "--lambda-div", "--methods", "--model", "--neighbour", "--out", "--profile",
         "--real-images", "--reconstruction-steps", "--reduced", "--refinement-steps", "--report-only", "--resume", "--rho",
-        "--rounding-rate", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
+        "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
 
     public static int Run(string[] args)
     {
@@ -88,7 +88,8 @@ static class QuantizationBenchmark
             Arg(args, "--input-range", "") is "" ? null
                 : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray(),
             Number(args, "--reconstruction-steps") is double r ? (int)r : null,
-            Number(args, "--refinement-steps") is double rs ? (int)rs : null);
+            Number(args, "--refinement-steps") is double rs ? (int)rs : null,
+            Number(args, "--rounding-weight"));
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = ModelPath(root, args, Directory.GetCurrentDirectory());
@@ -169,7 +170,7 @@ static class QuantizationBenchmark
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
         SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
-        int? ReconstructionSteps = null, int? RefinementSteps = null);
+        int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     internal static double? Number(string[] args, string name) =>
@@ -211,7 +212,7 @@ static class QuantizationBenchmark
     static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
     {
         WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
-        RoundingRate = knobs.RoundingRate, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
+        RoundingRate = knobs.RoundingRate, RoundingLossWeight = knobs.RoundingWeight, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
         SizeBudget = knobs.SizeBudget,
         SadagLoss = knobs.SadagLoss,
         Method = method switch

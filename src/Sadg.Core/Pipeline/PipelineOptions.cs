@@ -58,6 +58,12 @@ public sealed record PipelineOptions
     /// <summary>How the rounding variables' learning rate follows the step budget (step-relative by default). For experiments.</summary>
     public RoundingRate RoundingRate { get; init; } = RoundingRate.StepRelative;
 
+    /// <summary>
+    /// λ, the rounding regularizer's weight; null: <see cref="QuantizationOptions.DefaultRoundingLossWeight"/>. For
+    /// experiments; in the canonical options only when set.
+    /// </summary>
+    public double? RoundingLossWeight { get; init; }
+
     /// <summary>How SADAG picks its neighbour (random by default: what the paper's formula does in effect).</summary>
     public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
@@ -191,6 +197,7 @@ public sealed record PipelineOptions
         Seed = Seed,
         ScaleSteps = ScaleSteps,
         RoundingRate = RoundingRate,
+        RoundingLossWeight = RoundingLossWeight ?? QuantizationOptions.DefaultRoundingLossWeight,
         Ablation = Ablation,
         Policy = FirstLastSame ? BitPolicy.Same(WeightBits, ActivationBits) : new BitPolicy(),
         Layers = new LayerChoices { Exclude = Exclude, WeightBits = LayerBits },
@@ -292,6 +299,7 @@ public sealed record PipelineOptions
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
+        if (RoundingLossWeight is { } lambdaRound) values["rounding_weight"] = lambdaRound.ToString("R", CultureInfo.InvariantCulture);
         if (SadagLoss is { } loss)
         {
             var culture = CultureInfo.InvariantCulture;

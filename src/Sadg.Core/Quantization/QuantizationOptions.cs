@@ -208,8 +208,11 @@ public sealed record QuantizationOptions
     /// <summary>Whether the scale learning rates are absolute or relative to each scale's initial value (default: <see cref="DefaultScaleSteps"/>).</summary>
     public ScaleSteps ScaleSteps { get; init; } = DefaultScaleSteps;
 
-    /// <summary>λ, the weight of the rounding regularizer (paper: 1).</summary>
-    public double RoundingLossWeight { get; init; } = 1.0;
+    /// <summary>The default of <see cref="RoundingLossWeight"/>: Genie's 1 (BRECQ and QDrop: 0.01).</summary>
+    public const double DefaultRoundingLossWeight = 1.0;
+
+    /// <summary>λ, the weight of the rounding regularizer (default: <see cref="DefaultRoundingLossWeight"/>).</summary>
+    public double RoundingLossWeight { get; init; } = DefaultRoundingLossWeight;
 
     /// <summary>p, the QDrop probability of an element keeping its float value (paper: 0.5).</summary>
     public double DropProbability { get; init; } = 0.5;

@@ -93,19 +93,31 @@ public class AdaRoundFixesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_stated_rounding_weight_reaches_the_reconstruction_and_the_canonical_options()
+    {
+        var plain = new Sadg.Pipeline.PipelineOptions();
+        Assert.Equal(QuantizationOptions.DefaultRoundingLossWeight, plain.Quantization().RoundingLossWeight);
+        Assert.DoesNotContain("rounding_weight", plain.Canonical());
+        var brecq = plain with { RoundingLossWeight = 0.01 };
+        Assert.Equal(0.01, brecq.Quantization().RoundingLossWeight);
+        Assert.Contains("rounding_weight=0.01", brecq.Canonical());
+        Assert.NotEqual(plain.OptionsHash(), brecq.OptionsHash());
+    }
+
+    [Fact]
     public void The_block_input_only_ablation_quantizes_every_element_inside_the_block()
     {
         using var scope = NewDisposeScope();
         var model = BatchNormFolding.FoldWithReport(OnnxModel.FromProto(TestModels.ResNet(width: 8))).Model;
         var options = new QuantizationOptions { WeightBits = 4, ActivationBits = 4 };
         using var qdrop = new QuantizedGraph(model, options);
-        using var genie = new QuantizedGraph(model, options with { Ablation = MethodAblation.BlockInputDropOnly });
+        using var inputOnly = new QuantizedGraph(model, options with { Ablation = MethodAblation.BlockInputDropOnly });
         Assert.NotEmpty(qdrop.ActivationQuantizers);
         Assert.All(qdrop.ActivationQuantizers.Values, a => Assert.Equal(0.5, a.DropProbability));
-        Assert.All(genie.ActivationQuantizers.Values, a => Assert.Equal(0, a.DropProbability));
+        Assert.All(inputOnly.ActivationQuantizers.Values, a => Assert.Equal(0, a.DropProbability));
         // In training mode the ablated quantizer gives its evaluation output; QDrop's keeps about half the floats.
         var x = randn([2, 8, 6, 6], generator: new torch.Generator(7)).abs();
-        foreach (var quantizer in new[] { genie.ActivationQuantizers.Values.First(), qdrop.ActivationQuantizers.Values.First() })
+        foreach (var quantizer in new[] { inputOnly.ActivationQuantizers.Values.First(), qdrop.ActivationQuantizers.Values.First() })
         {
             quantizer.Calibrate(x);
             quantizer.Training = false;
