@@ -34,6 +34,9 @@ if (args.Length > 0 && args[0] == "prior") return Sadg.Benchmarks.PriorProbe.Run
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- refine --model M.onnx --data FOLDER [--steps 20,100]
 if (args.Length > 0 && args[0] == "refine") return Sadg.Benchmarks.RefineProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "memory") return Sadg.Benchmarks.MemoryProbe.Run(args[1..]);
+// How much of the quantized model's error a per-layer bias correction removes (see BiasProbe.cs).
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- bias [--model M.onnx --data FOLDER] [--bits W8A3] [--seeds 1]
+if (args.Length > 0 && args[0] == "bias") return Sadg.Benchmarks.BiasProbe.Run(args[1..]);
 
 // Writes the ResNet-20-shaped test model (random weights, BN kept, 1x28x28) for timing `sadg quantize`:
 //   dotnet run -c Release --project tests/Sadg.Benchmarks -- resnet20 <out.onnx>

@@ -1,0 +1,89 @@
+using System.Globalization;
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Pipeline;
+using Sadg.Quantization;
+using Sadg.Reconstruction;
+using static TorchSharp.torch;
+
+namespace Sadg.Benchmarks;
+
+/// <summary>
+/// How much of a quantized model's error is a per-channel mean shift of its layers' outputs: quantizes a model on its
+/// real calibration images (block reconstruction at the default budget), scores the quantized graph in TorchSharp on
+/// the test images, then corrects each quantized layer's bias, in execution order, by the mean over the calibration
+/// images of (FP output − quantized output) per output channel (empirical bias correction), and scores it again.
+///   dotnet run -c Release --project tests/Sadg.Benchmarks -- bias [--model M.onnx --data FOLDER] [--bits W8A3] [--seeds 1] [--steps 500]
+/// </summary>
+static class BiasProbe
+{
+    public static int Run(string[] args)
+    {
+        string root = QuantizationBenchmark.RepoRoot();
+        string modelPath = StepsBenchmark.Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
+        string folder = StepsBenchmark.Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
+        string bits = StepsBenchmark.Arg(args, "--bits", "W8A3");
+        int seeds = int.Parse(StepsBenchmark.Arg(args, "--seeds", "1"), CultureInfo.InvariantCulture);
+        int steps = int.Parse(StepsBenchmark.Arg(args, "--steps", "500"), CultureInfo.InvariantCulture);
+        set_num_threads(Environment.ProcessorCount);
+        var model = OnnxModel.Load(modelPath);
+        var (test, real, description) = QuantizationBenchmark.LoadData(model, folder, null);
+        using var testSet = test;
+        using var realSet = real;
+        var fed = InputStandardization.FromMetadata(model);
+        using var outer = NewDisposeScope();
+        var calibration = fed.Standardize(real.Images);
+        var testImages = fed.Standardize(test.Images);
+        int w = int.Parse(bits[1..bits.IndexOf('A')], CultureInfo.InvariantCulture), a = int.Parse(bits[(bits.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
+        Console.WriteLine($"{modelPath}, {bits}, {steps} steps per block; {description}");
+        for (int seed = 1; seed <= seeds; seed++)
+        {
+            using var scope = NewDisposeScope();
+            var options = new QuantizationOptions { WeightBits = w, ActivationBits = a, Iterations = steps, Seed = seed };
+            using var calibrated = ModelCalibration.Calibrate(model, calibration, options);
+            var q = calibrated.Quantized;
+            using var fp = new GraphModule(calibrated.Fold.Model);
+            double fpTop1 = Top1(fp, testImages, test.Labels), before = Top1(q.Graph, testImages, test.Labels);
+            int corrected = 0;
+            double shiftShare = 0;
+            foreach (var node in q.QuantizedNodes)
+            {
+                if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !q.Graph.Weights.TryGetValue(node.Inputs[2], out var bias)) continue;
+                using var inner = NewDisposeScope();
+                using var noGrad = no_grad();
+                var error = Outputs(fp, calibration, node.Outputs[0]) - Outputs(q.Graph, calibration, node.Outputs[0]);
+                var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
+                var shift = error.mean(axes);
+                // The share of the layer's squared error that the per-channel mean explains.
+                shiftShare += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+                bias.Add_(shift.to_type(bias.dtype));
+                corrected++;
+            }
+            double after = Top1(q.Graph, testImages, test.Labels);
+            Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, bias-corrected {after:0.00} ({after - before:+0.00;-0.00}); " +
+                $"{corrected} layers, the mean shift was {100 * shiftShare / Math.Max(1, corrected):0.0} % of a layer's squared error on average");
+        }
+        return 0;
+    }
+
+    /// <summary>A graph's <paramref name="value"/> for every image, in chunks, without gradients.</summary>
+    static Tensor Outputs(GraphModule graph, Tensor images, string value)
+    {
+        using var noGrad = no_grad();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < images.shape[0]; start += 256)
+        {
+            using var scope = NewDisposeScope();
+            var x = images.narrow(0, start, Math.Min(256, images.shape[0] - start));
+            parts.Add(graph.Run(new Dictionary<string, Tensor> { [graph.InputNames[0]] = x }, [value])[value].detach().MoveToOuterDisposeScope());
+        }
+        return cat(parts, 0);
+    }
+
+    static double Top1(GraphModule graph, Tensor images, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var logits = Outputs(graph, images, graph.OutputNames[0]);
+        return 100.0 * logits.flatten(1).argmax(1).eq(labels).to_type(ScalarType.Float32).mean().item<float>();
+    }
+}
