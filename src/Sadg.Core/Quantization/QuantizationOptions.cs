@@ -242,5 +242,7 @@ public sealed record QuantizationOptions
         foreach (var (node, bits) in Layers.WeightBits) Check($"The weight bits of '{node}'", bits);
         if (Iterations < 0) throw new ArgumentOutOfRangeException(nameof(Iterations), "Iterations must be ≥ 0.");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), "The batch size must be ≥ 1.");
+        if (!(RoundingLossWeight >= 0) || double.IsPositiveInfinity(RoundingLossWeight))
+            throw new ArgumentOutOfRangeException(nameof(RoundingLossWeight), RoundingLossWeight, "The rounding loss weight must be finite and ≥ 0.");
     }
 }

@@ -102,6 +102,8 @@ public class AdaRoundFixesTests(ITestOutputHelper output)
         Assert.Equal(0.01, brecq.Quantization().RoundingLossWeight);
         Assert.Contains("rounding_weight=0.01", brecq.Canonical());
         Assert.NotEqual(plain.OptionsHash(), brecq.OptionsHash());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new QuantizationOptions { RoundingLossWeight = -1 }.Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new QuantizationOptions { RoundingLossWeight = double.NaN }.Validate());
     }
 
     [Fact]
