@@ -136,8 +136,9 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             : FakeQuantize(x);
 
     /// <summary>
-    /// LSQ fake quantization: s · clamp(round_STE(x / s), lo, hi), differentiable with respect to x and s (∂/∂x: 1 where
-    /// round(x/s) lies in [lo, hi], else 0; ∂/∂s: the upstream gradient times q − x/s inside the range and q outside).
+    /// LSQ fake quantization: s · round_STE(clamp(x / s, lo, hi)), differentiable with respect to x and s (∂/∂x: 1 where
+    /// x/s lies in [lo, hi], else 0; ∂/∂s: the upstream gradient times q − x/s inside the range and q outside), as the
+    /// LSQ paper and Genie's code define it.
     /// Fused: without a graph it makes one tensor, the result; with one, autograd keeps only the range mask (and,
     /// while s learns, q − x/s) instead of the five intermediates of the composition.
     /// </summary>
@@ -160,11 +161,11 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             var scale = s.reshape([]);
             double lo = (double)vars[2], hi = (double)vars[3];
             var u = x / scale;
-            var rounded = u.round();
-            var q = rounded.Clamp(lo, hi);
+            var q = u.round().Clamp_(lo, hi);
             var output = q * scale;
-            var inside = q.eq(rounded);
-            rounded.Dispose();
+            // LSQ's range: x/s in [lo, hi], clipped before it is rounded. An element within half a step beyond a bound
+            // rounds to the bound, but it is clipped: ∂/∂x is 0 and ∂/∂s the bound, as for any clipped element.
+            var inside = u.Ge(lo).logical_and_(u.Le(hi));
             if (s.requires_grad)
             {
                 // ∂output/∂s per element: q − u inside the range, q outside.
@@ -190,7 +191,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// <see cref="QDrop.Mix"/> of <see cref="FakeQuantize"/>(x) and x, fused: the same values and gradients as the
-    /// composition (∂/∂x: 1 where the float value is kept or round(x/s) lies in [lo, hi], else 0; ∂/∂s: Σ over the
+    /// composition (∂/∂x: 1 where the float value is kept or x/s lies in [lo, hi], else 0; ∂/∂s: Σ over the
     /// quantized elements of the upstream gradient times q − x/s inside the range and q outside), in about a fifth of
     /// the composition's time at 112² feature maps, since autograd keeps no intermediate of its own. First-order only.
     /// </summary>
@@ -207,10 +208,9 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             var (x, scale, keepFloat) = ((Tensor)vars[0], ((Tensor)vars[1]).reshape([]), (Tensor)vars[2]);
             double lo = (double)vars[3], hi = (double)vars[4];
             var u = x / scale;
-            var rounded = u.round();
-            var q = rounded.Clamp(lo, hi);
+            var q = u.round().Clamp_(lo, hi);
             var output = QDrop.Mix(q * scale, x, keepFloat);
-            var inside = q.eq(rounded).to_type(x.dtype);
+            var inside = u.Ge(lo).logical_and_(u.Le(hi)).to_type(x.dtype); // LSQ's range, as in LsqFunction
             // ∂output/∂s per element: q − u inside the range, q outside; 0 where the float value is kept.
             var dScale = q.sub_(u.mul_(inside));
             dScale.sub_(dScale * keepFloat);

@@ -84,7 +84,7 @@ public class ActivationQuantizerTests
     }
 
     /// <summary>
-    /// For L = Σ Q(x): ∂L/∂x = 1 inside [lo, hi] and 0 outside (straight-through rounding, clamped);
+    /// For L = Σ Q(x): ∂L/∂x = 1 where x/s lies inside [lo, hi] and 0 outside (clamped, then straight-through rounding);
     /// ∂L/∂s = Σ_in (round(x/s) − x/s) + Σ_out clamp bound (LSQ).
     /// </summary>
     [Fact]
@@ -98,13 +98,39 @@ public class ActivationQuantizerTests
 
         float s = q.Scale.detach().item<float>();
         var u = x.detach() / s;
-        var inRange = u.round().ge(q.Min).logical_and(u.round().le(q.Max));
+        var inRange = u.ge(q.Min).logical_and(u.le(q.Max));
         Assert.True(inRange.logical_not().any().item<bool>(), "the test needs clamped elements");
         Assert.True(SameValues(x.grad!, inRange.to_type(ScalarType.Float32)), "∂L/∂x is not the in-range mask");
 
         var expected = where(inRange, u.round() - u, u.round().clamp(q.Min, q.Max)).to_type(ScalarType.Float64).sum().item<double>();
         double actual = q.Scale.grad!.item<float>();
         Assert.Equal(expected, actual, Math.Max(1e-3, Math.Abs(expected) * 1e-4));
+    }
+
+    /// <summary>
+    /// An element within half a step beyond the upper bound rounds to the bound but is clipped (LSQ clips x/s before
+    /// rounding): no gradient reaches it, and it pulls s with the bound's weight, in both fused functions. Rounding
+    /// first and testing the rounded value against the range gave it ∂/∂x = 1 and ∂/∂s = hi − x/s ∈ (−½, 0].
+    /// </summary>
+    [Fact]
+    public void An_element_just_beyond_the_range_is_clipped_for_both_gradients()
+    {
+        using var scope = NewDisposeScope();
+        using var q = new ActivationQuantizer(3);
+        q.SetScale(0.5f);
+        // x/s = 7.3 (rounds to 7, the bound), 6.6 (inside), 9 (beyond), for an unsigned 3-bit quantizer [0, 7].
+        var values = new[] { 3.65f, 3.3f, 4.5f };
+        foreach (bool drop in new[] { false, true })
+        {
+            var x = tensor(values).requires_grad_(true);
+            var y = drop ? q.FakeQuantizeDrop(x, zeros(3)) : q.FakeQuantize(x);
+            Assert.Equal(new[] { 3.5f, 3.5f, 3.5f }, y.detach().data<float>().ToArray());
+            y.sum().backward();
+            Assert.Equal(new[] { 0f, 1f, 0f }, x.grad!.data<float>().ToArray());
+            // ∂/∂s = 7 (clipped) + (7 − 6.6) (inside) + 7 (clipped).
+            Assert.Equal(14.4, q.Scale.grad!.item<float>(), 4);
+            q.Scale.grad!.zero_();
+        }
     }
 
     [Fact]
@@ -170,8 +196,8 @@ public class ActivationQuantizerTests
     static Tensor Composed(Tensor x, ActivationQuantizer q)
     {
         var scale = q.Scale.reshape([]);
-        var u = x / scale;
-        return (u + (u.round() - u).detach()).clamp(q.Min, q.Max) * scale;
+        var c = (x / scale).clamp(q.Min, q.Max);
+        return (c + (c.round() - c).detach()) * scale;
     }
 
     /// <summary>
