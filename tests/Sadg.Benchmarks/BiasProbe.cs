@@ -19,9 +19,8 @@ static class BiasProbe
 {
     public static int Run(string[] args)
     {
-        string root = QuantizationBenchmark.RepoRoot();
-        string modelPath = StepsBenchmark.Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx"));
-        string folder = StepsBenchmark.Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
+        string modelPath = QuantizationBenchmark.ModelPath(QuantizationBenchmark.RepoRoot(), args, Directory.GetCurrentDirectory());
+        string folder = QuantizationBenchmark.DataFolder(args);
         string bits = StepsBenchmark.Arg(args, "--bits", "W8A3");
         int seeds = int.Parse(StepsBenchmark.Arg(args, "--seeds", "1"), CultureInfo.InvariantCulture);
         int steps = int.Parse(StepsBenchmark.Arg(args, "--steps", "500"), CultureInfo.InvariantCulture);
@@ -34,7 +33,7 @@ static class BiasProbe
         using var outer = NewDisposeScope();
         var calibration = fed.Standardize(real.Images);
         var testImages = fed.Standardize(test.Images);
-        int w = int.Parse(bits[1..bits.IndexOf('A')], CultureInfo.InvariantCulture), a = int.Parse(bits[(bits.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
+        var (w, a) = QuantizationBenchmark.Bits(bits);
         Console.WriteLine($"{modelPath}, {bits}, {steps} steps per block; {description}");
         for (int seed = 1; seed <= seeds; seed++)
         {

@@ -143,8 +143,7 @@ static class QuantizationBenchmark
                 {
                     bool mixed = b.StartsWith('M');
                     string uniform = mixed ? b[1..] : b;
-                    int weightBits = int.Parse(uniform[1..uniform.IndexOf('A')], CultureInfo.InvariantCulture);
-                    int activationBits = int.Parse(uniform[(uniform.IndexOf('A') + 1)..], CultureInfo.InvariantCulture);
+                    var (weightBits, activationBits) = Bits(uniform);
                     bool generated = method is "genie" or "sadag";
                     var rowKnobs = mixed ? knobs with { SizeBudget = new SizeBudget(null, null, weightBits) } : knobs;
                     var row = RunOne(model, Options(profile, method, weightBits, activationBits, seed, train.Images, rowKnobs), generated ? warm : null,
@@ -179,12 +178,16 @@ static class QuantizationBenchmark
     /// <summary>What the table describes: the model, the data and how it was split.</summary>
     sealed record Context(string ModelPath, string Data, int TestImages, int RealImages);
 
+    /// <summary>The weight and activation bits of a uniform bit-width name, <c>W&lt;w&gt;A&lt;a&gt;</c> (e.g. W4A4).</summary>
+    internal static (int Weight, int Activation) Bits(string name) =>
+        (int.Parse(name[1..name.IndexOf('A')], CultureInfo.InvariantCulture), int.Parse(name[(name.IndexOf('A') + 1)..], CultureInfo.InvariantCulture));
+
     /// <summary>The model a run quantizes: <c>--model</c> (relative to <paramref name="baseFolder"/>, the run's working folder), or the sample.</summary>
-    static string ModelPath(string root, string[] args, string baseFolder) =>
+    internal static string ModelPath(string root, string[] args, string baseFolder) =>
         Path.GetFullPath(Arg(args, "--model", Path.Combine(root, "samples", "models", "resnet20-fmnist.onnx")), baseFolder);
 
     /// <summary>The labelled images a run scores on and calibrates <c>real</c> with: <c>--data</c>, or Fashion-MNIST.</summary>
-    static string DataFolder(string[] args) => Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
+    internal static string DataFolder(string[] args) => Arg(args, "--data", "/usr/share/datasets/fashion-mnist");
 
     /// <summary>
     /// The test set and the real calibration set, pixels in [0, 1]. An image folder (one subfolder per class) holds out

@@ -150,6 +150,12 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         return LsqFunction.apply(x, s, (double)Min, (double)Max);
     }
 
+    /// <summary>
+    /// LSQ's range, where the gradients pass: u = x/s in [lo, hi], clipped before it is rounded. An element within half a
+    /// step beyond a bound rounds to the bound, but it is clipped: ∂/∂x is 0 and ∂/∂s the bound, as for any clipped element.
+    /// </summary>
+    static Tensor InRange(Tensor u, double lo, double hi) => u.Ge(lo).logical_and_(u.Le(hi));
+
     /// <summary>The fused LSQ fake quantization of <see cref="FakeQuantize"/>.</summary>
     sealed class LsqFunction : autograd.SingleTensorFunction<LsqFunction>
     {
@@ -163,9 +169,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             var u = x / scale;
             var q = u.round().Clamp_(lo, hi);
             var output = q * scale;
-            // LSQ's range: x/s in [lo, hi], clipped before it is rounded. An element within half a step beyond a bound
-            // rounds to the bound, but it is clipped: ∂/∂x is 0 and ∂/∂s the bound, as for any clipped element.
-            var inside = u.Ge(lo).logical_and_(u.Le(hi));
+            var inside = InRange(u, lo, hi);
             if (s.requires_grad)
             {
                 // ∂output/∂s per element: q − u inside the range, q outside.
@@ -210,7 +214,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
             var u = x / scale;
             var q = u.round().Clamp_(lo, hi);
             var output = QDrop.Mix(q * scale, x, keepFloat);
-            var inside = u.Ge(lo).logical_and_(u.Le(hi)).to_type(x.dtype); // LSQ's range, as in LsqFunction
+            var inside = InRange(u, lo, hi).to_type(x.dtype);
             // ∂output/∂s per element: q − u inside the range, q outside; 0 where the float value is kept.
             var dScale = q.sub_(u.mul_(inside));
             dScale.sub_(dScale * keepFloat);
