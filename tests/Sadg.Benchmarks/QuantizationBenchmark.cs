@@ -288,16 +288,21 @@ static class QuantizationBenchmark
         using var session = new InferenceSession(model.ToByteArray());
         string input = session.InputMetadata.Keys.Single();
         bool channelsLast = OnnxModel.FromProto(model).GetImageInput().ChannelsLast; // fed [N, H, W, C] as it declares
+        // A model declared with a fixed batch (exports without dynamic axes) gets full batches of it, the last padded with zeros.
+        int declared = session.InputMetadata[input].Dimensions[0];
+        int batch = declared > 0 ? declared : 1000;
         var predicted = new long[images.shape[0]];
-        for (long start = 0; start < images.shape[0]; start += 1000)
+        for (long start = 0; start < images.shape[0]; start += batch)
         {
             using var scope = NewDisposeScope();
-            var x = images.narrow(0, start, Math.Min(1000, images.shape[0] - start));
+            long n = Math.Min(batch, images.shape[0] - start);
+            var x = images.narrow(0, start, n);
+            if (declared > 0 && n < batch) x = cat([x, zeros([batch - n, .. x.shape[1..]])], 0);
             x = (channelsLast ? x.permute(0, 2, 3, 1) : x).contiguous();
             var dense = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), x.shape.Select(d => (int)d).ToArray());
             using var results = session.Run([NamedOnnxValue.CreateFromTensor(input, dense)]);
             var logits = results[0].AsTensor<float>();
-            for (int i = 0; i < x.shape[0]; i++)
+            for (int i = 0; i < n; i++)
             {
                 int best = 0;
                 for (int c = 1; c < logits.Dimensions[1]; c++) if (logits[i, c] > logits[i, best]) best = c;
