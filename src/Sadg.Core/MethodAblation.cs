@@ -50,4 +50,8 @@ public enum MethodAblation
     /// does this: QDrop's and Genie's code both also let each quantizer keep an element's float value with p = ½, as
     /// Sadg does.</summary>
     BlockInputDropOnly = 1 << 11,
+
+    /// <summary>Genie's activation grid: data with negatives gets the symmetric signed grid [−2^(b−1), 2^(b−1) − 1]
+    /// instead of BRECQ's and QDrop's asymmetric one with a zero point.</summary>
+    SymmetricActivations = 1 << 12,
 }

@@ -13,7 +13,8 @@ namespace Sadg.Export;
 /// <item>each quantized weight becomes a UINT4 (2–4 bits) or UINT8 (5–8 bits) initializer with per-channel float
 /// scale and zero point, and a DequantizeLinear(axis) feeding the node that read the float weight (the float
 /// initializer stays only if a node that is not quantized still reads it);</item>
-/// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and zero point 0,
+/// <item>each quantized activation v gets QuantizeLinear → DequantizeLinear with a scalar scale and its zero point
+/// (0 on the signed and the ReLU grids),
 /// stored as <see cref="ActivationStorage"/> says, plus a Clip to [Min·scale, Max·scale] after the
 /// DequantizeLinear when the bit width is narrower than its container (4 bits in INT8, 3 bits in INT4, …); every
 /// node that read v reads the result instead, but the activation's <see cref="ActivationQuantization.FloatReaders"/>
@@ -107,8 +108,8 @@ public static class QdqWriter
             string quantized = names.Unique($"{v}_quantized");
             graph.Initializer.Add(new TensorProto { Name = scale, DataType = (int)DataType.Float, FloatData = { a.Scale } });
             graph.Initializer.Add(container is DataType.Int4 or DataType.Uint4
-                ? OnnxTensors.FromInt4(zeroPoint, [0], [], container == DataType.Int4)
-                : new TensorProto { Name = zeroPoint, DataType = (int)container, Int32Data = { 0 } });
+                ? OnnxTensors.FromInt4(zeroPoint, [(int)a.ZeroPoint], [], container == DataType.Int4)
+                : new TensorProto { Name = zeroPoint, DataType = (int)container, Int32Data = { (int)a.ZeroPoint } });
 
             var quantize = new NodeProto { Name = names.Unique($"{v}_QuantizeLinear"), OpType = "QuantizeLinear" };
             quantize.Input.AddRange([v, scale, zeroPoint]);

@@ -5,12 +5,17 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace Sadg.Quantization;
 
 /// <summary>
-/// The quantizer of one activation tensor (Genie-M, DESIGN §3): per tensor, symmetric (zero point 0), b bits,
-/// signed [−2^(b−1), 2^(b−1) − 1] when the calibration data has negatives, else unsigned [0, 2^b − 1]:
-/// x_q = s · clamp(round(x / s), lo, hi).
+/// The quantizer of one activation tensor: per tensor, b bits, x_q = s · clamp(round(x / s), lo, hi), where
 /// <list type="bullet">
-/// <item><see cref="Calibrate"/> decides the signedness and searches s over clip ratios r = 1.00 … 0.01 of max|x|
-/// (s = r · max|x| / hi), keeping the r that minimizes mean |x − Q(x)|^2.4.</item>
+/// <item>data without negatives (after ReLU) gets the unsigned grid [0, 2^b − 1] (zero point 0);</item>
+/// <item>data with negatives gets, below 8 bits, BRECQ's and QDrop's asymmetric grid [−z, 2^b − 1 − z] with zero
+/// point z (<see cref="ZeroPoint"/>); at 8 bits, or with <see cref="Symmetric"/> (Genie's quantizer, DESIGN §3), the
+/// symmetric signed grid [−2^(b−1), 2^(b−1) − 1], which leaves most negative levels unused after SiLU, Hardswish or
+/// GELU (<see cref="AsymmetricGrid"/> says which).</item>
+/// <item><see cref="Calibrate"/> decides the grid and searches s over clip ratios r = 1.00 … 0.01 (unsigned:
+/// s = r · max x / hi; asymmetric: s = r · (max x − min x) / (2^b − 1), z = round(−r · min x / s); symmetric:
+/// s = r · max|x| / hi), keeping the r that minimizes mean |x − Q(x)|^2.4. z is fixed after calibration, as in BRECQ
+/// and QDrop.</item>
 /// <item>LSQ: s is a learned <see cref="Parameter"/>; rounding is straight-through (∂round(u)/∂u = 1), so the gradient
 /// reaches both s and x; the clamp passes no gradient to x outside [lo, hi].</item>
 /// <item>QDrop: in training mode each element keeps its quantized value with probability 1 − p
@@ -44,17 +49,31 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
 
     public int Bits { get; }
 
-    /// <summary>Whether the grid is signed; set by <see cref="Calibrate"/>.</summary>
+    /// <summary>Whether the grid is the symmetric signed one; set by <see cref="Calibrate"/>.</summary>
     public bool Signed { get; private set; }
+
+    /// <summary>z of the asymmetric grid [−z, 2^b − 1 − z]; 0 for the unsigned and the signed grids. Set by <see cref="Calibrate"/>.</summary>
+    public long ZeroPoint { get; private set; }
+
+    /// <summary>Data with negatives gets the symmetric signed grid (Genie's) at every bit width.</summary>
+    public bool Symmetric { get; init; }
+
+    /// <summary>
+    /// Whether data with negatives gets the asymmetric grid: below 8 bits unless <paramref name="symmetric"/>. At 8
+    /// bits the symmetric grid loses little (W8A8 is within a few hundredths of FP32 either way) and keeps ONNX
+    /// Runtime's fused 8-bit kernels (QLinearConv) on signed INT8 activations, which agree with the Q/DQ model more
+    /// closely than on UINT8 ones with a zero point; narrower activations carry a Clip that ONNX Runtime does not fuse.
+    /// </summary>
+    public static bool AsymmetricGrid(int bits, bool symmetric) => bits < 8 && !symmetric;
 
     /// <summary>True once <see cref="Calibrate"/> has run.</summary>
     public bool Calibrated { get; private set; }
 
-    /// <summary>lo: −2^(b−1) when signed, else 0.</summary>
-    public long Min => Signed ? -(1L << (Bits - 1)) : 0;
+    /// <summary>lo: −2^(b−1) when signed, else −z.</summary>
+    public long Min => Signed ? -(1L << (Bits - 1)) : -ZeroPoint;
 
-    /// <summary>hi: 2^(b−1) − 1 when signed, else 2^b − 1.</summary>
-    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1;
+    /// <summary>hi: 2^(b−1) − 1 when signed, else 2^b − 1 − z.</summary>
+    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1 - ZeroPoint;
 
     /// <summary>s, shape [1], learned (LSQ).</summary>
     public Parameter Scale => s;
@@ -84,8 +103,8 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Decides the signedness (signed when any sample is negative) and sets s by the clip-ratio search over
-    /// max|x|. All-zero samples give s = 1 / hi.
+    /// Decides the grid (unsigned without negative samples, else asymmetric or, with <see cref="Symmetric"/>, signed)
+    /// and sets s (and z) by the clip-ratio search. All-zero samples give s = 1 / hi.
     /// </summary>
     public void Calibrate(Tensor samples)
     {
@@ -94,7 +113,15 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var x = samples.detach().to_type(ScalarType.Float32).flatten();
         if (x.numel() == 0) throw new ArgumentException("There are no calibration samples.", nameof(samples));
-        Signed = x.min().item<float>() < 0;
+        double min = x.min().item<float>();
+        bool asymmetric = AsymmetricGrid(Bits, Symmetric);
+        Signed = min < 0 && !asymmetric;
+        ZeroPoint = 0;
+        if (min < 0 && asymmetric)
+        {
+            CalibrateAsymmetric(x, min, x.max().item<float>());
+            return;
+        }
         double maxAbs = x.abs().max().item<float>();
         double best = maxAbs > 0 ? maxAbs / Max : 1.0 / Max;
         if (maxAbs > 0)
@@ -111,6 +138,28 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
                     bestError = error;
                     best = scale;
                 }
+            }
+        }
+        s.Fill_((float)best);
+        Calibrated = true;
+    }
+
+    /// <summary>The asymmetric search: the range [r · min, r · max] on 2^b levels, z = round(−min · (2^b − 1) / (max − min)).</summary>
+    void CalibrateAsymmetric(Tensor x, double min, double max)
+    {
+        long levels = (1L << Bits) - 1;
+        ZeroPoint = Math.Clamp((long)Math.Round(-min * levels / (max - min), MidpointRounding.ToEven), 0, levels);
+        double best = (max - min) / levels, bestError = double.PositiveInfinity;
+        for (int i = 0; i < QuantizerRange.RatioCount; i++)
+        {
+            using var step = NewDisposeScope();
+            float scale = (float)(QuantizerRange.Ratio(i) * (max - min) / levels);
+            if (scale <= 0) continue;
+            double error = QuantizerRange.Error(x, Apply(x, scale, Min, Max)).item<float>();
+            if (error < bestError)
+            {
+                bestError = error;
+                best = scale;
             }
         }
         s.Fill_((float)best);
@@ -236,7 +285,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     public ActivationQuantization Export(string value)
     {
         using var scope = NewDisposeScope();
-        return new(value, s.detach().cpu().item<float>(), Bits, Signed);
+        return new(value, s.detach().cpu().item<float>(), Bits, Signed) { ZeroPoint = ZeroPoint };
     }
 
     static Tensor Apply(Tensor x, float scale, long min, long max) => x.Div(scale).round().Clamp(min, max).Mul(scale);

@@ -56,7 +56,7 @@ public static class SensitivityAnalysis
                 Mode = WeightRoundingMode.Nearest,
                 FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale),
             };
-            using var activationQuantizer = inputBits is { } bits ? new ActivationQuantizer(bits) { Training = false } : null;
+            using var activationQuantizer = inputBits is { } bits ? new ActivationQuantizer(bits) { Training = false, Symmetric = options.Ablation.HasFlag(MethodAblation.SymmetricActivations) } : null;
             if (activationQuantizer is not null)
             {
                 var samples = x.narrow(0, 0, Math.Min(options.ActivationCalibrationSamples, x.shape[0]));

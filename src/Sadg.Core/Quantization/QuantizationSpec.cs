@@ -26,9 +26,9 @@ public sealed record WeightQuantization(string Node, string Weight, Tensor Integ
 }
 
 /// <summary>
-/// The final form of one activation quantizer: per tensor, symmetric (zero point 0), signed INT{Bits} when the
-/// calibration data had negatives, else unsigned UINT{Bits}: x_q = Scale · clamp(round(x / Scale), lo, hi),
-/// rounding half to even, as ONNX QuantizeLinear does.
+/// The final form of one activation quantizer: per tensor, signed INT{Bits} with zero point 0 (<see cref="Signed"/>,
+/// the symmetric grid), or unsigned UINT{Bits} with zero point <see cref="ZeroPoint"/> (0 after ReLU):
+/// x_q = Scale · clamp(round(x / Scale), lo, hi), rounding half to even, as ONNX QuantizeLinear does.
 /// </summary>
 /// <param name="Value">Name of the quantized tensor (every node that reads it sees the quantized value, but <see cref="FloatReaders"/>).</param>
 public sealed record ActivationQuantization(string Value, float Scale, int Bits, bool Signed)
@@ -36,9 +36,12 @@ public sealed record ActivationQuantization(string Value, float Scale, int Bits,
     /// <summary>Nodes (by name) that read the float value: operators left in float (<c>--exclude</c>). Empty by default.</summary>
     public IReadOnlyList<string> FloatReaders { get; init; } = [];
 
-    public long Min => Signed ? -(1L << (Bits - 1)) : 0;
+    /// <summary>z of the unsigned grid [−z, 2^b − 1 − z] (stored as UINT with this zero point); 0 when <see cref="Signed"/>.</summary>
+    public long ZeroPoint { get; init; }
 
-    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1;
+    public long Min => Signed ? -(1L << (Bits - 1)) : -ZeroPoint;
+
+    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1 - ZeroPoint;
 
     /// <summary>The fake-quantized value (no gradient tricks: for evaluation).</summary>
     public Tensor Apply(Tensor x) => x.Div(Scale).round().Clamp(Min, Max).Mul(Scale);

@@ -65,6 +65,7 @@ public sealed class QuantizedGraph : IDisposable
             var quantizer = new ActivationQuantizer(bits)
             {
                 DropProbability = options.Ablation.HasFlag(MethodAblation.BlockInputDropOnly) ? 0 : options.DropProbability,
+                Symmetric = options.Ablation.HasFlag(MethodAblation.SymmetricActivations),
             };
             activationQuantizers[value] = quantizer;
             Tensor Quantize(Tensor x) => quantizer.Calibrated ? quantizer.forward(x) : x;

@@ -14,7 +14,9 @@ namespace Sadg.Tests.Export;
 public class QdqWriterTests(ITestOutputHelper output)
 {
     static readonly string[] ModelNames = ["resnet", "mobilenetv2", "vgg"];
-    static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed", "W4"];
+    // "-symmetric": activations with negatives on the symmetric signed grid (INT containers, zero point 0); the
+    // others put them below 8 bits on the asymmetric grid (UINT containers with a zero point), at 8 bits on the signed one.
+    static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed", "W4", "W4A4-symmetric", "W3A3-symmetric"];
 
     public static TheoryData<string, string, QdqWriter.ActivationStorage> Cases
     {
@@ -36,7 +38,7 @@ public class QdqWriterTests(ITestOutputHelper output)
         _ => throw new ArgumentException(name),
     }));
 
-    static RtnSpecBuilder.BitPolicy Policy(string name) => name switch
+    static RtnSpecBuilder.BitPolicy Policy(string name) => name.Replace("-symmetric", "") switch
     {
         "W4A4" => RtnSpecBuilder.Uniform(4, 4),
         "W8A8" => RtnSpecBuilder.Uniform(8, 8),
@@ -49,7 +51,7 @@ public class QdqWriterTests(ITestOutputHelper output)
     static QuantizationSpec Spec(OnnxModel folded, string policy)
     {
         using var scope = NewDisposeScope();
-        return RtnSpecBuilder.Build(folded, TestModels.Input(64, seed: 7), Policy(policy));
+        return RtnSpecBuilder.Build(folded, TestModels.Input(64, seed: 7), Policy(policy), symmetricActivations: policy.EndsWith("-symmetric"));
     }
 
     /// <summary>
@@ -183,14 +185,26 @@ public class QdqWriterTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             Assert.True(OnnxTensors.ToTorch(initializers[$"{w.Weight}_quantized"]).to_type(ScalarType.Int64).eq(w.Integers).all().item<bool>());
         }
+        // The image input has negatives: its grid is the asymmetric one, whose zero point the file must carry.
+        Assert.Contains(spec.Activations, a => a.ZeroPoint > 0);
+        long ZeroPointOf(TensorProto t)
+        {
+            using var scope = NewDisposeScope();
+            return OnnxTensors.ToTorch(t).to_type(ScalarType.Int64).item<long>();
+        }
         foreach (var a in spec.Activations)
         {
             Assert.Equal(a.Signed ? DataType.Int8 : DataType.Uint8, (DataType)initializers[$"{a.Value}_zero_point"].DataType);
+            Assert.Equal(a.ZeroPoint, ZeroPointOf(initializers[$"{a.Value}_zero_point"]));
             Assert.Equal("Clip", back.Graph.Node.Single(n => n.Output.Contains($"{a.Value}_dequantized")).OpType);
         }
         var exact = QdqWriter.Write(folded, spec, QdqWriter.ActivationStorage.Exact);
         foreach (var a in spec.Activations)
-            Assert.Equal(a.Signed ? DataType.Int4 : DataType.Uint4, (DataType)exact.Graph.Initializer.Single(t => t.Name == $"{a.Value}_zero_point").DataType);
+        {
+            var zeroPoint = exact.Graph.Initializer.Single(t => t.Name == $"{a.Value}_zero_point");
+            Assert.Equal(a.Signed ? DataType.Int4 : DataType.Uint4, (DataType)zeroPoint.DataType);
+            Assert.Equal(a.ZeroPoint, ZeroPointOf(zeroPoint));
+        }
         var metadata = back.Proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
         Assert.Equal("qdq", metadata["sadg.format"]);
         Assert.Equal("7", metadata["sadg.seed"]);

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Sadg.Tests.Quantization;
 
 /// <summary>
-/// The per-tensor activation quantizer: signedness from data, the clip-ratio search against a reference, evaluation
+/// The per-tensor activation quantizer: its grid from data (unsigned, asymmetric, or Genie's symmetric), the clip-ratio search against a reference, evaluation
 /// output equal to <see cref="ActivationQuantization.Apply"/>, LSQ gradients against their formula, and QDrop.
 /// </summary>
 public class ActivationQuantizerTests
@@ -24,9 +24,10 @@ public class ActivationQuantizerTests
         Assert.Equal((0L, 15L), (unsigned.Min, unsigned.Max));
         Assert.False(unsigned.Export("relu_out").Signed);
 
-        using var signed = new ActivationQuantizer(4);
+        using var signed = new ActivationQuantizer(4) { Symmetric = true };
         signed.Calibrate(Randn(2, 4, 8, 6, 6));
         Assert.True(signed.Signed);
+        Assert.Equal(0L, signed.ZeroPoint);
         Assert.Equal((-8L, 7L), (signed.Min, signed.Max));
         var exported = signed.Export("conv_out");
         Assert.True(exported.Signed);
@@ -34,27 +35,62 @@ public class ActivationQuantizerTests
         Assert.Equal(4, exported.Bits);
     }
 
+    /// <summary>
+    /// Data with a few small negatives (as after SiLU: min −0.28) gets the asymmetric grid, whose zero point sits near
+    /// the bottom: nearly every level covers the positive side, where the symmetric grid has half of them.
+    /// </summary>
+    [Fact]
+    public void Data_with_small_negatives_gets_an_asymmetric_grid_with_its_zero_point_near_the_bottom()
+    {
+        using var scope = NewDisposeScope();
+        var x = Randn(4, 4, 8, 6, 6) * 2f;
+        x = x * sigmoid(x); // SiLU
+        using var asymmetric = new ActivationQuantizer(4);
+        asymmetric.Calibrate(x);
+        Assert.False(asymmetric.Signed);
+        double min = x.min().item<float>(), max = x.max().item<float>();
+        long expectedZero = (long)Math.Round(-min * 15 / (max - min), MidpointRounding.ToEven);
+        Assert.Equal(expectedZero, asymmetric.ZeroPoint);
+        Assert.InRange(asymmetric.ZeroPoint, 1, 3);
+        Assert.Equal((-asymmetric.ZeroPoint, 15 - asymmetric.ZeroPoint), (asymmetric.Min, asymmetric.Max));
+        var exported = asymmetric.Export("silu_out");
+        Assert.False(exported.Signed);
+        Assert.Equal(asymmetric.ZeroPoint, exported.ZeroPoint);
+        Assert.True(SameValues(asymmetric.forward(x).detach(), exported.Apply(x)), "evaluation output equals the exported grid's");
+
+        using var symmetric = new ActivationQuantizer(4) { Symmetric = true };
+        symmetric.Calibrate(x);
+        double Error(Tensor q) => (x - q).abs().pow(2.4).mean().item<float>();
+        Assert.True(Error(exported.Apply(x)) < Error(symmetric.Export("silu_out").Apply(x)),
+            "the asymmetric grid should quantize SiLU outputs more finely than the symmetric one");
+    }
+
     /// <summary>The chosen scale is the best of the 100 ratios by the reference criterion, computed here in double.</summary>
     [Theory]
-    [InlineData(4, true)]
-    [InlineData(4, false)]
-    [InlineData(8, true)]
-    public void CalibrationPicksTheBestClipRatio(int bits, bool withNegatives)
+    [InlineData(4, true, true)]
+    [InlineData(4, true, false)]
+    [InlineData(4, false, false)]
+    [InlineData(8, true, true)]
+    [InlineData(8, true, false)]
+    public void CalibrationPicksTheBestClipRatio(int bits, bool withNegatives, bool symmetric)
     {
         using var scope = NewDisposeScope();
         var x = Randn(3, 2000);
         x[0] = 12f; // an outlier
         if (!withNegatives) x = x.abs();
-        using var q = new ActivationQuantizer(bits);
+        using var q = new ActivationQuantizer(bits) { Symmetric = symmetric };
         q.Calibrate(x);
         var values = x.data<float>().ToArray();
         long lo = q.Min, hi = q.Max;
-        double maxAbs = values.Max(Math.Abs);
+        // The range the ratios shrink: max|x| on the unsigned and signed grids, max − min on the asymmetric one.
+        double range = q.ZeroPoint > 0 ? values.Max() - values.Min() : values.Max(Math.Abs);
+        long levels = q.ZeroPoint > 0 ? (1L << bits) - 1 : hi;
+        Assert.Equal(withNegatives && !symmetric && bits < 8, q.ZeroPoint > 0);
         double Error(double s) => values.Average(v => Math.Pow(Math.Abs(v - s * Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven), lo, hi)), 2.4));
-        var errors = Enumerable.Range(0, 100).Select(i => Error((100 - i) / 100.0 * maxAbs / hi)).ToArray();
+        var errors = Enumerable.Range(0, 100).Select(i => Error((100 - i) / 100.0 * range / levels)).ToArray();
         double chosen = q.Scale.detach().item<float>();
         Assert.True(Error(chosen) <= errors.Min() * (1 + 1e-3), $"error {Error(chosen)} > reference best {errors.Min()}");
-        if (bits == 4) Assert.True(chosen < 0.99 * maxAbs / hi, "the outlier should be clipped");
+        if (bits == 4) Assert.True(chosen < 0.99 * range / levels, "the outlier should be clipped");
     }
 
     [Theory]
@@ -169,7 +205,7 @@ public class ActivationQuantizerTests
     public void FusedQDropMatchesTheComposition()
     {
         using var scope = NewDisposeScope();
-        using var q = new ActivationQuantizer(4);
+        using var q = new ActivationQuantizer(4) { Symmetric = true };
         q.Calibrate(Randn(10, 4, 8, 6, 6));
         Assert.True(q.Signed);
         var x0 = Randn(11, 4, 8, 6, 6) * 2f;

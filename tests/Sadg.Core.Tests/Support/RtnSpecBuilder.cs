@@ -21,7 +21,10 @@ public static class RtnSpecBuilder
     /// <summary>The first quantized op W8A8, every other one W4A4.</summary>
     public static BitPolicy FirstLayer8Bit => (i, _) => i == 0 ? (8, 8) : (4, 4);
 
-    public static QuantizationSpec Build(OnnxModel folded, Tensor calibration, BitPolicy policy)
+    /// <param name="symmetricActivations">Activations with negatives on the symmetric signed grid (INT containers) at
+    /// every bit width; otherwise below 8 bits on the asymmetric one (UINT containers with a zero point), as the
+    /// product does (<see cref="ActivationQuantizer.AsymmetricGrid"/>).</param>
+    public static QuantizationSpec Build(OnnxModel folded, Tensor calibration, BitPolicy policy, bool symmetricActivations = false)
     {
         using var scope = NewDisposeScope();
         var initializers = folded.Graph.Initializer.ToDictionary(t => t.Name);
@@ -56,9 +59,19 @@ public static class RtnSpecBuilder
         foreach (var (value, bits) in activationBits)
         {
             var x = capture[value];
-            bool signed = x.min().item<float>() < 0;
-            long max = signed ? (1L << (bits - 1)) - 1 : (1L << bits) - 1;
-            float scale = Math.Max(x.abs().max().item<float>() / max, 1e-8f);
+            float min = x.min().item<float>(), max = x.max().item<float>();
+            long top = (1L << bits) - 1;
+            if (min < 0 && ActivationQuantizer.AsymmetricGrid(bits, symmetricActivations))
+            {
+                // Asymmetric: [min, max] on 2^b levels, the zero point rounded.
+                float step = Math.Max((max - min) / top, 1e-8f);
+                long zero = Math.Clamp((long)Math.Round(-min / step), 0, top);
+                spec.Activations.Add(new ActivationQuantization(value, step, bits, Signed: false) { ZeroPoint = zero });
+                continue;
+            }
+            bool signed = min < 0;
+            long hi = signed ? (1L << (bits - 1)) - 1 : top;
+            float scale = Math.Max(x.abs().max().item<float>() / hi, 1e-8f);
             spec.Activations.Add(new ActivationQuantization(value, scale, bits, signed));
         }
         spec.Metadata["sadg.method"] = "rtn-test";
