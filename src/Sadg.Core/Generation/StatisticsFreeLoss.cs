@@ -13,9 +13,9 @@ public static class StatisticsFreeLoss
     public const string NoBatchNormWarning =
         "The model has no BatchNormalization layers, so there are no BN statistics to match; Sadg falls back to a " +
         "statistics-free objective (cross-entropy to random classes with total-variation and L2 image priors), which " +
-        "can give poorer calibration images (on a CIFAR-10 ResNet-8 at W4A4 with its input range stated: at the quick profile " +
-        "2 to 4 points of top-1 below the same model with BatchNorm kept, with a wider spread over seeds, and as good at " +
-        "the default profile; docs/benchmarks/resnet8.md). " +
+        "can give much poorer calibration images (at W4A4 with the input range stated, quick profile: on a CIFAR-10 ResNet-8 " +
+        "2 to 4 points of top-1 below the same model with BatchNorm kept, and as good at the default profile; on a " +
+        "MobileNetV3-style model 12 to 14 points below; docs/benchmarks/resnet8.md, docs/benchmarks/zoo.md). " +
         "State what the model is fed (--input-range, or InputRange in the build) unless its metadata says it: without BN " +
         "Sadg cannot infer it. Better, export the model with BatchNormalization kept: in PyTorch, call " +
         "model.eval() and then torch.onnx.export(model, x, path, dynamo=False, training=torch.onnx.TrainingMode.PRESERVE). " +

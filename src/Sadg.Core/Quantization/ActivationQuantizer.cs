@@ -114,23 +114,31 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         var x = samples.detach().to_type(ScalarType.Float32).flatten();
         if (x.numel() == 0) throw new ArgumentException("There are no calibration samples.", nameof(samples));
         double min = x.min().item<float>();
-        bool asymmetric = AsymmetricGrid(Bits, Symmetric);
+        bool asymmetric = min < 0 && AsymmetricGrid(Bits, Symmetric);
         Signed = min < 0 && !asymmetric;
-        ZeroPoint = 0;
-        if (min < 0 && asymmetric)
+        // The range the clip ratios shrink and the number of steps it spans: [min, max] on 2^b − 1 steps with
+        // z = round(−min · (2^b − 1) / (max − min)) on the asymmetric grid, max|x| on hi steps on the others.
+        double range, levels;
+        if (asymmetric)
         {
-            CalibrateAsymmetric(x, min, x.max().item<float>());
-            return;
+            levels = (1L << Bits) - 1;
+            range = x.max().item<float>() - min;
+            ZeroPoint = Math.Clamp((long)Math.Round(-min * levels / range, MidpointRounding.ToEven), 0, (long)levels);
         }
-        double maxAbs = x.abs().max().item<float>();
-        double best = maxAbs > 0 ? maxAbs / Max : 1.0 / Max;
-        if (maxAbs > 0)
+        else
+        {
+            ZeroPoint = 0;
+            range = x.abs().max().item<float>();
+            levels = Max;
+        }
+        double best = range > 0 ? range / levels : 1.0 / levels;
+        if (range > 0)
         {
             double bestError = double.PositiveInfinity;
             for (int i = 0; i < QuantizerRange.RatioCount; i++)
             {
                 using var step = NewDisposeScope();
-                float scale = (float)(QuantizerRange.Ratio(i) * maxAbs / Max);
+                float scale = (float)(QuantizerRange.Ratio(i) * range / levels);
                 if (scale <= 0) continue;
                 double error = QuantizerRange.Error(x, Apply(x, scale, Min, Max)).item<float>();
                 if (error < bestError)
@@ -138,28 +146,6 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
                     bestError = error;
                     best = scale;
                 }
-            }
-        }
-        s.Fill_((float)best);
-        Calibrated = true;
-    }
-
-    /// <summary>The asymmetric search: the range [r · min, r · max] on 2^b levels, z = round(−min · (2^b − 1) / (max − min)).</summary>
-    void CalibrateAsymmetric(Tensor x, double min, double max)
-    {
-        long levels = (1L << Bits) - 1;
-        ZeroPoint = Math.Clamp((long)Math.Round(-min * levels / (max - min), MidpointRounding.ToEven), 0, levels);
-        double best = (max - min) / levels, bestError = double.PositiveInfinity;
-        for (int i = 0; i < QuantizerRange.RatioCount; i++)
-        {
-            using var step = NewDisposeScope();
-            float scale = (float)(QuantizerRange.Ratio(i) * (max - min) / levels);
-            if (scale <= 0) continue;
-            double error = QuantizerRange.Error(x, Apply(x, scale, Min, Max)).item<float>();
-            if (error < bestError)
-            {
-                bestError = error;
-                best = scale;
             }
         }
         s.Fill_((float)best);
