@@ -203,7 +203,15 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     {
         toNode = Math.Min(toNode, nodes.Count);
         var env = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, value) in feeds) env[name] = ApplyHooks(name, value);
+        // The shape of every value this run fed or produced, kept after the value itself is freed: a shape-only node
+        // further down a Shape → Gather → Concat chain keys its cached result on its roots' shapes, and its roots are
+        // usually freed by then.
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var (name, value) in feeds)
+        {
+            env[name] = ApplyHooks(name, value);
+            shapes[name] = env[name].shape;
+        }
 
         var plan = MakePlan(feeds.Keys, outputs, fromNode, toNode);
         for (int position = 0; position < plan.Nodes.Length; position++)
@@ -221,8 +229,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             Tensor?[] results;
             if (node.Kind == NodeKind.ShapeOnly)
             {
-                string key = ShapeKey(node, env);
-                if (!node.TryGetCached(key, out results))
+                string? key = ShapeKey(node, shapes);
+                if (key is null)
+                    results = Execute(node, inputs);
+                else if (!node.TryGetCached(key, out results))
                 {
                     results = Execute(node, inputs);
                     node.Cache(key, results);
@@ -236,6 +246,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             for (int o = 0; o < node.Outputs.Count && o < results.Length; o++)
             {
                 if (node.Outputs[o].Length == 0 || results[o] is not { } value) continue;
+                shapes[node.Outputs[o]] = value.shape;
                 if (node.Kind != NodeKind.Dynamic)
                 {
                     env[node.Outputs[o]] = value;
@@ -287,14 +298,16 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         return value;
     }
 
-    static string ShapeKey(GraphNode node, Dictionary<string, Tensor> env)
+    /// <summary>The cache key of a shape-only node: its roots' shapes in this run; null (run it, do not cache) when a
+    /// root's shape is unknown to the run.</summary>
+    static string? ShapeKey(GraphNode node, Dictionary<string, long[]> shapes)
     {
         var key = new StringBuilder();
         foreach (var root in node.ShapeRoots)
         {
+            if (!shapes.TryGetValue(root, out var shape)) return null;
             key.Append(root).Append(':');
-            if (env.TryGetValue(root, out var t))
-                foreach (long d in t.shape) key.Append(d).Append(',');
+            foreach (long d in shape) key.Append(d).Append(',');
             key.Append(';');
         }
         return key.ToString();

@@ -257,6 +257,41 @@ public class ShapeOpTests
         }
     }
 
+    /// <summary>
+    /// PyTorch's channel shuffle exported with a dynamic batch: the batch read from an intermediate value's shape
+    /// builds two Reshape targets, the second after that value has been freed (its last reader, the first Reshape,
+    /// has run). The shape-only nodes' cached results must still follow the batch from run to run: a cache keyed on
+    /// the freed value's missing shape returned the previous run's batch (ShuffleNet failed with "cannot reshape
+    /// [32, 24, 2, 7, 7] to [2, 48, 7, 7]").
+    /// </summary>
+    [Fact]
+    public void A_batch_read_from_a_freed_intermediate_still_follows_the_batch()
+    {
+        var b = new OnnxGraphBuilder();
+        b.AddInput("x", DataType.Float, -1, 3, 4, 5);
+        b.AddInitializer("zero", tensor(0L));
+        b.AddInt64s("minus_one", -1);
+        b.AddInt64s("three_minus_one", 3, -1);
+        b.AddInt64s("axes", 0);
+        var r = b.AddNode("Relu", ["x"]);
+        var shape = b.AddNode("Shape", [r]);
+        var batch = b.AddNode("Gather", [shape, "zero"], attributes: Attrs(("axis", 0L)));
+        var first = b.AddNode("Concat", [b.AddNode("Unsqueeze", [batch, "axes"]), "minus_one"], attributes: Attrs(("axis", 0L)));
+        var flat = b.AddNode("Neg", [b.AddNode("Reshape", [r, first])]); // the last reader of r
+        var second = b.AddNode("Concat", [b.AddNode("Unsqueeze", [batch, "axes"]), "three_minus_one"], attributes: Attrs(("axis", 0L)));
+        b.AddOutput(b.AddNode("Reshape", [flat, second]));
+
+        using var graph = new GraphModule(OnnxModel.FromProto(b.Build(13)));
+        foreach (long n in new long[] { 2, 5, 2, 32 })
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(n, 3, 4, 5);
+            var result = graph.forward(x);
+            Assert.Equal([n, 3L, 20L], result.shape);
+            Assert.True(Same(result, x.relu().neg().reshape(n, 3, 20)));
+        }
+    }
+
     [Fact]
     public void ReshapeReadsLeadingOneAsBatchWhenModelDeclaresBatchOne()
     {
