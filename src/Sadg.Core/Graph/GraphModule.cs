@@ -27,6 +27,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     readonly Dictionary<(int Node, int Input), List<Func<Tensor, Tensor>>> inputHooks = [];
     readonly Dictionary<string, Plan> plans = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> keepers = new(StringComparer.Ordinal);
+    // The run-time values whose shapes key some shape-only node's cached result (every node's ShapeRoots).
+    readonly HashSet<string> shapeRoots = new(StringComparer.Ordinal);
     readonly List<GraphNode> nodes = [];
 
     public GraphModule(OnnxModel model, Device? device = null) : base("GraphModule")
@@ -203,14 +205,14 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     {
         toNode = Math.Min(toNode, nodes.Count);
         var env = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        // The shape of every value this run fed or produced, kept after the value itself is freed: a shape-only node
-        // further down a Shape → Gather → Concat chain keys its cached result on its roots' shapes, and its roots are
-        // usually freed by then.
+        // The shapes of the shape roots this run fed or produced, kept after the values themselves are freed: a
+        // shape-only node further down a Shape → Gather → Concat chain keys its cached result on its roots' shapes,
+        // and its roots are usually freed by then.
         var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
         foreach (var (name, value) in feeds)
         {
             env[name] = ApplyHooks(name, value);
-            shapes[name] = env[name].shape;
+            if (shapeRoots.Contains(name)) shapes[name] = env[name].shape;
         }
 
         var plan = MakePlan(feeds.Keys, outputs, fromNode, toNode);
@@ -246,7 +248,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             for (int o = 0; o < node.Outputs.Count && o < results.Length; o++)
             {
                 if (node.Outputs[o].Length == 0 || results[o] is not { } value) continue;
-                shapes[node.Outputs[o]] = value.shape;
+                if (shapeRoots.Contains(node.Outputs[o])) shapes[node.Outputs[o]] = value.shape;
                 if (node.Kind != NodeKind.Dynamic)
                 {
                     env[node.Outputs[o]] = value;
@@ -419,6 +421,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
                 else if (isShapeSource && !constants.ContainsKey(v)) roots.Add(v);
             }
             node.ShapeRoots = roots.ToArray();
+            shapeRoots.UnionWith(roots);
             return;
         }
         node.Kind = NodeKind.Dynamic;

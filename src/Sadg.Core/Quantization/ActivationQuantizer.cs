@@ -69,11 +69,11 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
     /// <summary>True once <see cref="Calibrate"/> has run.</summary>
     public bool Calibrated { get; private set; }
 
-    /// <summary>lo: −2^(b−1) when signed, else −z.</summary>
-    public long Min => Signed ? -(1L << (Bits - 1)) : -ZeroPoint;
+    /// <summary>lo: −2^(b−1) when signed, else −z (<see cref="ActivationQuantization.Grid"/>).</summary>
+    public long Min => ActivationQuantization.Grid(Bits, Signed, ZeroPoint).Min;
 
     /// <summary>hi: 2^(b−1) − 1 when signed, else 2^b − 1 − z.</summary>
-    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1 - ZeroPoint;
+    public long Max => ActivationQuantization.Grid(Bits, Signed, ZeroPoint).Max;
 
     /// <summary>s, shape [1], learned (LSQ).</summary>
     public Parameter Scale => s;
@@ -140,7 +140,7 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
                 using var step = NewDisposeScope();
                 float scale = (float)(QuantizerRange.Ratio(i) * range / levels);
                 if (scale <= 0) continue;
-                double error = QuantizerRange.Error(x, Apply(x, scale, Min, Max)).item<float>();
+                double error = QuantizerRange.Error(x, ActivationQuantization.Apply(x, scale, Min, Max)).item<float>();
                 if (error < bestError)
                 {
                     bestError = error;
@@ -274,5 +274,4 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         return new(value, s.detach().cpu().item<float>(), Bits, Signed) { ZeroPoint = ZeroPoint };
     }
 
-    static Tensor Apply(Tensor x, float scale, long min, long max) => x.Div(scale).round().Clamp(min, max).Mul(scale);
 }

@@ -39,12 +39,22 @@ public sealed record ActivationQuantization(string Value, float Scale, int Bits,
     /// <summary>z of the unsigned grid [−z, 2^b − 1 − z] (stored as UINT with this zero point); 0 when <see cref="Signed"/>.</summary>
     public long ZeroPoint { get; init; }
 
-    public long Min => Signed ? -(1L << (Bits - 1)) : -ZeroPoint;
+    public long Min => Grid(Bits, Signed, ZeroPoint).Min;
 
-    public long Max => Signed ? (1L << (Bits - 1)) - 1 : (1L << Bits) - 1 - ZeroPoint;
+    public long Max => Grid(Bits, Signed, ZeroPoint).Max;
 
     /// <summary>The fake-quantized value (no gradient tricks: for evaluation).</summary>
-    public Tensor Apply(Tensor x) => x.Div(Scale).round().Clamp(Min, Max).Mul(Scale);
+    public Tensor Apply(Tensor x) => Apply(x, Scale, Min, Max);
+
+    /// <summary>
+    /// The integer range [lo, hi] of a b-bit grid: [−2^(b−1), 2^(b−1) − 1] when <paramref name="signed"/>, else
+    /// [−z, 2^b − 1 − z] for the zero point z (0 after ReLU). The quantizer and its exported form both ask here.
+    /// </summary>
+    public static (long Min, long Max) Grid(int bits, bool signed, long zeroPoint) =>
+        signed ? (-(1L << (bits - 1)), (1L << (bits - 1)) - 1) : (-zeroPoint, (1L << bits) - 1 - zeroPoint);
+
+    /// <summary>s · clamp(round(x / s), lo, hi), rounding half to even, as ONNX QuantizeLinear/DequantizeLinear do.</summary>
+    public static Tensor Apply(Tensor x, float scale, long min, long max) => x.Div(scale).round().Clamp(min, max).Mul(scale);
 }
 
 /// <summary>Everything the QDQ writer needs besides the BN-folded model. Disposing it frees the weights' tensors.</summary>
