@@ -104,13 +104,14 @@ public class InspectTests
     }
 
     [Fact]
-    public async Task Model_without_batchnorm_is_reported_as_folded()
+    public async Task Model_without_batchnorm_is_reported_with_the_export_that_keeps_it()
     {
         using var folder = new TempFolder();
         string path = Models.Save(TestModels.Vgg(), folder, "vgg.onnx");
         var r = await CliRunner.RunAsync("inspect", path);
         Assert.Equal(0, r.ExitCode);
-        Assert.Contains("folded: the model has no BatchNormalization nodes", r.Out);
+        Assert.Contains("BatchNorm:  none: the model has no BatchNormalization nodes (folded into the convolutions at export", r.Out);
+        Assert.Contains("training=torch.onnx.TrainingMode.PRESERVE", r.Out);
     }
 
     public static TheoryData<string, int> BadInputs => new()

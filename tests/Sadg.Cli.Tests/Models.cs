@@ -57,6 +57,12 @@ public static class Models
         /// <summary>GlobalAveragePool, a 1x1 Conv to 10 classes over the 1x1 map, Reshape [N, 10], Softmax (as Keras writes a classifier).</summary>
         ConvHead,
 
+        /// <summary>
+        /// As SqueezeNet writes a classifier: a 1x1 Conv to 10 classes over the 4x4 map, Relu, GlobalAveragePool,
+        /// Flatten: class scores pooled over the positions.
+        /// </summary>
+        PooledConvHead,
+
         /// <summary>GlobalAveragePool, Flatten: the output is the pooled 8-d features (a backbone, no classifier).</summary>
         Features,
 
@@ -80,6 +86,17 @@ public static class Models
         /// then a Transpose (perm 0,3,1,2) into the graph of <see cref="Rgb"/>.
         /// </summary>
         ChannelsLast,
+    }
+
+    /// <summary>The model with its BatchNormalization nodes dropped (not folded): a model without BN statistics.</summary>
+    public static ModelProto WithoutBatchNorm(ModelProto proto)
+    {
+        foreach (var bn in proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").ToList())
+        {
+            foreach (var reader in proto.Graph.Node) for (int i = 0; i < reader.Input.Count; i++) if (reader.Input[i] == bn.Output[0]) reader.Input[i] = bn.Input[0];
+            proto.Graph.Node.Remove(bn);
+        }
+        return proto;
     }
 
     public static ModelProto Of(Kind kind, long seed = 1)
@@ -129,6 +146,11 @@ public static class Models
                     attributes: new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } });
                 x = b.AddNode("Reshape", [x, b.AddInt64s("shape", -1, 10)]);
                 x = b.AddNode("Softmax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+                break;
+            case Kind.PooledConvHead:
+                x = b.AddNode("Conv", [x, b.AddInitializer("head_w", Randn(10, 8, 1, 1) * 0.3f), b.AddInitializer("head_b", Randn(10) * 0.1f)],
+                    attributes: new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } });
+                x = Flatten(b.AddNode("GlobalAveragePool", [b.AddNode("Relu", [x])]));
                 break;
             case Kind.Features:
                 x = Flatten(b.AddNode("GlobalAveragePool", [x]));

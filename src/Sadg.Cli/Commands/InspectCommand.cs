@@ -73,9 +73,9 @@ public static class InspectCommand
         w.WriteLine();
         w.WriteLine(a.BatchNormNodes > 0
             ? $"BatchNorm:  {a.BatchNormNodes} BatchNormalization nodes: their running statistics guide zero-shot data generation."
-            : "BatchNorm:  folded: the model has no BatchNormalization nodes. There are no statistics for zero-shot data to match, " +
-              "so generation falls back to a statistics-free objective and is weaker; export with BatchNorm kept " +
-              "(PyTorch: torch.onnx.export(..., training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)) if you can.");
+            : "BatchNorm:  none: the model has no BatchNormalization nodes (folded into the convolutions at export, or none in the " +
+              "network). There are no statistics for zero-shot data to match, so generation falls back to a statistics-free " +
+              "objective and is weaker. If the network has BatchNorm layers, " + Sadg.Generation.StatisticsFreeLoss.KeepBatchNormAdvice);
         w.WriteLine();
         w.WriteLine($"quantizable layers ({a.Layers.Count}, {a.QuantizableParameters:N0} parameters; {a.OtherParameters:N0} other float parameters stay float32):");
         int nameWidth = Math.Clamp(a.Layers.Select(l => l.Name.Length).DefaultIfEmpty(4).Max(), 4, 40);

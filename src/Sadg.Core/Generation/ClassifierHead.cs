@@ -44,26 +44,38 @@ public sealed record ClassifierHead(GraphNode Node, int FeatureInput)
         return last is null ? null : new ClassifierHead(last, 0);
     }
 
+    /// <summary>Ops through which a 1×1 Conv head's per-position class scores may also reach the output: a ReLU and pooling.</summary>
+    static readonly HashSet<string> PooledScores = new(StringComparer.Ordinal)
+    {
+        "Relu", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "MaxPool", "ReduceMean", "ReduceMax",
+    };
+
     /// <summary>
     /// True when this layer is a classifier head: a Gemm or MatMul, or a Conv with a 1×1 kernel over a 1×1 map
     /// (<paramref name="featureShape"/>: the shape of what it reads), whose output reaches the model's first output
-    /// only through shape changes, (log-)softmax or a constant bias/scale.
+    /// only through shape changes, (log-)softmax or a constant bias/scale; or a Conv with a 1×1 kernel over a larger map
+    /// whose per-position scores are pooled over the positions into the output, through a ReLU or not (SqueezeNet,
+    /// Network-in-Network and all-convolutional classifiers): then the output holds one value per output channel of
+    /// the Conv (<paramref name="outputsPerSample"/>).
     /// </summary>
-    public bool IsClassifierHead(GraphModule graph, IReadOnlyList<long> featureShape)
+    public bool IsClassifierHead(GraphModule graph, IReadOnlyList<long> featureShape, long outputsPerSample)
     {
-        bool head = Node.OpType is "Gemm" or "MatMul"
-            || (Node.OpType == "Conv" && graph.GetConstant(Node.Inputs[1]) is { } w && w.dim() == 4 && w.shape[2] == 1 && w.shape[3] == 1
-                && featureShape.Count == 4 && featureShape[2] == 1 && featureShape[3] == 1);
-        if (!head) return false;
+        bool pointwise = Node.OpType == "Conv" && graph.GetConstant(Node.Inputs[1]) is { } w && w.dim() == 4 && w.shape[2] == 1 && w.shape[3] == 1;
+        bool overOnePosition = featureShape.Count == 4 && featureShape[2] == 1 && featureShape[3] == 1;
+        if (!(Node.OpType is "Gemm" or "MatMul" || pointwise)) return false;
         string value = graph.OutputNames[0];
         while (graph.Producer(value) is { } node && node.Index != Node.Index)
         {
             bool passes = PassThrough.Contains(node.OpType)
                 || (ConstantOperand.Contains(node.OpType) && node.Inputs.Count == 2 && graph.IsConstant(node.Inputs[1]));
+            passes |= pointwise && PooledScores.Contains(node.OpType);
             if (!passes) return false;
             value = node.Inputs[0];
         }
-        return graph.Producer(value)?.Index == Node.Index;
+        if (graph.Producer(value)?.Index != Node.Index) return false;
+        if (!pointwise || overOnePosition) return true;
+        // Pooled over every position: one score per class left.
+        return graph.GetConstant(Node.Inputs[1])!.shape[0] == outputsPerSample;
     }
 
     static string ModelName(GraphModule graph) => graph.Model.Path is { } path ? $"'{Path.GetFileName(path)}'" : "the model";

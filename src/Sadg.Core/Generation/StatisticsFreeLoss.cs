@@ -17,7 +17,11 @@ public static class StatisticsFreeLoss
         "2 to 4 points of top-1 below the same model with BatchNorm kept, and as good at the default profile; on a " +
         "MobileNetV3-style model 12 to 14 points below; docs/benchmarks/resnet8.md, docs/benchmarks/zoo.md). " +
         "State what the model is fed (--input-range, or InputRange in the build) unless its metadata says it: without BN " +
-        "Sadg cannot infer it. Better, export the model with BatchNormalization kept: in PyTorch, call " +
+        "Sadg cannot infer it. Better, if the network has BatchNorm layers, " + KeepBatchNormAdvice;
+
+    /// <summary>How to export a model with its BatchNormalization layers kept (where the warning and `inspect` give it).</summary>
+    public const string KeepBatchNormAdvice =
+        "export the model with BatchNormalization kept: in PyTorch, call " +
         "model.eval() and then torch.onnx.export(model, x, path, dynamo=False, training=torch.onnx.TrainingMode.PRESERVE). " +
         "The default (training=TrainingMode.EVAL) fuses every BatchNorm into the Conv before it, and " +
         "do_constant_folding=False alone does not prevent that.";
