@@ -1,8 +1,9 @@
 # Architectures of the kinds real exports have (MobileNetV3, EfficientNet, DenseNet, ShuffleNet, Inception, pre-activation
-# ResNet), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each exported to ONNX twice by
-# PyTorch's TorchScript exporter at the opset and options named in MODELS: NAME.onnx as exported by default (every
-# BatchNorm fused into the Conv before it, or kept where nothing precedes it to fuse into), NAME-bn.onnx with
-# training=TrainingMode.PRESERVE (BatchNormalization kept). Used by docs/benchmarks/zoo.md.
+# ResNet, ConvNeXt, SqueezeNet), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
+# exported to ONNX by PyTorch's TorchScript exporter at the opset and options named in MODELS: NAME.onnx as exported by
+# default (every BatchNorm fused into the Conv before it, or kept where nothing precedes it to fuse into) and, for a
+# network with BatchNorm, NAME-bn.onnx with training=TrainingMode.PRESERVE (BatchNormalization kept). Used by
+# docs/benchmarks/zoo.md.
 #
 #   python3 tests/Sadg.Benchmarks/zoo/zoo.py OUT_FOLDER [NAME ...]     (Debian: apt install python3-torch; 1 thread)
 import gzip, os, sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
@@ -80,7 +81,29 @@ class PreRes(nn.Module):  # ResNet v2 with the normalization in the graph (Sub/D
         x=(x-0.2860)/0.3530; x=s.stem(x)
         for b in s.blocks: a=b['a'](x); x=b['c'](a)+b['sc'](a if not isinstance(b['sc'],nn.Identity) else x)
         return s.fc(F.adaptive_avg_pool2d(F.relu6(s.bn(x)),1).flatten(1))
-MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})))
+class LN2d(nn.Module):  # LayerNorm over channels, written as ConvNeXt writes it: to channels-last, LayerNorm, back
+    def __init__(s,c): super().__init__(); s.n=nn.LayerNorm(c, eps=1e-6)
+    def forward(s,x): return s.n(x.permute(0,2,3,1)).permute(0,3,1,2)
+class CNB(nn.Module):  # ConvNeXt block: depthwise 7x7, LayerNorm, Linear-GELU-Linear (channels-last), layer scale, residual
+    def __init__(s,c):
+        super().__init__(); s.dw=nn.Conv2d(c,c,7,1,3,groups=c); s.n=nn.LayerNorm(c, eps=1e-6); s.p1=nn.Linear(c,4*c); s.p2=nn.Linear(4*c,c); s.g=nn.Parameter(torch.full((c,),0.1))
+    def forward(s,x):
+        y=s.n(s.dw(x).permute(0,2,3,1)); y=s.p2(F.gelu(s.p1(y)))*s.g; return x+y.permute(0,3,1,2)
+class ConvNeXt(nn.Module):  # no BatchNorm anywhere; patchify stem, LayerNorm before each downsampling and the head
+    def __init__(s):
+        super().__init__(); s.f=nn.Sequential(nn.Conv2d(1,32,2,2), LN2d(32), CNB(32), LN2d(32), nn.Conv2d(32,64,2,2), CNB(64), CNB(64))
+        s.n=nn.LayerNorm(64, eps=1e-6); s.fc=nn.Linear(64,10)
+    def forward(s,x): return s.fc(s.n(s.f(x).mean((2,3))))
+class Fire(nn.Module):
+    def __init__(s,i,q,e): super().__init__(); s.s=nn.Conv2d(i,q,1); s.a=nn.Conv2d(q,e,1); s.b=nn.Conv2d(q,e,3,1,1); s.r=nn.PReLU(q)
+    def forward(s,x): x=s.r(s.s(x)); return torch.cat([F.relu(s.a(x)),F.relu(s.b(x))],1)
+class Squeeze(nn.Module):  # SqueezeNet-style: no BatchNorm, PReLU, ceil-mode max-pools, fire modules, dropout + 1x1-conv classifier
+    def __init__(s):
+        super().__init__(); s.f=nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.LeakyReLU(0.1), nn.MaxPool2d(3,2,ceil_mode=True), Fire(32,8,24), Fire(48,12,32), nn.MaxPool2d(3,2,ceil_mode=True), Fire(64,16,48))
+        s.c=nn.Sequential(nn.Dropout(0.5), nn.Conv2d(96,10,1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    def forward(s,x): return torch.flatten(s.c(s.f(x)),1)
+MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
+    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)))
 out=sys.argv[1]; os.makedirs(out, exist_ok=True)
 for name in sys.argv[2:] or list(MODELS):
     cls,opset,kw=MODELS[name]; torch.manual_seed(0); m=cls(); opt=torch.optim.Adam(m.parameters(),2e-3)
@@ -92,5 +115,6 @@ for name in sys.argv[2:] or list(MODELS):
     m.eval()
     with torch.no_grad(): acc=(torch.cat([m(Xt[i:i+1000]).argmax(1) for i in range(0,10000,1000)])==Yt).float().mean().item()
     torch.onnx.export(m, torch.zeros(1,1,28,28), f'{out}/{name}.onnx', opset_version=opset, input_names=['input'], output_names=['logits'], **kw)
+    if not any(isinstance(x, nn.BatchNorm2d) for x in m.modules()): print(name, 'opset', opset, 'torch top-1', round(acc*100,2), '(no BatchNorm: one export)', flush=True); continue
     torch.onnx.export(m, torch.zeros(1,1,28,28), f'{out}/{name}-bn.onnx', opset_version=opset, input_names=['input'], output_names=['logits'], training=torch.onnx.TrainingMode.PRESERVE, **kw)
     print(name, 'opset', opset, 'torch top-1', round(acc*100,2), flush=True)
