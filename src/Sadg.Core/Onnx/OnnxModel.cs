@@ -135,6 +135,13 @@ public sealed class OnnxModel
             throw new SadgException(SadgErrorCode.NoImageInput,
                 $"The model's input '{inputs[0].Name}' is {type}: Sadg quantizes float32 models. Export the model in float32 " +
                 "(PyTorch: model.float() before torch.onnx.export), or convert its tensors and types to float32.", Path);
+        if (inputs.Count == 1 && inputs[0].Type?.TensorType is { Shape.Dim.Count: 4 } integer
+            && (DataType)integer.ElemType is DataType.Uint8 or DataType.Int8 or DataType.Uint16 or DataType.Int16 or DataType.Int32 or DataType.Int64)
+            throw new SadgException(SadgErrorCode.NoImageInput,
+                $"The model's input '{inputs[0].Name}' is {Describe(inputs[0])}: integer pixels, turned into floats inside the graph. " +
+                "Sadg generates and calibrates float images, so it needs a float32 input: export the model with the cast " +
+                "outside it (PyTorch: call x.float() before the model, not in forward; TensorFlow: a float32 input signature), " +
+                "taking the same pixel values as floats.", Path);
         if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0], InputLayout.IsChannelsLast(Graph, candidates[0].Name));
         if (inputs.Count == 1 && IsRank4Float(inputs[0])
             && InputShapes.FreeDimensionError(inputs[0], InputLayout.IsChannelsLast(Graph, inputs[0].Name), Path) is { } free) throw free;

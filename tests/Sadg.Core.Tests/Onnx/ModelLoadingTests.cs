@@ -105,6 +105,22 @@ public class ModelLoadingTests
         Assert.Equal(new ImageInput("image", 3, 8, 8, 0), OnnxModel.FromProto(ValidModel()).GetImageInput());
     }
 
+    [Fact]
+    public void An_integer_pixel_input_is_refused_naming_the_float_export()
+    {
+        // As a model that takes uint8 pixels and casts them itself: [N, H, W, C] uint8 -> Cast -> Transpose -> ...
+        var g = new OnnxGraphBuilder();
+        g.AddInput("pixels", DataType.Uint8, -1, 32, 32, 3);
+        g.AddNode("Cast", ["pixels"], ["x"], attributes: new Dictionary<string, object> { ["to"] = (long)DataType.Float });
+        g.AddNode("Transpose", ["x"], ["y"], attributes: new Dictionary<string, object> { ["perm"] = new long[] { 0, 3, 1, 2 } });
+        g.AddNode("Relu", ["y"], ["out"]);
+        g.AddOutput("out", DataType.Float, -1, 3, 32, 32);
+        var e = Assert.Throws<SadgException>(() => OnnxModel.FromProto(g.Build(), "u8.onnx").GetImageInput());
+        Assert.Equal(SadgErrorCode.NoImageInput, e.Code);
+        Assert.Contains("The model's input 'pixels' is Uint8 [N, 32, 32, 3]: integer pixels", e.Message);
+        Assert.Contains("x.float() before the model", e.Message);
+    }
+
     [Theory]
     [InlineData(new long[] { 1L << 20, 1L << 20, 1L << 20 }, SadgErrorCode.TensorTooLarge)]
     [InlineData(new long[] { 4000, 4000, 4000 }, SadgErrorCode.TensorTooLarge)]
