@@ -332,6 +332,11 @@ static class QuantizationBenchmark
         bool sample = Path.GetFileName(modelPath) == "resnet20-fmnist.onnx";
         bool depthwiseSample = Path.GetFileName(modelPath) == "mobilenetv2-fmnist.onnx";
         string command = CommandLine(args);
+        string name = Arg(args, "--out", args.Contains("--reduced") ? "benchmarks-reduced" : "benchmarks");
+        string docs = Path.Combine(root, "docs");
+        // Links to docs/cli.md and docs/images from the page's own folder (pages may be written to docs/benchmarks/…).
+        string up = Path.GetRelativePath(Path.GetDirectoryName(Path.GetFullPath(Path.Combine(docs, $"{name}.md")))!, docs).Replace('\\', '/');
+        string Link(string target) => up == "." ? target : $"{up}/{target}";
         commit ??= Git("rev-parse --short HEAD");
         string machine = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, {RuntimeInformation.FrameworkDescription}, TorchSharp CPU";
         var md = new StringBuilder();
@@ -348,7 +353,7 @@ static class QuantizationBenchmark
             $"{Arg(args, "--warmup-steps", budgets.WarmupSteps.ToString(CultureInfo.InvariantCulture))} warm-up steps per batch, " +
             $"{Arg(args, "--refinement-steps", budgets.RefinementSteps.ToString(CultureInfo.InvariantCulture))} SADAG refinement steps per batch, " +
             $"{Arg(args, "--reconstruction-steps", PipelineOptions.ProfileReconstructionSteps(stepProfile).ToString(CultureInfo.InvariantCulture))} reconstruction steps per block, scale learning rates {ScaleStepsArg(args)} " +
-            "(see [the CLI's profiles](cli.md)). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
+            $"(see [the CLI's profiles]({Link("cli.md")})). Bit policy: first layer W8 with a float input, second layer's input 8-bit, last layer W8A8.");
         md.AppendLine();
         md.AppendLine($"- Machine: {machine}");
         md.AppendLine($"- Commit: {commit}");
@@ -404,11 +409,10 @@ static class QuantizationBenchmark
         {
             md.AppendLine("Synthetic images (seed 1, labelled by the FP32 model's class): Genie-D, then SADAG.");
             md.AppendLine();
-            md.AppendLine("![Genie-D](images/genie.png)");
+            md.AppendLine($"![Genie-D]({Link("images/genie.png")})");
             md.AppendLine();
-            md.AppendLine("![SADAG](images/sadag.png)");
+            md.AppendLine($"![SADAG]({Link("images/sadag.png")})");
         }
-        string name = Arg(args, "--out", args.Contains("--reduced") ? "benchmarks-reduced" : "benchmarks");
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.md"), md.ToString());
         File.WriteAllText(Path.Combine(root, "docs", $"{name}.json"), JsonSerializer.Serialize(new
         {
