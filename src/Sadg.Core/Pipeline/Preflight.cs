@@ -90,7 +90,8 @@ public static class Preflight
                 (output.is_floating_point() ? "" : " (class indices, e.g. from a final ArgMax)") + ", but block reconstruction " +
                 "and SADAG compare the FP and the quantized model's float outputs [N, …]. Export the model without its final " +
                 "ArgMax (output the scores; take the ArgMax in the app).", model.Path);
-        return head is not null && featureShape is not null && output.numel() / 2 >= 2 && head.IsClassifierHead(fp, featureShape, output.numel() / 2)
+        long perImage = output.numel() / 2;
+        return head is not null && featureShape is not null && perImage >= 2 && head.IsClassifierHead(fp, featureShape, perImage)
             ? OutputKind.ClassScores : OutputKind.Features;
     }
 

@@ -273,5 +273,4 @@ public sealed class ActivationQuantizer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         return new(value, s.detach().cpu().item<float>(), Bits, Signed) { ZeroPoint = ZeroPoint };
     }
-
 }
