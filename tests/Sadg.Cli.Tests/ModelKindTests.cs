@@ -70,6 +70,7 @@ public class ModelKindTests
     [InlineData(Models.Kind.ConvHead, OutputComparison.Top1Agreement)]
     [InlineData(Models.Kind.PooledConvHead, OutputComparison.Top1Agreement)]
     [InlineData(Models.Kind.Features, OutputComparison.CosineSimilarity)]
+    [InlineData(Models.Kind.Opset26, OutputComparison.Top1Agreement)]
     public void Sadag_runs_end_to_end_and_its_check_matches_onnx_runtime(Models.Kind kind, string metric)
     {
         using var folder = new TempFolder();
@@ -90,6 +91,9 @@ public class ModelKindTests
         Assert.Equal(cosine, check.CosineSimilarity!.Value, 5);
         Assert.True(cosine > 0.5, $"cosine similarity {cosine}");
         var metadata = result.Model.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        // Every model is written at opset 21, also one of a newer opset; the metadata keeps the source's.
+        Assert.Equal(21, OnnxModel.OpsetOf(result.Model));
+        Assert.Equal(OnnxModel.OpsetOf(Models.Of(kind)).ToString(System.Globalization.CultureInfo.InvariantCulture), metadata[SadgMetadata.SourceOpset]);
         if (metric == OutputComparison.Top1Agreement)
         {
             Assert.Equal(fp.Zip(q, (a, b) => ArgMax(a) == ArgMax(b) ? 1.0 : 0.0).Average(), check.Top1Agreement!.Value, 9);

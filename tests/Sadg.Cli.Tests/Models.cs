@@ -86,6 +86,12 @@ public static class Models
         /// then a Transpose (perm 0,3,1,2) into the graph of <see cref="Rgb"/>.
         /// </summary>
         ChannelsLast,
+
+        /// <summary>
+        /// Written at opset 26 (IR 10, the newest Sadg reads): the second block's activation is HardSwish instead of
+        /// Relu; GlobalAveragePool, Flatten, Gemm to 10 classes.
+        /// </summary>
+        Opset26,
     }
 
     /// <summary>The model with its BatchNormalization nodes dropped (not folded): a model without BN statistics.</summary>
@@ -104,7 +110,7 @@ public static class Models
         var generator = new Generator(0).manual_seed(seed);
         var b = new OnnxGraphBuilder(kind.ToString());
         Tensor Randn(params long[] shape) => randn(shape, generator: generator);
-        string ConvBnRelu(string x, int cin, int cout, int stride)
+        string ConvBnRelu(string x, int cin, int cout, int stride, string activation = "Relu")
         {
             var w = b.AddInitializer(b.Fresh("w"), Randn(cout, cin, 3, 3) * MathF.Sqrt(2f / (cin * 9)));
             x = b.AddNode("Conv", [x, w], attributes: new Dictionary<string, object>
@@ -116,7 +122,7 @@ public static class Models
             x = b.AddNode("BatchNormalization", [x, b.AddInitializer(b.Fresh("s"), rand([cout], generator: generator) + 0.5f),
                 b.AddInitializer(b.Fresh("b"), Randn(cout) * 0.1f), b.AddInitializer(b.Fresh("m"), Randn(cout) * 0.1f),
                 b.AddInitializer(b.Fresh("v"), rand([cout], generator: generator) + 0.5f)]);
-            return b.AddNode("Relu", [x]);
+            return b.AddNode(activation, [x]);
         }
         string Gemm(string x, int features) => b.AddNode("Gemm", [x, b.AddInitializer(b.Fresh("fc_w"), Randn(10, features) * MathF.Sqrt(1f / features)),
             b.AddInitializer(b.Fresh("fc_b"), Randn(10) * 0.1f)], attributes: new Dictionary<string, object> { ["transB"] = 1L });
@@ -137,7 +143,7 @@ public static class Models
             channels = 3;
         }
         x = ConvBnRelu(x, channels, 4, 1);
-        x = ConvBnRelu(x, 4, 8, 2);
+        x = ConvBnRelu(x, 4, 8, 2, kind == Kind.Opset26 ? "HardSwish" : "Relu");
         switch (kind)
         {
             case Kind.ConvHead:
@@ -160,7 +166,7 @@ public static class Models
                 x = b.AddNode("ArgMax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L, ["keepdims"] = 0L });
                 b.AddOutput(x, DataType.Int64, -1);
                 return b.Build(13, irVersion: 8);
-            case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast:
+            case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast or Kind.Opset26:
                 x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
                 break;
             case Kind.BatchOne:
@@ -168,6 +174,6 @@ public static class Models
                 break;
         }
         b.AddOutput(x);
-        return b.Build(13, irVersion: 8);
+        return kind == Kind.Opset26 ? b.Build(26, irVersion: 10) : b.Build(13, irVersion: 8);
     }
 }

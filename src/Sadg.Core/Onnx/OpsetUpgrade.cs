@@ -5,8 +5,13 @@ using DataType = Onnx.TensorProto.Types.DataType;
 namespace Sadg.Onnx;
 
 /// <summary>
-/// Rewrites a model of an older default-domain opset (7 to 21) as an opset-21, IR-10 model with the same
-/// meaning, so that 4-bit QuantizeLinear/DequantizeLinear (which need opset 21) can be added to it.
+/// Rewrites a model of another default-domain opset (7 to <see cref="NewestKnownOpset"/>) as an opset-21 model (IR 10
+/// or the model's own, if newer) with the same meaning, so that 4-bit QuantizeLinear/DequantizeLinear (which need
+/// opset 21) can be added to it and the model written at one opset.
+/// From newer opsets (22 to <see cref="NewestKnownOpset"/>) every node is kept: the operators' versions since 21
+/// changed only the tensor types they accept (bfloat16, float4, float8e8m0, 2-bit integers), as ONNX's version
+/// converter records, but Attention's and the operators new since 22 (Swish, RMSNormalization, …), which the
+/// executor does not run and the upgrader refuses.
 /// Forms that changed: attributes that became inputs (Clip, Squeeze, Unsqueeze, Reduce*, Split, Pad, Slice, TopK),
 /// Upsample and opset-10 Resize (become opset-21 Resize with the coordinate mapping and rounding they had),
 /// Dropout (becomes Identity: inference), BatchNormalization (removed attributes and unused extra outputs),
@@ -19,9 +24,18 @@ public static class OpsetUpgrader
 {
     public const long TargetOpset = 21;
 
+    /// <summary>
+    /// The newest default-domain opset Sadg reads: the newest the ONNX Runtime it checks with supports (1.31: opset
+    /// 26, ONNX 1.21). Newer models are refused.
+    /// </summary>
+    public const long NewestKnownOpset = 26;
+
     public const long TargetIrVersion = 10;
 
-    /// <summary>Operators whose opset-21 form accepts every older form (from opset 7) unchanged.</summary>
+    /// <summary>
+    /// Operators whose opset-21 form accepts every older form (from opset 7) unchanged, and whose newer forms (to
+    /// <see cref="NewestKnownOpset"/>) differ from it only in the tensor types they accept.
+    /// </summary>
     static readonly HashSet<string> Unchanged = new(StringComparer.Ordinal)
     {
         "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool",
@@ -53,9 +67,10 @@ public static class OpsetUpgrader
         if (from < 7)
             throw new SadgException(SadgErrorCode.UnsupportedOperator,
                 $"The model imports ONNX opset {from}; Sadg upgrades models from opset 7 on. Re-export the model with a newer opset (13 or later).", file);
-        if (from > TargetOpset)
+        if (from > NewestKnownOpset)
             throw new SadgException(SadgErrorCode.UnsupportedOperator,
-                $"The model imports ONNX opset {from}, newer than the opset {TargetOpset} Sadg writes. Re-export it with opset {TargetOpset} or older.", file);
+                $"The model imports ONNX opset {from}, newer than opset {NewestKnownOpset}, the newest Sadg reads. " +
+                $"Re-export it with opset {NewestKnownOpset} or older ({TargetOpset}, the opset Sadg writes, keeps it as exported).", file);
 
         var model = source.Clone();
         model.IrVersion = Math.Max(model.IrVersion, TargetIrVersion);

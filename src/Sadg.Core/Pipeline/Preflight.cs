@@ -31,7 +31,7 @@ public static class Preflight
     {
         CheckOptions(model, options);
         var input = model.GetImageInput();
-        if (model.Opset < OpsetUpgrader.TargetOpset) OpsetUpgrader.Upgrade(model.Proto, model.Path);
+        if (model.Opset != OpsetUpgrader.TargetOpset) OpsetUpgrader.Upgrade(model.Proto, model.Path);
         var layers = options.Quantization().Layers;
         layers.Check(fp, QuantizeSchema.Exclude.Label, QuantizeSchema.LayerBits.Label, model.Path);
         BlockPartition.Partition(fp, n => fp.IsQuantizable(n) && !layers.IsExcluded(n));

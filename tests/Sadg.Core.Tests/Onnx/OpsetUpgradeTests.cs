@@ -108,6 +108,65 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A model of the newest opset Sadg reads (26) is written at opset 21 with the same outputs: Conv, HardSwish, the
+    /// pools (versions 22), Reshape and Flatten (25), whose newer versions only accept more types, stay as they are.
+    /// ONNX Runtime runs both; the executor runs the source as it is.
+    /// </summary>
+    [Fact]
+    public void A_newer_opset_model_is_written_at_opset_21_with_the_same_outputs()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(0).manual_seed(26);
+        var b = new OnnxGraphBuilder("opset26");
+        var x = b.AddInput("input", DataType.Float, -1, 3, 8, 8);
+        var c = b.AddNode("Conv", [x, b.AddInitializer("conv_w", randn([4, 3, 3, 3], generator: g) * 0.4f)], ["c"],
+            Attrs(("kernel_shape", new long[] { 3, 3 }), ("pads", new long[] { 1, 1, 1, 1 })), "conv");
+        var act = b.AddNode("HardSwish", [c], ["act"], name: "hardswish");
+        var offsets = b.AddNode("Reshape", [b.AddInitializer("steps", arange(4f)), b.AddInt64s("offset_shape", 1, 4, 1, 1)], ["offsets"], name: "reshape");
+        var sum = b.AddNode("Add", [act, offsets], ["sum"], name: "add");
+        var pooled = b.AddNode("GlobalAveragePool", [b.AddNode("MaxPool", [sum], ["mp"], Attrs(("kernel_shape", new long[] { 2, 2 })), "maxpool")], ["gap"], name: "gap");
+        var flat = b.AddNode("Flatten", [pooled], ["flat"], name: "flatten");
+        b.AddOutput(flat);
+        var source = b.Build(OpsetUpgrader.NewestKnownOpset, irVersion: 10);
+
+        var upgraded = OpsetUpgrader.Upgrade(source);
+        Assert.Equal(21, OnnxModel.OpsetOf(upgraded));
+        Assert.Equal(source.Graph.Node.Select(n => n.OpType), upgraded.Graph.Node.Select(n => n.OpType));
+
+        var input = TestModels.Input(8, seed: 5, 3, 8, 8);
+        var feeds = new Dictionary<string, Tensor> { ["input"] = input };
+        var before = OrtReference.Run(source, feeds)[0];
+        var after = OrtReference.Run(upgraded, feeds)[0];
+        using var module = new Sadg.Graph.GraphModule(OnnxModel.FromProto(source));
+        var executed = module.forward(input);
+        foreach (var (name, other) in new[] { ("opset 21 in ONNX Runtime", after), ("the executor", executed) })
+        {
+            double diff = (before - other).abs().max().item<float>();
+            output.WriteLine($"{name}: max |diff| {diff:G3}");
+            Assert.True(diff <= 1e-5, $"{name} differs from the opset-26 model in ONNX Runtime by {diff}");
+        }
+    }
+
+    [Fact]
+    public void Opsets_newer_than_sadg_knows_and_operators_new_since_21_are_refused()
+    {
+        var b = new OnnxGraphBuilder();
+        var x = b.AddInput("input", DataType.Float, -1, 3, 4, 4);
+        b.AddNode("Relu", [x], ["y"], name: "relu");
+        b.AddOutput("y");
+        var e = Assert.Throws<SadgException>(() => OpsetUpgrader.Upgrade(b.Build(OpsetUpgrader.NewestKnownOpset + 1)));
+        Assert.Contains($"newer than opset {OpsetUpgrader.NewestKnownOpset}, the newest Sadg reads", e.Message);
+
+        b = new OnnxGraphBuilder();
+        x = b.AddInput("input", DataType.Float, -1, 3, 4, 4);
+        b.AddNode("Swish", [x], ["y"], name: "swish");
+        b.AddOutput("y");
+        e = Assert.Throws<SadgException>(() => OpsetUpgrader.Upgrade(b.Build(24)));
+        Assert.Equal(SadgErrorCode.UnsupportedOperator, e.Code);
+        Assert.Equal("swish", e.Node);
+    }
+
+    /// <summary>
     /// Every operator the executor runs is one the upgrader knows: a QDQ model of any opset that loads can also be
     /// written, instead of failing at the end of a long run. One node of each registered op type, at opset 20, is
     /// upgraded; it may be refused for its attributes or inputs, never as an operator the upgrader does not know.
