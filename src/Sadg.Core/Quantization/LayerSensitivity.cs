@@ -51,14 +51,11 @@ public static class SensitivityAnalysis
             }
             using var layerScope = NewDisposeScope();
             string weight = node.Inputs[1];
-            using var weightQuantizer = new WeightQuantizer(graph.Weights[weight], weightBits, QuantizedGraph.WeightAxis(node))
-            {
-                Mode = WeightRoundingMode.Nearest,
-                FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale),
-            };
-            using var activationQuantizer = inputBits is { } bits ? new ActivationQuantizer(bits) { Training = false, Symmetric = options.Ablation.HasFlag(MethodAblation.SymmetricActivations) } : null;
+            using var weightQuantizer = options.NewWeightQuantizer(graph.Weights[weight], weightBits, QuantizedGraph.WeightAxis(node));
+            using var activationQuantizer = inputBits is { } bits ? options.NewActivationQuantizer(bits) : null;
             if (activationQuantizer is not null)
             {
+                activationQuantizer.Training = false;
                 var samples = x.narrow(0, 0, Math.Min(options.ActivationCalibrationSamples, x.shape[0]));
                 activationQuantizer.Calibrate(graph.Run(new Dictionary<string, Tensor> { [graph.InputNames[0]] = samples }, [node.Inputs[0]])[node.Inputs[0]]);
             }

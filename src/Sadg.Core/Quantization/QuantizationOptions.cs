@@ -225,6 +225,26 @@ public sealed record QuantizationOptions
     /// <summary>For the benchmark's ablation only (<see cref="MethodAblation"/>); none by default.</summary>
     public MethodAblation Ablation { get; init; }
 
+    /// <summary>
+    /// A weight quantizer as these options make them (round to nearest until the reconstruction sets its mode; the
+    /// AdaRound floor fixed at the initial scale unless <see cref="MethodAblation.FloorFollowsScale"/>).
+    /// </summary>
+    internal WeightQuantizer NewWeightQuantizer(TorchSharp.torch.Tensor weight, int bits, int axis) => new(weight, bits, axis)
+    {
+        Mode = WeightRoundingMode.Nearest,
+        FixedFloor = !Ablation.HasFlag(MethodAblation.FloorFollowsScale),
+    };
+
+    /// <summary>
+    /// An activation quantizer as these options make them (QDrop's probability, unless only the block input drops;
+    /// the asymmetric grid below 8 bits unless <see cref="MethodAblation.SymmetricActivations"/>).
+    /// </summary>
+    internal ActivationQuantizer NewActivationQuantizer(int bits) => new(bits)
+    {
+        DropProbability = Ablation.HasFlag(MethodAblation.BlockInputDropOnly) ? 0 : DropProbability,
+        Symmetric = Ablation.HasFlag(MethodAblation.SymmetricActivations),
+    };
+
     /// <summary>Throws <see cref="SadgException"/> (InvalidBits) for bit widths outside 2–8.</summary>
     public void Validate()
     {

@@ -42,9 +42,7 @@ public sealed class QuantizedGraph : IDisposable
             string weight = node.Inputs[1];
             if (!weightQuantizers.ContainsKey(weight))
             {
-                var quantizer = new WeightQuantizer(Graph.Weights[weight], wBits, WeightAxis(node));
-                quantizer.Mode = WeightRoundingMode.Nearest;
-                quantizer.FixedFloor = !options.Ablation.HasFlag(MethodAblation.FloorFollowsScale);
+                var quantizer = options.NewWeightQuantizer(Graph.Weights[weight], wBits, WeightAxis(node));
                 weightQuantizers[weight] = quantizer;
                 weightOwners[weight] = node;
                 var readers = Graph.Consumers(weight);
@@ -62,11 +60,7 @@ public sealed class QuantizedGraph : IDisposable
         }
         foreach (var (value, bits) in activationBits)
         {
-            var quantizer = new ActivationQuantizer(bits)
-            {
-                DropProbability = options.Ablation.HasFlag(MethodAblation.BlockInputDropOnly) ? 0 : options.DropProbability,
-                Symmetric = options.Ablation.HasFlag(MethodAblation.SymmetricActivations),
-            };
+            var quantizer = options.NewActivationQuantizer(bits);
             activationQuantizers[value] = quantizer;
             Tensor Quantize(Tensor x) => quantizer.Calibrated ? quantizer.forward(x) : x;
             var readers = Graph.Consumers(value);

@@ -226,17 +226,25 @@ public class ShapeOpTests
         Assert.True(x.grad!.sum().item<float>() > 4 * 2 * 3 * 4 * 4 - 1e-3);
     }
 
+    /// <summary>
+    /// PyTorch's x.size(0): Shape -> Gather(0) of <paramref name="value"/>, with the constants its idiom's Reshape
+    /// targets use (zero, minus_one, axes = [0]) declared.
+    /// </summary>
+    static string BatchOf(OnnxGraphBuilder b, string value)
+    {
+        b.AddInitializer("zero", tensor(0L));
+        b.AddInt64s("minus_one", -1);
+        b.AddInt64s("axes", 0);
+        return b.AddNode("Gather", [b.AddNode("Shape", [value]), "zero"], attributes: Attrs(("axis", 0L)));
+    }
+
     [Fact]
     public void FlattenIdiomRunsAsShapeOnlyAndFollowsTheBatch()
     {
         // PyTorch's x.view(x.size(0), -1): Shape -> Gather(0) -> Unsqueeze -> Concat([-1]) -> Reshape.
         var b = new OnnxGraphBuilder();
         b.AddInput("x", DataType.Float, -1, 3, 4, 5);
-        b.AddInitializer("zero", tensor(0L));
-        b.AddInt64s("minus_one", -1);
-        b.AddInt64s("axes", 0);
-        var shape = b.AddNode("Shape", ["x"]);
-        var batch = b.AddNode("Gather", [shape, "zero"], attributes: Attrs(("axis", 0L)));
+        var batch = BatchOf(b, "x");
         var unsqueezed = b.AddNode("Unsqueeze", [batch, "axes"]);
         var target = b.AddNode("Concat", [unsqueezed, "minus_one"], attributes: Attrs(("axis", 0L)));
         var y = b.AddNode("Reshape", ["x", target]);
@@ -269,13 +277,9 @@ public class ShapeOpTests
     {
         var b = new OnnxGraphBuilder();
         b.AddInput("x", DataType.Float, -1, 3, 4, 5);
-        b.AddInitializer("zero", tensor(0L));
-        b.AddInt64s("minus_one", -1);
         b.AddInt64s("three_minus_one", 3, -1);
-        b.AddInt64s("axes", 0);
         var r = b.AddNode("Relu", ["x"]);
-        var shape = b.AddNode("Shape", [r]);
-        var batch = b.AddNode("Gather", [shape, "zero"], attributes: Attrs(("axis", 0L)));
+        var batch = BatchOf(b, r);
         var first = b.AddNode("Concat", [b.AddNode("Unsqueeze", [batch, "axes"]), "minus_one"], attributes: Attrs(("axis", 0L)));
         var flat = b.AddNode("Neg", [b.AddNode("Reshape", [r, first])]); // the last reader of r
         var second = b.AddNode("Concat", [b.AddNode("Unsqueeze", [batch, "axes"]), "three_minus_one"], attributes: Attrs(("axis", 0L)));
