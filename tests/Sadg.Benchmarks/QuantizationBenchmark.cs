@@ -282,34 +282,22 @@ static class QuantizationBenchmark
         return (double)predicted.Zip(labels).Count(p => p.First == p.Second) / images.shape[0];
     }
 
-    /// <summary>ONNX Runtime's top-1 class of <paramref name="model"/> for each of <paramref name="images"/> [N, C, H, W].</summary>
+    /// <summary>
+    /// ONNX Runtime's top-1 class of <paramref name="model"/> for each of <paramref name="images"/> [N, C, H, W]: batches
+    /// of 1,000, or full batches of the model's fixed batch (the last padded), fed as the model declares its input.
+    /// </summary>
     static long[] Predictions(global::Onnx.ModelProto model, Tensor images)
     {
         using var session = new InferenceSession(model.ToByteArray());
         string input = session.InputMetadata.Keys.Single();
-        bool channelsLast = OnnxModel.FromProto(model).GetImageInput().ChannelsLast; // fed [N, H, W, C] as it declares
-        // A model declared with a fixed batch (exports without dynamic axes) gets full batches of it, the last padded with zeros.
+        bool channelsLast = OnnxModel.FromProto(model).GetImageInput().ChannelsLast;
         int declared = session.InputMetadata[input].Dimensions[0];
-        int batch = declared > 0 ? declared : 1000;
-        var predicted = new long[images.shape[0]];
-        for (long start = 0; start < images.shape[0]; start += batch)
-        {
-            using var scope = NewDisposeScope();
-            long n = Math.Min(batch, images.shape[0] - start);
-            var x = images.narrow(0, start, n);
-            if (declared > 0 && n < batch) x = cat([x, zeros([batch - n, .. x.shape[1..]])], 0);
-            x = (channelsLast ? x.permute(0, 2, 3, 1) : x).contiguous();
-            var dense = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), x.shape.Select(d => (int)d).ToArray());
-            using var results = session.Run([NamedOnnxValue.CreateFromTensor(input, dense)]);
-            var logits = results[0].AsTensor<float>();
-            for (int i = 0; i < n; i++)
-            {
-                int best = 0;
-                for (int c = 1; c < logits.Dimensions[1]; c++) if (logits[i, c] > logits[i, best]) best = c;
-                predicted[start + i] = best;
-            }
-        }
-        return predicted;
+        float[] pixels;
+        using (var x = images.contiguous()) pixels = x.data<float>().ToArray();
+        int[] chw = [.. images.shape[1..].Select(d => (int)d)];
+        return [.. Sadg.Cli.Pipeline.OrtPredictions.Top1(session, input, session.OutputNames[0], pixels, (int)images.shape[0], chw,
+            declared > 0 ? declared : 1000, declared > 0, prepare: null, progress: null, path: null, CancellationToken.None, channelsLast)
+            .Select(c => (long)c)];
     }
 
     /// <summary>How the FP32 model classifies the synthetic images: the count per class, most frequent first, and the
