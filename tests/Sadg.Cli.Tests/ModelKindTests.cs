@@ -108,6 +108,55 @@ public class ModelKindTests
         }
     }
 
+    /// <summary>
+    /// A model fed uint8 pixels [N, H, W, C] that it casts to float itself (as TensorFlow serving signatures declare
+    /// them): Sadg generates float images in byte units (0 … 255, the range the type states), calibrates on a copy with a
+    /// float input, and writes the model with its uint8 input. The check feeds ONNX Runtime the images rounded to bytes:
+    /// its agreement is the one computed here from both models run on those bytes.
+    /// </summary>
+    [Fact]
+    public void A_uint8_pixel_input_is_calibrated_in_byte_units_and_written_with_its_uint8_input()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(Models.Kind.ChannelsLast);
+        var graph = proto.Graph;
+        graph.Input[0].Type.TensorType.ElemType = (int)global::Onnx.TensorProto.Types.DataType.Uint8;
+        foreach (var node in graph.Node) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == "image") node.Input[i] = "unit";
+        var cast = new global::Onnx.NodeProto { OpType = "Cast", Name = "to_float", Input = { "image" }, Output = { "pixels" } };
+        cast.Attribute.Add(new global::Onnx.AttributeProto { Name = "to", Type = global::Onnx.AttributeProto.Types.AttributeType.Int, I = (long)global::Onnx.TensorProto.Types.DataType.Float });
+        graph.Initializer.Add(OnnxTensors.FromTorch("byte_scale", tensor(255f)));
+        graph.Node.Insert(0, new global::Onnx.NodeProto { OpType = "Div", Name = "to_unit", Input = { "pixels", "byte_scale" }, Output = { "unit" } });
+        graph.Node.Insert(0, cast);
+        string path = Models.Save(proto, folder, "bytes.onnx");
+
+        var input = OnnxModel.Load(path).GetImageInput();
+        Assert.True(input.BytePixels && input.ChannelsLast, $"{input}");
+        using var result = QuantizationPipeline.Quantize(OnnxModel.Load(path), TinyOptions(CalibrationMethod.Genie));
+        Assert.Contains("the model's uint8 input", result.Report.InputStandardization);
+        var written = result.Model.Graph;
+        Assert.Equal((int)global::Onnx.TensorProto.Types.DataType.Uint8, written.Input.Single(v => v.Name == "image").Type.TensorType.ElemType);
+        Assert.Equal([-1L, 8, 8, 3], written.Input.Single(v => v.Name == "image").Type.TensorType.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue : -1L));
+        Assert.Contains(written.Node, n => n.OpType == "Cast" && n.Input[0] == "image");
+
+        // The images are in byte units: the prior placed them around the middle of 0 … 255, not around 0.
+        using var images = result.Images.Images.clone();
+        double mean = images.mean().item<float>();
+        Assert.InRange(mean, 40, 215);
+        // Both models on the images as bytes, NHWC, one image at a time.
+        var nhwc = images.permute(0, 2, 3, 1).contiguous().data<float>().ToArray();
+        var bytes = OrtPredictions.ToBytes(nhwc);
+        float[] Run(byte[] model, int i)
+        {
+            using var session = new InferenceSession(model);
+            using var value = OrtValue.CreateTensorValueFromMemory(bytes.AsSpan(i * 192, 192).ToArray(), [1, 8, 8, 3]);
+            using var outputs = session.Run(new RunOptions(), [session.InputNames[0]], [value], [session.OutputNames[0]]);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        int n = (int)images.shape[0];
+        double agreement = Enumerable.Range(0, n).Average(i => ArgMax(Run(File.ReadAllBytes(path), i)) == ArgMax(Run(result.ModelBytes, i)) ? 1.0 : 0.0);
+        Assert.Equal(agreement, result.Report.Check!.Top1Agreement!.Value, 9);
+    }
+
     [Fact]
     public async Task A_model_without_a_usable_output_fails_within_seconds_with_every_method()
     {

@@ -64,7 +64,7 @@ public static class InspectCommand
         w.WriteLine($"format:     IR {a.IrVersion}, opset {a.Opset}{(a.Producer.Length > 0 ? ", produced by " + a.Producer : "")}");
         w.WriteLine($"inputs:     {(a.Inputs.Count == 0 ? "none" : string.Join("; ", a.Inputs))}");
         if (a.ImageInput is { } image)
-            w.WriteLine($"image:      '{image.Name}' {image.Channels}x{image.Height}x{image.Width} (CxHxW, declared {image.Layout}), batch {(image.DeclaredBatch > 0 ? image.DeclaredBatch.ToString() : "dynamic")}");
+            w.WriteLine($"image:      '{image.Name}' {image.Channels}x{image.Height}x{image.Width} (CxHxW, declared {image.Layout}{(image.BytePixels ? ", uint8 pixels cast to float by the graph" : "")}), batch {(image.DeclaredBatch > 0 ? image.DeclaredBatch.ToString() : "dynamic")}");
         foreach (var (key, value) in a.Metadata.Where(m => m.Key.StartsWith(Export.SadgMetadata.Prefix, StringComparison.Ordinal)))
             w.WriteLine($"metadata:   {key} = {value}");
         w.WriteLine();
@@ -116,7 +116,7 @@ public static class InspectCommand
             opset = a.Opset,
             producer = a.Producer,
             inputs = a.Inputs,
-            imageInput = a.ImageInput is { } i ? new { name = i.Name, channels = i.Channels, height = i.Height, width = i.Width, batch = i.DeclaredBatch > 0 ? (long?)i.DeclaredBatch : null, layout = i.Layout } : null,
+            imageInput = a.ImageInput is { } i ? new { name = i.Name, channels = i.Channels, height = i.Height, width = i.Width, batch = i.DeclaredBatch > 0 ? (long?)i.DeclaredBatch : null, layout = i.Layout, elementType = i.BytePixels ? "uint8" : "float" } : null,
             opTypes = a.OpTypes,
             batchNormNodes = a.BatchNormNodes,
             batchNormFolded = a.BatchNormNodes == 0,

@@ -160,7 +160,7 @@ public sealed class LibraryDataGenerationPipeline : IDataGenerationPipeline
         using var set = QuantizationPipeline.Generate(request.Model, options, new ConsoleReporter(console, request.ModelPath), cancellationToken);
         if (set.Warning is not null) console.Log.Debug("{Warning}", set.Warning);
         using var scope = torch.NewDisposeScope();
-        var pixels = InputStandardization.Resolve(request.Model, options.Input).Destandardize(set.Images).contiguous();
+        var pixels = InputStandardization.ForRun(request.Model, options).Destandardize(set.Images).contiguous();
         var shape = set.Images.shape.Select(d => (int)d).ToArray();
         return Task.FromResult(new ImageSet(pixels.data<float>().ToArray(), shape, set.Labels.Select(l => (int)l).ToArray(),
             $"generated from {Path.GetFileName(request.ModelPath)} ({QuantizeSchema.Name(request.Settings.Method)}, seed {request.Settings.Seed})"));

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Sadg.Onnx;
 
 namespace Sadg.Cli.Pipeline;
@@ -12,7 +13,8 @@ public static class OrtPredictions
     /// (<paramref name="fixedBatch"/>) always gets full batches, padded with zeros. <paramref name="prepare"/> may
     /// change each batch in place before it runs (standardization); <paramref name="progress"/> hears the number of
     /// images done. A channels-last model (<paramref name="channelsLast"/>) gets each batch as [N, H, W, C], after
-    /// <paramref name="prepare"/>. Cancelling stops a running batch.
+    /// <paramref name="prepare"/>; a model with a uint8 input gets the values rounded to bytes. Cancelling stops a
+    /// running batch.
     /// </summary>
     public static int[] Top1(InferenceSession session, string inputName, string outputName, float[] images, int count, int[] chw,
         int batch, bool fixedBatch, Action<Span<float>>? prepare, Action<int>? progress, string? path, CancellationToken cancellationToken,
@@ -48,6 +50,14 @@ public static class OrtPredictions
         return values.ToArray();
     }
 
+    /// <summary>Each value rounded to the nearest whole number (halves to even) and clamped to 0 … 255.</summary>
+    internal static byte[] ToBytes(ReadOnlySpan<float> values)
+    {
+        var bytes = new byte[values.Length];
+        for (int i = 0; i < values.Length; i++) bytes[i] = (byte)Math.Clamp(MathF.Round(values[i]), 0f, 255f);
+        return bytes;
+    }
+
     /// <summary>Hears one batch's output (float) for <paramref name="images"/> images from <paramref name="start"/>; <paramref name="rows"/> were run (padding included).</summary>
     delegate void BatchOutput(int start, int images, int rows, ReadOnlySpan<float> output);
 
@@ -57,6 +67,7 @@ public static class OrtPredictions
     {
         int per = chw[0] * chw[1] * chw[2];
         long[] dims = channelsLast ? [chw[1], chw[2], chw[0]] : [chw[0], chw[1], chw[2]];
+        bool bytes = session.InputMetadata[inputName].ElementDataType == TensorElementType.UInt8;
         using var runOptions = new RunOptions();
         using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
         var buffer = new float[batch * per];
@@ -70,7 +81,8 @@ public static class OrtPredictions
             int rows = fixedBatch ? batch : n;
             var fed = channelsLast ? new float[rows * per] : buffer.AsMemory(0, rows * per).ToArray();
             if (channelsLast) InputLayout.ToChannelsLast(buffer.AsSpan(0, rows * per), fed, rows, chw[0], chw[1], chw[2]);
-            using var value = OrtValue.CreateTensorValueFromMemory(fed, [rows, .. dims]);
+            // A uint8 input (pixels the graph casts to float) gets each value rounded to the nearest byte.
+            using var value = bytes ? OrtValue.CreateTensorValueFromMemory(ToBytes(fed), [rows, .. dims]) : OrtValue.CreateTensorValueFromMemory(fed, [rows, .. dims]);
             IDisposableReadOnlyCollection<OrtValue> outputs;
             try
             {

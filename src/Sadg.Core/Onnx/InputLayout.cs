@@ -65,7 +65,7 @@ public static class InputLayout
     public static OnnxModel ChannelsFirst(OnnxModel model)
     {
         var inputs = model.RuntimeInputs;
-        if (inputs.Count != 1 || !OnnxModel.IsRank4Float(inputs[0]) || !IsChannelsLast(model.Graph, inputs[0].Name)) return model;
+        if (inputs.Count != 1 || !model.IsImageTensor(inputs[0]) || !IsChannelsLast(model.Graph, inputs[0].Name)) return model;
         var proto = model.Proto.Clone();
         var graph = proto.Graph;
         string name = inputs[0].Name;

@@ -73,17 +73,32 @@ public static class InputShapes
 
     /// <summary>
     /// The model the pipeline works on: <see cref="Apply"/>'s, in <see cref="GraphCanonicalization"/>'s form (weights
-    /// as initializers, every node named), turned channels-first where its input is channels-last
-    /// (<see cref="InputLayout.ChannelsFirst"/>). <see cref="RestoreInput"/> undoes the size and the layout in what is
-    /// written; the canonical form stays (the same values).
+    /// as initializers, every node named), its input declared float where it takes uint8 pixels that the graph casts
+    /// (<see cref="AsFloatInput"/>), turned channels-first where its input is channels-last
+    /// (<see cref="InputLayout.ChannelsFirst"/>). <see cref="RestoreInput"/> undoes the size, the type and the layout
+    /// in what is written; the canonical form stays (the same values).
     /// </summary>
     public static OnnxModel ForPipeline(OnnxModel model, IReadOnlyList<int>? chw) =>
-        InputLayout.ChannelsFirst(GraphCanonicalization.Canonical(Apply(model, chw)));
+        InputLayout.ChannelsFirst(AsFloatInput(GraphCanonicalization.Canonical(Apply(model, chw))));
+
+    /// <summary>
+    /// <paramref name="model"/> itself, or, when its image input is uint8 pixels that every reader casts to float
+    /// (<see cref="OnnxModel.IsBytePixelInput"/>), a copy whose input is declared float: the Casts then change nothing,
+    /// and generation and reconstruction feed it float images in the same units (0 … 255).
+    /// </summary>
+    public static OnnxModel AsFloatInput(OnnxModel model)
+    {
+        var inputs = model.RuntimeInputs;
+        if (inputs.Count != 1 || !model.IsBytePixelInput(inputs[0])) return model;
+        var proto = model.Proto.Clone();
+        proto.Graph.Input.First(v => v.Name == inputs[0].Name).Type.TensorType.ElemType = (int)TensorProto.Types.DataType.Float;
+        return OnnxModel.FromProto(proto, model.Path);
+    }
 
     /// <summary>
     /// Gives the image input of <paramref name="written"/> (a model made from <see cref="ForPipeline"/>'s copy of
     /// <paramref name="source"/>) the type and layout <paramref name="source"/> declares, so a free dimension stays
-    /// free and a channels-last input stays channels-last.
+    /// free, a channels-last input stays channels-last and a uint8 input stays uint8.
     /// </summary>
     public static void RestoreInput(ModelProto written, OnnxModel source)
     {
@@ -97,7 +112,7 @@ public static class InputShapes
     static ValueInfoProto ImageInputProto(OnnxModel model)
     {
         var inputs = model.RuntimeInputs;
-        if (inputs.Count == 1 && OnnxModel.IsRank4Float(inputs[0])) return inputs[0];
+        if (inputs.Count == 1 && model.IsImageTensor(inputs[0])) return inputs[0];
         model.GetImageInput();
         throw new InvalidOperationException("unreachable: GetImageInput accepted a model without a rank-4 float input");
     }

@@ -125,7 +125,8 @@ public sealed class OnnxModel
 
     /// <summary>
     /// The image input Sadg calibrates: the single float input of rank 4, (N, C, H, W), or (N, H, W, C) where the graph
-    /// turns it channels-first (<see cref="InputLayout"/>). Errors say what the model has instead.
+    /// turns it channels-first (<see cref="InputLayout"/>); or a uint8 one of those that the graph only casts to float
+    /// (<see cref="IsBytePixelInput"/>). Errors say what the model has instead.
     /// </summary>
     public ImageInput GetImageInput()
     {
@@ -135,15 +136,15 @@ public sealed class OnnxModel
             throw new SadgException(SadgErrorCode.NoImageInput,
                 $"The model's input '{inputs[0].Name}' is {type}: Sadg quantizes float32 models. Export the model in float32 " +
                 "(PyTorch: model.float() before torch.onnx.export), or convert its tensors and types to float32.", Path);
-        if (inputs.Count == 1 && inputs[0].Type?.TensorType is { Shape.Dim.Count: 4 } integer
+        if (inputs.Count == 1 && inputs[0].Type?.TensorType is { Shape.Dim.Count: 4 } integer && !IsBytePixelInput(inputs[0])
             && (DataType)integer.ElemType is DataType.Uint8 or DataType.Int8 or DataType.Uint16 or DataType.Int16 or DataType.Int32 or DataType.Int64)
             throw new SadgException(SadgErrorCode.NoImageInput,
                 $"The model's input '{inputs[0].Name}' is {Describe(inputs[0])}: integer pixels, turned into floats inside the graph. " +
-                "Sadg generates and calibrates float images, so it needs a float32 input: export the model with the cast " +
-                "outside it (PyTorch: call x.float() before the model, not in forward; TensorFlow: a float32 input signature), " +
-                "taking the same pixel values as floats.", Path);
+                "Sadg calibrates float32 inputs, and uint8 ones that the graph only casts to float32 (every reader a Cast to " +
+                "float); export the model with the cast outside it (PyTorch: call x.float() before the model, not in forward; " +
+                "TensorFlow: a float32 input signature), taking the same pixel values as floats.", Path);
         if (candidates.Count == 1 && inputs.Count == 1) return ImageInput.From(candidates[0], InputLayout.IsChannelsLast(Graph, candidates[0].Name));
-        if (inputs.Count == 1 && IsRank4Float(inputs[0])
+        if (inputs.Count == 1 && IsImageTensor(inputs[0])
             && InputShapes.FreeDimensionError(inputs[0], InputLayout.IsChannelsLast(Graph, inputs[0].Name), Path) is { } free) throw free;
         string have = inputs.Count == 0 ? "no inputs" :
             string.Join(", ", inputs.Select(i => $"'{i.Name}' {Describe(i)}"));
@@ -166,7 +167,24 @@ public sealed class OnnxModel
         return input;
     }
 
-    static bool IsImageLike(ValueInfoProto v) => IsRank4Float(v) && v.Type.TensorType.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
+    bool IsImageLike(ValueInfoProto v) => IsImageTensor(v) && v.Type.TensorType.Shape.Dim.Skip(1).All(d => d.DimValue > 0);
+
+    /// <summary>A rank-4 input Sadg can calibrate, whatever its sizes: float (<see cref="IsRank4Float"/>) or <see cref="IsBytePixelInput"/>.</summary>
+    internal bool IsImageTensor(ValueInfoProto v) => IsRank4Float(v) || IsBytePixelInput(v);
+
+    /// <summary>
+    /// Whether <paramref name="v"/> is a rank-4 uint8 input (pixels 0 … 255, as TensorFlow serving signatures and some
+    /// converters declare them) that the graph only casts to float32: every reader a Cast to FLOAT, or a Shape. Sadg
+    /// calibrates such a model on a copy whose input is declared float (the Cast then changes nothing) and writes it
+    /// with its uint8 input; ONNX Runtime is fed the images rounded to bytes.
+    /// </summary>
+    internal bool IsBytePixelInput(ValueInfoProto v)
+    {
+        if (v.Type?.TensorType is not { } t || (DataType)t.ElemType != DataType.Uint8 || t.Shape?.Dim.Count != 4) return false;
+        var readers = Graph.Node.Where(n => n.Input.Contains(v.Name)).ToList();
+        return readers.Any(n => n.OpType == "Cast") && readers.All(n => n.IsDefaultDomain()
+            && (n.OpType == "Shape" || n.OpType == "Cast" && n.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)DataType.Float));
+    }
 
     internal static bool IsRank4Float(ValueInfoProto v) =>
         v.Type?.TensorType is { } t && (DataType)t.ElemType is DataType.Float or DataType.Float16 or DataType.Double && t.Shape?.Dim.Count == 4;
@@ -188,15 +206,17 @@ public sealed class OnnxModel
 
 /// <summary>
 /// The image input of a classifier: name, channels, height, width, whether the batch is fixed, and whether it is
-/// declared channels-last, <c>[N, H, W, C]</c> (images are then fed to ONNX Runtime in that order).
+/// declared channels-last, <c>[N, H, W, C]</c> (images are then fed to ONNX Runtime in that order), and whether it takes
+/// uint8 pixels that the graph casts to float (<see cref="OnnxModel.IsBytePixelInput"/>; ONNX Runtime is fed bytes).
 /// </summary>
-public sealed record ImageInput(string Name, int Channels, int Height, int Width, long DeclaredBatch, bool ChannelsLast = false)
+public sealed record ImageInput(string Name, int Channels, int Height, int Width, long DeclaredBatch, bool ChannelsLast = false, bool BytePixels = false)
 {
     public static ImageInput From(ValueInfoProto v, bool channelsLast)
     {
         var d = v.Type.TensorType.Shape.Dim;
         var axes = InputLayout.Axes(channelsLast);
-        return new ImageInput(v.Name, (int)d[axes[1]].DimValue, (int)d[axes[2]].DimValue, (int)d[axes[3]].DimValue, d[0].DimValue, channelsLast);
+        return new ImageInput(v.Name, (int)d[axes[1]].DimValue, (int)d[axes[2]].DimValue, (int)d[axes[3]].DimValue, d[0].DimValue, channelsLast,
+            (DataType)v.Type.TensorType.ElemType == DataType.Uint8);
     }
 
     /// <summary>"NCHW" or "NHWC", as the input is declared.</summary>

@@ -18,6 +18,9 @@ public enum InputConvention
 
     /// <summary>The user's --input-range lo,hi: pixels in [0, 1] mapped linearly onto [lo, hi].</summary>
     Range,
+
+    /// <summary>The model's uint8 input (<see cref="Onnx.ImageInput.BytePixels"/>), without metadata: pixels in [0, 1] fed as 0 … 255.</summary>
+    BytePixels,
 }
 
 /// <summary>
@@ -83,12 +86,28 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         return null;
     }
 
-    /// <summary>The user's statement when given, else the model's metadata.</summary>
+    /// <summary>
+    /// The user's statement when given, else the model's (<see cref="FromMetadata"/>). <paramref name="model"/> is the
+    /// model as its file declares it, not the pipeline's copy (<see cref="InputShapes.ForPipeline"/> declares a uint8
+    /// input float).
+    /// </summary>
     public static InputStandardization Resolve(OnnxModel model, InputStandardization? user) => user ?? FromMetadata(model);
 
+    /// <summary>
+    /// <see cref="Resolve"/> for a pipeline run with <paramref name="options"/> on <paramref name="model"/> as its file
+    /// declares it, sized by <see cref="PipelineOptions.InputShape"/> where the input leaves dimensions free.
+    /// </summary>
+    public static InputStandardization ForRun(OnnxModel model, PipelineOptions options) =>
+        Resolve(InputShapes.Apply(model, options.InputShape), options.Input);
+
+    /// <summary>
+    /// The model's <c>sadg.input_mean</c>/<c>sadg.input_std</c> metadata; without it, a uint8 input's bytes
+    /// (<see cref="InputConvention.BytePixels"/>: the range [0, 255]); else nothing.
+    /// </summary>
     public static InputStandardization FromMetadata(OnnxModel model)
     {
-        int channels = model.GetImageInput().Channels;
+        var input = model.GetImageInput();
+        int channels = input.Channels;
         string? meanText = null, stdText = null;
         foreach (var p in model.Proto.MetadataProps)
         {
@@ -99,6 +118,8 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         var std = Parse(stdText, Export.SadgMetadata.InputStd, channels, model.Path);
         if (std is not null && std.Any(s => s <= 0))
             throw new SadgException(SadgErrorCode.DataInvalid, $"Metadata '{Export.SadgMetadata.InputStd}' has a value <= 0.", model.Path);
+        if (mean is null && std is null && input.BytePixels)
+            return FromRange(0, 255, channels) with { Convention = InputConvention.BytePixels };
         return new InputStandardization(mean, std) { Convention = mean is null && std is null ? InputConvention.None : InputConvention.Metadata };
     }
 
@@ -133,8 +154,9 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
         return x;
     }
 
-    public override string ToString() => IsIdentity ? "none" : Convention == InputConvention.Range
-        ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] ({QuantizeSchema.InputRange.Name})"
+    public override string ToString() => IsIdentity ? "none" : Convention is InputConvention.Range or InputConvention.BytePixels
+        ? $"pixels in [0, 1] fed as [{Range![0].ToString(CultureInfo.InvariantCulture)}, {Range[1].ToString(CultureInfo.InvariantCulture)}] " +
+          (Convention == InputConvention.Range ? $"({QuantizeSchema.InputRange.Name})" : "(the model's uint8 input)")
         : $"mean [{string.Join(", ", (Mean ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}], " +
           $"std [{string.Join(", ", (Std ?? []).Select(v => v.ToString("0.####", CultureInfo.InvariantCulture)))}] " +
           (Convention == InputConvention.Normalization ? $"({StatedBy})" : "(model metadata)");
@@ -147,6 +169,7 @@ public sealed record InputStandardization(float[]? Mean, float[]? Std)
     public Generation.InputPrior? Prior(int channels) => Convention switch
     {
         InputConvention.Range => Generation.InputPrior.FromRange(Range![0], Range[1], channels, QuantizeSchema.InputRange.Label),
+        InputConvention.BytePixels => Generation.InputPrior.FromRange(Range![0], Range[1], channels, "the model's uint8 input"),
         InputConvention.Normalization => Generation.InputPrior.Standardized(channels, $"the normalization constants {QuantizeSchema.InputMean.Label}/{QuantizeSchema.InputStd.Label}"),
         InputConvention.Metadata => Generation.InputPrior.Standardized(channels, "the model's sadg.input_mean/std metadata"),
         _ => null,

@@ -29,10 +29,11 @@ public static class QuantizationPipeline
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
+        var standardization = InputStandardization.ForRun(model, options);
         model = InputShapes.ForPipeline(model, options.InputShape);
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
-        return CalibrationSource.For(options.Method).Make(new CalibrationContext(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, cancellationToken));
+        return CalibrationSource.For(options.Method).Make(new CalibrationContext(model, fp, options, standardization, reporter, cancellationToken));
     }
 
     /// <summary>
@@ -58,10 +59,11 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
+        var standardization = InputStandardization.ForRun(model, options);
         model = InputShapes.ForPipeline(model, options.InputShape);
         using var fp = new GraphModule(model, options.Device ?? CPU);
         Preflight.Check(model, fp, options);
-        return GeneratedCalibration.WarmUp(model, fp, options, InputStandardization.Resolve(model, options.Input), reporter, null, cancellationToken);
+        return GeneratedCalibration.WarmUp(model, fp, options, standardization, reporter, null, cancellationToken);
     }
 
     /// <summary>Quantizes <paramref name="model"/>: calibration images, reconstruction, QDQ model, ONNX Runtime check.</summary>
@@ -79,8 +81,8 @@ public static class QuantizationPipeline
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
         var source = model;
+        var standardization = InputStandardization.ForRun(source, options);
         model = InputShapes.ForPipeline(model, options.InputShape);
-        var standardization = InputStandardization.Resolve(model, options.Input);
         var device = options.Device ?? CPU;
 
         CalibrationSet images;

@@ -162,7 +162,7 @@ public static class ProfileCost
         int skip = warmup - 1;
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
-        var prior = GeneratedCalibration.ResolvePrior(model, fp, options, InputStandardization.Resolve(model, options.Input), null);
+        var prior = GeneratedCalibration.ResolvePrior(model, fp, options, InputStandardization.ForRun(source, options), null);
         var quick = GeneratedCalibration.GenerationFor(options with { Profile = StepProfile.Quick, Samples = null, GenerationSteps = null }, prior);
         var generation = quick with { Images = quick.BatchSize, WarmupSteps = steps, RefinementSteps = steps };
 

@@ -105,19 +105,40 @@ public class ModelLoadingTests
         Assert.Equal(new ImageInput("image", 3, 8, 8, 0), OnnxModel.FromProto(ValidModel()).GetImageInput());
     }
 
-    [Fact]
-    public void An_integer_pixel_input_is_refused_naming_the_float_export()
+    /// <summary>A model fed integer pixels that it casts to float itself: [N, H, W, C] -> Cast -> Transpose -> ...</summary>
+    static OnnxModel IntegerPixels(DataType type, DataType castTo)
     {
-        // As a model that takes uint8 pixels and casts them itself: [N, H, W, C] uint8 -> Cast -> Transpose -> ...
         var g = new OnnxGraphBuilder();
-        g.AddInput("pixels", DataType.Uint8, -1, 32, 32, 3);
-        g.AddNode("Cast", ["pixels"], ["x"], attributes: new Dictionary<string, object> { ["to"] = (long)DataType.Float });
+        g.AddInput("pixels", type, -1, 32, 32, 3);
+        g.AddNode("Cast", ["pixels"], ["x"], attributes: new Dictionary<string, object> { ["to"] = (long)castTo });
         g.AddNode("Transpose", ["x"], ["y"], attributes: new Dictionary<string, object> { ["perm"] = new long[] { 0, 3, 1, 2 } });
         g.AddNode("Relu", ["y"], ["out"]);
-        g.AddOutput("out", DataType.Float, -1, 3, 32, 32);
-        var e = Assert.Throws<SadgException>(() => OnnxModel.FromProto(g.Build(), "u8.onnx").GetImageInput());
+        g.AddOutput("out", castTo, -1, 3, 32, 32);
+        return OnnxModel.FromProto(g.Build(), "pixels.onnx");
+    }
+
+    [Fact]
+    public void A_uint8_input_the_graph_casts_to_float_is_an_image_input_in_byte_units()
+    {
+        var model = IntegerPixels(DataType.Uint8, DataType.Float);
+        Assert.Equal(new ImageInput("pixels", 3, 32, 32, 0, ChannelsLast: true, BytePixels: true), model.GetImageInput());
+        var fed = Sadg.Pipeline.InputStandardization.FromMetadata(model);
+        Assert.Equal(Sadg.Pipeline.InputConvention.BytePixels, fed.Convention);
+        Assert.Equal([0.0, 255.0], fed.Range!);
+        // The pipeline's copy takes float [N, 3, 32, 32]; the Cast stays (float to float).
+        var copy = InputShapes.ForPipeline(model, null);
+        Assert.Equal(new ImageInput("pixels", 3, 32, 32, 0), copy.GetImageInput());
+        Assert.Contains(copy.Graph.Node, n => n.OpType == "Cast");
+    }
+
+    [Theory]
+    [InlineData(DataType.Int32, DataType.Float)]
+    [InlineData(DataType.Uint8, DataType.Double)]
+    public void Other_integer_pixel_inputs_are_refused_naming_the_float_export(DataType type, DataType castTo)
+    {
+        var e = Assert.Throws<SadgException>(() => IntegerPixels(type, castTo).GetImageInput());
         Assert.Equal(SadgErrorCode.NoImageInput, e.Code);
-        Assert.Contains("The model's input 'pixels' is Uint8 [N, 32, 32, 3]: integer pixels", e.Message);
+        Assert.Contains($"The model's input 'pixels' is {type} [N, 32, 32, 3]: integer pixels", e.Message);
         Assert.Contains("x.float() before the model", e.Message);
     }
 
