@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
+using Sadg.Cli.Data;
 using Sadg.Cli.Pipeline;
 using Sadg.Export;
 using Sadg.Onnx;
@@ -248,6 +249,11 @@ public class ModelKindTests
         Assert.DoesNotContain("cache hit", other.Out);
         var again = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("c.onnx"), "--input-shape", "1,8,16", "--cache-dir", cache, .. Tiny]);
         Assert.Contains("cache hit", again.Out);
+
+        // generate writes images of the given size (it resolved the model's input convention on the unsized model).
+        var generated = await CliRunner.RunAsync(["generate", model, "-o", folder.File("images"), "--input-shape", "1,8,12", .. Tiny]);
+        Assert.True(generated.ExitCode == 0, generated.Err);
+        Assert.Equal([8, 1, 8, 12], ImageSet.Load(folder.File("images")).Shape);
     }
 
     [Fact]
