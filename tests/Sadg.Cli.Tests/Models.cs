@@ -88,7 +88,7 @@ public static class Models
         ChannelsLast,
 
         /// <summary>
-        /// Written at opset 26 (IR 10, the newest Sadg reads): the second block's activation is HardSwish instead of
+        /// Written at opset 26 and IR 13 (as ONNX 1.21 writes them; the newest opset Sadg reads): the second block's activation is HardSwish instead of
         /// Relu; GlobalAveragePool, Flatten, Gemm to 10 classes.
         /// </summary>
         Opset26,
@@ -174,6 +174,6 @@ public static class Models
                 break;
         }
         b.AddOutput(x);
-        return kind == Kind.Opset26 ? b.Build(26, irVersion: 10) : b.Build(13, irVersion: 8);
+        return kind == Kind.Opset26 ? b.Build(26, irVersion: 13) : b.Build(13, irVersion: 8);
     }
 }
