@@ -44,12 +44,19 @@ public static class DeviceChoice
     }
 
     /// <summary>
+    /// Session options for every ONNX Runtime session the tool makes: ONNX Runtime's own log shows errors only. Its
+    /// warnings are about the model's form (weights also listed as graph inputs, as older exporters write them: one
+    /// line per weight on the console) and change nothing in what it computes; its errors reach the tool as exceptions.
+    /// </summary>
+    public static SessionOptions NewSessionOptions() => new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+
+    /// <summary>
     /// An ONNX Runtime session for <paramref name="modelPath"/>: the CUDA execution provider when the option
     /// allows it and CUDA 13 (with cuDNN 9) loads, else the CPU provider. <paramref name="announce"/> says which.
     /// </summary>
     public static InferenceSession CreateOrtSession(string modelPath, DeviceKind option, CliConsole console, bool announce = true)
     {
-        var options = new SessionOptions();
+        var options = NewSessionOptions();
         string provider = "CPU";
         try
         {
@@ -68,7 +75,7 @@ public static class DeviceChoice
                             $"--device cuda, but ONNX Runtime's CUDA provider does not load ({why}). {OrtBackend} Use --device cpu or auto.",
                             modelPath, inner: e);
                     options.Dispose();
-                    options = new SessionOptions();
+                    options = NewSessionOptions();
                     if (announce) console.Log.Information("ONNX Runtime: CPU provider (no CUDA provider: {Why}).", why);
                 }
             }

@@ -158,6 +158,29 @@ public class ModelKindTests
         Assert.Equal(agreement, result.Report.Check!.Top1Agreement!.Value, 9);
     }
 
+    /// <summary>
+    /// Weights also listed as graph inputs (older exporters; PyTorch's keep_initializers_as_inputs): ONNX Runtime warns
+    /// once per weight when it loads such a model, which flooded the console during the check. The tool's sessions
+    /// log errors only, and the written model lists its image input alone.
+    /// </summary>
+    [Fact]
+    public void Weights_listed_as_graph_inputs_quantize_without_onnx_runtime_warnings()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Of(Models.Kind.Rgb);
+        foreach (var t in proto.Graph.Initializer)
+        {
+            var input = new global::Onnx.ValueInfoProto { Name = t.Name, Type = new global::Onnx.TypeProto { TensorType = new() { ElemType = t.DataType, Shape = new() } } };
+            foreach (long d in t.Dims) input.Type.TensorType.Shape.Dim.Add(new global::Onnx.TensorShapeProto.Types.Dimension { DimValue = d });
+            proto.Graph.Input.Add(input);
+        }
+        string model = Models.Save(proto, folder, "listed.onnx");
+        var r = CliRunner.RunProcess(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", .. Tiny]);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.DoesNotContain("appears in graph inputs", r.Err + r.Out);
+        Assert.Single(OnnxModel.Load(folder.File("out.onnx")).Graph.Input);
+    }
+
     [Fact]
     public async Task A_model_without_a_usable_output_fails_within_seconds_with_every_method()
     {

@@ -37,7 +37,7 @@ public static class OrtCheck
 {
     public static float[] Outputs(byte[] model, float[] images, long[] shape, CancellationToken cancellationToken)
     {
-        using var options = new SessionOptions();
+        using var options = DeviceChoice.NewSessionOptions();
         InferenceSession session;
         try { session = new InferenceSession(model, options); }
         catch (OnnxRuntimeException e)
