@@ -43,6 +43,8 @@ public sealed class ProgressStage : IProgress<double>, IDisposable
         this.mode = mode;
         if (mode == ProgressMode.Lines) WriteLine(Format(0));
         else if (mode == ProgressMode.Redraw) Draw(0);
+        // The next line comes an interval later, with an estimate from more than the first step.
+        lastDrawn = clock.Elapsed;
     }
 
     public string Name { get; }
