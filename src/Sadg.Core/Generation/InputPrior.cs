@@ -40,6 +40,70 @@ public sealed record InputPrior(float[] Mean, float[] Std, string Source)
         return new InputPrior(mean, std, source);
     }
 
+    /// <summary>The pixel ranges a model that normalizes its own input may be fed: [0, 1] and [0, 255].</summary>
+    static readonly double[] PixelRanges = [1, 255];
+
+    /// <summary>
+    /// What a model without BatchNormalization is fed when its graph normalizes its own input (Keras' Rescaling,
+    /// <c>(x − mean) / std</c> or <c>x/127.5 − 1</c> inside the graph, Caffe's mean subtraction): the nodes from the input
+    /// up to the first other one, each the input's only reader and a Transpose, Cast, Identity, or a Sub, Add, Mul or
+    /// Div by a constant, are run on images of 0 and of 1 to read their output y = a·x + b per channel. A normalizing
+    /// model is fed pixels in [0, 1] or in [0, 255]; of the two, the one that gives y a width near 2 and a middle near
+    /// 0 is taken (score |ln(width / 2)| + |middle| / width, averaged over channels: x/255 and x/127.5 − 1 give
+    /// [0, 255], ImageNet's constants and 2x − 1 [0, 1], Caffe's mean subtraction without a scale [0, 255]), and
+    /// natural-image statistics are carried onto it, as <see cref="FromRange"/>. Null when no such node with a
+    /// constant reads the input first or the nodes leave it as it is.
+    /// </summary>
+    public static InputPrior? FromInputNormalization(GraphModule model, int channels, int height, int width)
+    {
+        string value = model.InputNames[0];
+        bool arithmetic = false;
+        int last = -1;
+        while (model.Consumers(value) is [var node] && node.Outputs.Count == 1 && IsNormalizationStep(model, node, value, ref arithmetic))
+        {
+            value = node.Outputs[0];
+            last = node.Index;
+        }
+        if (!arithmetic) return null;
+        using var scope = NewDisposeScope();
+        Tensor At(float pixel) => model.Run(new Dictionary<string, Tensor> { [model.InputNames[0]] = zeros([1, channels, height, width], device: model.Device).Add(pixel) },
+            [value], 0, last + 1)[value];
+        var y0 = At(0);
+        var y1 = At(1);
+        if (!y0.shape.SequenceEqual([1L, channels, height, width])) return null;
+        double[] b = y0.mean([0, 2, 3]).cpu().to_type(ScalarType.Float64).data<double>().ToArray();
+        double[] a = (y1 - y0).mean([0, 2, 3]).cpu().to_type(ScalarType.Float64).data<double>().ToArray();
+        if (a.Any(v => !double.IsFinite(v) || v == 0) || b.Any(v => !double.IsFinite(v))) return null;
+        if (a.All(v => Math.Abs(v - 1) < 1e-6) && b.All(v => Math.Abs(v) < 1e-6)) return null;
+        double Score(double range) => Enumerable.Range(0, channels).Average(c =>
+        {
+            double w = Math.Abs(a[c]) * range, middle = b[c] + a[c] * range / 2;
+            return Math.Abs(Math.Log(w / 2)) + Math.Abs(middle) / w;
+        });
+        double pixels = PixelRanges.MinBy(Score);
+        string Numbers(double[] v) => string.Join(", ", v.Select(x => x.ToString("G4", CultureInfo.InvariantCulture)));
+        return FromRange(0, pixels, channels,
+            $"inferred from the graph's input normalization (y = a·x + b, a = [{Numbers(a)}], b = [{Numbers(b)}]): pixels in [0, {pixels.ToString(CultureInfo.InvariantCulture)}]");
+    }
+
+    static bool IsNormalizationStep(GraphModule model, GraphNode node, string value, ref bool arithmetic)
+    {
+        switch (node.OpType)
+        {
+            case "Transpose" or "Identity":
+                return true;
+            case "Cast":
+                return node.Proto.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)global::Onnx.TensorProto.Types.DataType.Float;
+            case "Sub" or "Add" or "Mul" or "Div" when node.Inputs.Count == 2:
+                int at = node.Inputs[0] == value ? 0 : node.Inputs[1] == value ? 1 : -1;
+                if (at < 0 || node.OpType == "Div" && at != 0 || !model.IsConstant(node.Inputs[1 - at])) return false;
+                arithmetic = true;
+                return true;
+            default:
+                return false;
+        }
+    }
+
     /// <summary>
     /// Infers the expectation from the model itself. Images x = m + s·u_α are fitted so that the input of the first
     /// BatchNormalization node has that node's running mean and variance: m the per-channel mean, s the std (one for

@@ -82,8 +82,9 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
 
     /// <summary>
     /// The generation's input prior (<see cref="InputPriorMode"/>): off; fixed standardized; or, by default, what the
-    /// user or the model's metadata states, else a fit to the model's first BatchNormalization node, else standardized
-    /// (a BN-free model gives nothing to infer it from).
+    /// user or the model's metadata states, else a fit to the model's first BatchNormalization node, else what the
+    /// graph's own input normalization implies (<see cref="InputPrior.FromInputNormalization"/>), else standardized
+    /// (a BN-free model without input normalization gives nothing to infer it from).
     /// </summary>
     /// <remarks>
     /// When nothing states the input's range and no BatchNormalization lets Sadg infer it, the prior is assumed
@@ -98,10 +99,11 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
             case InputPriorMode.Off: return null;
             case InputPriorMode.Standardized: return InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized");
         }
-        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed);
+        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed)
+            ?? InputPrior.FromInputNormalization(fp, input.Channels, input.Height, input.Width);
         if (known is not null) return known;
         reporter?.Warning(new SadgWarning(SadgErrorCode.InputRangeAssumed,
-            "Nothing states the model's input range and it has no BatchNormalization to infer it from, so the generated " +
+            "Nothing states the model's input range and it has neither BatchNormalization nor an input normalization to infer it from, so the generated " +
             $"images assume a standardized input (mean 0, std 1 per channel). State it: {QuantizeSchema.InputRange.Label}, or " +
             $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}."));
         return InputPrior.Standardized(input.Channels,

@@ -138,6 +138,50 @@ public class InputPriorTests(ITestOutputHelper output)
         Assert.Null(InputPrior.FitToFirstBatchNorm(graph, 3, 32, 32, seed: 7));
     }
 
+    /// <summary>
+    /// A BN-free ResNet whose graph normalizes its own input first: each form names the nodes put in front (a constant
+    /// of three values is per channel, [3, 1, 1]); the pixel range the prior is inferred for is [0, 1] or [0, 255].
+    /// </summary>
+    [Theory]
+    [InlineData("Div 255", 255.0)]
+    [InlineData("Mul 0.007843137 Sub 1", 255.0)]
+    [InlineData("Sub 0.485,0.456,0.406 Div 0.229,0.224,0.225", 1.0)]
+    [InlineData("Sub 123.68,116.78,103.94", 255.0)]
+    [InlineData("Mul 2 Sub 1", 1.0)]
+    [InlineData("", 0.0)]
+    public void A_model_that_normalizes_its_input_tells_its_pixel_range(string form, double range)
+    {
+        var proto = TestModels.ResNet(batchNorm: false);
+        var graph = proto.Graph;
+        string input = graph.Input[0].Name, value = input;
+        var steps = form.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var nodes = new List<NodeProto>();
+        for (int i = 0; i < steps.Length; i += 2)
+        {
+            var values = steps[i + 1].Split(',').Select(v => float.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            using var constant = values.Length == 1 ? tensor(values[0]) : tensor(values).reshape(3, 1, 1);
+            graph.Initializer.Add(OnnxTensors.FromTorch($"c{i}", constant));
+            var node = new NodeProto { OpType = steps[i], Name = $"norm{i}", Input = { value, $"c{i}" }, Output = { $"norm{i}_out" } };
+            nodes.Add(node);
+            value = node.Output[0];
+        }
+        foreach (var n in graph.Node) for (int k = 0; k < n.Input.Count; k++) if (n.Input[k] == input) n.Input[k] = value;
+        for (int i = nodes.Count - 1; i >= 0; i--) graph.Node.Insert(0, nodes[i]);
+
+        using var module = new GraphModule(OnnxModel.FromProto(proto));
+        var prior = InputPrior.FromInputNormalization(module, 3, 32, 32);
+        if (range == 0)
+        {
+            Assert.Null(prior);
+            return;
+        }
+        Assert.NotNull(prior);
+        output.WriteLine($"{form}: {prior!.Source}");
+        Assert.Equal(0.485 * range, prior.Mean[0], 3);
+        Assert.Equal(0.229 * range, prior.Std[0], 3);
+        Assert.Contains($"pixels in [0, {range}]", prior.Source);
+    }
+
     [Theory]
     [InlineData(0.0, 1.0)]
     [InlineData(-1.0, 1.0)]
