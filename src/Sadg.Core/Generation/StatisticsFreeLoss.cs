@@ -16,8 +16,8 @@ public static class StatisticsFreeLoss
         "can give much poorer calibration images (at W4A4 with the input range stated, quick profile: on a CIFAR-10 ResNet-8 " +
         "2 to 4 points of top-1 below the same model with BatchNorm kept, and as good at the default profile; on a " +
         "MobileNetV3-style model 12 to 14 points below; docs/benchmarks/resnet8.md, docs/benchmarks/zoo.md). " +
-        "State what the model is fed (--input-range, or InputRange in the build) unless its metadata says it: without BN " +
-        "Sadg cannot infer it. Better, if the network has BatchNorm layers, " + KeepBatchNormAdvice;
+        "State what the model is fed (--input-range, or InputRange in the build) unless its metadata or its own input " +
+        "normalization says it: without BN Sadg cannot infer it otherwise. Better, if the network has BatchNorm layers, " + KeepBatchNormAdvice;
 
     /// <summary>How to export a model with its BatchNormalization layers kept (where the warning and `inspect` give it).</summary>
     public const string KeepBatchNormAdvice =
