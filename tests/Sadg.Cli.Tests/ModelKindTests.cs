@@ -181,6 +181,23 @@ public class ModelKindTests
         Assert.Single(OnnxModel.Load(folder.File("out.onnx")).Graph.Input);
     }
 
+    /// <summary>
+    /// A model without BatchNormalization whose graph standardizes its input with ImageNet's constants (Sub, Div): the
+    /// run reads that it is fed pixels in [0, 1] and says so, instead of warning SADG2002 and assuming a standardized input.
+    /// </summary>
+    [Fact]
+    public async Task A_bn_free_model_that_normalizes_its_input_says_the_pixel_range_it_read()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.WithoutBatchNorm(Models.Of(Models.Kind.Rgb)), folder, "normalizing.onnx");
+        var r = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", "--report", folder.File("report"), .. Tiny]);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("Input prior inferred from the graph's input normalization", r.Err);
+        Assert.DoesNotContain("SADG2002", r.Err);
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.Contains("pixels in [0, 1]", report.InputPrior);
+    }
+
     [Fact]
     public async Task A_model_without_a_usable_output_fails_within_seconds_with_every_method()
     {

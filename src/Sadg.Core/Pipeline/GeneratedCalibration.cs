@@ -99,9 +99,14 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
             case InputPriorMode.Off: return null;
             case InputPriorMode.Standardized: return InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized");
         }
-        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed)
-            ?? InputPrior.FromInputNormalization(fp, input.Channels, input.Height, input.Width);
+        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed);
         if (known is not null) return known;
+        if (InputPrior.FromInputNormalization(fp, input.Channels, input.Height, input.Width) is { } normalized)
+        {
+            // One of two conventions, read from the graph: said, so that a user who feeds the model otherwise sees it.
+            reporter?.Info($"Input prior {normalized.Source}; if the model is fed otherwise, state it with {QuantizeSchema.InputRange.Label}.");
+            return normalized;
+        }
         reporter?.Warning(new SadgWarning(SadgErrorCode.InputRangeAssumed,
             "Nothing states the model's input range and it has neither BatchNormalization nor an input normalization to infer it from, so the generated " +
             $"images assume a standardized input (mean 0, std 1 per channel). State it: {QuantizeSchema.InputRange.Label}, or " +

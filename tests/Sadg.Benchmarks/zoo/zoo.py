@@ -1,5 +1,5 @@
-# Architectures of the kinds real exports have (MobileNetV3, EfficientNet, DenseNet, ShuffleNet, Inception, pre-activation
-# ResNet, ConvNeXt, SqueezeNet), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
+# Architectures of the kinds real exports have (MobileNetV3, EfficientNet, DenseNet, ShuffleNet (also with its input
+# normalization in the graph), Inception, pre-activation ResNet, ConvNeXt, SqueezeNet), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
 # exported to ONNX by PyTorch's TorchScript exporter at the opset and options named in MODELS: NAME.onnx as exported by
 # default (every BatchNorm fused into the Conv before it, or kept where nothing precedes it to fuse into) and, for a
 # network with BatchNorm, NAME-bn.onnx with training=TrainingMode.PRESERVE (BatchNormalization kept). Used by
@@ -64,6 +64,8 @@ class Shuffle(nn.Module):
     def __init__(s):
         super().__init__(); s.f=nn.Sequential(cbr(1,24,3,1), nn.MaxPool2d(3,2,1), SB(24,2), SB(48,1), SB(48,2), SB(96,1), cbr(96,128,1)); s.fc=nn.Linear(128,10)
     def forward(s,x): return s.fc(s.f(x).mean((2,3)))
+class ShuffleNorm(Shuffle):  # the ShuffleNet-style network with its input normalization in the graph ((x - mean) / std, Fashion-MNIST's)
+    def forward(s,x): return super().forward((x-0.2860)/0.3530)
 class Incep(nn.Module):  # multi-branch with max-pool branch, BN with conv bias, flatten + two Gemm with dropout
     def __init__(s):
         super().__init__(); s.stem=nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
@@ -102,7 +104,7 @@ class Squeeze(nn.Module):  # SqueezeNet-style: no BatchNorm, PReLU, ceil-mode ma
         super().__init__(); s.f=nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.LeakyReLU(0.1), nn.MaxPool2d(3,2,ceil_mode=True), Fire(32,8,24), Fire(48,12,32), nn.MaxPool2d(3,2,ceil_mode=True), Fire(64,16,48))
         s.c=nn.Sequential(nn.Dropout(0.5), nn.Conv2d(96,10,1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
     def forward(s,x): return torch.flatten(s.c(s.f(x)),1)
-MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
+MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), shufnorm=(ShuffleNorm,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
     convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)))
 out=sys.argv[1]; os.makedirs(out, exist_ok=True)
 for name in sys.argv[2:] or list(MODELS):
