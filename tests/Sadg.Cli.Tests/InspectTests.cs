@@ -112,6 +112,29 @@ public class InspectTests
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("BatchNorm:  none: the model has no BatchNormalization nodes (folded into the convolutions at export", r.Out);
         Assert.Contains("training=torch.onnx.TrainingMode.PRESERVE", r.Out);
+        Assert.Contains("input:      nothing says: generation assumes a standardized input", r.Out);
+    }
+
+    /// <summary>
+    /// inspect says what generation will take the model to be fed, in quantize's order: the first BatchNorm (fitted
+    /// when quantizing), a BN-free graph's own input normalization (read here), the uint8 type, or nothing.
+    /// </summary>
+    [Fact]
+    public async Task Inspect_says_what_the_model_is_taken_to_be_fed()
+    {
+        using var folder = new TempFolder();
+        async Task<string> Expectation(global::Onnx.ModelProto proto, string name)
+        {
+            var r = await CliRunner.RunAsync("inspect", Models.Save(proto, folder, name), "--json");
+            Assert.True(r.ExitCode == 0, r.Err);
+            using var json = JsonDocument.Parse(r.Out);
+            return json.RootElement.GetProperty("inputExpectation").GetString()!;
+        }
+        Assert.Equal("fitted to the first BatchNormalization's statistics when quantizing", await Expectation(Models.Of(Models.Kind.Rgb), "bn.onnx"));
+        string normalized = await Expectation(Models.WithoutBatchNorm(Models.Of(Models.Kind.Rgb)), "normalizing.onnx");
+        Assert.StartsWith("inferred from the graph's input normalization", normalized);
+        Assert.EndsWith("pixels in [0, 1]", normalized);
+        Assert.StartsWith("nothing says", await Expectation(Models.WithoutBatchNorm(Models.Of(Models.Kind.ConvHead)), "plain.onnx"));
     }
 
     public static TheoryData<string, int> BadInputs => new()

@@ -76,6 +76,7 @@ public static class InspectCommand
             : "BatchNorm:  none: the model has no BatchNormalization nodes (folded into the convolutions at export, or none in the " +
               "network). There are no statistics for zero-shot data to match, so generation falls back to a statistics-free " +
               "objective and is weaker. If the network has BatchNorm layers, " + Sadg.Generation.StatisticsFreeLoss.KeepBatchNormAdvice);
+        if (a.InputExpectation is { } expectation) w.WriteLine($"input:      {expectation}");
         w.WriteLine();
         w.WriteLine($"quantizable layers ({a.Layers.Count}, {a.QuantizableParameters:N0} parameters; {a.OtherParameters:N0} other float parameters stay float32):");
         int nameWidth = Math.Clamp(a.Layers.Select(l => l.Name.Length).DefaultIfEmpty(4).Max(), 4, 40);
@@ -120,6 +121,7 @@ public static class InspectCommand
             opTypes = a.OpTypes,
             batchNormNodes = a.BatchNormNodes,
             batchNormFolded = a.BatchNormNodes == 0,
+            inputExpectation = a.InputExpectation,
             quantizableLayers = a.Layers.Select(l => new { name = l.Name, op = l.Op, weight = l.Weight, weightShape = l.WeightShape, parameters = l.Parameters, channels = l.Channels }),
             quantizableParameters = a.QuantizableParameters,
             otherParameters = a.OtherParameters,

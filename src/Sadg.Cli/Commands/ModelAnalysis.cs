@@ -33,6 +33,13 @@ public sealed class ModelAnalysis
     public ImageInput? ImageInput { get; init; }
     public IReadOnlyDictionary<string, int> OpTypes { get; init; } = new Dictionary<string, int>();
     public int BatchNormNodes { get; init; }
+
+    /// <summary>
+    /// What zero-shot generation takes the model to be fed when nothing is stated on the command line (quantize's order:
+    /// metadata or a uint8 input, the first BatchNorm, the graph's input normalization, else a standardized
+    /// assumption); null when the model has no image input or its graph does not build.
+    /// </summary>
+    public string? InputExpectation { get; init; }
     public IReadOnlyList<QuantizableLayer> Layers { get; init; } = [];
     public long QuantizableParameters => Layers.Sum(l => l.Parameters);
     public long OtherParameters { get; init; }
@@ -40,6 +47,21 @@ public sealed class ModelAnalysis
     public IReadOnlyList<SizeEstimate> Sizes { get; init; } = [];
     public IReadOnlyList<Blocker> Blockers { get; init; } = [];
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// <see cref="InputExpectation"/>: the model's own statement (<c>sadg.input_mean/std</c> metadata, a uint8 input),
+    /// else what quantize infers without running the BatchNorm fit (which takes seconds and a seed).
+    /// </summary>
+    static string ExpectedInput(OnnxModel model, GraphModule module, ImageInput image, int batchNorms)
+    {
+        var stated = Sadg.Pipeline.InputStandardization.FromMetadata(model);
+        if (stated.Convention != Sadg.Pipeline.InputConvention.None) return stated.ToString();
+        if (batchNorms > 0) return "fitted to the first BatchNormalization's statistics when quantizing";
+        if (Sadg.Generation.InputPrior.FromInputNormalization(module, image.Channels, image.Height, image.Width) is { } normalized)
+            return normalized.Source;
+        return $"nothing says: generation assumes a standardized input (mean 0, std 1) unless {QuantizeSchema.InputRange.Label}, or " +
+            $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}, state it (warning SADG2002)";
+    }
 
     /// <summary>
     /// Loads and analyses a model. A file that cannot be read at all throws (<see cref="SadgException"/>); a model
@@ -70,6 +92,8 @@ public sealed class ModelAnalysis
         // Quantizable layers: the executor's rule when it builds, the same rule on the file otherwise.
         GraphModule? module = null;
         int? blocks = null;
+        string? expectation = null;
+        int batchNorms = graph.Node.Count(n => n.OpType == "BatchNormalization");
         List<(string Name, global::Onnx.NodeProto Proto)> quantizable;
         try
         {
@@ -81,6 +105,8 @@ public sealed class ModelAnalysis
             if (image is not null)
             {
                 try { blocks = BlockPartition.Partition(module, module.IsQuantizable).Count; }
+                catch (SadgException e) { Block(e); }
+                try { expectation = ExpectedInput(model, module, image, batchNorms); }
                 catch (SadgException e) { Block(e); }
             }
         }
@@ -122,7 +148,8 @@ public sealed class ModelAnalysis
             ImageInput = image,
             OpTypes = graph.Node.GroupBy(n => string.IsNullOrEmpty(n.Domain) || n.Domain == "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
                 .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
-            BatchNormNodes = graph.Node.Count(n => n.OpType == "BatchNormalization"),
+            BatchNormNodes = batchNorms,
+            InputExpectation = expectation,
             Layers = layers,
             OtherParameters = other,
             Blocks = blocks,
