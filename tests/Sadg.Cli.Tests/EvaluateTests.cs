@@ -73,6 +73,35 @@ public class EvaluateTests
         Assert.Equal("", table.Err);
     }
 
+    /// <summary>
+    /// A model with a uint8 input that it casts to float is fed the pixel bytes themselves (its standardization is
+    /// "pixels in [0, 1] fed as [0, 255]"): the same predictions as its float twin fed the bytes as floats.
+    /// </summary>
+    [Fact]
+    public async Task A_uint8_input_model_is_fed_the_pixel_bytes()
+    {
+        using var folder = new TempFolder();
+        var (pixels, labels) = WriteIdx(folder.Path);
+        string twin = Models.Save(Models.Tiny(1), folder, "float.onnx");
+        var proto = Models.Tiny(1);
+        var graph = proto.Graph;
+        string input = graph.Input[0].Name;
+        graph.Input[0].Type.TensorType.ElemType = (int)global::Onnx.TensorProto.Types.DataType.Uint8;
+        foreach (var node in graph.Node) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == input) node.Input[i] = "as_float";
+        var cast = new global::Onnx.NodeProto { OpType = "Cast", Name = "to_float", Input = { input }, Output = { "as_float" } };
+        cast.Attribute.Add(new global::Onnx.AttributeProto { Name = "to", Type = global::Onnx.AttributeProto.Types.AttributeType.Int, I = (long)global::Onnx.TensorProto.Types.DataType.Float });
+        graph.Node.Insert(0, cast);
+        string bytes = Models.Save(proto, folder, "bytes.onnx");
+
+        var r = await CliRunner.RunAsync("evaluate", bytes, "--data", folder.Path, "--json", "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.Err);
+        using var json = JsonDocument.Parse(r.Out);
+        var model = json.RootElement.GetProperty("models").EnumerateArray().Single();
+        Assert.Contains("uint8", model.GetProperty("standardization").GetString());
+        var expected = Predict(twin, pixels, mean: 0, std: 1 / 255f);
+        Assert.Equal((double)expected.Where((c, i) => c == labels[i]).Count() / Count, model.GetProperty("top1").GetDouble(), 12);
+    }
+
     /// <summary>Writes the IDX images as grey PNGs into one subfolder per label (class folders "c0" … "c9").</summary>
     static void WriteImageFolder(string folder, byte[] pixels, byte[] labels)
     {
