@@ -137,6 +137,19 @@ public class InspectTests
         Assert.StartsWith("nothing says", await Expectation(Models.WithoutBatchNorm(Models.Of(Models.Kind.ConvHead)), "plain.onnx"));
     }
 
+    /// <summary>A model of an opset newer than Sadg reads is a blocker in inspect, as quantize's preflight refuses it.</summary>
+    [Fact]
+    public async Task An_opset_newer_than_sadg_reads_is_a_blocker()
+    {
+        using var folder = new TempFolder();
+        var proto = Models.Tiny(1);
+        proto.OpsetImport[0].Version = Sadg.Onnx.OpsetUpgrader.NewestKnownOpset + 1;
+        var r = await CliRunner.RunAsync("inspect", Models.Save(proto, folder, "new.onnx"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1101", r.Err);
+        Assert.Contains($"newer than opset {Sadg.Onnx.OpsetUpgrader.NewestKnownOpset}", r.Err);
+    }
+
     public static TheoryData<string, int> BadInputs => new()
     {
         { "missing", 1001 },

@@ -121,6 +121,12 @@ public sealed class ModelAnalysis
         {
             module?.Dispose();
         }
+        // The written model's opset: a form or an opset the upgrade refuses stops quantize in its preflight.
+        if (model.Opset != OpsetUpgrader.TargetOpset && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.UnsupportedOperator:D4}"))
+        {
+            try { OpsetUpgrader.Upgrade(model.Proto, path); }
+            catch (SadgException e) { Block(e); }
+        }
         if (quantizable.Count == 0 && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.NothingToQuantize:D4}"))
             Block(new SadgException(SadgErrorCode.NothingToQuantize,
                 "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", path));
