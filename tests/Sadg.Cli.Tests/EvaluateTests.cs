@@ -83,15 +83,7 @@ public class EvaluateTests
         using var folder = new TempFolder();
         var (pixels, labels) = WriteIdx(folder.Path);
         string twin = Models.Save(Models.Tiny(1), folder, "float.onnx");
-        var proto = Models.Tiny(1);
-        var graph = proto.Graph;
-        string input = graph.Input[0].Name;
-        graph.Input[0].Type.TensorType.ElemType = (int)global::Onnx.TensorProto.Types.DataType.Uint8;
-        foreach (var node in graph.Node) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == input) node.Input[i] = "as_float";
-        var cast = new global::Onnx.NodeProto { OpType = "Cast", Name = "to_float", Input = { input }, Output = { "as_float" } };
-        cast.Attribute.Add(new global::Onnx.AttributeProto { Name = "to", Type = global::Onnx.AttributeProto.Types.AttributeType.Int, I = (long)global::Onnx.TensorProto.Types.DataType.Float });
-        graph.Node.Insert(0, cast);
-        string bytes = Models.Save(proto, folder, "bytes.onnx");
+        string bytes = Models.Save(Models.WithBytePixels(Models.Tiny(1)), folder, "bytes.onnx");
 
         var r = await CliRunner.RunAsync("evaluate", bytes, "--data", folder.Path, "--json", "--device", "cpu");
         Assert.True(r.ExitCode == 0, r.Err);

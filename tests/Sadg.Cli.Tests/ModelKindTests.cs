@@ -119,15 +119,12 @@ public class ModelKindTests
     public void A_uint8_pixel_input_is_calibrated_in_byte_units_and_written_with_its_uint8_input()
     {
         using var folder = new TempFolder();
-        var proto = Models.Of(Models.Kind.ChannelsLast);
+        var proto = Models.WithBytePixels(Models.Of(Models.Kind.ChannelsLast));
         var graph = proto.Graph;
-        graph.Input[0].Type.TensorType.ElemType = (int)global::Onnx.TensorProto.Types.DataType.Uint8;
-        foreach (var node in graph.Node) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == "image") node.Input[i] = "unit";
-        var cast = new global::Onnx.NodeProto { OpType = "Cast", Name = "to_float", Input = { "image" }, Output = { "pixels" } };
-        cast.Attribute.Add(new global::Onnx.AttributeProto { Name = "to", Type = global::Onnx.AttributeProto.Types.AttributeType.Int, I = (long)global::Onnx.TensorProto.Types.DataType.Float });
+        // Pixels 0 … 255 to [0, 1] after the Cast, as the channels-last model's Sub and Div expect.
+        foreach (var node in graph.Node.Skip(1)) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == "image_float") node.Input[i] = "unit";
         graph.Initializer.Add(OnnxTensors.FromTorch("byte_scale", tensor(255f)));
-        graph.Node.Insert(0, new global::Onnx.NodeProto { OpType = "Div", Name = "to_unit", Input = { "pixels", "byte_scale" }, Output = { "unit" } });
-        graph.Node.Insert(0, cast);
+        graph.Node.Insert(1, new global::Onnx.NodeProto { OpType = "Div", Name = "to_unit", Input = { "image_float", "byte_scale" }, Output = { "unit" } });
         string path = Models.Save(proto, folder, "bytes.onnx");
 
         var input = OnnxModel.Load(path).GetImageInput();

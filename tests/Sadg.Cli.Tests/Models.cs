@@ -105,6 +105,22 @@ public static class Models
         return proto;
     }
 
+    /// <summary>
+    /// <paramref name="proto"/> fed uint8 pixels that it casts to float itself: its input declared uint8 and read by a
+    /// Cast to float (named "to_float", output "INPUT_float") that every former reader of the input now reads.
+    /// </summary>
+    public static ModelProto WithBytePixels(ModelProto proto)
+    {
+        var graph = proto.Graph;
+        string input = graph.Input[0].Name, cast = input + "_float";
+        graph.Input[0].Type.TensorType.ElemType = (int)DataType.Uint8;
+        foreach (var node in graph.Node) for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == input) node.Input[i] = cast;
+        var to = new NodeProto { OpType = "Cast", Name = "to_float", Input = { input }, Output = { cast } };
+        to.Attribute.Add(new AttributeProto { Name = "to", Type = AttributeProto.Types.AttributeType.Int, I = (long)DataType.Float });
+        graph.Node.Insert(0, to);
+        return proto;
+    }
+
     public static ModelProto Of(Kind kind, long seed = 1)
     {
         var generator = new Generator(0).manual_seed(seed);
