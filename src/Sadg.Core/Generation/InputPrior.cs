@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sadg.Graph;
+using Sadg.Onnx;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -93,7 +94,7 @@ public sealed record InputPrior(float[] Mean, float[] Std, string Source)
             case "Transpose" or "Identity":
                 return true;
             case "Cast":
-                return node.Proto.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)global::Onnx.TensorProto.Types.DataType.Float;
+                return node.Proto.IsCastToFloat();
             case "Sub" or "Add" or "Mul" or "Div" when node.Inputs.Count == 2:
                 int at = node.Inputs[0] == value ? 0 : node.Inputs[1] == value ? 1 : -1;
                 if (at < 0 || node.OpType == "Div" && at != 0 || !model.IsConstant(node.Inputs[1 - at])) return false;

@@ -8,6 +8,10 @@ internal static class GraphEdits
     /// <summary>Whether <paramref name="node"/> is in ONNX's default operator domain ("" or "ai.onnx").</summary>
     public static bool IsDefaultDomain(this NodeProto node) => node.Domain is "" or "ai.onnx";
 
+    /// <summary>Whether <paramref name="node"/> is a default-domain Cast to float32.</summary>
+    public static bool IsCastToFloat(this NodeProto node) =>
+        node.OpType == "Cast" && node.IsDefaultDomain() && node.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)TensorProto.Types.DataType.Float;
+
     /// <summary>Makes every input of <paramref name="nodes"/> that reads <paramref name="from"/> read <paramref name="to"/>.</summary>
     public static void ReplaceReads(IEnumerable<NodeProto> nodes, string from, string to)
     {

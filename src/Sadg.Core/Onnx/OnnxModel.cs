@@ -182,8 +182,7 @@ public sealed class OnnxModel
     {
         if (v.Type?.TensorType is not { } t || (DataType)t.ElemType != DataType.Uint8 || t.Shape?.Dim.Count != 4) return false;
         var readers = Graph.Node.Where(n => n.Input.Contains(v.Name)).ToList();
-        return readers.Any(n => n.OpType == "Cast") && readers.All(n => n.IsDefaultDomain()
-            && (n.OpType == "Shape" || n.OpType == "Cast" && n.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)DataType.Float));
+        return readers.Any(n => n.IsCastToFloat()) && readers.All(n => n.IsCastToFloat() || n.OpType == "Shape" && n.IsDefaultDomain());
     }
 
     internal static bool IsRank4Float(ValueInfoProto v) =>

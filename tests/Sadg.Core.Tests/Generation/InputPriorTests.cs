@@ -165,7 +165,7 @@ public class InputPriorTests(ITestOutputHelper output)
             nodes.Add(node);
             value = node.Output[0];
         }
-        foreach (var n in graph.Node) for (int k = 0; k < n.Input.Count; k++) if (n.Input[k] == input) n.Input[k] = value;
+        GraphEdits.ReplaceReads(graph.Node, input, value);
         for (int i = nodes.Count - 1; i >= 0; i--) graph.Node.Insert(0, nodes[i]);
 
         using var module = new GraphModule(OnnxModel.FromProto(proto));
