@@ -1,6 +1,7 @@
 using Sadg.Graph;
 using Sadg.Onnx;
 using Sadg.Reconstruction;
+using Sadg.Pipeline;
 using DataType = global::Onnx.TensorProto.Types.DataType;
 
 namespace Sadg.Cli.Commands;
@@ -49,18 +50,21 @@ public sealed class ModelAnalysis
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 
     /// <summary>
-    /// <see cref="InputExpectation"/>: the model's own statement (<c>sadg.input_mean/std</c> metadata, a uint8 input),
-    /// else what quantize infers without running the BatchNorm fit (which takes seconds and a seed).
+    /// <see cref="InputExpectation"/>: where quantize's input prior will come from (<see cref="InputPriorChoice"/>),
+    /// without running the BatchNorm fit (which takes seconds and a seed).
     /// </summary>
-    static string ExpectedInput(OnnxModel model, GraphModule module, ImageInput image, int batchNorms)
+    static string ExpectedInput(OnnxModel model, GraphModule module, ImageInput image)
     {
-        var stated = Sadg.Pipeline.InputStandardization.FromMetadata(model);
-        if (stated.Convention != Sadg.Pipeline.InputConvention.None) return stated.ToString();
-        if (batchNorms > 0) return "fitted to the first BatchNormalization's statistics when quantizing";
-        if (Sadg.Generation.InputPrior.FromInputNormalization(module, image.Channels, image.Height, image.Width) is { } normalized)
-            return normalized.Source;
-        return $"nothing says: generation assumes a standardized input (mean 0, std 1) unless {QuantizeSchema.InputRange.Label}, or " +
-            $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}, state it (warning SADG2002)";
+        var stated = InputStandardization.FromMetadata(model);
+        var (origin, prior) = InputPriorChoice.Choose(module, InputPriorMode.Auto, stated, image);
+        return origin switch
+        {
+            InputPriorOrigin.Stated => stated.ToString(),
+            InputPriorOrigin.FirstBatchNorm => "fitted to the first BatchNormalization's statistics when quantizing",
+            InputPriorOrigin.InputNormalization => prior!.Source,
+            _ => $"nothing says: generation assumes a standardized input (mean 0, std 1) unless {QuantizeSchema.InputRange.Label}, or " +
+                $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}, state it (warning SADG2002)",
+        };
     }
 
     /// <summary>
@@ -106,7 +110,7 @@ public sealed class ModelAnalysis
             {
                 try { blocks = BlockPartition.Partition(module, module.IsQuantizable).Count; }
                 catch (SadgException e) { Block(e); }
-                try { expectation = ExpectedInput(model, module, image, batchNorms); }
+                try { expectation = ExpectedInput(model, module, image); }
                 catch (SadgException e) { Block(e); }
             }
         }

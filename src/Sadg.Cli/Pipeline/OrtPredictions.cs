@@ -54,8 +54,14 @@ public static class OrtPredictions
     internal static byte[] ToBytes(ReadOnlySpan<float> values)
     {
         var bytes = new byte[values.Length];
-        for (int i = 0; i < values.Length; i++) bytes[i] = (byte)Math.Clamp(MathF.Round(values[i]), 0f, 255f);
+        ToBytes(values, bytes);
         return bytes;
+    }
+
+    /// <summary><see cref="ToBytes(ReadOnlySpan{float})"/> into <paramref name="bytes"/>.</summary>
+    static void ToBytes(ReadOnlySpan<float> values, Span<byte> bytes)
+    {
+        for (int i = 0; i < values.Length; i++) bytes[i] = (byte)Math.Clamp(MathF.Round(values[i]), 0f, 255f);
     }
 
     /// <summary>Hears one batch's output (float) for <paramref name="images"/> images from <paramref name="start"/>; <paramref name="rows"/> were run (padding included).</summary>
@@ -71,6 +77,9 @@ public static class OrtPredictions
         using var runOptions = new RunOptions();
         using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
         var buffer = new float[batch * per];
+        // The batch as fed: the buffer itself, or its channels-last copy; a uint8 input gets it rounded to bytes.
+        var layoutBuffer = channelsLast ? new float[batch * per] : null;
+        var byteBuffer = bytes ? new byte[batch * per] : null;
         for (int start = 0; start < count; start += batch)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -79,10 +88,18 @@ public static class OrtPredictions
             images.AsSpan(start * per, n * per).CopyTo(buffer);
             prepare?.Invoke(buffer.AsSpan(0, n * per));
             int rows = fixedBatch ? batch : n;
-            var fed = channelsLast ? new float[rows * per] : buffer.AsMemory(0, rows * per).ToArray();
-            if (channelsLast) InputLayout.ToChannelsLast(buffer.AsSpan(0, rows * per), fed, rows, chw[0], chw[1], chw[2]);
-            // A uint8 input (pixels the graph casts to float) gets each value rounded to the nearest byte.
-            using var value = bytes ? OrtValue.CreateTensorValueFromMemory(ToBytes(fed), [rows, .. dims]) : OrtValue.CreateTensorValueFromMemory(fed, [rows, .. dims]);
+            long[] shape = [rows, .. dims];
+            var fed = buffer.AsMemory(0, rows * per);
+            if (layoutBuffer is not null)
+            {
+                InputLayout.ToChannelsLast(fed.Span, layoutBuffer, rows, chw[0], chw[1], chw[2]);
+                fed = layoutBuffer.AsMemory(0, rows * per);
+            }
+            if (byteBuffer is not null) ToBytes(fed.Span, byteBuffer);
+            // The value reads the buffers in place until it is disposed, before the next batch overwrites them.
+            using var value = byteBuffer is not null
+                ? OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, byteBuffer.AsMemory(0, rows * per), shape)
+                : OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, fed, shape);
             IDisposableReadOnlyCollection<OrtValue> outputs;
             try
             {

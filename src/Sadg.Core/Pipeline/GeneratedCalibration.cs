@@ -81,38 +81,36 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
     }
 
     /// <summary>
-    /// The generation's input prior (<see cref="InputPriorMode"/>): off; fixed standardized; or, by default, what the
-    /// user or the model's metadata states, else a fit to the model's first BatchNormalization node, else what the
-    /// graph's own input normalization implies (<see cref="InputPrior.FromInputNormalization"/>), else standardized
-    /// (a BN-free model without input normalization gives nothing to infer it from).
+    /// The generation's input prior, chosen in <see cref="InputPriorChoice"/>'s order; a BatchNorm prior is fitted here
+    /// with the run's seed.
     /// </summary>
     /// <remarks>
-    /// When nothing states the input's range and no BatchNormalization lets Sadg infer it, the prior is assumed
-    /// standardized and <paramref name="reporter"/> gets warning SADG2002.
+    /// A prior read from the graph's input normalization is said to <paramref name="reporter"/>; when nothing states the
+    /// input's range and nothing lets Sadg infer it, the prior is assumed standardized and <paramref name="reporter"/>
+    /// gets warning SADG2002.
     /// </remarks>
     internal static InputPrior? ResolvePrior(OnnxModel model, GraphModule fp, PipelineOptions options, InputStandardization standardization,
         IPipelineReporter? reporter)
     {
         var input = model.GetChannelsFirstImageInput();
-        switch (options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior)
+        var mode = options.Ablation.HasFlag(MethodAblation.StandardizedPrior) ? InputPriorMode.Standardized : options.InputPrior;
+        var (origin, prior) = InputPriorChoice.Choose(fp, mode, standardization, input);
+        switch (origin)
         {
-            case InputPriorMode.Off: return null;
-            case InputPriorMode.Standardized: return InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized");
+            case InputPriorOrigin.FirstBatchNorm:
+                return InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed);
+            case InputPriorOrigin.InputNormalization:
+                // One of two conventions, read from the graph: said, so that a user who feeds the model otherwise sees it.
+                reporter?.Info($"Input prior {prior!.Source}; if the model is fed otherwise, state it with {QuantizeSchema.InputRange.Label}.");
+                break;
+            case InputPriorOrigin.Assumed:
+                reporter?.Warning(new SadgWarning(SadgErrorCode.InputRangeAssumed,
+                    "Nothing states the model's input range and it has neither BatchNormalization nor an input normalization to infer it from, so the generated " +
+                    $"images assume a standardized input (mean 0, std 1 per channel). State it: {QuantizeSchema.InputRange.Label}, or " +
+                    $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}."));
+                break;
         }
-        var known = standardization.Prior(input.Channels) ?? InputPrior.FitToFirstBatchNorm(fp, input.Channels, input.Height, input.Width, options.Seed);
-        if (known is not null) return known;
-        if (InputPrior.FromInputNormalization(fp, input.Channels, input.Height, input.Width) is { } normalized)
-        {
-            // One of two conventions, read from the graph: said, so that a user who feeds the model otherwise sees it.
-            reporter?.Info($"Input prior {normalized.Source}; if the model is fed otherwise, state it with {QuantizeSchema.InputRange.Label}.");
-            return normalized;
-        }
-        reporter?.Warning(new SadgWarning(SadgErrorCode.InputRangeAssumed,
-            "Nothing states the model's input range and it has neither BatchNormalization nor an input normalization to infer it from, so the generated " +
-            $"images assume a standardized input (mean 0, std 1 per channel). State it: {QuantizeSchema.InputRange.Label}, or " +
-            $"{QuantizeSchema.InputMean.Label} and {QuantizeSchema.InputStd.Label}."));
-        return InputPrior.Standardized(input.Channels,
-            "assumed standardized: the model has no BatchNormalization to infer it from; state --input-range or --input-mean/--input-std");
+        return prior;
     }
 
     /// <summary>The generation options of a run, with batches evened out so that no batch holds a single image.</summary>

@@ -20,6 +20,17 @@ namespace Sadg.Pipeline;
 /// </summary>
 public static class QuantizationPipeline
 {
+    /// <summary>
+    /// The model a run works on (<see cref="InputShapes.ForPipeline"/>) and the standardization its input is fed with
+    /// (<see cref="InputStandardization.Resolve"/> on the model as its file declares it), both from
+    /// <paramref name="source"/> sized once by <see cref="PipelineOptions.InputShape"/>.
+    /// </summary>
+    internal static (OnnxModel Model, InputStandardization Standardization) Prepare(OnnxModel source, PipelineOptions options)
+    {
+        var sized = InputShapes.Apply(source, options.InputShape);
+        return (InputShapes.ForPipeline(sized, null), InputStandardization.Resolve(sized, options.Input));
+    }
+
     /// <summary>Makes the calibration images only (<c>sadg generate</c>; real images are refused).</summary>
     public static CalibrationSet Generate(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
         CancellationToken cancellationToken = default)
@@ -29,8 +40,7 @@ public static class QuantizationPipeline
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
         var device = options.Device ?? CPU;
-        var standardization = InputStandardization.ForRun(model, options);
-        model = InputShapes.ForPipeline(model, options.InputShape);
+        (model, var standardization) = Prepare(model, options);
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
         return CalibrationSource.For(options.Method).Make(new CalibrationContext(model, fp, options, standardization, reporter, cancellationToken));
@@ -59,8 +69,7 @@ public static class QuantizationPipeline
     {
         reporter ??= NullPipelineReporter.Instance;
         Seed(options.Seed);
-        var standardization = InputStandardization.ForRun(model, options);
-        model = InputShapes.ForPipeline(model, options.InputShape);
+        (model, var standardization) = Prepare(model, options);
         using var fp = new GraphModule(model, options.Device ?? CPU);
         Preflight.Check(model, fp, options);
         return GeneratedCalibration.WarmUp(model, fp, options, standardization, reporter, null, cancellationToken);
@@ -81,8 +90,7 @@ public static class QuantizationPipeline
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
         var source = model;
-        var standardization = InputStandardization.ForRun(source, options);
-        model = InputShapes.ForPipeline(model, options.InputShape);
+        (model, var standardization) = Prepare(source, options);
         var device = options.Device ?? CPU;
 
         CalibrationSet images;

@@ -155,14 +155,14 @@ public static class ProfileCost
         byte[] modelBytes = model.Proto.ToByteArray();
         var source = model;
         runtime = RuntimeValidation.AsDeclared(runtime, source);
-        model = InputShapes.ForPipeline(model, options.InputShape);
+        (model, var standardization) = QuantizationPipeline.Prepare(source, options);
         var device = options.Device ?? CPU;
         int steps = warmup + timed;
         // The first step has no report before it: warmup − 1 intervals are skipped.
         int skip = warmup - 1;
         using var fp = new GraphModule(model, device);
         Preflight.Check(model, fp, options);
-        var prior = GeneratedCalibration.ResolvePrior(model, fp, options, InputStandardization.ForRun(source, options), null);
+        var prior = GeneratedCalibration.ResolvePrior(model, fp, options, standardization, null);
         var quick = GeneratedCalibration.GenerationFor(options with { Profile = StepProfile.Quick, Samples = null, GenerationSteps = null }, prior);
         var generation = quick with { Images = quick.BatchSize, WarmupSteps = steps, RefinementSteps = steps };
 
