@@ -17,11 +17,10 @@ public static class AtomicFile
     public static void Write(string path, Action<Stream> write)
     {
         string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        string tmp = Beside(full, "tmp");
         try
         {
-            Directory.CreateDirectory(dir);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
             using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
             {
                 write(stream);
@@ -40,6 +39,41 @@ public static class AtomicFile
             throw;
         }
     }
+
+    /// <summary>
+    /// Writes a folder atomically: <paramref name="fill"/> writes the files into a fresh hidden sibling folder, which
+    /// is then renamed into place, so an interrupted write leaves nothing. <paramref name="folder"/> must not exist or
+    /// be empty (the caller checks, with its own message).
+    /// </summary>
+    public static void WriteFolder(string folder, Action<string> fill)
+    {
+        string full = Path.GetFullPath(folder);
+        string tmp = Beside(full, "tmp");
+        try
+        {
+            Directory.CreateDirectory(tmp);
+            fill(tmp);
+            if (Directory.Exists(full)) Directory.Delete(full);
+            Directory.Move(tmp, full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDeleteFolder(tmp);
+            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{folder}': {e.Message}", folder, inner: e);
+        }
+        catch
+        {
+            TryDeleteFolder(tmp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A hidden path beside <paramref name="full"/> that no other writer picks: <c>.name.pid.guid.suffix</c> (a
+    /// temporary file or folder, or an entry renamed aside before it is deleted).
+    /// </summary>
+    public static string Beside(string full, string suffix) =>
+        Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.{suffix}");
 
     /// <summary>
     /// Checks, before any long work, that a file can be written into <paramref name="folder"/> (created if missing):
@@ -65,5 +99,11 @@ public static class AtomicFile
     static void TryDelete(string path)
     {
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Removes a folder and what it holds, if it can; a failure to clean up hides nothing worse.</summary>
+    public static void TryDeleteFolder(string folder)
+    {
+        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -182,11 +182,8 @@ public sealed class ImageSet
             throw new SadgException(SadgErrorCode.OutputInvalid, $"'{folder}' is a file; give a folder to write the data set into.", folder);
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new SadgException(SadgErrorCode.OutputInvalid, $"'{folder}' exists and is not empty; give a new or empty folder.", folder);
-        string parent = Path.GetDirectoryName(full)!;
-        string tmp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
+        AtomicFile.WriteFolder(folder, tmp =>
         {
-            Directory.CreateDirectory(tmp);
             var header = new Header(FormatName, Shape, "images.f32", "labels.i32");
             File.WriteAllText(Path.Combine(tmp, HeaderFile), JsonSerializer.Serialize(header, new JsonSerializerOptions { WriteIndented = true }));
             using (var images = new FileStream(Path.Combine(tmp, "images.f32"), FileMode.CreateNew))
@@ -205,23 +202,7 @@ public sealed class ImageSet
             File.WriteAllBytes(Path.Combine(tmp, "labels.i32"), labelBytes);
             foreach (var (name, bytes) in extraFiles ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(tmp, name), bytes);
             cancellationToken.ThrowIfCancellationRequested();
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(tmp);
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{folder}': {e.Message}", folder, inner: e);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
+        });
     }
 
-    static void TryDelete(string folder)
-    {
-        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
 }

@@ -128,7 +128,7 @@ public sealed class ModelCache
             var found = Lookup(key);
             if (found.Entry is not null) return CachePutOutcome.AlreadyPresent;
             if (found.Problem is not null) Remove(key);
-            string tmp = Path.Combine(Directory, $".{key}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+            string tmp = AtomicFile.Beside(entry, "tmp");
             try
             {
                 System.IO.Directory.CreateDirectory(tmp);
@@ -172,7 +172,7 @@ public sealed class ModelCache
     public void Remove(string key)
     {
         string entry = EntryPath(key);
-        string trash = Path.Combine(Directory, $".{key}.{Environment.ProcessId}.{Guid.NewGuid():N}.removed");
+        string trash = AtomicFile.Beside(entry, "removed");
         try
         {
             if (System.IO.Directory.Exists(entry)) System.IO.Directory.Move(entry, trash);
