@@ -182,6 +182,38 @@ public class InputPriorTests(ITestOutputHelper output)
         Assert.Contains($"pixels in [0, {range}]", prior.Source);
     }
 
+    /// <summary>
+    /// The order quantize and inspect share (<see cref="InputPriorChoice"/>): the mode first, then a statement, then
+    /// the first BatchNorm (fitted later, so no prior yet), then, without BatchNorm, an assumed standardized input.
+    /// </summary>
+    [Fact]
+    public void The_prior_comes_from_the_mode_then_a_statement_then_the_first_BatchNorm_then_an_assumption()
+    {
+        var model = OnnxModel.FromProto(TestModels.ResNet());
+        var bnFree = OnnxModel.FromProto(TestModels.ResNet(batchNorm: false));
+        var image = model.GetImageInput();
+        var nothing = InputStandardization.FromMetadata(model);
+        var range = InputStandardization.FromRange(0, 1, 3);
+        using var module = new GraphModule(model);
+        using var plain = new GraphModule(bnFree);
+
+        var (origin, prior) = InputPriorChoice.Choose(module, InputPriorMode.Auto, nothing, image);
+        Assert.Equal(InputPriorOrigin.FirstBatchNorm, origin);
+        Assert.Null(prior);
+        (origin, prior) = InputPriorChoice.Choose(module, InputPriorMode.Auto, range, image);
+        Assert.Equal(InputPriorOrigin.Stated, origin);
+        Assert.Equal(0.485, prior!.Mean[0], 3);
+        (origin, prior) = InputPriorChoice.Choose(module, InputPriorMode.Off, range, image);
+        Assert.Equal((InputPriorOrigin.Off, null), (origin, prior));
+        (origin, prior) = InputPriorChoice.Choose(module, InputPriorMode.Standardized, range, image);
+        Assert.Equal(InputPriorOrigin.Standardized, origin);
+        Assert.Equal([0.0, 0.0, 0.0], prior!.Mean.Select(m => (double)m));
+        (origin, prior) = InputPriorChoice.Choose(plain, InputPriorMode.Auto, nothing, image);
+        Assert.Equal(InputPriorOrigin.Assumed, origin);
+        Assert.Equal([1.0, 1.0, 1.0], prior!.Std.Select(s => (double)s));
+        Assert.Equal(InputPriorOrigin.Stated, InputPriorChoice.Choose(plain, InputPriorMode.Auto, range, image).Origin);
+    }
+
     [Theory]
     [InlineData(0.0, 1.0)]
     [InlineData(-1.0, 1.0)]
