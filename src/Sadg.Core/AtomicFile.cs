@@ -18,7 +18,7 @@ public static class AtomicFile
     {
         string full = Path.GetFullPath(path);
         string tmp = Beside(full, "tmp");
-        try
+        Publish(path, () =>
         {
             Directory.CreateDirectory(Path.GetDirectoryName(full)!);
             using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
@@ -27,17 +27,7 @@ public static class AtomicFile
                 stream.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(tmp);
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{path}': {e.Message}", path, inner: e);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
+        }, () => TryDelete(tmp));
     }
 
     /// <summary>
@@ -49,21 +39,33 @@ public static class AtomicFile
     {
         string full = Path.GetFullPath(folder);
         string tmp = Beside(full, "tmp");
-        try
+        Publish(folder, () =>
         {
             Directory.CreateDirectory(tmp);
             fill(tmp);
             if (Directory.Exists(full)) Directory.Delete(full);
             Directory.Move(tmp, full);
+        }, () => TryDeleteFolder(tmp));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> (which ends by renaming its temporary into place); on any failure runs
+    /// <paramref name="cleanUp"/> and rethrows, a file-system failure as SADG WriteFailed naming <paramref name="path"/>.
+    /// </summary>
+    static void Publish(string path, Action write, Action cleanUp)
+    {
+        try
+        {
+            write();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            TryDeleteFolder(tmp);
-            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{folder}': {e.Message}", folder, inner: e);
+            cleanUp();
+            throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write '{path}': {e.Message}", path, inner: e);
         }
         catch
         {
-            TryDeleteFolder(tmp);
+            cleanUp();
             throw;
         }
     }
