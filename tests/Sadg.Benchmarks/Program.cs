@@ -93,6 +93,27 @@ if (args.Length == 3 && args[0] == "fold-bn")
     Console.WriteLine($"wrote {args[2]} ({folded.Folded} BatchNormalization nodes folded, {folded.Kept} kept)");
     return 0;
 }
+// Prints each activation's quantization scale (the y_scale of its QuantizeLinear) in several QDQ models written from
+// the same source, one column a model: where calibrations put the activation grids.
+//   dotnet run -c Release --project tests/Sadg.Benchmarks -- activation-scales <a.onnx> <b.onnx> ...
+if (args.Length >= 2 && args[0] == "activation-scales")
+{
+    var models = args[1..].Select(OnnxModel.Load).ToList();
+    Console.WriteLine("activation | " + string.Join(" | ", args[1..].Select(Path.GetFileName)));
+    foreach (var node in models[0].Graph.Node.Where(n => n.OpType == "QuantizeLinear"))
+    {
+        var scales = models.Select(m =>
+        {
+            var q = m.Graph.Node.FirstOrDefault(x => x.OpType == "QuantizeLinear" && x.Input[0] == node.Input[0]);
+            var scale = q is null ? null : m.Graph.Initializer.FirstOrDefault(i => i.Name == q.Input[1]);
+            if (scale is null) return "-";
+            using var value = OnnxTensors.ToTorch(scale);
+            return value.flatten()[0].item<float>().ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture);
+        });
+        Console.WriteLine($"{node.Input[0]} | {string.Join(" | ", scales)}");
+    }
+    return 0;
+}
 if (args.Length == 0 || args[0] != "executor")
 {
     Console.Error.WriteLine("usage: Sadg.Benchmarks executor [--warmup N] [--iterations N]");
