@@ -122,6 +122,7 @@ if (args.Length == 0 || args[0] != "executor")
     Console.Error.WriteLine("       Sadg.Benchmarks memory [--steps N] [--batch N]");
     Console.Error.WriteLine("       Sadg.Benchmarks prior --model M.onnx [--data FOLDER] [--scale K]");
     Console.Error.WriteLine("       Sadg.Benchmarks bias [--model M.onnx --data FOLDER] [--bits W8A3] [--seeds N] [--steps N]");
+    Console.Error.WriteLine("       Sadg.Benchmarks fold-bn <in.onnx> <out.onnx> | activation-scales <a.onnx> <b.onnx> ...");
     Console.Error.WriteLine("       Sadg.Benchmarks quantization [--reduced] [--profile quick|default|paper] [--seeds N] [--bits W8A8,W4A4,W3A3] [--methods gaussian,genie,sadag,real]");
     return 2;
 }
