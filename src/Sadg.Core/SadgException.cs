@@ -55,6 +55,7 @@ public enum SadgErrorCode
     // 2000–2099: warnings (the run goes on; MSBuild's NoWarn / WarningsAsErrors act on them by code).
     NoBatchNormStatistics = 2001,
     InputRangeAssumed = 2002,
+    SyntheticValidation = 2003,
 }
 
 /// <summary>A warning for the user: a stable code (docs/errors.md) and a message that says what to do.</summary>

@@ -27,6 +27,7 @@ public class GateTests
         var r = await CliRunner.RunAsync(["quantize", model, "-o", output, "--method", "gaussian", "--min-agreement", "0",
             "--report", report, "--no-cache", .. Tiny]);
         Assert.True(r.ExitCode == 0, r.Err);
+        Assert.DoesNotContain("SADG2003", r.Err);
         var meta = Metadata(output);
         double agreement = double.Parse(meta[SadgMetadata.ValidationAgreement], CultureInfo.InvariantCulture);
         Assert.InRange(agreement, 0, 1);
@@ -43,6 +44,30 @@ public class GateTests
         Assert.StartsWith("outcome: m.onnx: W4A4 ", outcome);
         Assert.Contains($"top-1 agreement {agreement * 100:0.00}%", outcome);
         Assert.EndsWith("on held-out synthetic images (16 Genie-D images, seed 1000003), quantized", outcome);
+    }
+
+    /// <summary>
+    /// A model without BatchNorm statistics gets SADG2003 when the gate would measure on held-out synthetic images, and
+    /// not when it is given validation data; a model with BatchNorm does not get it (the test above).
+    /// </summary>
+    [Fact]
+    public async Task A_gate_on_synthetic_images_of_a_model_without_batchnorm_warns_and_validation_data_silences_it()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8, batchNorm: false), folder, "plain.onnx");
+        string[] args = ["quantize", model, "-o", folder.File("q.onnx"), "--method", "gaussian", "--input-range", "0,1", "--min-agreement", "0", "--no-cache", .. Tiny];
+        var warned = await CliRunner.RunAsync(args);
+        Assert.True(warned.ExitCode == 0, warned.Err);
+        Assert.Contains("warning SADG2003: The agreement with the FP32 model will be measured on held-out synthetic images", warned.Err);
+        Assert.Contains("ValidationData (`--validation-data`", warned.Err);
+
+        string data = folder.File("val");
+        var random = new Random(5);
+        new ImageSet(Enumerable.Range(0, 12 * 64).Select(_ => (float)random.NextDouble()).ToArray(), [12, 1, 8, 8],
+            Enumerable.Range(0, 12).Select(i => i % 10).ToArray(), "test").Save(data);
+        var given = await CliRunner.RunAsync([.. args, "--validation-data", data]);
+        Assert.True(given.ExitCode == 0, given.Err);
+        Assert.DoesNotContain("SADG2003", given.Err);
     }
 
     [Fact]

@@ -64,6 +64,16 @@ public sealed class BnStatisticsLoss : IDisposable
         return var_mean(x, axes, unbiased: false);
     }
 
+    /// <summary>
+    /// Whether <paramref name="model"/> has a BatchNormalization node with constant statistics to match (false: generation
+    /// falls back to the statistics-free objective, warning SADG2001).
+    /// </summary>
+    public static bool HasStatistics(GraphModule model)
+    {
+        using var bn = new BnStatisticsLoss(model, prior: null, firstOnly: true);
+        return bn.Layers > 0;
+    }
+
     /// <summary>The number of BatchNormalization layers whose statistics are matched (0: a BN-free model).</summary>
     public int Layers => layers.Count;
 

@@ -43,17 +43,10 @@ public static class InputPriorChoice
                 return (InputPriorOrigin.Standardized, InputPrior.Standardized(input.Channels, "assumed standardized: --input-prior standardized"));
         }
         if (standardization.Prior(input.Channels) is { } stated) return (InputPriorOrigin.Stated, stated);
-        if (HasBatchNormToFit(fp)) return (InputPriorOrigin.FirstBatchNorm, null);
+        if (BnStatisticsLoss.HasStatistics(fp)) return (InputPriorOrigin.FirstBatchNorm, null);
         if (InputPrior.FromInputNormalization(fp, input.Channels, input.Height, input.Width) is { } normalized)
             return (InputPriorOrigin.InputNormalization, normalized);
         return (InputPriorOrigin.Assumed, InputPrior.Standardized(input.Channels,
             "assumed standardized: the model has no BatchNormalization to infer it from; state --input-range or --input-mean/--input-std"));
-    }
-
-    /// <summary>Whether the graph has a BatchNormalization node whose statistics <see cref="InputPrior.FitToFirstBatchNorm"/> fits.</summary>
-    static bool HasBatchNormToFit(GraphModule fp)
-    {
-        using var bn = new BnStatisticsLoss(fp, prior: null, firstOnly: true);
-        return bn.Layers > 0;
     }
 }

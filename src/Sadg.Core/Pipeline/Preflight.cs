@@ -42,8 +42,7 @@ public static class Preflight
         if (options.Method == CalibrationMethod.Sadag && head is null) ClassifierHead.Find(fp);
         if (options.Method is CalibrationMethod.Sadag or CalibrationMethod.Genie && kind != OutputKind.ClassScores)
         {
-            using var statistics = new BnStatisticsLoss(fp, prior: null);
-            if (statistics.Layers == 0)
+            if (!BnStatisticsLoss.HasStatistics(fp))
                 throw new SadgException(SadgErrorCode.MethodNotApplicable,
                     $"{Name(model)} has no BatchNormalization statistics and its output is not class scores, so " +
                     $"{QuantizeSchema.Method.Label} {PipelineOptions.MethodName(options.Method)} has nothing to generate images from. Use " +
