@@ -97,7 +97,6 @@ public sealed class ModelAnalysis
         GraphModule? module = null;
         int? blocks = null;
         string? expectation = null;
-        int batchNorms = graph.Node.Count(n => n.OpType == "BatchNormalization");
         List<(string Name, global::Onnx.NodeProto Proto)> quantizable;
         try
         {
@@ -158,7 +157,7 @@ public sealed class ModelAnalysis
             ImageInput = image,
             OpTypes = graph.Node.GroupBy(n => string.IsNullOrEmpty(n.Domain) || n.Domain == "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
                 .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
-            BatchNormNodes = batchNorms,
+            BatchNormNodes = graph.Node.Count(n => n.OpType == "BatchNormalization"),
             InputExpectation = expectation,
             Layers = layers,
             OtherParameters = other,

@@ -204,5 +204,4 @@ public sealed class ImageSet
             cancellationToken.ThrowIfCancellationRequested();
         });
     }
-
 }
