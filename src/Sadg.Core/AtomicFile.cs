@@ -45,7 +45,7 @@ public static class AtomicFile
             fill(tmp);
             if (Directory.Exists(full)) Directory.Delete(full);
             Directory.Move(tmp, full);
-        }, () => TryDeleteFolder(tmp));
+        }, () => TryDelete(tmp));
     }
 
     /// <summary>
@@ -98,14 +98,15 @@ public static class AtomicFile
         }
     }
 
-    static void TryDelete(string path)
+    /// <summary>Removes a file, or a folder and what it holds, if it can; a failure to clean up hides nothing worse.</summary>
+    public static void TryDelete(string path)
     {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    /// <summary>Removes a folder and what it holds, if it can; a failure to clean up hides nothing worse.</summary>
-    public static void TryDeleteFolder(string folder)
-    {
-        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try
+        {
+            if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+            else File.Delete(path);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
     }
 }

@@ -148,18 +148,18 @@ public sealed class ModelCache
                 catch (IOException) when (System.IO.Directory.Exists(entry) || File.Exists(entry))
                 {
                     // Another process renamed its entry into place first: use it if it verifies, else try again.
-                    TryDelete(tmp);
+                    AtomicFile.TryDelete(tmp);
                     if (attempt >= 3) throw;
                 }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                TryDelete(tmp);
+                AtomicFile.TryDelete(tmp);
                 throw new SadgException(SadgErrorCode.WriteFailed, $"Could not write the cache entry '{entry}': {e.Message}", entry, inner: e);
             }
             catch
             {
-                TryDelete(tmp);
+                AtomicFile.TryDelete(tmp);
                 throw;
             }
         }
@@ -185,7 +185,7 @@ public sealed class ModelCache
             throw new SadgException(SadgErrorCode.CacheUnavailable,
                 $"Could not remove the broken cache entry '{entry}': {e.Message} Delete the folder by hand.", entry, inner: e);
         }
-        TryDelete(trash);
+        AtomicFile.TryDelete(trash);
     }
 
     /// <summary>
@@ -199,7 +199,7 @@ public sealed class ModelCache
             foreach (string path in System.IO.Directory.EnumerateFileSystemEntries(Directory, ".*"))
                 if ((path.EndsWith(".tmp", StringComparison.Ordinal) || path.EndsWith(".removed", StringComparison.Ordinal))
                     && System.IO.Directory.GetLastWriteTimeUtc(path) < DateTime.UtcNow.AddDays(-1))
-                    TryDelete(path);
+                    AtomicFile.TryDelete(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
@@ -225,16 +225,5 @@ public sealed class ModelCache
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
         stream.Write(bytes);
         stream.Flush(flushToDisk: true);
-    }
-
-    static void TryDelete(string path)
-    {
-        try
-        {
-            if (System.IO.Directory.Exists(path)) System.IO.Directory.Delete(path, recursive: true);
-            else if (File.Exists(path)) File.Delete(path);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
     }
 }
