@@ -92,6 +92,13 @@ public static class Models
         /// Relu; GlobalAveragePool, Flatten, Gemm to 10 classes.
         /// </summary>
         Opset26,
+
+        /// <summary>
+        /// A segmenter at opset 18: GroupNormalization (4 groups, scale and bias per group as opset 18 has them) after
+        /// the second block, bilinear upsampling back to 8x8 (Resize linear, pytorch_half_pixel, as PyTorch exports
+        /// interpolate), a 1x1 Conv to 3 classes per pixel: the output is [N, 3, 8, 8].
+        /// </summary>
+        Segmenter,
     }
 
     /// <summary>The model with its BatchNormalization nodes dropped (not folded): a model without BN statistics.</summary>
@@ -185,6 +192,15 @@ public static class Models
             case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast or Kind.Opset26:
                 x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
                 break;
+            case Kind.Segmenter:
+                x = b.AddNode("GroupNormalization", [x, b.AddInitializer("gn_s", rand([4], generator: generator) + 0.5f),
+                    b.AddInitializer("gn_b", Randn(4) * 0.1f)], attributes: new Dictionary<string, object> { ["num_groups"] = 4L });
+                x = b.AddNode("Resize", [x, b.AddInitializer("roi", zeros(0)), b.AddInitializer("scales", tensor(new float[] { 1, 1, 2, 2 }))],
+                    attributes: new Dictionary<string, object> { ["mode"] = "linear", ["coordinate_transformation_mode"] = "pytorch_half_pixel" });
+                x = b.AddNode("Conv", [x, b.AddInitializer("head_w", Randn(3, 8, 1, 1) * 0.3f), b.AddInitializer("head_b", Randn(3) * 0.1f)],
+                    attributes: new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } });
+                b.AddOutput(x);
+                return b.Build(18, irVersion: 8);
             case Kind.BatchOne:
                 x = Gemm(b.AddNode("Reshape", [x, b.AddInt64s("shape", 1, 128)]), 128);
                 break;

@@ -15,7 +15,8 @@ namespace Sadg.Onnx;
 /// Forms that changed: attributes that became inputs (Clip, Squeeze, Unsqueeze, Reduce*, Split, Pad, Slice, TopK),
 /// Upsample and opset-10 Resize (become opset-21 Resize with the coordinate mapping and rounding they had),
 /// Dropout (becomes Identity: inference), BatchNormalization (removed attributes and unused extra outputs),
-/// Softmax/LogSoftmax/Hardmax before 13 (which flattened to 2-D at <c>axis</c>), Scatter (now ScatterElements).
+/// Softmax/LogSoftmax/Hardmax before 13 (which flattened to 2-D at <c>axis</c>), Scatter (now ScatterElements),
+/// GroupNormalization before 21 (scale and bias per group: InstanceNormalization between two Reshapes).
 /// Operators whose other attribute changes only added options with the old behaviour as default (Conv, pools,
 /// Gemm, Flatten, element-wise ops, …) are kept as they are. Anything else, or a form that cannot be expressed
 /// at opset 21, is refused with a <see cref="SadgException"/> naming the node.
@@ -44,7 +45,7 @@ public static class OpsetUpgrader
         "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GlobalAveragePool", "GlobalLpPool",
         "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
         "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LpNormalization", "LpPool",
-        "LRN", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "NonZero", "Not", "OneHot", "Or",
+        "LRN", "MatMul", "Max", "MaxPool", "Mean", "MeanVarianceNormalization", "Min", "Mish", "Mod", "Mul", "Neg", "NonZero", "Not", "OneHot", "Or",
         "Pow", "PRelu", "Range", "Reciprocal", "Relu", "Reshape", "Round", "ScatterElements", "ScatterND", "Selu",
         "Shape", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Size", "Softplus", "Softsign", "SpaceToDepth", "Sqrt",
         "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Where", "Xor",
@@ -137,8 +138,8 @@ public static class OpsetUpgrader
                 case "BatchNormalization": return [BatchNorm(node)];
                 case "Softmax" or "LogSoftmax" or "Hardmax": return SoftmaxFamily(node, ranks);
                 case "Scatter": node.OpType = "ScatterElements"; return [node];
-                case "GroupNormalization" when from < 21:
-                    throw Refuse(node, SadgErrorCode.UnsupportedOperator, "GroupNormalization before opset 21 has per-group scale and bias");
+                case "GroupNormalization" when from < 21: return GroupNormPerGroup(node);
+                case "GroupNormalization": return [node];
             }
             if (Unchanged.Contains(op))
             {
@@ -375,6 +376,37 @@ public static class OpsetUpgrader
         /// second dimension. When the axis is the last one that is the opset-13 meaning too; otherwise the node
         /// becomes Flatten → op(axis = 1) → Reshape to the input's shape.
         /// </summary>
+        /// <summary>
+        /// GroupNormalization of opsets 18 to 20 scales and shifts per group, opset 21's per channel. The group form is
+        /// InstanceNormalization over [N, G, C/G·H·W] (its scale and bias per group) between two Reshapes, as
+        /// PyTorch's exporter writes GroupNorm; the channel count need not be known.
+        /// </summary>
+        IEnumerable<NodeProto> GroupNormPerGroup(NodeProto node)
+        {
+            long groups = Get(node, "num_groups")?.I ?? throw Refuse(node, SadgErrorCode.InvalidNode, "the 'num_groups' attribute is missing");
+            if (node.Input.Count < 3 || node.Input.Take(3).Any(string.IsNullOrEmpty))
+                throw Refuse(node, SadgErrorCode.InvalidNode, "X, scale and bias are required");
+            if ((Get(node, "stash_type")?.I ?? 1) != 1) throw Refuse(node, SadgErrorCode.UnsupportedAttribute, "stash_type is not 1 (float32)");
+            string x = node.Input[0], prefix = node.Output[0];
+            var grouped = new NodeProto { Name = names.Unique($"{prefix}_ReshapeGroups"), OpType = "Reshape" };
+            grouped.Input.AddRange([x, Int64s(node, "groups_shape", [0, groups, -1])]);
+            grouped.Output.Add(names.Unique($"{prefix}_groups"));
+
+            var norm = new NodeProto { Name = node.Name, OpType = "InstanceNormalization", DocString = node.DocString };
+            norm.Input.AddRange([grouped.Output[0], node.Input[1], node.Input[2]]);
+            norm.Output.Add(names.Unique($"{prefix}_groups_normalized"));
+            norm.Attribute.Add(OnnxGraphBuilder.Attribute("epsilon", Get(node, "epsilon")?.F ?? 1e-5f));
+
+            var shape = new NodeProto { Name = names.Unique($"{prefix}_Shape"), OpType = "Shape" };
+            shape.Input.Add(x);
+            shape.Output.Add(names.Unique($"{prefix}_shape"));
+
+            var back = new NodeProto { Name = names.Unique($"{prefix}_Reshape"), OpType = "Reshape" };
+            back.Input.AddRange([norm.Output[0], shape.Output[0]]);
+            back.Output.Add(node.Output[0]);
+            return [grouped, norm, shape, back];
+        }
+
         IEnumerable<NodeProto> SoftmaxFamily(NodeProto node, RankInference ranks)
         {
             if (from >= 13) return [node];

@@ -2,6 +2,7 @@ using Onnx;
 using Sadg.Graph;
 using Sadg.Graph.Ops;
 using Sadg.Onnx;
+using Sadg.Tests.Support;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
@@ -17,6 +18,16 @@ namespace Sadg.Tests.Graph;
 public class ConformanceTests(ITestOutputHelper output)
 {
     const double Tolerance = 1e-4;
+
+    /// <summary>
+    /// Tests whose stored outputs ONNX Runtime does not reproduce. The executor follows ONNX Runtime (the runtime the
+    /// quantized model is checked with and runs on); these compare the executor against ONNX Runtime on the test's inputs.
+    /// </summary>
+    static readonly Dictionary<string, string> FollowOnnxRuntime = new(StringComparer.Ordinal)
+    {
+        ["test_resize_downsample_scales_linear_align_corners"] =
+            "ONNX 1.12's reference maps align_corners with the unrounded output length (4 · 0.6 = 2.4); ONNX Runtime, with the output's 2",
+    };
 
     public static string TestDataRoot =>
         Environment.GetEnvironmentVariable("SADG_ONNX_TESTDATA") ?? "/usr/share/libonnx-testdata/data/node";
@@ -38,9 +49,9 @@ public class ConformanceTests(ITestOutputHelper output)
             var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, "model.onnx")));
             if (!proto.Graph.Node.All(n => OperatorRegistry.IsSupported(n.Domain, n.OpType))) continue;
 
-            string? verdict = RunOne(dir, proto, out bool wasExcluded);
+            string? verdict = RunOne(dir, proto, FollowOnnxRuntime.ContainsKey(name), out bool wasExcluded);
             if (wasExcluded) excluded.Add($"{name}: {verdict}");
-            else if (verdict is null) passed.Add(name);
+            else if (verdict is null) passed.Add(FollowOnnxRuntime.TryGetValue(name, out string? why) ? $"{name} (against ONNX Runtime: {why})" : name);
             else failed.Add($"{name}: {verdict}");
         }
 
@@ -55,7 +66,7 @@ public class ConformanceTests(ITestOutputHelper output)
             Assert.True(passed.Count >= 150, $"Only {passed.Count} conformance tests ran; the executor claims more operators than that covers.");
     }
 
-    static string? RunOne(string dir, ModelProto proto, out bool excluded)
+    static string? RunOne(string dir, ModelProto proto, bool againstOnnxRuntime, out bool excluded)
     {
         excluded = false;
         string data = Path.Combine(dir, "test_data_set_0");
@@ -107,9 +118,10 @@ public class ConformanceTests(ITestOutputHelper output)
                 for (int i = 0; i < graph.InputNames.Count && i < inputs.Count; i++)
                     feeds[graph.InputNames[i]] = OnnxTensors.ToTorch(inputs[i]);
                 var outputs = graph.Run(feeds, graph.OutputNames);
+                var reference = againstOnnxRuntime ? OrtReference.Run(proto, feeds) : null;
                 for (int i = 0; i < expected.Count; i++)
                 {
-                    var want = OnnxTensors.ToTorch(expected[i]);
+                    var want = reference?[i] ?? OnnxTensors.ToTorch(expected[i]);
                     var got = outputs[graph.OutputNames[i]];
                     string? diff = Compare(want, got);
                     if (diff is not null) return $"output {i} '{graph.OutputNames[i]}': {diff}";

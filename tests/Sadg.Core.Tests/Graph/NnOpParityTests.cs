@@ -13,7 +13,8 @@ namespace Sadg.Tests.Graph;
 /// <summary>
 /// Single-node forms of Conv, ConvTranspose, the pooling and normalization operators, Gemm and MatMul that
 /// ONNX's conformance data does not cover (asymmetric pads with ceil mode, SAME_LOWER, dilated average pooling,
-/// output_padding, MaxPool indices with pads and column-major order), checked against ONNX Runtime.
+/// output_padding, MaxPool indices with pads and column-major order, linear Resize as exporters write it) and operators
+/// it has no data for (GroupNormalization, LpNormalization, GlobalLpPool), checked against ONNX Runtime.
 /// </summary>
 public class NnOpParityTests(ITestOutputHelper output)
 {
@@ -64,16 +65,36 @@ public class NnOpParityTests(ITestOutputHelper output)
         ["matmul_vector_by_batch"] = () => One("MatMul", [4], [randn(3, 4, 2)], A()),
         ["matmul_batch_broadcast"] = () => One("MatMul", [2, 1, 3, 4], [randn(5, 4, 2)], A()),
         ["matmul_by_vector"] = () => One("MatMul", [2, 3, 4], [randn(4)], A()),
+        // Not in the conformance data the executor is checked against (ONNX 1.12).
+        ["groupnorm_opset18_per_group"] = () => One("GroupNormalization", [2, 6, 5, 4], [randn(3), randn(3)], A(("num_groups", 3L), ("epsilon", 1e-3f)), opset: 18),
+        ["groupnorm_opset21_per_channel"] = () => One("GroupNormalization", [2, 6, 5, 4], [randn(6), randn(6)], A(("num_groups", 2L)), opset: 21),
+        ["lpnormalization_p2_channels"] = () => One("LpNormalization", [2, 5, 3, 4], [], A(("axis", 1L))),
+        ["lpnormalization_p1_last"] = () => One("LpNormalization", [3, 7], [], A(("p", 1L))),
+        ["globallppool_p2"] = () => One("GlobalLpPool", [2, 3, 5, 4], [], A()),
+        ["globallppool_p3"] = () => One("GlobalLpPool", [2, 3, 6], [], A(("p", 3L))),
+        // Linear resizing as exporters write it: PyTorch's bilinear/trilinear interpolate (pytorch_half_pixel,
+        // align_corners), TensorFlow's (half_pixel, asymmetric), sizes that are no multiple, shrinking, Upsample.
+        ["resize_linear_pytorch_half_pixel_x2"] = () => One("Resize", [2, 3, 5, 7], [zeros(0), tensor(new float[] { 1, 1, 2, 2 })],
+            A(("mode", "linear"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
+        ["resize_linear_align_corners_sizes"] = () => One("Resize", [2, 3, 5, 7], [zeros(0), zeros(0), tensor(new long[] { 2, 3, 11, 9 })],
+            A(("mode", "linear"), ("coordinate_transformation_mode", "align_corners"))),
+        ["resize_linear_half_pixel_sizes_shrink"] = () => One("Resize", [2, 3, 9, 10], [zeros(0), zeros(0), tensor(new long[] { 2, 3, 4, 7 })],
+            A(("mode", "linear"))),
+        ["resize_linear_asymmetric_x3"] = () => One("Resize", [1, 2, 4, 3], [zeros(0), tensor(new float[] { 1, 1, 3, 3 })],
+            A(("mode", "linear"), ("coordinate_transformation_mode", "asymmetric"))),
+        ["resize_trilinear_5d"] = () => One("Resize", [1, 2, 3, 4, 5], [zeros(0), tensor(new float[] { 1, 1, 2, 1.5f, 2 })],
+            A(("mode", "linear"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
+        ["upsample_linear_opset9"] = () => One("Upsample", [2, 3, 4, 5], [tensor(new float[] { 1, 1, 2, 2 })], A(("mode", "linear")), opset: 9),
     };
 
-    static (ModelProto, Tensor) One(string op, long[] inputShape, Tensor[] weights, Dictionary<string, object> attributes)
+    static (ModelProto, Tensor) One(string op, long[] inputShape, Tensor[] weights, Dictionary<string, object> attributes, long opset = 19)
     {
         var b = new OnnxGraphBuilder();
         var x = b.AddInput("x", DataType.Float, inputShape);
         var inputs = new List<string> { x };
         foreach (var w in weights) inputs.Add(b.AddInitializer(b.Fresh("w"), w));
         b.AddOutput(b.AddNode(op, inputs, attributes: attributes));
-        return (b.Build(opset: 19), randn(inputShape));
+        return (b.Build(opset: opset), randn(inputShape));
     }
 
     [Theory]

@@ -187,9 +187,9 @@ public class ShapeOpTests
                 ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor")));
 
     [Fact]
-    public void ResizeRefusesLinearAndCropAndResize()
+    public void ResizeRefusesCubicAndCropAndResize()
     {
-        foreach (var attributes in new[] { Attrs(("mode", "linear")), Attrs(("mode", "nearest"), ("coordinate_transformation_mode", "tf_crop_and_resize")) })
+        foreach (var attributes in new[] { Attrs(("mode", "cubic")), Attrs(("mode", "nearest"), ("coordinate_transformation_mode", "tf_crop_and_resize")) })
         {
             var b = new OnnxGraphBuilder();
             b.AddInput("x", DataType.Float, 1, 1, 2, 2);

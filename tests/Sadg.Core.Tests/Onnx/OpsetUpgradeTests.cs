@@ -198,6 +198,37 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
             "Add each to OpsetUpgrader (unchanged since opset 7, or converted).");
     }
 
+    /// <summary>
+    /// GroupNormalization of opset 18 scales and shifts per group (opset 21 per channel): the upgraded model computes
+    /// what the source computes in ONNX Runtime, and the executor runs the source alike.
+    /// </summary>
+    [Fact]
+    public void A_per_group_GroupNormalization_is_written_at_opset_21_with_the_same_outputs()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(0).manual_seed(18);
+        var b = new OnnxGraphBuilder("groupnorm18");
+        var x = b.AddInput("input", DataType.Float, -1, 6, 5, 4);
+        var gn = b.AddNode("GroupNormalization", [x, b.AddInitializer("gn_s", randn([3], generator: g)), b.AddInitializer("gn_b", randn([3], generator: g))],
+            ["gn"], Attrs(("num_groups", 3L), ("epsilon", 1e-3f)), "gn");
+        b.AddOutput(b.AddNode("Relu", [gn], ["y"], name: "relu"));
+        var source = b.Build(18);
+        var upgraded = OpsetUpgrader.Upgrade(source);
+        Assert.DoesNotContain(upgraded.Graph.Node, n => n.OpType == "GroupNormalization");
+        Assert.Contains(upgraded.Graph.Node, n => n.Name == "gn" && n.OpType == "InstanceNormalization");
+
+        var feeds = new Dictionary<string, Tensor> { ["input"] = randn([4, 6, 5, 4], generator: g) * 3 + 1 };
+        var before = OrtReference.Run(source, feeds)[0];
+        var after = OrtReference.Run(upgraded, feeds)[0];
+        Assert.Equal(before.shape, after.shape);
+        double diff = (before - after).abs().max().item<float>();
+        output.WriteLine($"GroupNormalization 18 -> 21: max |diff| {diff:G3}");
+        Assert.True(diff <= 1e-5, $"the upgraded model differs by {diff}");
+        using var graph = new Sadg.Graph.GraphModule(OnnxModel.FromProto(source));
+        double executor = (graph.Run(feeds, ["y"])["y"] - before).abs().max().item<float>();
+        Assert.True(executor <= 1e-5, $"the executor differs from ONNX Runtime by {executor}");
+    }
+
     [Fact]
     public void WhatCannotBeUpgradedIsRefusedNamingTheNode()
     {

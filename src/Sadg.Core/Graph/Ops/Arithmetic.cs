@@ -81,3 +81,21 @@ sealed class VariadicOp(OpContext context) : OnnxOp(context)
         return [op == "Mean" ? result.Div(present.Count) : result];
     }
 }
+
+/// <summary>
+/// Mod with broadcasting: fmod = 1 takes the dividend's sign (C's fmod, required for floats), fmod = 0 the divisor's
+/// (integers only, as Python's %).
+/// </summary>
+[OnnxOperator("Mod")]
+sealed class ModOp(OpContext context) : OnnxOp(context)
+{
+    readonly bool fmod = context.Int("fmod", 0) != 0;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var (a, b) = OpHelpers.Align(Required(inputs, 0), Required(inputs, 1));
+        if (!fmod && a.is_floating_point())
+            throw Context.Error(SadgErrorCode.InvalidNode, "fmod must be 1 for floating-point inputs");
+        return [fmod ? a.fmod(b) : a.remainder(b)];
+    }
+}

@@ -54,3 +54,17 @@ sealed class MatMulOp(OpContext context) : OnnxOp(context)
         return [a.matmul(b)];
     }
 }
+
+/// <summary>Einsum: the equation (spaces ignored) as numpy and torch read it, inputs broadcast by ellipsis.</summary>
+[OnnxOperator("Einsum")]
+sealed class EinsumOp(OpContext context) : OnnxOp(context)
+{
+    readonly string equation = context.String("equation", "").Replace(" ", "", StringComparison.Ordinal);
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var present = inputs.Where(t => t is not null).Select(t => t!).ToList();
+        var device = OpHelpers.CommonDevice(present);
+        return [einsum(equation, present.Select(t => OpHelpers.OnDevice(t, device)).ToArray())];
+    }
+}

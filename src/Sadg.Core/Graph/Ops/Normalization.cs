@@ -150,3 +150,89 @@ sealed class LayerNormalizationOp : OnnxOp
         return outputs;
     }
 }
+
+/// <summary>
+/// GroupNormalization: per sample, the channels in <c>num_groups</c> groups, each normalized over its channels and
+/// the spatial dims, (x − mean) / sqrt(biased var + epsilon), then scaled and shifted: per group (opset 18 to 20,
+/// scale and bias of length num_groups) or per channel (from opset 21, length C). Computed in float32.
+/// </summary>
+[OnnxOperator("GroupNormalization")]
+sealed class GroupNormalizationOp : OnnxOp
+{
+    readonly long groups;
+    readonly double epsilon;
+    readonly bool perGroup;
+
+    public GroupNormalizationOp(OpContext context) : base(context)
+    {
+        groups = context.Int("num_groups", 0);
+        if (groups < 1) throw context.Error(SadgErrorCode.InvalidNode, "num_groups must be a positive integer");
+        epsilon = context.Float("epsilon", 1e-5f);
+        perGroup = context.Opset < 21;
+        if (context.Int("stash_type", 1) != 1) throw context.Unsupported("GroupNormalization with stash_type other than 1 (float32)");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        if (x.dim() < 3) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 3 is needed");
+        long n = x.shape[0], c = x.shape[1];
+        if (c % groups != 0) throw Context.Error(SadgErrorCode.InvalidNode, $"{c} channels do not divide into {groups} groups");
+        var xf = x.dtype == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
+        var grouped = xf.reshape(n, groups, -1);
+        var centered = grouped - grouped.mean([2], keepdim: true);
+        var normalized = (centered * centered.Square().mean([2], keepdim: true).Add(epsilon).rsqrt()).reshape(x.shape);
+        var scale = OpHelpers.OnDeviceOf(Required(inputs, 1), x).to_type(ScalarType.Float32);
+        var bias = OpHelpers.OnDeviceOf(Required(inputs, 2), x).to_type(ScalarType.Float32);
+        if (perGroup)
+        {
+            scale = scale.repeat_interleave(c / groups);
+            bias = bias.repeat_interleave(c / groups);
+        }
+        long[] shape = [c, .. Enumerable.Repeat(1L, (int)x.dim() - 2)];
+        var y = (normalized * scale.reshape(shape)).Add(bias.reshape(shape));
+        return [y.dtype == x.dtype ? y : y.to_type(x.dtype)];
+    }
+}
+
+/// <summary>
+/// MeanVarianceNormalization over <c>axes</c> (default 0, 2, 3): (x − mean) / (sqrt(mean(x²) − mean²) + 1e-9), as
+/// ONNX's function body defines it.
+/// </summary>
+[OnnxOperator("MeanVarianceNormalization")]
+sealed class MeanVarianceNormalizationOp(OpContext context) : OnnxOp(context)
+{
+    readonly long[] axes = context.Ints("axes") ?? [0, 2, 3];
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var dims = ShapeOpSupport.NormalizeAxes(Context, axes, x.dim());
+        var mean = x.mean(dims, keepdim: true);
+        var std = x.Square().mean(dims, keepdim: true).sub(mean.Square()).ClampMin(0).sqrt();
+        return [(x - mean) / std.Add(1e-9)];
+    }
+}
+
+/// <summary>LpNormalization: x / ‖x‖_p along <c>axis</c> (default −1), p 1 or 2; a zero vector stays zero.</summary>
+[OnnxOperator("LpNormalization")]
+sealed class LpNormalizationOp : OnnxOp
+{
+    readonly long axis;
+    readonly long p;
+
+    public LpNormalizationOp(OpContext context) : base(context)
+    {
+        axis = context.Int("axis", -1);
+        p = context.Int("p", 2);
+        if (p is not (1 or 2)) throw context.Error(SadgErrorCode.InvalidNode, $"p is {p}; LpNormalization takes 1 or 2");
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long a = ShapeOpSupport.NormalizeAxis(Context, axis, x.dim());
+        var norm = p == 1 ? x.abs().sum(a, keepdim: true) : x.Square().sum(a, keepdim: true).sqrt();
+        return [where(norm.Eq(0), x, x / norm)];
+    }
+}

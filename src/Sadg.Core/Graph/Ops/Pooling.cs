@@ -221,12 +221,17 @@ sealed class AveragePoolOp : OnnxOp
     }
 }
 
-/// <summary>GlobalAveragePool and GlobalMaxPool over every dim after the channel dim (any rank >= 3).</summary>
+/// <summary>
+/// GlobalAveragePool, GlobalMaxPool and GlobalLpPool ((Σ|x|^p)^(1/p), p default 2) over every dim after the channel
+/// dim (any rank >= 3).
+/// </summary>
 [OnnxOperator("GlobalAveragePool")]
 [OnnxOperator("GlobalMaxPool")]
+[OnnxOperator("GlobalLpPool")]
 sealed class GlobalPoolOp(OpContext context) : OnnxOp(context)
 {
-    readonly bool max = context.Node.OpType == "GlobalMaxPool";
+    readonly string op = context.Node.OpType;
+    readonly long p = context.Int("p", 2);
 
     public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
     {
@@ -234,6 +239,11 @@ sealed class GlobalPoolOp(OpContext context) : OnnxOp(context)
         if (x.dim() < 3) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 3 is needed");
         if (!x.is_floating_point()) throw Context.Unsupported($"{Context.Node.OpType} on {x.dtype} data");
         var dims = Enumerable.Range(2, (int)x.dim() - 2).Select(i => (long)i).ToArray();
-        return [max ? x.amax(dims, keepdim: true) : x.mean(dims, keepdim: true)];
+        return op switch
+        {
+            "GlobalMaxPool" => [x.amax(dims, keepdim: true)],
+            "GlobalAveragePool" => [x.mean(dims, keepdim: true)],
+            _ => [p == 2 ? x.Square().sum(dims, keepdim: true).sqrt() : x.abs().Pow(p).sum(dims, keepdim: true).Pow(1.0 / p)],
+        };
     }
 }

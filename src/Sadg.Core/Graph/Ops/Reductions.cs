@@ -115,3 +115,50 @@ sealed class ArgReduceOp(OpContext context) : OnnxOp(context)
         return [index];
     }
 }
+
+/// <summary>
+/// TopK: the k largest (or, with largest = 0, smallest) values along <c>axis</c> (default −1) and their int64 indices;
+/// k an attribute before opset 10, an input after. Equal values keep their order (the lower index first), as ONNX
+/// specifies; with sorted = 0 the order is free and is the sorted one here.
+/// </summary>
+[OnnxOperator("TopK")]
+sealed class TopKOp(OpContext context) : OnnxOp(context)
+{
+    readonly long axis = context.Int("axis", -1);
+    readonly bool largest = context.Int("largest", 1) != 0;
+    readonly long? kAttribute = context.Opset < 10 ? context.Int("k", -1) : null;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long a = ShapeOpSupport.NormalizeAxis(Context, axis, x.dim());
+        long k = kAttribute ?? OpHelpers.ToLongs(Required(inputs, 1))[0];
+        if (k < 0 || k > x.shape[a])
+            throw Context.Error(SadgErrorCode.InvalidNode, $"k = {k} is outside [0, {x.shape[a]}] on axis {a}");
+        var (values, indices) = x.sort(a, descending: largest, stable: true);
+        return [values.narrow(a, 0, k), indices.narrow(a, 0, k)];
+    }
+}
+
+/// <summary>CumSum along the axis input, optionally exclusive (starting from 0) and/or reverse (from the end).</summary>
+[OnnxOperator("CumSum")]
+sealed class CumSumOp(OpContext context) : OnnxOp(context)
+{
+    readonly bool exclusive = context.Int("exclusive", 0) != 0;
+    readonly bool reverse = context.Int("reverse", 0) != 0;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long a = ShapeOpSupport.NormalizeAxis(Context, OpHelpers.ToLongs(Required(inputs, 1))[0], x.dim());
+        var source = reverse ? x.flip(a) : x;
+        var sum = source.cumsum(a);
+        if (exclusive)
+        {
+            long n = x.shape[a];
+            var first = zeros_like(source.narrow(a, 0, Math.Min(1, n)));
+            sum = cat([first, sum.narrow(a, 0, Math.Max(0, n - 1))], a);
+        }
+        return [reverse ? sum.flip(a) : sum];
+    }
+}

@@ -3,14 +3,17 @@ using static TorchSharp.torch;
 namespace Sadg.Graph.Ops;
 
 /// <summary>
-/// Resize (opsets 10, 11, 13, 18, 19) in nearest mode, with every coordinate_transformation_mode except
-/// tf_crop_and_resize and every nearest_mode; scales or sizes, axes and keep_aspect_ratio_policy (18).
-/// Opset 10 maps coordinates asymmetrically and rounds like ONNX Runtime (floor when enlarging, ceil when shrinking).
-/// The result gathers input elements by index, so it is differentiable w.r.t. the input.
+/// Resize (opsets 10, 11, 13, 18, 19) in nearest or linear mode (n-linear: each resized axis interpolated in turn), with
+/// every coordinate_transformation_mode except tf_crop_and_resize and every nearest_mode; scales or sizes, axes and
+/// keep_aspect_ratio_policy (18). Opset 10 maps coordinates asymmetrically and, in nearest mode, rounds like ONNX
+/// Runtime (floor when enlarging, ceil when shrinking). Cubic mode and antialiased shrinking are refused. The result
+/// gathers (and, linear, weighs) input elements by index, so it is differentiable w.r.t. the input.
 /// </summary>
 [OnnxOperator("Resize")]
 sealed class ResizeOp : OnnxOp
 {
+    readonly bool linear;
+    readonly bool antialias;
     readonly string transform;
     readonly string nearestMode;
     readonly string policy;
@@ -19,7 +22,9 @@ sealed class ResizeOp : OnnxOp
     public ResizeOp(OpContext context) : base(context)
     {
         string mode = context.String("mode", "nearest");
-        if (mode != "nearest") throw context.Unsupported($"Resize mode '{mode}' (only nearest is implemented)");
+        if (mode is not ("nearest" or "linear")) throw context.Unsupported($"Resize mode '{mode}' (nearest and linear are implemented)");
+        linear = mode == "linear";
+        antialias = context.Int("antialias", 0) != 0;
         if (context.Opset < 11)
         {
             transform = "asymmetric";
@@ -91,21 +96,34 @@ sealed class ResizeOp : OnnxOp
 
         var result = x;
         for (int a = 0; a < rank; a++)
-            result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen[a], scale[a], transform, nearestMode));
+        {
+            if (!linear)
+            {
+                result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen[a], scale[a], transform, nearestMode));
+                continue;
+            }
+            if (antialias && outLen[a] < x.shape[a]) throw Context.Unsupported("antialiased linear shrinking");
+            result = LinearResize.Along(result, a, outLen[a], scale[a], transform);
+        }
         return [result];
     }
 }
 
-/// <summary>Upsample in nearest mode: scales attribute (opset 7) or input (opset 9); ONNX Runtime's rounding (asymmetric, floor).</summary>
+/// <summary>
+/// Upsample in nearest mode (ONNX Runtime's rounding: asymmetric, floor) or linear ("linear" or "bilinear": n-linear,
+/// asymmetric); scales attribute (opset 7) or input (opset 9).
+/// </summary>
 [OnnxOperator("Upsample")]
 sealed class UpsampleOp : OnnxOp
 {
     readonly float[]? scalesAttribute;
+    readonly bool linear;
 
     public UpsampleOp(OpContext context) : base(context)
     {
         string mode = context.String("mode", "nearest");
-        if (mode != "nearest") throw context.Unsupported($"Upsample mode '{mode}' (only nearest is implemented)");
+        if (mode is not ("nearest" or "linear" or "bilinear")) throw context.Unsupported($"Upsample mode '{mode}' (nearest and linear are implemented)");
+        linear = mode != "nearest";
         if (context.Opset < 9)
             scalesAttribute = context.Floats("scales") ?? throw context.Error(SadgErrorCode.InvalidNode, "scales attribute is missing");
     }
@@ -120,7 +138,9 @@ sealed class UpsampleOp : OnnxOp
         {
             if (scales[a] <= 0) throw Context.Error(SadgErrorCode.InvalidNode, $"scale {scales[a]} is not positive");
             long outLen = (long)Math.Floor(scales[a] * (double)x.shape[a]);
-            result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen, scales[a], "asymmetric", "simple"));
+            result = linear
+                ? LinearResize.Along(result, a, outLen, scales[a], "asymmetric")
+                : ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen, scales[a], "asymmetric", "simple"));
         }
         return [result];
     }
@@ -138,16 +158,7 @@ static class NearestResize
         var indices = new long[outLen];
         for (long i = 0; i < outLen; i++)
         {
-            float x = i;
-            float original = transform switch
-            {
-                "half_pixel" => (x + 0.5f) / scale - 0.5f,
-                "half_pixel_symmetric" => HalfPixelSymmetric(x, inLen, outLen, scale),
-                "pytorch_half_pixel" => outLen > 1 ? (x + 0.5f) / scale - 0.5f : 0f,
-                "align_corners" => outLen == 1 ? 0f : x * (inLen - 1) / (outLen - 1),
-                "tf_half_pixel_for_nn" => (x + 0.5f) / scale,
-                _ => x / scale,
-            };
+            float original = Original(i, inLen, outLen, scale, transform);
             float floor = MathF.Floor(original);
             bool half = original - floor == 0.5f;
             long index = nearestMode switch
@@ -163,6 +174,17 @@ static class NearestResize
         return indices;
     }
 
+    /// <summary>The input coordinate of output position <paramref name="x"/> (ONNX Runtime's get_original_coordinate).</summary>
+    public static float Original(float x, long inLen, long outLen, float scale, string transform) => transform switch
+    {
+        "half_pixel" => (x + 0.5f) / scale - 0.5f,
+        "half_pixel_symmetric" => HalfPixelSymmetric(x, inLen, outLen, scale),
+        "pytorch_half_pixel" => outLen > 1 ? (x + 0.5f) / scale - 0.5f : 0f,
+        "align_corners" => outLen == 1 ? 0f : x * (inLen - 1) / (outLen - 1),
+        "tf_half_pixel_for_nn" => (x + 0.5f) / scale,
+        _ => x / scale,
+    };
+
     static float HalfPixelSymmetric(float x, long inLen, long outLen, float scale)
     {
         float outputWidth = scale * inLen;
@@ -170,5 +192,39 @@ static class NearestResize
         float center = inLen / 2f;
         float offset = center * (1 - adjustment);
         return offset + (x + 0.5f) / scale - 0.5f;
+    }
+}
+
+static class LinearResize
+{
+    /// <summary>
+    /// <paramref name="x"/> resized to <paramref name="outLen"/> along <paramref name="axis"/> by linear interpolation,
+    /// as ONNX Runtime computes it: the input coordinate clamped to [0, n − 1], the two neighbours weighted by its
+    /// distance to them (in single precision). An axis the mapping leaves as it is is returned unchanged.
+    /// </summary>
+    public static Tensor Along(Tensor x, long axis, long outLen, double scaleValue, string transform)
+    {
+        long inLen = x.shape[axis];
+        float scale = (float)scaleValue;
+        var lower = new long[outLen];
+        var upper = new long[outLen];
+        var weight = new float[outLen];
+        bool identity = outLen == inLen;
+        for (long i = 0; i < outLen; i++)
+        {
+            float original = Math.Clamp(NearestResize.Original(i, inLen, outLen, scale, transform), 0f, Math.Max(inLen - 1, 0));
+            long low = Math.Min((long)original, Math.Max(inLen - 1, 0));
+            lower[i] = low;
+            upper[i] = Math.Min(low + 1, Math.Max(inLen - 1, 0));
+            weight[i] = original - low;
+            identity &= low == i && weight[i] == 0f;
+        }
+        if (identity) return x;
+        long[] shape = [.. Enumerable.Repeat(1L, (int)x.dim())];
+        shape[axis] = outLen;
+        var w = tensor(weight, dtype: x.dtype, device: x.device).reshape(shape);
+        var a = x.index_select(axis, tensor(lower, device: x.device));
+        var b = x.index_select(axis, tensor(upper, device: x.device));
+        return (a * w.RSub(1.0)).Add(b * w);
     }
 }

@@ -262,3 +262,18 @@ sealed class SpaceToDepthOp : OnnxOp
         return [x.reshape(n, c, h, block, w, block).permute(0, 3, 5, 1, 2, 4).reshape(n, c * block * block, h, w)];
     }
 }
+
+/// <summary>Trilu: the upper (upper = 1, the default) or lower triangle of the last two dims, from diagonal k (input, default 0).</summary>
+[OnnxOperator("Trilu")]
+sealed class TriluOp(OpContext context) : OnnxOp(context)
+{
+    readonly bool upper = context.Int("upper", 1) != 0;
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        long k = Optional(inputs, 1) is { } d ? OpHelpers.ToLongs(d)[0] : 0;
+        if (x.dim() < 2) throw Context.Error(SadgErrorCode.InvalidNode, $"the input has rank {x.dim()}; at least 2 is needed");
+        return [upper ? x.triu(k) : x.tril(k)];
+    }
+}

@@ -3,20 +3,21 @@ using static TorchSharp.torch;
 namespace Sadg.Graph.Ops;
 
 /// <summary>
-/// Softmax and LogSoftmax. Before opset 13 the input is coerced to 2-D at <c>axis</c> (default 1) and normalized
+/// Softmax, LogSoftmax and Hardmax (1 at the first maximum, else 0). Before opset 13 the input is coerced to 2-D at <c>axis</c> (default 1) and normalized
 /// over all trailing dimensions together; from opset 13 on, along the single dimension <c>axis</c> (default −1).
 /// </summary>
 [OnnxOperator("Softmax")]
 [OnnxOperator("LogSoftmax")]
+[OnnxOperator("Hardmax")]
 sealed class SoftmaxOp : OnnxOp
 {
-    readonly bool log;
+    readonly string op;
     readonly bool flattenTrailing;
     readonly long axis;
 
     public SoftmaxOp(OpContext context) : base(context)
     {
-        log = context.Node.OpType == "LogSoftmax";
+        op = context.Node.OpType;
         flattenTrailing = context.Opset < 13;
         axis = context.Int("axis", flattenTrailing ? 1 : -1);
     }
@@ -35,5 +36,16 @@ sealed class SoftmaxOp : OnnxOp
         return [Apply(flat, a).reshape(x.shape)];
     }
 
-    Tensor Apply(Tensor x, long dim) => log ? x.log_softmax(dim) : x.softmax(dim);
+    Tensor Apply(Tensor x, long dim) => op switch
+    {
+        "LogSoftmax" => x.log_softmax(dim),
+        "Softmax" => x.softmax(dim),
+        _ => Hardmax(x, dim),
+    };
+
+    static Tensor Hardmax(Tensor x, long dim)
+    {
+        var first = x.argmax(dim, keepdim: true); // the first maximum, as ONNX's Hardmax takes
+        return zeros_like(x).scatter(dim, first, ones_like(first, x.dtype));
+    }
 }
