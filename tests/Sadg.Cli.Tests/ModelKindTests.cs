@@ -73,6 +73,7 @@ public class ModelKindTests
     [InlineData(Models.Kind.Features, OutputComparison.CosineSimilarity)]
     [InlineData(Models.Kind.Opset26, OutputComparison.Top1Agreement)]
     [InlineData(Models.Kind.Segmenter, OutputComparison.CosineSimilarity)]
+    [InlineData(Models.Kind.Scaled, OutputComparison.Top1Agreement)]
     public void Sadag_runs_end_to_end_and_its_check_matches_onnx_runtime(Models.Kind kind, string metric)
     {
         using var folder = new TempFolder();
@@ -194,6 +195,26 @@ public class ModelKindTests
         Assert.DoesNotContain("SADG2002", r.Err);
         var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
         Assert.Contains("pixels in [0, 1]", report.InputPrior);
+    }
+
+    /// <summary>
+    /// The same for an ImageScaler in front of the graph (older converters' form, opset 8) on pixels 0 … 255: it is read
+    /// as the input's normalization, and the written model (opset 21, which has no ImageScaler) runs in ONNX Runtime.
+    /// </summary>
+    [Fact]
+    public async Task A_bn_free_model_behind_an_image_scaler_says_the_pixel_range_it_read_and_is_written_without_it()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(Models.WithoutBatchNorm(Models.Of(Models.Kind.Scaled)), folder, "scaled.onnx");
+        var r = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("out.onnx"), "--no-cache", "--report", folder.File("report"), .. Tiny]);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("Input prior inferred from the graph's input normalization", r.Err);
+        var report = QuantizationReport.FromJson(File.ReadAllText(folder.File("report/report.json")));
+        Assert.Contains("pixels in [0, 255]", report.InputPrior);
+        var written = global::Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(folder.File("out.onnx")));
+        Assert.DoesNotContain(written.Graph.Node, n => n.OpType == "ImageScaler");
+        using var session = new InferenceSession(folder.File("out.onnx"));
+        Assert.Single(session.OutputMetadata);
     }
 
     [Fact]

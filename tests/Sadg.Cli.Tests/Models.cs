@@ -99,6 +99,13 @@ public static class Models
         /// interpolate), a 1x1 Conv to 3 classes per pixel: the output is [N, 3, 8, 8].
         /// </summary>
         Segmenter,
+
+        /// <summary>
+        /// As older converters (Caffe, CoreML) wrote a model at opset 8: 3-channel pixels [N, 3, 8, 8] in 0 … 255,
+        /// standardized by an ImageScaler (scale 1/58, bias −mean/58 per channel) in front of the graph of
+        /// <see cref="Rgb"/>; GlobalAveragePool, Flatten, Gemm to 10 classes.
+        /// </summary>
+        Scaled,
     }
 
     /// <summary>The model with its BatchNormalization nodes dropped (not folded): a model without BN statistics.</summary>
@@ -153,7 +160,8 @@ public static class Models
 
         var x = b.AddInput("image", DataType.Float, kind switch
         {
-            Kind.FreeWidth => [-1, 1, 8, -1], Kind.BatchOne => [1, 1, 8, 8], Kind.Rgb => [-1, 3, 8, 8], Kind.ChannelsLast => [-1, 8, 8, 3], _ => [-1, 1, 8, 8],
+            Kind.FreeWidth => [-1, 1, 8, -1], Kind.BatchOne => [1, 1, 8, 8], Kind.Rgb or Kind.Scaled => [-1, 3, 8, 8], Kind.ChannelsLast => [-1, 8, 8, 3],
+            _ => [-1, 1, 8, 8],
         });
         if (kind == Kind.FreeWidth) b.Graph.Input[0].Type.TensorType.Shape.Dim[3].DimParam = "W";
         int channels = 1;
@@ -163,6 +171,14 @@ public static class Models
             x = b.AddNode("Sub", [x, b.AddInitializer("mean", tensor(new[] { 0.485f, 0.456f, 0.406f }).reshape(constant))]);
             x = b.AddNode("Div", [x, b.AddInitializer("std", tensor(new[] { 0.229f, 0.224f, 0.225f }).reshape(constant))]);
             if (kind == Kind.ChannelsLast) x = b.AddNode("Transpose", [x], attributes: new Dictionary<string, object> { ["perm"] = new long[] { 0, 3, 1, 2 } });
+            channels = 3;
+        }
+        if (kind == Kind.Scaled)
+        {
+            x = b.AddNode("ImageScaler", [x], attributes: new Dictionary<string, object>
+            {
+                ["scale"] = 1f / 58, ["bias"] = new[] { -123.7f / 58, -116.3f / 58, -103.5f / 58 },
+            });
             channels = 3;
         }
         x = ConvBnRelu(x, channels, 4, 1);
@@ -189,7 +205,7 @@ public static class Models
                 x = b.AddNode("ArgMax", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L, ["keepdims"] = 0L });
                 b.AddOutput(x, DataType.Int64, -1);
                 return b.Build(13, irVersion: 8);
-            case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast or Kind.Opset26:
+            case Kind.FreeWidth or Kind.Rgb or Kind.ChannelsLast or Kind.Opset26 or Kind.Scaled:
                 x = Gemm(Flatten(b.AddNode("GlobalAveragePool", [x])), 8);
                 break;
             case Kind.Segmenter:
@@ -206,6 +222,11 @@ public static class Models
                 break;
         }
         b.AddOutput(x);
-        return kind == Kind.Opset26 ? b.Build(26, irVersion: 13) : b.Build(13, irVersion: 8);
+        return kind switch
+        {
+            Kind.Opset26 => b.Build(26, irVersion: 13),
+            Kind.Scaled => b.Build(8, irVersion: 4),
+            _ => b.Build(13, irVersion: 8),
+        };
     }
 }

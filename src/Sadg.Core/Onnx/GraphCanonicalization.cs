@@ -8,7 +8,10 @@ namespace Sadg.Onnx;
 /// layers by node. So a tensor held by a Constant node becomes an initializer, an Identity of an initializer (as
 /// PyTorch writes shared weights) is read through, every node has a name of its own (unnamed nodes
 /// <c>OpType_index</c>, a repeated name made unique), and a weight read by several layers is copied for each, so every
-/// layer is quantized with scales of its own. The same values; <c>sadg inspect</c> lists the same names.
+/// layer is quantized with scales of its own. ImageScaler (an experimental operator of opsets 1 to 9 that older
+/// converters put in front of a network, y = scale · x + bias[c]) becomes a Mul and an Add by constants, which the
+/// executor runs, the input prior reads as the input's normalization, and opset 21 has. The same values;
+/// <c>sadg inspect</c> lists the same names.
 /// </summary>
 public static class GraphCanonicalization
 {
@@ -27,13 +30,15 @@ public static class GraphCanonicalization
             graph.Initializer.Add(value);
             graph.Node.Remove(node);
         }
+        var names = new NameSet(graph);
+        foreach (var scaler in graph.Node.Where(IsImageScaler).ToList())
+            ReplaceImageScaler(graph, scaler, names);
         var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var identity in graph.Node.Where(n => IsIdentityOf(n, initializers, outputs)).ToList())
         {
             GraphEdits.ReplaceReads(graph.Node, identity.Output[0], identity.Input[0]);
             graph.Node.Remove(identity);
         }
-        var names = new NameSet(graph);
         OpsetUpgrader.NameNodes(graph, names);
         // A weight read by several layers: each layer after the first gets a copy of its own, quantized with its own scales.
         var claimed = new HashSet<string>(StringComparer.Ordinal);
@@ -60,7 +65,38 @@ public static class GraphCanonicalization
         var names = new HashSet<string>(StringComparer.Ordinal);
         var weights = new HashSet<string>(StringComparer.Ordinal);
         return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers, outputs)
+            && !IsImageScaler(n)
             && (WeightOf(n, initializers) is not { } w || weights.Add(w)));
+    }
+
+    static bool IsImageScaler(NodeProto n) => n.OpType == "ImageScaler" && n.IsDefaultDomain() && n.Input.Count == 1 && n.Output.Count == 1;
+
+    /// <summary>
+    /// ImageScaler(x) = scale · x + bias[c] as Mul(x, scale) then Add(·, bias of shape [C, 1, 1]); the Mul keeps the
+    /// node's name (a nameless node's parts are named by NameNodes), the Add is named after it.
+    /// </summary>
+    static void ReplaceImageScaler(GraphProto graph, NodeProto scaler, NameSet names)
+    {
+        float scale = scaler.Attribute.FirstOrDefault(a => a.Name == "scale")?.F ?? 1f;
+        var bias = scaler.Attribute.FirstOrDefault(a => a.Name == "bias")?.Floats.ToArray() ?? [];
+        string stem = string.IsNullOrEmpty(scaler.Name) ? scaler.Output[0] : scaler.Name;
+        var scaleTensor = new TensorProto { Name = names.Unique($"{stem}_scale"), DataType = (int)TensorProto.Types.DataType.Float };
+        scaleTensor.FloatData.Add(scale);
+        graph.Initializer.Add(scaleTensor);
+        var mul = new NodeProto { Name = scaler.Name, OpType = "Mul", DocString = scaler.DocString };
+        mul.Input.AddRange([scaler.Input[0], scaleTensor.Name]);
+        mul.Output.Add(bias.Length == 0 ? scaler.Output[0] : names.Unique($"{stem}_scaled"));
+        int at = graph.Node.IndexOf(scaler);
+        graph.Node[at] = mul;
+        if (bias.Length == 0) return;
+        var biasTensor = new TensorProto { Name = names.Unique($"{stem}_bias"), DataType = (int)TensorProto.Types.DataType.Float };
+        biasTensor.Dims.AddRange([bias.Length, 1, 1]);
+        biasTensor.FloatData.AddRange(bias);
+        graph.Initializer.Add(biasTensor);
+        var add = new NodeProto { Name = string.IsNullOrEmpty(scaler.Name) ? "" : names.Unique($"{scaler.Name}_bias"), OpType = "Add" };
+        add.Input.AddRange([mul.Output[0], biasTensor.Name]);
+        add.Output.Add(scaler.Output[0]);
+        graph.Node.Insert(at + 1, add);
     }
 
     /// <summary>A top-level Constant node whose value is a tensor (not value_float, value_ints …).</summary>

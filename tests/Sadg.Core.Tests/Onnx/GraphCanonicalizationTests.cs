@@ -57,6 +57,30 @@ public class GraphCanonicalizationTests
         using var yc = c.forward(images);
         Assert.True(ya.allclose(yc, rtol: 0, atol: 0), "the canonical copy computes other values");
     }
+    /// <summary>
+    /// An ImageScaler (opsets 1 to 9, experimental) becomes a Mul and an Add by constants that compute what ONNX Runtime
+    /// computes for it; the Mul keeps its name.
+    /// </summary>
+    [Fact]
+    public void An_image_scaler_becomes_a_mul_and_an_add_with_onnx_runtimes_values()
+    {
+        var b = new OnnxGraphBuilder("scaled");
+        var x = b.AddInput("image", DataType.Float, -1, 3, 5, 4);
+        x = b.AddNode("ImageScaler", [x], attributes: new Dictionary<string, object> { ["scale"] = 0.02f, ["bias"] = new[] { -2f, -1.5f, 0.5f } }, name: "scaler");
+        b.AddOutput(b.AddNode("Relu", [x], name: "relu"));
+        var source = b.Build(8, irVersion: 4);
+        var canonical = GraphCanonicalization.Canonical(OnnxModel.FromProto(source, "m.onnx"));
+        Assert.DoesNotContain(canonical.Graph.Node, n => n.OpType == "ImageScaler");
+        Assert.Contains(canonical.Graph.Node, n => n.Name == "scaler" && n.OpType == "Mul");
+        Assert.Contains(canonical.Graph.Node, n => n.OpType == "Add");
+
+        using var images = rand([2, 3, 5, 4], generator: new Generator(4)) * 255;
+        var expected = Sadg.Tests.Support.OrtReference.Run(source, new Dictionary<string, Tensor> { ["image"] = images })[0];
+        using var graph = new GraphModule(canonical);
+        using var y = graph.forward(images);
+        Assert.True(y.allclose(expected, rtol: 1e-6, atol: 1e-6), $"max |diff| {(y - expected).abs().max().item<float>()}");
+    }
+
     /// <summary>The exported form quantizes end to end (a weight shared by two layers included).</summary>
     [Fact]
     public void The_exported_form_quantizes()
