@@ -13,7 +13,7 @@ namespace Sadg.Tests.Graph;
 /// <summary>
 /// Single-node forms of Conv, ConvTranspose, the pooling and normalization operators, Gemm and MatMul that
 /// ONNX's conformance data does not cover (asymmetric pads with ceil mode, SAME_LOWER, dilated average pooling,
-/// output_padding, MaxPool indices with pads and column-major order, linear Resize as exporters write it) and operators
+/// output_padding, MaxPool indices with pads and column-major order, linear and cubic Resize as exporters write them) and operators
 /// it has no data for (GroupNormalization, LpNormalization, GlobalLpPool), checked against ONNX Runtime.
 /// </summary>
 public class NnOpParityTests(ITestOutputHelper output)
@@ -72,7 +72,7 @@ public class NnOpParityTests(ITestOutputHelper output)
         ["lpnormalization_p1_last"] = () => One("LpNormalization", [3, 7], [], A(("p", 1L))),
         ["globallppool_p2"] = () => One("GlobalLpPool", [2, 3, 5, 4], [], A()),
         ["globallppool_p3"] = () => One("GlobalLpPool", [2, 3, 6], [], A(("p", 3L))),
-        // Linear resizing as exporters write it: PyTorch's bilinear/trilinear interpolate (pytorch_half_pixel,
+        // Linear and cubic resizing as exporters write them: PyTorch's bilinear/trilinear interpolate (pytorch_half_pixel,
         // align_corners), TensorFlow's (half_pixel, asymmetric), sizes that are no multiple, shrinking, Upsample.
         ["resize_linear_pytorch_half_pixel_x2"] = () => One("Resize", [2, 3, 5, 7], [zeros(0), tensor(new float[] { 1, 1, 2, 2 })],
             A(("mode", "linear"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
@@ -84,6 +84,12 @@ public class NnOpParityTests(ITestOutputHelper output)
             A(("mode", "linear"), ("coordinate_transformation_mode", "asymmetric"))),
         ["resize_trilinear_5d"] = () => One("Resize", [1, 2, 3, 4, 5], [zeros(0), tensor(new float[] { 1, 1, 2, 1.5f, 2 })],
             A(("mode", "linear"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
+        ["resize_cubic_pytorch_half_pixel_x2"] = () => One("Resize", [2, 3, 5, 7], [zeros(0), tensor(new float[] { 1, 1, 2, 2 })],
+            A(("mode", "cubic"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
+        ["resize_cubic_align_corners_sizes"] = () => One("Resize", [2, 3, 5, 7], [zeros(0), zeros(0), tensor(new long[] { 2, 3, 11, 9 })],
+            A(("mode", "cubic"), ("coordinate_transformation_mode", "align_corners"))),
+        ["resize_cubic_half_pixel_shrink_exclude_outside"] = () => One("Resize", [2, 3, 9, 10], [zeros(0), zeros(0), tensor(new long[] { 2, 3, 4, 7 })],
+            A(("mode", "cubic"), ("cubic_coeff_a", -0.5f), ("exclude_outside", 1L))),
         ["upsample_linear_opset9"] = () => One("Upsample", [2, 3, 4, 5], [tensor(new float[] { 1, 1, 2, 2 })], A(("mode", "linear")), opset: 9),
     };
 

@@ -3,17 +3,20 @@ using static TorchSharp.torch;
 namespace Sadg.Graph.Ops;
 
 /// <summary>
-/// Resize (opsets 10, 11, 13, 18, 19) in nearest or linear mode (n-linear: each resized axis interpolated in turn), with
-/// every coordinate_transformation_mode except tf_crop_and_resize and every nearest_mode; scales or sizes, axes and
-/// keep_aspect_ratio_policy (18). Opset 10 maps coordinates asymmetrically and, in nearest mode, rounds like ONNX
-/// Runtime (floor when enlarging, ceil when shrinking). Cubic mode and antialiased shrinking are refused. The result
-/// gathers (and, linear, weighs) input elements by index, so it is differentiable w.r.t. the input.
+/// Resize (opsets 10, 11, 13, 18, 19) in nearest, linear or cubic mode (linear and cubic separable: each resized axis
+/// interpolated in turn), with every coordinate_transformation_mode except tf_crop_and_resize and every nearest_mode;
+/// scales or sizes, axes and keep_aspect_ratio_policy (18); cubic_coeff_a and exclude_outside. Opset 10 maps
+/// coordinates asymmetrically and, in nearest mode, rounds like ONNX Runtime (floor when enlarging, ceil when
+/// shrinking). Antialiased shrinking is refused. The result gathers (and weighs) input elements by index, so it is
+/// differentiable w.r.t. the input.
 /// </summary>
 [OnnxOperator("Resize")]
 sealed class ResizeOp : OnnxOp
 {
-    readonly bool linear;
+    readonly string mode;
     readonly bool antialias;
+    readonly float cubicA;
+    readonly bool excludeOutside;
     readonly string transform;
     readonly string nearestMode;
     readonly string policy;
@@ -21,10 +24,11 @@ sealed class ResizeOp : OnnxOp
 
     public ResizeOp(OpContext context) : base(context)
     {
-        string mode = context.String("mode", "nearest");
-        if (mode is not ("nearest" or "linear")) throw context.Unsupported($"Resize mode '{mode}' (nearest and linear are implemented)");
-        linear = mode == "linear";
+        mode = context.String("mode", "nearest");
+        if (mode is not ("nearest" or "linear" or "cubic")) throw context.Error(SadgErrorCode.InvalidNode, $"unknown Resize mode '{mode}'");
         antialias = context.Int("antialias", 0) != 0;
+        cubicA = context.Float("cubic_coeff_a", -0.75f);
+        excludeOutside = context.Int("exclude_outside", 0) != 0;
         if (context.Opset < 11)
         {
             transform = "asymmetric";
@@ -97,13 +101,15 @@ sealed class ResizeOp : OnnxOp
         var result = x;
         for (int a = 0; a < rank; a++)
         {
-            if (!linear)
+            if (mode == "nearest")
             {
                 result = ShapeOpSupport.Select(result, a, NearestResize.Indices(x.shape[a], outLen[a], scale[a], transform, nearestMode));
                 continue;
             }
-            if (antialias && outLen[a] < x.shape[a]) throw Context.Unsupported("antialiased linear shrinking");
-            result = LinearResize.Along(result, a, outLen[a], scale[a], transform);
+            if (antialias && outLen[a] < x.shape[a]) throw Context.Unsupported($"antialiased {mode} shrinking");
+            result = mode == "linear"
+                ? LinearResize.Along(result, a, outLen[a], scale[a], transform)
+                : CubicResize.Along(result, a, outLen[a], scale[a], transform, cubicA, excludeOutside);
         }
         return [result];
     }
@@ -226,5 +232,67 @@ static class LinearResize
         var a = x.index_select(axis, tensor(lower, device: x.device));
         var b = x.index_select(axis, tensor(upper, device: x.device));
         return (a * w.RSub(1.0)).Add(b * w);
+    }
+}
+
+static class CubicResize
+{
+    /// <summary>
+    /// <paramref name="x"/> resized to <paramref name="outLen"/> along <paramref name="axis"/> by cubic convolution
+    /// (Keys' kernel with coefficient <paramref name="a"/>) over the four input positions around the (unclamped) input
+    /// coordinate, those beyond the edges read at the edge, or, with <paramref name="excludeOutside"/>, left out and the
+    /// other weights renormalized, as ONNX Runtime computes it.
+    /// </summary>
+    public static Tensor Along(Tensor x, long axis, long outLen, double scaleValue, string transform, float a, bool excludeOutside)
+    {
+        long inLen = x.shape[axis];
+        float scale = (float)scaleValue;
+        var indices = new long[4][];
+        var weights = new float[4][];
+        for (int k = 0; k < 4; k++)
+        {
+            indices[k] = new long[outLen];
+            weights[k] = new float[outLen];
+        }
+        for (long i = 0; i < outLen; i++)
+        {
+            float original = NearestResize.Original(i, inLen, outLen, scale, transform);
+            float floor = MathF.Floor(original);
+            float s = original - floor;
+            float[] c = Coefficients(s, a);
+            float total = 0;
+            for (int k = 0; k < 4; k++)
+            {
+                long at = (long)floor - 1 + k;
+                bool outside = at < 0 || at >= inLen;
+                if (excludeOutside && outside) c[k] = 0;
+                total += c[k];
+                indices[k][i] = Math.Clamp(at, 0, Math.Max(inLen - 1, 0));
+            }
+            for (int k = 0; k < 4; k++) weights[k][i] = excludeOutside && total != 0 ? c[k] / total : c[k];
+        }
+        long[] shape = [.. Enumerable.Repeat(1L, (int)x.dim())];
+        shape[axis] = outLen;
+        Tensor? result = null;
+        for (int k = 0; k < 4; k++)
+        {
+            var w = tensor(weights[k], dtype: x.dtype, device: x.device).reshape(shape);
+            var term = x.index_select(axis, tensor(indices[k], device: x.device)) * w;
+            result = result is null ? term : result.Add(term);
+        }
+        return result!;
+    }
+
+    /// <summary>Keys' cubic convolution weights of the taps at floor − 1, floor, floor + 1, floor + 2 for fraction s.</summary>
+    static float[] Coefficients(float s, float a)
+    {
+        float s1 = s + 1, t = 1 - s, t1 = 2 - s;
+        return
+        [
+            ((a * s1 - 5 * a) * s1 + 8 * a) * s1 - 4 * a,
+            ((a + 2) * s - (a + 3)) * s * s + 1,
+            ((a + 2) * t - (a + 3)) * t * t + 1,
+            ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a,
+        ];
     }
 }
