@@ -97,6 +97,17 @@ public class ModelKindTests
         // Every model is written at opset 21, also one of a newer opset; the metadata keeps the source's.
         Assert.Equal(21, OnnxModel.OpsetOf(result.Model));
         Assert.Equal(OnnxModel.OpsetOf(Models.Of(kind)).ToString(System.Globalization.CultureInfo.InvariantCulture), metadata[SadgMetadata.SourceOpset]);
+        // Every quantized layer reads its weight through a DequantizeLinear: the segmenter's ConvTranspose too, per
+        // channel along its output-channel axis 1, with the BatchNormalization after it folded in.
+        var producers = result.Model.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n))).ToDictionary(p => p.o, p => p.n);
+        foreach (var layer in result.Model.Graph.Node.Where(n => n.OpType is "Conv" or "ConvTranspose" or "Gemm"))
+            Assert.Equal("DequantizeLinear", producers[layer.Input[1]].OpType);
+        if (kind == Models.Kind.Segmenter)
+        {
+            var up = result.Model.Graph.Node.Single(n => n.OpType == "ConvTranspose");
+            Assert.Equal(1, producers[up.Input[1]].Attribute.Single(a => a.Name == "axis").I);
+            Assert.DoesNotContain(result.Model.Graph.Node, n => n.OpType == "BatchNormalization");
+        }
         if (metric == OutputComparison.Top1Agreement)
         {
             Assert.Equal(fp.Zip(q, (a, b) => ArgMax(a) == ArgMax(b) ? 1.0 : 0.0).Average(), check.Top1Agreement!.Value, 9);
@@ -105,7 +116,7 @@ public class ModelKindTests
         else
         {
             Assert.Null(check.Top1Agreement);
-            Assert.Equal(kind == Models.Kind.Segmenter ? 3 * 8 * 8 : 8, fp[0].Length);
+            Assert.Equal(kind == Models.Kind.Segmenter ? 3 * 16 * 16 : 8, fp[0].Length);
             Assert.Equal(cosine.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture), metadata[SadgMetadata.OutputCosine]);
             Assert.False(metadata.ContainsKey(SadgMetadata.Top1Agreement));
         }

@@ -95,8 +95,9 @@ public static class Models
 
         /// <summary>
         /// A segmenter at opset 18: GroupNormalization (4 groups, scale and bias per group as opset 18 has them) after
-        /// the second block, bilinear upsampling back to 8x8 (Resize linear, pytorch_half_pixel, as PyTorch exports
-        /// interpolate), a 1x1 Conv to 3 classes per pixel: the output is [N, 3, 8, 8].
+        /// the second block, a grouped ConvTranspose (8 → 4 channels, 2 groups, stride 2) with BatchNormalization and
+        /// Relu back to 8x8, bilinear upsampling to 16x16 (Resize linear, pytorch_half_pixel, as PyTorch exports
+        /// interpolate), a 1x1 Conv to 3 classes per pixel: the output is [N, 3, 16, 16].
         /// </summary>
         Segmenter,
 
@@ -211,9 +212,17 @@ public static class Models
             case Kind.Segmenter:
                 x = b.AddNode("GroupNormalization", [x, b.AddInitializer("gn_s", rand([4], generator: generator) + 0.5f),
                     b.AddInitializer("gn_b", Randn(4) * 0.1f)], attributes: new Dictionary<string, object> { ["num_groups"] = 4L });
+                x = b.AddNode("ConvTranspose", [x, b.AddInitializer("up_w", Randn(8, 2, 2, 2) * 0.5f)], attributes: new Dictionary<string, object>
+                {
+                    ["kernel_shape"] = new long[] { 2, 2 }, ["strides"] = new long[] { 2, 2 }, ["group"] = 2L,
+                });
+                x = b.AddNode("BatchNormalization", [x, b.AddInitializer(b.Fresh("s"), rand([4], generator: generator) + 0.5f),
+                    b.AddInitializer(b.Fresh("b"), Randn(4) * 0.1f), b.AddInitializer(b.Fresh("m"), Randn(4) * 0.1f),
+                    b.AddInitializer(b.Fresh("v"), rand([4], generator: generator) + 0.5f)]);
+                x = b.AddNode("Relu", [x]);
                 x = b.AddNode("Resize", [x, b.AddInitializer("roi", zeros(0)), b.AddInitializer("scales", tensor(new float[] { 1, 1, 2, 2 }))],
                     attributes: new Dictionary<string, object> { ["mode"] = "linear", ["coordinate_transformation_mode"] = "pytorch_half_pixel" });
-                x = b.AddNode("Conv", [x, b.AddInitializer("head_w", Randn(3, 8, 1, 1) * 0.3f), b.AddInitializer("head_b", Randn(3) * 0.1f)],
+                x = b.AddNode("Conv", [x, b.AddInitializer("head_w", Randn(3, 4, 1, 1) * 0.3f), b.AddInitializer("head_b", Randn(3) * 0.1f)],
                     attributes: new Dictionary<string, object> { ["kernel_shape"] = new long[] { 1, 1 } });
                 b.AddOutput(x);
                 return b.Build(18, irVersion: 8);

@@ -2,11 +2,12 @@ using Sadg.Graph;
 using Sadg.Onnx;
 using Sadg.Reconstruction;
 using Sadg.Pipeline;
+using Sadg.Quantization;
 using DataType = global::Onnx.TensorProto.Types.DataType;
 
 namespace Sadg.Cli.Commands;
 
-/// <summary>A Conv, Gemm or MatMul whose weight Sadg would quantize.</summary>
+/// <summary>A layer whose weight Sadg would quantize (<see cref="GraphModule.QuantizableOpTypes"/>).</summary>
 public sealed record QuantizableLayer(string Name, string Op, string Weight, long[] WeightShape, long Parameters, long Channels);
 
 /// <summary>The estimated size of the quantized model at one bit width.</summary>
@@ -117,7 +118,7 @@ public sealed class ModelAnalysis
         {
             Block(e);
             quantizable = graph.Node.Select((n, i) => (Name: string.IsNullOrEmpty(n.Name) ? $"{n.OpType}#{i}" : n.Name, Proto: n))
-                .Where(x => x.Proto.OpType is "Conv" or "Gemm" or "MatMul" && x.Proto.Input.Count >= 2 && floatWeights.Contains(x.Proto.Input[1]))
+                .Where(x => GraphModule.QuantizableOpTypes.Contains(x.Proto.OpType) && x.Proto.Input.Count >= 2 && floatWeights.Contains(x.Proto.Input[1]))
                 .ToList();
         }
         finally
@@ -132,7 +133,7 @@ public sealed class ModelAnalysis
         }
         if (quantizable.Count == 0 && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.NothingToQuantize:D4}"))
             Block(new SadgException(SadgErrorCode.NothingToQuantize,
-                "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", path));
+                $"The model has no {GraphModule.QuantizableOpNames} with constant weights, so there is nothing to quantize.", path));
 
         var layers = quantizable.Select(q =>
         {
@@ -170,16 +171,11 @@ public sealed class ModelAnalysis
 
     static bool IsFloat(global::Onnx.TensorProto t) => (DataType)t.DataType is DataType.Float or DataType.Float16 or DataType.Double or DataType.Bfloat16;
 
-    /// <summary>The per-channel axis DESIGN §4 quantizes: Conv weight axis 0, Gemm axis 0 with transB else 1, MatMul the last.</summary>
+    /// <summary>The number of per-channel scales: the weight's size along <see cref="QuantizedGraph.WeightAxis(global::Onnx.NodeProto)"/>.</summary>
     static long OutputChannels(global::Onnx.NodeProto node, long[] dims)
     {
-        if (dims.Length == 0) return 1;
-        return node.OpType switch
-        {
-            "Gemm" => node.Attribute.FirstOrDefault(a => a.Name == "transB")?.I == 1 ? dims[0] : dims[^1],
-            "MatMul" => dims[^1],
-            _ => dims[0],
-        };
+        int axis = QuantizedGraph.WeightAxis(node);
+        return dims.Length > axis ? dims[axis] : 1;
     }
 
     /// <summary>

@@ -54,9 +54,9 @@ public static class GraphCanonicalization
         return OnnxModel.FromProto(proto, model.Path);
     }
 
-    /// <summary>The weight initializer a Conv, Gemm or MatMul reads as its second input; null when it has none.</summary>
+    /// <summary>The weight initializer a quantizable operator reads as its second input; null when it has none.</summary>
     static string? WeightOf(NodeProto n, HashSet<string> initializers) =>
-        n.OpType is "Conv" or "Gemm" or "MatMul" && n.IsDefaultDomain() && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
+        Sadg.Graph.GraphModule.QuantizableOpTypes.Contains(n.OpType) && n.IsDefaultDomain() && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
 
     static bool IsCanonical(GraphProto graph)
     {

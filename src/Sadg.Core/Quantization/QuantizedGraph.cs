@@ -33,8 +33,8 @@ public sealed class QuantizedGraph : IDisposable
         if (QuantizedNodes.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
                 Graph.Nodes.Any(Graph.IsQuantizable)
-                    ? "Every Conv, Gemm and MatMul with constant weights is excluded, so there is nothing to quantize."
-                    : "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", foldedModel.Path);
+                    ? $"Every {GraphModule.QuantizableOpNames} with constant weights is excluded, so there is nothing to quantize."
+                    : $"The model has no {GraphModule.QuantizableOpNames} with constant weights, so there is nothing to quantize.", foldedModel.Path);
 
         var activationBits = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (node, wBits, inputBits) in plan)
@@ -121,13 +121,20 @@ public sealed class QuantizedGraph : IDisposable
         return plan;
     }
 
-    /// <summary>The output-channel axis of a node's weight: 0 for Conv and Gemm with transB = 1, else 1.</summary>
-    public static int WeightAxis(GraphNode node) => node.OpType switch
+    /// <summary>
+    /// The output-channel axis of a node's weight, along which it is quantized per channel: 0 for Conv and Gemm with
+    /// transB = 1, else 1 (ConvTranspose's [Cin, Cout / group, k…]: a group's output channel j shares the scale of
+    /// the other groups' channel j).
+    /// </summary>
+    public static int WeightAxis(global::Onnx.NodeProto node) => node.OpType switch
     {
         "Conv" => 0,
-        "Gemm" => node.Proto.Attribute.FirstOrDefault(a => a.Name == "transB")?.I == 1 ? 0 : 1,
+        "Gemm" => node.Attribute.FirstOrDefault(a => a.Name == "transB")?.I == 1 ? 0 : 1,
         _ => 1,
     };
+
+    /// <inheritdoc cref="WeightAxis(global::Onnx.NodeProto)"/>
+    public static int WeightAxis(GraphNode node) => WeightAxis(node.Proto);
 
     /// <summary>Turns QDrop on (reconstruction) or off (evaluation) for every activation quantizer.</summary>
     public void SetTraining(bool training)

@@ -93,7 +93,7 @@ public static class BlockPartition
         }
         if (blocks.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
-                "The model has no Conv, Gemm or MatMul with constant weights, so there is nothing to quantize.", graph.Model.Path);
+                $"The model has no {GraphModule.QuantizableOpNames} with constant weights, so there is nothing to quantize.", graph.Model.Path);
         if (start < graph.Nodes.Count)
         {
             var last = blocks[^1];

@@ -13,7 +13,7 @@ namespace Sadg.Tests.Export;
 
 public class QdqWriterTests(ITestOutputHelper output)
 {
-    static readonly string[] ModelNames = ["resnet", "mobilenetv2", "vgg"];
+    static readonly string[] ModelNames = ["resnet", "mobilenetv2", "vgg", "decoder"];
     // "-symmetric": activations with negatives on the symmetric signed grid (INT containers, zero point 0); the
     // others put them below 8 bits on the asymmetric grid (UINT containers with a zero point), at 8 bits on the signed one.
     static readonly string[] Policies = ["W4A4", "W8A8", "W3A3", "mixed", "W4", "W4A4-symmetric", "W3A3-symmetric"];
@@ -35,6 +35,7 @@ public class QdqWriterTests(ITestOutputHelper output)
         "resnet" => TestModels.ResNet(width: width),
         "mobilenetv2" => TestModels.MobileNetV2(),
         "vgg" => TestModels.Vgg(),
+        "decoder" => TestModels.Decoder(batchNorm: false), // the test's own folding knows Conv only
         _ => throw new ArgumentException(name),
     }));
 

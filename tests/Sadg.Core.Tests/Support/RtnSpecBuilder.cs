@@ -28,7 +28,7 @@ public static class RtnSpecBuilder
     {
         using var scope = NewDisposeScope();
         var initializers = folded.Graph.Initializer.ToDictionary(t => t.Name);
-        var ops = folded.Graph.Node.Where(n => n.OpType is "Conv" or "Gemm" or "MatMul" && n.Input.Count > 1
+        var ops = folded.Graph.Node.Where(n => Sadg.Graph.GraphModule.QuantizableOpTypes.Contains(n.OpType) && n.Input.Count > 1
             && initializers.TryGetValue(n.Input[1], out var w) && w.DataType == (int)TensorProto.Types.DataType.Float).ToList();
 
         var spec = new QuantizationSpec();
@@ -37,7 +37,7 @@ public static class RtnSpecBuilder
         {
             var node = ops[i];
             var (wb, ab) = policy(i, ops.Count);
-            int axis = node.OpType == "MatMul" || (node.OpType == "Gemm" && node.Attribute.FirstOrDefault(a => a.Name == "transB")?.I != 1) ? 1 : 0;
+            int axis = QuantizedGraph.WeightAxis(node);
             var w = OnnxTensors.ToTorch(initializers[node.Input[1]]);
             var moved = w.movedim([axis], [0]).reshape(w.shape[axis], -1);
             var lo = moved.amin(1).clamp(max: 0);

@@ -116,6 +116,21 @@ public static class TestModels
     }
 
     /// <summary>
+    /// An encoder-decoder classifier on 3x32x32: Conv-BN-Relu down to 16x16, a grouped ConvTranspose (2 groups, stride 2)
+    /// with BN and Relu back to 32x32, Conv-BN-Relu, GlobalAveragePool, Flatten, Gemm to the classes (without BN: biases).
+    /// </summary>
+    public static ModelProto Decoder(long seed = 7, int classes = 10, long opset = 13, bool batchNorm = true)
+    {
+        var m = new Maker(seed) { UseBatchNorm = batchNorm };
+        var x = m.Input(3, 32, 32);
+        x = m.Relu(m.BatchNorm(m.Conv(x, 3, 8, 3, 2, 1), 8));
+        x = m.Relu(m.BatchNorm(m.ConvTranspose(x, 8, 8, 2, 2, group: 2), 8));
+        x = m.Relu(m.BatchNorm(m.Conv(x, 8, 16, 3, 1, 1), 16));
+        x = m.B.AddNode("Flatten", [m.B.AddNode("GlobalAveragePool", [x])], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        return m.Finish(m.Gemm(x, 16, classes), opset);
+    }
+
+    /// <summary>
     /// A convolutional trunk with only Conv, BatchNormalization, Relu, Add and pooling: stem Conv-BN-Relu,
     /// MaxPool 3x3/2 (pads 1), a basic block, a strided projection block, an AveragePool with asymmetric pads
     /// and ceil_mode; the output is the 4-D feature map.
@@ -189,6 +204,20 @@ public static class TestModels
                 ["kernel_shape"] = new long[] { k, k },
                 ["strides"] = new long[] { stride, stride },
                 ["pads"] = new long[] { pad, pad, pad, pad },
+                ["group"] = (long)group,
+            });
+        }
+
+        /// <summary>ConvTranspose with a [cin, cout / group, k, k] weight, no padding.</summary>
+        public string ConvTranspose(string x, int cin, int cout, int k, int stride, int group = 1)
+        {
+            var w = B.AddInitializer(B.Fresh("deconv_w"), Randn(cin, cout / group, k, k).Mul(MathF.Sqrt(2f / (cin / group))));
+            var inputs = new List<string> { x, w };
+            if (!UseBatchNorm) inputs.Add(B.AddInitializer(B.Fresh("deconv_b"), Randn(cout).Mul(0.1f)));
+            return B.AddNode("ConvTranspose", inputs, attributes: new Dictionary<string, object>
+            {
+                ["kernel_shape"] = new long[] { k, k },
+                ["strides"] = new long[] { stride, stride },
                 ["group"] = (long)group,
             });
         }
