@@ -81,6 +81,55 @@ public class GraphCanonicalizationTests
         Assert.True(y.allclose(expected, rtol: 1e-6, atol: 1e-6), $"max |diff| {(y - expected).abs().max().item<float>()}");
     }
 
+    /// <summary>
+    /// Weights computed from constants, as exports without constant folding write them: a Transpose of an HWIO tensor
+    /// (TensorFlow's layout) and a weight standardization ((w − mean) / std per output channel, BiT's StdConv). Both
+    /// become initializers, their nodes and the source tensors go, the values are ONNX Runtime's, and every layer is
+    /// quantized.
+    /// </summary>
+    [Fact]
+    public void Weights_computed_from_constants_become_initializers_and_are_quantized()
+    {
+        var g = new Generator(5);
+        var b = new OnnxGraphBuilder("computed");
+        var x = b.AddInput("image", DataType.Float, -1, 3, 6, 6);
+        var k = new Dictionary<string, object> { ["kernel_shape"] = new long[] { 3, 3 }, ["pads"] = new long[] { 1, 1, 1, 1 } };
+        var hwio = b.AddInitializer("w0_hwio", randn([3, 3, 3, 4], generator: g) * 0.3f);
+        var w0 = b.AddNode("Transpose", [hwio], ["w0"], new Dictionary<string, object> { ["perm"] = new long[] { 3, 2, 0, 1 } }, "w0_transpose");
+        x = b.AddNode("Relu", [b.AddNode("Conv", [x, w0], attributes: k, name: "conv0")], name: "relu0");
+        var raw = b.AddInitializer("w1_raw", randn([5, 4, 3, 3], generator: g));
+        var axes = b.AddInt64s("axes", 1, 2, 3);
+        var mean = b.AddNode("ReduceMean", [raw], ["w1_mean"], new Dictionary<string, object> { ["axes"] = new long[] { 1, 2, 3 } }, "w1_mean");
+        var centered = b.AddNode("Sub", [raw, mean], ["w1_centered"], name: "w1_center");
+        var variance = b.AddNode("ReduceMean", [b.AddNode("Mul", [centered, centered], ["w1_sq"], name: "w1_square")], ["w1_var"],
+            new Dictionary<string, object> { ["axes"] = new long[] { 1, 2, 3 } }, "w1_variance");
+        var std = b.AddNode("Sqrt", [b.AddNode("Add", [variance, b.AddInitializer("eps", tensor(1e-5f))], ["w1_var_eps"], name: "w1_eps")], ["w1_std"], name: "w1_sqrt");
+        var w1 = b.AddNode("Div", [centered, std], ["w1"], name: "w1_standardize");
+        x = b.AddNode("Conv", [x, w1], attributes: k, name: "conv1");
+        b.AddOutput(x);
+        var source = b.Build(13, irVersion: 8);
+        source.Graph.Initializer.Remove(source.Graph.Initializer.Single(t => t.Name == axes)); // not read: the opset-13 ReduceMean takes axes as an attribute
+
+        var canonical = GraphCanonicalization.Canonical(OnnxModel.FromProto(source, "m.onnx"));
+        Assert.Equal(["conv0", "relu0", "conv1"], canonical.Graph.Node.Select(n => n.Name));
+        Assert.Equal(["w0", "w1"], canonical.Graph.Initializer.Select(t => t.Name).Where(n => n is "w0" or "w1").Order());
+        Assert.DoesNotContain(canonical.Graph.Initializer, t => t.Name is "w0_hwio" or "w1_raw" or "eps");
+        Assert.Same(canonical, GraphCanonicalization.Canonical(canonical));
+
+        using var images = randn([2, 3, 6, 6], generator: new Generator(6));
+        var expected = Sadg.Tests.Support.OrtReference.Run(source, new Dictionary<string, Tensor> { ["image"] = images })[0];
+        using var graph = new GraphModule(canonical);
+        using var y = graph.forward(images);
+        Assert.True(y.allclose(expected, rtol: 1e-5, atol: 1e-5), $"max |diff| {(y - expected).abs().max().item<float>()}");
+
+        var options = new Sadg.Pipeline.PipelineOptions
+        {
+            Method = Sadg.Options.CalibrationMethod.Gaussian, Samples = 8, ReconstructionSteps = 4, MeasureSensitivity = false, Device = CPU,
+        };
+        using var result = Sadg.Pipeline.QuantizationPipeline.Quantize(OnnxModel.FromProto(source, "m.onnx"), options);
+        Assert.Equal(2, result.Report.Layers.Count);
+    }
+
     /// <summary>The exported form quantizes end to end (a weight shared by two layers included).</summary>
     [Fact]
     public void The_exported_form_quantizes()
