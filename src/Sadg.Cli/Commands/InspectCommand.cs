@@ -80,9 +80,10 @@ public static class InspectCommand
         w.WriteLine();
         w.WriteLine($"quantizable layers ({a.Layers.Count}, {a.QuantizableParameters:N0} parameters; {a.OtherParameters:N0} other float parameters stay float32):");
         int nameWidth = Math.Clamp(a.Layers.Select(l => l.Name.Length).DefaultIfEmpty(4).Max(), 4, 40);
-        w.WriteLine($"  {"name".PadRight(nameWidth)}  {"op",-6}  {"weight shape",-18}  {"params",10}");
+        int opWidth = a.Layers.Select(l => l.Op.Length).Append(6).Max();
+        w.WriteLine($"  {"name".PadRight(nameWidth)}  {"op".PadRight(opWidth)}  {"weight shape",-18}  {"params",10}");
         foreach (var l in a.Layers)
-            w.WriteLine($"  {l.Name.PadRight(nameWidth)}  {l.Op,-6}  {"[" + string.Join(", ", l.WeightShape) + "]",-18}  {l.Parameters,10:N0}");
+            w.WriteLine($"  {l.Name.PadRight(nameWidth)}  {l.Op.PadRight(opWidth)}  {"[" + string.Join(", ", l.WeightShape) + "]",-18}  {l.Parameters,10:N0}");
         if (a.Layers.Count > 0) w.WriteLine("  (quantize --exclude and --layer-bits take these names, or an op type; a node without a name in the file is listed as OpType_index)");
         w.WriteLine();
         w.WriteLine($"blocks:     {(a.Blocks is { } b ? b.ToString() : "n/a (the graph does not partition; see the errors)")}");

@@ -1,5 +1,6 @@
 # Architectures of the kinds real exports have (MobileNetV3, EfficientNet, DenseNet, ShuffleNet (also with its input
-# normalization in the graph), Inception, pre-activation ResNet, ConvNeXt, SqueezeNet), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
+# normalization in the graph), Inception, pre-activation ResNet, ConvNeXt, SqueezeNet, an encoder-decoder with
+# ConvTranspose, bilinear/bicubic interpolation and GroupNorm), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
 # exported to ONNX by PyTorch's TorchScript exporter at the opset and options named in MODELS: NAME.onnx as exported by
 # default (every BatchNorm fused into the Conv before it, or kept where nothing precedes it to fuse into) and, for a
 # network with BatchNorm, NAME-bn.onnx with training=TrainingMode.PRESERVE (BatchNormalization kept). Used by
@@ -104,8 +105,18 @@ class Squeeze(nn.Module):  # SqueezeNet-style: no BatchNorm, PReLU, ceil-mode ma
         super().__init__(); s.f=nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.LeakyReLU(0.1), nn.MaxPool2d(3,2,ceil_mode=True), Fire(32,8,24), Fire(48,12,32), nn.MaxPool2d(3,2,ceil_mode=True), Fire(64,16,48))
         s.c=nn.Sequential(nn.Dropout(0.5), nn.Conv2d(96,10,1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
     def forward(s,x): return torch.flatten(s.c(s.f(x)),1)
+class FPN(nn.Module):  # encoder-decoder classifier: ConvTranspose, bilinear and bicubic interpolate, GroupNorm
+    def __init__(s):
+        super().__init__(); s.s1=cbr(1,16,3,2); s.s2=cbr(16,32,3,2)
+        s.up=nn.Sequential(nn.ConvTranspose2d(32,16,2,2,bias=False), nn.BatchNorm2d(16), nn.ReLU()); s.lat=nn.Conv2d(16,16,1)
+        s.gn=nn.Sequential(nn.Conv2d(16,24,3,1,1), nn.GroupNorm(4,24), nn.ReLU()); s.head=cbr(24,48,3,2); s.fc=nn.Linear(48+32,10)
+    def forward(s,x):
+        a=s.s1(x); b=s.s2(a); m=s.up(b)+s.lat(a)
+        y=s.gn(F.interpolate(m, scale_factor=2, mode='bilinear', align_corners=False))
+        z=F.interpolate(b, size=(14,14), mode='bicubic', align_corners=True)
+        return s.fc(torch.cat([s.head(y).mean((2,3)), z.mean((2,3))],1))
 MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), shufnorm=(ShuffleNorm,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
-    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)))
+    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)), fpn=(FPN,13,{}))
 out=sys.argv[1]; os.makedirs(out, exist_ok=True)
 for name in sys.argv[2:] or list(MODELS):
     cls,opset,kw=MODELS[name]; torch.manual_seed(0); m=cls(); opt=torch.optim.Adam(m.parameters(),2e-3)
