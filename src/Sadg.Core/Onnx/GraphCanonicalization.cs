@@ -75,8 +75,10 @@ public static class GraphCanonicalization
     }
 
     /// <summary>
-    /// The second inputs of quantizable operators that nodes compute from initializers alone (no graph input, no
-    /// Shape of anything else), each once; a weight that is a graph output is left as it is.
+    /// The second inputs of quantizable operators that nodes the executor runs compute from initializers alone (no
+    /// graph input, no Shape of anything else), each once; a weight that is a graph output is left as it is, and so is
+    /// one behind an operator the executor does not run (a DequantizeLinear of an already quantized model is refused
+    /// as such later, not folded here).
     /// </summary>
     static IEnumerable<string> ComputedWeights(GraphProto graph, HashSet<string> initializers, HashSet<string> outputs)
     {
@@ -89,7 +91,7 @@ public static class GraphCanonicalization
             if (value.Length == 0 || initializers.Contains(value)) return true;
             if (known.TryGetValue(value, out bool k)) return k;
             known[value] = false; // a cycle is not constant
-            bool result = producers.TryGetValue(value, out var p) && p.IsDefaultDomain()
+            bool result = producers.TryGetValue(value, out var p) && Sadg.Graph.Ops.OperatorRegistry.IsSupported(p.Domain, p.OpType)
                 && p.Attribute.All(a => a.G is null && a.Graphs.Count == 0) && p.Input.All(FromConstants);
             known[value] = result;
             return result;

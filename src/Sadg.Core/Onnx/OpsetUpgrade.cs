@@ -16,7 +16,8 @@ namespace Sadg.Onnx;
 /// Upsample and opset-10 Resize (become opset-21 Resize with the coordinate mapping and rounding they had),
 /// Dropout (becomes Identity: inference), BatchNormalization (removed attributes and unused extra outputs),
 /// Softmax/LogSoftmax/Hardmax before 13 (which flattened to 2-D at <c>axis</c>), Scatter (now ScatterElements),
-/// GroupNormalization before 21 (scale and bias per group: InstanceNormalization between two Reshapes).
+/// GroupNormalization before 21 (scale and bias per group: InstanceNormalization between two Reshapes), GridSample
+/// before 20 (modes bilinear and bicubic renamed linear and cubic).
 /// Operators whose other attribute changes only added options with the old behaviour as default (Conv, pools,
 /// Gemm, Flatten, element-wise ops, …) are kept as they are. Anything else, or a form that cannot be expressed
 /// at opset 21, is refused with a <see cref="SadgException"/> naming the node.
@@ -139,6 +140,7 @@ public static class OpsetUpgrader
                 case "Softmax" or "LogSoftmax" or "Hardmax": return SoftmaxFamily(node, ranks);
                 case "Scatter": node.OpType = "ScatterElements"; return [node];
                 case "GroupNormalization" when from < 21: return GroupNormPerGroup(node);
+                case "GridSample": return [GridSample(node)];
                 case "GroupNormalization": return [node];
             }
             if (Unchanged.Contains(op))
@@ -376,6 +378,15 @@ public static class OpsetUpgrader
         /// second dimension. When the axis is the last one that is the opset-13 meaning too; otherwise the node
         /// becomes Flatten → op(axis = 1) → Reshape to the input's shape.
         /// </summary>
+        /// <summary>GridSample before opset 20 named its modes bilinear and bicubic; from 20 they are linear and cubic.</summary>
+        NodeProto GridSample(NodeProto node)
+        {
+            if (from >= 20 || Get(node, "mode") is not { } mode) return node;
+            string renamed = mode.S.ToStringUtf8() switch { "bilinear" => "linear", "bicubic" => "cubic", var same => same };
+            mode.S = ByteString.CopyFromUtf8(renamed);
+            return node;
+        }
+
         /// <summary>
         /// GroupNormalization of opsets 18 to 20 scales and shifts per group, opset 21's per channel. The group form is
         /// InstanceNormalization over [N, G, C/G·H·W] (its scale and bias per group) between two Reshapes, as

@@ -90,6 +90,10 @@ public class NnOpParityTests(ITestOutputHelper output)
             A(("mode", "cubic"), ("coordinate_transformation_mode", "align_corners"))),
         ["resize_cubic_half_pixel_shrink_exclude_outside"] = () => One("Resize", [2, 3, 9, 10], [zeros(0), zeros(0), tensor(new long[] { 2, 3, 4, 7 })],
             A(("mode", "cubic"), ("cubic_coeff_a", -0.5f), ("exclude_outside", 1L))),
+        ["gridsample_opset20_linear_reflection_align_corners"] = () => One("GridSample", [2, 3, 5, 6], [rand([2, 4, 7, 2]) * 2.4f - 1.2f],
+            A(("mode", "linear"), ("padding_mode", "reflection"), ("align_corners", 1L)), opset: 20),
+        ["gridsample_opset20_nearest_zeros_5d"] = () => One("GridSample", [1, 2, 3, 4, 5], [rand([1, 2, 3, 4, 3]) * 2.4f - 1.2f],
+            A(("mode", "nearest")), opset: 20),
         ["upsample_linear_opset9"] = () => One("Upsample", [2, 3, 4, 5], [tensor(new float[] { 1, 1, 2, 2 })], A(("mode", "linear")), opset: 9),
     };
 

@@ -229,6 +229,33 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
         Assert.True(executor <= 1e-5, $"the executor differs from ONNX Runtime by {executor}");
     }
 
+    /// <summary>
+    /// GridSample of opset 16 names bilinear sampling "bilinear", opset 20 "linear": the model upgraded from 16 says
+    /// "linear" and computes what the source computes in ONNX Runtime, as does the executor.
+    /// </summary>
+    [Fact]
+    public void An_opset_16_GridSample_is_written_at_opset_21_with_the_new_mode_name_and_the_same_outputs()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(0).manual_seed(16);
+        var b = new OnnxGraphBuilder("gridsample16");
+        var x = b.AddInput("input", DataType.Float, -1, 3, 5, 6);
+        var grid = b.AddInitializer("grid", rand([2, 4, 7, 2], generator: g) * 2.4f - 1.2f);
+        b.AddOutput(b.AddNode("GridSample", [x, grid], ["y"], Attrs(("mode", "bilinear"), ("padding_mode", "border")), "sample"));
+        var source = b.Build(16);
+        var upgraded = OpsetUpgrader.Upgrade(source);
+        Assert.Equal("linear", upgraded.Graph.Node.Single(n => n.Name == "sample").Attribute.Single(a => a.Name == "mode").S.ToStringUtf8());
+
+        var feeds = new Dictionary<string, Tensor> { ["input"] = randn([2, 3, 5, 6], generator: g) };
+        var before = OrtReference.Run(source, feeds)[0];
+        var after = OrtReference.Run(upgraded, feeds)[0];
+        double diff = (before - after).abs().max().item<float>();
+        Assert.True(diff <= 1e-6, $"the upgraded model differs by {diff}");
+        using var graph = new Sadg.Graph.GraphModule(OnnxModel.FromProto(source));
+        double executor = (graph.Run(feeds, ["y"])["y"] - before).abs().max().item<float>();
+        Assert.True(executor <= 1e-5, $"the executor differs from ONNX Runtime by {executor}");
+    }
+
     [Fact]
     public void WhatCannotBeUpgradedIsRefusedNamingTheNode()
     {

@@ -296,3 +296,44 @@ static class CubicResize
         ];
     }
 }
+
+/// <summary>
+/// GridSample (opset 16: bilinear and nearest on 4-D inputs; from opset 20 "linear" for bilinear, and 5-D inputs),
+/// padding zeros, border or reflection, align_corners: torch's grid_sample, which ONNX's definition follows. Cubic
+/// sampling is refused (TorchSharp's grid_sample has no bicubic mode).
+/// </summary>
+[OnnxOperator("GridSample")]
+sealed class GridSampleOp : OnnxOp
+{
+    readonly GridSampleMode mode;
+    readonly GridSamplePaddingMode padding;
+    readonly bool alignCorners;
+
+    public GridSampleOp(OpContext context) : base(context)
+    {
+        mode = context.String("mode", context.Opset < 20 ? "bilinear" : "linear") switch
+        {
+            "bilinear" or "linear" => GridSampleMode.Bilinear,
+            "nearest" => GridSampleMode.Nearest,
+            "bicubic" or "cubic" => throw context.Unsupported("cubic GridSample"),
+            var other => throw context.Error(SadgErrorCode.InvalidNode, $"unknown GridSample mode '{other}'"),
+        };
+        padding = context.String("padding_mode", "zeros") switch
+        {
+            "zeros" => GridSamplePaddingMode.Zeros,
+            "border" => GridSamplePaddingMode.Border,
+            "reflection" => GridSamplePaddingMode.Reflection,
+            var other => throw context.Error(SadgErrorCode.InvalidNode, $"unknown GridSample padding_mode '{other}'"),
+        };
+        alignCorners = context.Int("align_corners", 0) != 0;
+    }
+
+    public override Tensor?[] Run(IReadOnlyList<Tensor?> inputs)
+    {
+        var x = Required(inputs, 0);
+        var grid = OpHelpers.OnDeviceOf(Required(inputs, 1), x);
+        if (x.dim() is not (4 or 5) || grid.dim() != x.dim())
+            throw Context.Unsupported($"GridSample of a rank-{x.dim()} input (4-D and 5-D are implemented)");
+        return [nn.functional.grid_sample(x, grid.to_type(x.dtype), mode, padding, alignCorners)];
+    }
+}
