@@ -7,7 +7,7 @@ using DataType = global::Onnx.TensorProto.Types.DataType;
 
 namespace Sadg.Cli.Commands;
 
-/// <summary>A layer whose weight Sadg would quantize (<see cref="GraphModule.QuantizableOpTypes"/>).</summary>
+/// <summary>A layer whose weight Sadg would quantize (<see cref="QuantizableOps.OpTypes"/>).</summary>
 public sealed record QuantizableLayer(string Name, string Op, string Weight, long[] WeightShape, long Parameters, long Channels);
 
 /// <summary>The estimated size of the quantized model at one bit width.</summary>
@@ -103,7 +103,7 @@ public sealed class ModelAnalysis
         {
             // The graph as the pipeline builds it (every node named, a channels-last input turned channels-first), so
             // that the names listed are those quantize reads in --exclude and --layer-bits and writes in its report.
-            module = new GraphModule(InputShapes.ForPipeline(model, null));
+            module = new GraphModule(ComputedWeights.ForPipeline(model, null));
             quantizable = module.Nodes.Where(module.IsQuantizable).Select(n => (n.Name, n.Proto)).ToList();
             cancellationToken.ThrowIfCancellationRequested();
             if (image is not null)
@@ -118,7 +118,7 @@ public sealed class ModelAnalysis
         {
             Block(e);
             quantizable = graph.Node.Select((n, i) => (Name: string.IsNullOrEmpty(n.Name) ? $"{n.OpType}#{i}" : n.Name, Proto: n))
-                .Where(x => GraphModule.QuantizableOpTypes.Contains(x.Proto.OpType) && x.Proto.Input.Count >= 2 && floatWeights.Contains(x.Proto.Input[1]))
+                .Where(x => QuantizableOps.OpTypes.Contains(x.Proto.OpType) && x.Proto.Input.Count >= 2 && floatWeights.Contains(x.Proto.Input[1]))
                 .ToList();
         }
         finally
@@ -133,7 +133,7 @@ public sealed class ModelAnalysis
         }
         if (quantizable.Count == 0 && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.NothingToQuantize:D4}"))
             Block(new SadgException(SadgErrorCode.NothingToQuantize,
-                $"The model has no {GraphModule.QuantizableOpNames} with constant weights, so there is nothing to quantize.", path));
+                $"The model has no {QuantizableOps.Names} with constant weights, so there is nothing to quantize.", path));
 
         var layers = quantizable.Select(q =>
         {

@@ -1,9 +1,10 @@
+using Sadg.Onnx;
 using Sadg.Graph;
 
 namespace Sadg.Generation;
 
 /// <summary>
-/// The layer SADAG reads its features a from: the last quantized layer (<see cref="GraphModule.QuantizableOpTypes"/>, with a constant
+/// The layer SADAG reads its features a from: the last quantized layer (<see cref="QuantizableOps.OpTypes"/>, with a constant
 /// weight) that the model's first output depends on, whatever its op, and the value it reads (flattened per sample).
 /// For a classifier this is the head (a Gemm/MatMul, or a 1×1 Conv over a 1×1 map as Keras writes it); for a
 /// feature extractor, detector or segmenter it is the last layer before the output.
@@ -24,7 +25,7 @@ public sealed record ClassifierHead(GraphNode Node, int FeatureInput)
     /// <summary>Finds the layer; SADG1404 (naming the model and the fix) when the first output depends on no quantized layer.</summary>
     public static ClassifierHead Find(GraphModule graph) => TryFind(graph)
         ?? throw new SadgException(SadgErrorCode.MethodNotApplicable,
-            $"The output '{graph.OutputNames[0]}' of {ModelName(graph)} depends on no {GraphModule.QuantizableOpNames} with a constant weight, " +
+            $"The output '{graph.OutputNames[0]}' of {ModelName(graph)} depends on no {QuantizableOps.Names} with a constant weight, " +
             "so SADAG has no last layer to take its gradient-matching and diversity terms from. Set " +
             $"{QuantizeSchema.Method.Label} to genie (Genie-D generation only) for this model.", graph.Model.Path);
 

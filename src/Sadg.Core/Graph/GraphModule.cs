@@ -91,19 +91,12 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     /// <summary>The float weights of the graph (initializers and Constant-node outputs), by value name.</summary>
     public IReadOnlyDictionary<string, Tensor> Weights => leaves.ToDictionary(n => n, n => constants[n]);
 
-    /// <summary>The operators Sadg quantizes when their weight (second input) is a constant float tensor.</summary>
-    public static readonly IReadOnlySet<string> QuantizableOpTypes = new HashSet<string>(StringComparer.Ordinal) { "Conv", "ConvTranspose", "Gemm", "MatMul" };
-
-    /// <summary>The quantizable operators as messages name them: "Conv, ConvTranspose, Gemm or MatMul".</summary>
-    public static string QuantizableOpNames { get; } =
-        string.Join(", ", QuantizableOpTypes.Order(StringComparer.Ordinal).SkipLast(1)) + " or " + QuantizableOpTypes.Order(StringComparer.Ordinal).Last();
-
     /// <summary>
-    /// A <see cref="QuantizableOpTypes"/> node whose weight (second input) is a constant float tensor of the graph: the
+    /// A <see cref="QuantizableOps.OpTypes"/> node whose weight (second input) is a constant float tensor of the graph: the
     /// operators Sadg quantizes.
     /// </summary>
     public bool IsQuantizable(GraphNode node) =>
-        node.Kind == NodeKind.Dynamic && QuantizableOpTypes.Contains(node.OpType)
+        node.Kind == NodeKind.Dynamic && QuantizableOps.OpTypes.Contains(node.OpType)
         && node.Inputs.Count >= 2 && leaves.Contains(node.Inputs[1]);
 
     /// <summary>True when the value is known without running anything (an initializer or folded constant).</summary>

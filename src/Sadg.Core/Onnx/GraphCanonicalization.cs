@@ -8,9 +8,8 @@ namespace Sadg.Onnx;
 /// layers by node. So a tensor held by a Constant node becomes an initializer, an Identity of an initializer (as
 /// PyTorch writes shared weights) is read through, every node has a name of its own (unnamed nodes
 /// <c>OpType_index</c>, a repeated name made unique), and a weight read by several layers is copied for each, so every
-/// layer is quantized with scales of its own. A weight computed from constants only (a Transpose, a reshape or a
-/// weight standardization exported without constant folding) is computed once and becomes an initializer, so the layer
-/// is quantized instead of silently staying float. ImageScaler (an experimental operator of opsets 1 to 9 that older
+/// layer is quantized with scales of its own (a weight computed from constants is made an initializer first, by
+/// <see cref="Sadg.Graph.ComputedWeights"/>, which needs the executor). ImageScaler (an experimental operator of opsets 1 to 9 that older
 /// converters put in front of a network, y = scale · x + bias[c]) becomes a Mul and an Add by constants, which the
 /// executor runs, the input prior reads as the input's normalization, and opset 21 has. The same values;
 /// <c>sadg inspect</c> lists the same names.
@@ -41,9 +40,6 @@ public static class GraphCanonicalization
             GraphEdits.ReplaceReads(graph.Node, identity.Output[0], identity.Input[0]);
             graph.Node.Remove(identity);
         }
-        foreach (string weight in ComputedWeights(graph, initializers, outputs).ToList())
-            FoldWeight(proto, weight, names, model.Path);
-        initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         OpsetUpgrader.NameNodes(graph, names);
         // A weight read by several layers: each layer after the first gets a copy of its own, quantized with its own scales.
         var claimed = new HashSet<string>(StringComparer.Ordinal);
@@ -61,7 +57,7 @@ public static class GraphCanonicalization
 
     /// <summary>The weight initializer a quantizable operator reads as its second input; null when it has none.</summary>
     static string? WeightOf(NodeProto n, HashSet<string> initializers) =>
-        Sadg.Graph.GraphModule.QuantizableOpTypes.Contains(n.OpType) && n.IsDefaultDomain() && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
+        QuantizableOps.OpTypes.Contains(n.OpType) && n.IsDefaultDomain() && n.Input.Count >= 2 && initializers.Contains(n.Input[1]) ? n.Input[1] : null;
 
     static bool IsCanonical(GraphProto graph)
     {
@@ -70,87 +66,7 @@ public static class GraphCanonicalization
         var names = new HashSet<string>(StringComparer.Ordinal);
         var weights = new HashSet<string>(StringComparer.Ordinal);
         return graph.Node.All(n => !string.IsNullOrEmpty(n.Name) && names.Add(n.Name) && !IsTensorConstant(n) && !IsIdentityOf(n, initializers, outputs)
-            && !IsImageScaler(n) && (WeightOf(n, initializers) is not { } w || weights.Add(w)))
-            && !ComputedWeights(graph, initializers, outputs).Any();
-    }
-
-    /// <summary>
-    /// The second inputs of quantizable operators that nodes the executor runs compute from initializers alone (no
-    /// graph input, no Shape of anything else), each once; a weight that is a graph output is left as it is, and so is
-    /// one behind an operator the executor does not run (a DequantizeLinear of an already quantized model is refused
-    /// as such later, not folded here).
-    /// </summary>
-    static IEnumerable<string> ComputedWeights(GraphProto graph, HashSet<string> initializers, HashSet<string> outputs)
-    {
-        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var n in graph.Node)
-            foreach (var o in n.Output.Where(o => o.Length > 0)) producers[o] = n;
-        var known = new Dictionary<string, bool>(StringComparer.Ordinal);
-        bool FromConstants(string value)
-        {
-            if (value.Length == 0 || initializers.Contains(value)) return true;
-            if (known.TryGetValue(value, out bool k)) return k;
-            known[value] = false; // a cycle is not constant
-            bool result = producers.TryGetValue(value, out var p) && Sadg.Graph.Ops.OperatorRegistry.IsSupported(p.Domain, p.OpType)
-                && p.Attribute.All(a => a.G is null && a.Graphs.Count == 0) && p.Input.All(FromConstants);
-            known[value] = result;
-            return result;
-        }
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var n in graph.Node)
-            if (Sadg.Graph.GraphModule.QuantizableOpTypes.Contains(n.OpType) && n.IsDefaultDomain() && n.Input.Count >= 2
-                && !initializers.Contains(n.Input[1]) && !outputs.Contains(n.Input[1]) && producers.ContainsKey(n.Input[1])
-                && FromConstants(n.Input[1]) && seen.Add(n.Input[1]))
-                yield return n.Input[1];
-    }
-
-    /// <summary>
-    /// Computes <paramref name="weight"/> with the executor from the nodes it depends on, makes it an initializer of
-    /// the same name and removes the nodes no other value reads. A result that is not float is left computed.
-    /// </summary>
-    static void FoldWeight(ModelProto proto, string weight, NameSet names, string? path)
-    {
-        var graph = proto.Graph;
-        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var n in graph.Node)
-            foreach (var o in n.Output.Where(o => o.Length > 0)) producers[o] = n;
-        var needed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance); // by reference: a node changes below
-        var stack = new Stack<string>([weight]);
-        while (stack.Count > 0)
-            if (producers.TryGetValue(stack.Pop(), out var p) && needed.Add(p))
-                foreach (var i in p.Input.Where(i => i.Length > 0)) stack.Push(i);
-
-        var sub = new ModelProto { IrVersion = proto.IrVersion, Graph = new GraphProto { Name = "weight" } };
-        sub.OpsetImport.AddRange(proto.OpsetImport);
-        sub.Graph.Node.AddRange(graph.Node.Where(needed.Contains));
-        var reads = needed.SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
-        sub.Graph.Initializer.AddRange(graph.Initializer.Where(t => reads.Contains(t.Name)));
-        sub.Graph.Output.Add(new ValueInfoProto { Name = weight });
-        using var scope = TorchSharp.torch.NewDisposeScope();
-        using var module = new Sadg.Graph.GraphModule(OnnxModel.FromProto(sub, path));
-        var value = module.Run(new Dictionary<string, TorchSharp.torch.Tensor>(), [weight])[weight];
-        if (value.dtype != TorchSharp.torch.ScalarType.Float32) return;
-        graph.Initializer.Add(OnnxTensors.FromTorch(weight, value.detach().cpu().contiguous()));
-        // The producer no longer defines the weight (another of its outputs may still be read, e.g. a Split's).
-        var producer = producers[weight];
-        producer.Output[producer.Output.IndexOf(weight)] = names.Unique($"{weight}_computed");
-        // Nodes whose every output no one reads any more (the weight's own chain) go too.
-        var outputs = Outputs(graph);
-        bool removed = true;
-        while (removed)
-        {
-            var read = graph.Node.SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
-            var dead = graph.Node.Where(n => needed.Contains(n) && n.Output.All(o => o.Length == 0 || !read.Contains(o) && !outputs.Contains(o))).ToList();
-            foreach (var n in dead) graph.Node.Remove(n);
-            removed = dead.Count > 0;
-        }
-        var stillRead = graph.Node.SelectMany(n => n.Input).Concat(outputs).ToHashSet(StringComparer.Ordinal);
-        foreach (var t in graph.Initializer.Where(t => reads.Contains(t.Name) && !stillRead.Contains(t.Name)).ToList())
-        {
-            graph.Initializer.Remove(t);
-            // Weights listed as graph inputs too (keep_initializers_as_inputs) leave the inputs with them.
-            if (graph.Input.FirstOrDefault(i => i.Name == t.Name) is { } listed) graph.Input.Remove(listed);
-        }
+            && !IsImageScaler(n) && (WeightOf(n, initializers) is not { } w || weights.Add(w)));
     }
 
     static bool IsImageScaler(NodeProto n) => n.OpType == "ImageScaler" && n.IsDefaultDomain() && n.Input.Count == 1 && n.Output.Count == 1;
@@ -191,5 +107,5 @@ public static class GraphCanonicalization
     static bool IsIdentityOf(NodeProto n, HashSet<string> initializers, HashSet<string> outputs) =>
         n.OpType == "Identity" && n.IsDefaultDomain() && n.Input.Count == 1 && initializers.Contains(n.Input[0]) && !outputs.Contains(n.Output[0]);
 
-    static HashSet<string> Outputs(GraphProto graph) => graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+    internal static HashSet<string> Outputs(GraphProto graph) => graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
 }

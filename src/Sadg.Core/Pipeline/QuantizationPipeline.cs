@@ -21,14 +21,14 @@ namespace Sadg.Pipeline;
 public static class QuantizationPipeline
 {
     /// <summary>
-    /// The model a run works on (<see cref="InputShapes.ForPipeline"/>) and the standardization its input is fed with
+    /// The model a run works on (<see cref="ComputedWeights.ForPipeline"/>) and the standardization its input is fed with
     /// (<see cref="InputStandardization.Resolve"/> on the model as its file declares it), both from
     /// <paramref name="source"/> sized once by <see cref="PipelineOptions.InputShape"/>.
     /// </summary>
     internal static (OnnxModel Model, InputStandardization Standardization) Prepare(OnnxModel source, PipelineOptions options)
     {
         var sized = InputShapes.Apply(source, options.InputShape);
-        return (InputShapes.ForPipeline(sized, null), InputStandardization.Resolve(sized, options.Input));
+        return (ComputedWeights.ForPipeline(sized, null), InputStandardization.Resolve(sized, options.Input));
     }
 
     /// <summary>
@@ -66,7 +66,7 @@ public static class QuantizationPipeline
         CancellationToken cancellationToken = default)
     {
         using var images = Generate(model, options, reporter, cancellationToken);
-        var folded = BatchNormFolding.Fold(InputShapes.ForPipeline(model, options.InputShape));
+        var folded = BatchNormFolding.Fold(ComputedWeights.ForPipeline(model, options.InputShape));
         var layers = SensitivityAnalysis.Measure(folded, images.Images, options.Quantization(), options.Device, cancellationToken);
         return new SensitivityMeasurement(layers, (int)Math.Min(images.Images.shape[0], SensitivityAnalysis.MaxImages));
     }

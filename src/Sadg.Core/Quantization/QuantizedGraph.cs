@@ -33,8 +33,8 @@ public sealed class QuantizedGraph : IDisposable
         if (QuantizedNodes.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
                 Graph.Nodes.Any(Graph.IsQuantizable)
-                    ? $"Every {GraphModule.QuantizableOpNames} with constant weights is excluded, so there is nothing to quantize."
-                    : $"The model has no {GraphModule.QuantizableOpNames} with constant weights, so there is nothing to quantize.", foldedModel.Path);
+                    ? $"Every {QuantizableOps.Names} with constant weights is excluded, so there is nothing to quantize."
+                    : $"The model has no {QuantizableOps.Names} with constant weights, so there is nothing to quantize.", foldedModel.Path);
 
         var activationBits = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (node, wBits, inputBits) in plan)

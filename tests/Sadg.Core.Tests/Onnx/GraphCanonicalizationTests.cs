@@ -110,11 +110,11 @@ public class GraphCanonicalizationTests
         var source = b.Build(13, irVersion: 8);
         source.Graph.Initializer.Remove(source.Graph.Initializer.Single(t => t.Name == axes)); // not read: the opset-13 ReduceMean takes axes as an attribute
 
-        var canonical = GraphCanonicalization.Canonical(OnnxModel.FromProto(source, "m.onnx"));
+        var canonical = ComputedWeights.Fold(OnnxModel.FromProto(source, "m.onnx"));
         Assert.Equal(["conv0", "relu0", "conv1"], canonical.Graph.Node.Select(n => n.Name));
         Assert.Equal(["w0", "w1"], canonical.Graph.Initializer.Select(t => t.Name).Where(n => n is "w0" or "w1").Order());
         Assert.DoesNotContain(canonical.Graph.Initializer, t => t.Name is "w0_hwio" or "w1_raw" or "eps");
-        Assert.Same(canonical, GraphCanonicalization.Canonical(canonical));
+        Assert.Same(canonical, ComputedWeights.Fold(canonical));
 
         using var images = randn([2, 3, 6, 6], generator: new Generator(6));
         var expected = Sadg.Tests.Support.OrtReference.Run(source, new Dictionary<string, Tensor> { ["image"] = images })[0];

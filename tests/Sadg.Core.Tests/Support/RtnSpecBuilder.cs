@@ -28,7 +28,7 @@ public static class RtnSpecBuilder
     {
         using var scope = NewDisposeScope();
         var initializers = folded.Graph.Initializer.ToDictionary(t => t.Name);
-        var ops = folded.Graph.Node.Where(n => Sadg.Graph.GraphModule.QuantizableOpTypes.Contains(n.OpType) && n.Input.Count > 1
+        var ops = folded.Graph.Node.Where(n => QuantizableOps.OpTypes.Contains(n.OpType) && n.Input.Count > 1
             && initializers.TryGetValue(n.Input[1], out var w) && w.DataType == (int)TensorProto.Types.DataType.Float).ToList();
 
         var spec = new QuantizationSpec();
