@@ -107,5 +107,4 @@ public static class ComputedWeights
             if (graph.Input.FirstOrDefault(i => i.Name == t.Name) is { } listed) graph.Input.Remove(listed);
         }
     }
-
 }

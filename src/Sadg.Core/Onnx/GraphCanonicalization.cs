@@ -8,11 +8,11 @@ namespace Sadg.Onnx;
 /// layers by node. So a tensor held by a Constant node becomes an initializer, an Identity of an initializer (as
 /// PyTorch writes shared weights) is read through, every node has a name of its own (unnamed nodes
 /// <c>OpType_index</c>, a repeated name made unique), and a weight read by several layers is copied for each, so every
-/// layer is quantized with scales of its own (a weight computed from constants is made an initializer first, by
-/// <see cref="Sadg.Graph.ComputedWeights"/>, which needs the executor). ImageScaler (an experimental operator of opsets 1 to 9 that older
-/// converters put in front of a network, y = scale · x + bias[c]) becomes a Mul and an Add by constants, which the
-/// executor runs, the input prior reads as the input's normalization, and opset 21 has. The same values;
-/// <c>sadg inspect</c> lists the same names.
+/// layer is quantized with scales of its own (a weight computed from constants is made an initializer afterwards, by
+/// <see cref="Sadg.Graph.ComputedWeights"/>, which needs the executor). ImageScaler (an experimental operator of
+/// opsets 1 to 9 that older converters put in front of a network, y = scale · x + bias[c]) becomes a Mul and an Add by
+/// constants, which the executor runs, the input prior reads as the input's normalization, and opset 21 has. The same
+/// values; <c>sadg inspect</c> lists the same names.
 /// </summary>
 public static class GraphCanonicalization
 {
