@@ -133,7 +133,7 @@ public sealed class ModelAnalysis
         }
         if (quantizable.Count == 0 && !blockers.Any(b => b.Code == $"SADG{(int)SadgErrorCode.NothingToQuantize:D4}"))
             Block(new SadgException(SadgErrorCode.NothingToQuantize,
-                $"The model has no {QuantizableOps.Names} with constant weights, so there is nothing to quantize.", path));
+                QuantizableOps.NothingToQuantize, path));
 
         var layers = quantizable.Select(q =>
         {

@@ -373,11 +373,6 @@ public static class OpsetUpgrader
             return node;
         }
 
-        /// <summary>
-        /// Before opset 13 these ops flattened the input to 2-D at <c>axis</c> (default 1) and normalized the
-        /// second dimension. When the axis is the last one that is the opset-13 meaning too; otherwise the node
-        /// becomes Flatten → op(axis = 1) → Reshape to the input's shape.
-        /// </summary>
         /// <summary>GridSample before opset 20 named its modes bilinear and bicubic; from 20 they are linear and cubic.</summary>
         NodeProto GridSample(NodeProto node)
         {
@@ -418,6 +413,11 @@ public static class OpsetUpgrader
             return [grouped, norm, shape, back];
         }
 
+        /// <summary>
+        /// Before opset 13 these ops flattened the input to 2-D at <c>axis</c> (default 1) and normalized the
+        /// second dimension. When the axis is the last one that is the opset-13 meaning too; otherwise the node
+        /// becomes Flatten → op(axis = 1) → Reshape to the input's shape.
+        /// </summary>
         IEnumerable<NodeProto> SoftmaxFamily(NodeProto node, RankInference ranks)
         {
             if (from >= 13) return [node];

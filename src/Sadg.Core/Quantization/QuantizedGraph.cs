@@ -34,7 +34,7 @@ public sealed class QuantizedGraph : IDisposable
             throw new SadgException(SadgErrorCode.NothingToQuantize,
                 Graph.Nodes.Any(Graph.IsQuantizable)
                     ? $"Every {QuantizableOps.Names} with constant weights is excluded, so there is nothing to quantize."
-                    : $"The model has no {QuantizableOps.Names} with constant weights, so there is nothing to quantize.", foldedModel.Path);
+                    : QuantizableOps.NothingToQuantize, foldedModel.Path);
 
         var activationBits = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (node, wBits, inputBits) in plan)

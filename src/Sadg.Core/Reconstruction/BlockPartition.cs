@@ -94,7 +94,7 @@ public static class BlockPartition
         }
         if (blocks.Count == 0)
             throw new SadgException(SadgErrorCode.NothingToQuantize,
-                $"The model has no {QuantizableOps.Names} with constant weights, so there is nothing to quantize.", graph.Model.Path);
+                QuantizableOps.NothingToQuantize, graph.Model.Path);
         if (start < graph.Nodes.Count)
         {
             var last = blocks[^1];

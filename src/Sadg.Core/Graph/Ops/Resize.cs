@@ -226,12 +226,28 @@ static class LinearResize
             identity &= low == i && weight[i] == 0f;
         }
         if (identity) return x;
+        return Taps.Weighted(x, axis, [lower, upper], [weight.Select(w => 1 - w).ToArray(), weight]);
+    }
+}
+
+static class Taps
+{
+    /// <summary>
+    /// Σₖ x[…, indices[k][i], …] · weights[k][i] along <paramref name="axis"/> (output position i): the separable
+    /// interpolations' sum over their taps, gathered by index so that it is differentiable w.r.t. <paramref name="x"/>.
+    /// </summary>
+    public static Tensor Weighted(Tensor x, long axis, long[][] indices, float[][] weights)
+    {
         long[] shape = [.. Enumerable.Repeat(1L, (int)x.dim())];
-        shape[axis] = outLen;
-        var w = tensor(weight, dtype: x.dtype, device: x.device).reshape(shape);
-        var a = x.index_select(axis, tensor(lower, device: x.device));
-        var b = x.index_select(axis, tensor(upper, device: x.device));
-        return (a * w.RSub(1.0)).Add(b * w);
+        shape[axis] = indices[0].Length;
+        Tensor? result = null;
+        for (int k = 0; k < indices.Length; k++)
+        {
+            var w = tensor(weights[k], dtype: x.dtype, device: x.device).reshape(shape);
+            var term = x.index_select(axis, tensor(indices[k], device: x.device)) * w;
+            result = result is null ? term : result.Add(term);
+        }
+        return result!;
     }
 }
 
@@ -271,16 +287,7 @@ static class CubicResize
             }
             for (int k = 0; k < 4; k++) weights[k][i] = excludeOutside && total != 0 ? c[k] / total : c[k];
         }
-        long[] shape = [.. Enumerable.Repeat(1L, (int)x.dim())];
-        shape[axis] = outLen;
-        Tensor? result = null;
-        for (int k = 0; k < 4; k++)
-        {
-            var w = tensor(weights[k], dtype: x.dtype, device: x.device).reshape(shape);
-            var term = x.index_select(axis, tensor(indices[k], device: x.device)) * w;
-            result = result is null ? term : result.Add(term);
-        }
-        return result!;
+        return Taps.Weighted(x, axis, indices, weights);
     }
 
     /// <summary>Keys' cubic convolution weights of the taps at floor − 1, floor, floor + 1, floor + 2 for fraction s.</summary>
