@@ -38,6 +38,7 @@ namespace Sadg.Benchmarks;
 ///       [--real-images N] (real calibration images: N/classes of each class's first 100 of an image folder, the first N
 ///       training images of an IDX folder; 1,000 and 1,024 when not given; the test set does not change)
 ///       [--reconstruction-steps N] (steps per block of the final reconstruction, Q₀ a fifth of it; the profile's when not given)
+///       [--output-tuning N] (steps of OutputTuning, the activation scales tuned together on the model's output; none when not given)
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
@@ -57,7 +58,7 @@ static class QuantizationBenchmark
     static readonly string[] KnownOptions = ["--ablate", "--bits", "--data", "--first-seed", "--images", "--input-prior",
         "--input-range", "--lambda-bn", "--lambda-div", "--methods", "--model", "--neighbour", "--out", "--profile",
         "--real-images", "--reconstruction-steps", "--reduced", "--refinement-steps", "--report-only", "--resume", "--rho",
-        "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
+        "--output-tuning", "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
 
     public static int Run(string[] args)
     {
@@ -89,7 +90,8 @@ static class QuantizationBenchmark
                 : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray(),
             Number(args, "--reconstruction-steps") is double r ? (int)r : null,
             Number(args, "--refinement-steps") is double rs ? (int)rs : null,
-            Number(args, "--rounding-weight"));
+            Number(args, "--rounding-weight"),
+            Number(args, "--output-tuning") is double ot ? (int)ot : null);
         string root = RepoRoot();
         string name = Arg(args, "--out", reduced ? "benchmarks-reduced" : "benchmarks");
         string modelPath = ModelPath(root, args, Directory.GetCurrentDirectory());
@@ -169,7 +171,7 @@ static class QuantizationBenchmark
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
         SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
-        int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null);
+        int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null, int? OutputTuning = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     internal static double? Number(string[] args, string name) =>
@@ -215,7 +217,7 @@ static class QuantizationBenchmark
     static PipelineOptions Options(string profile, string method, int weightBits, int activationBits, int seed, Tensor realPixels, Knobs knobs) => new()
     {
         WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
-        RoundingRate = knobs.RoundingRate, RoundingLossWeight = knobs.RoundingWeight, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
+        RoundingRate = knobs.RoundingRate, RoundingLossWeight = knobs.RoundingWeight, OutputTuningSteps = knobs.OutputTuning, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
         SizeBudget = knobs.SizeBudget,
         SadagLoss = knobs.SadagLoss,
         Method = method switch

@@ -46,13 +46,15 @@ internal sealed class GeneratedCalibration(SyntheticImages? sharedWarmUp) : Cali
         {
             clock.Restart();
             var q0Recorder = new ReconstructionRecorder(context.Reporter, "reconstructing the warm-up model Q0");
+            var q0Tuning = new TuningRecorder(context.Reporter, "tuning the warm-up model's scales on its output");
             var q0Options = options.Quantization() with { Iterations = options.ResolvedWarmUpReconstructionSteps };
             CalibratedModel q0;
             using (var warmImages = warm.Images())
-                q0 = ModelCalibration.Calibrate(model, warmImages, q0Options, context.Device, q0Recorder, context.Cancellation);
+                q0 = ModelCalibration.Calibrate(model, warmImages, q0Options, context.Device, q0Recorder, context.Cancellation, q0Tuning);
             using (q0)
             {
                 q0Recorder.Finish(record.Losses, "reconstruction (Q0)");
+                q0Tuning.Finish(record.Losses, "output tuning (Q0)");
                 record.Timings.Add(clock.Finish("reconstruction (Q0)"));
                 clock.Restart();
                 var refine = new GenerationRecorder(context.Reporter);

@@ -64,6 +64,12 @@ public sealed record PipelineOptions
     /// </summary>
     public double? RoundingLossWeight { get; init; }
 
+    /// <summary>
+    /// Overrides the steps of the output tuning (<see cref="Sadg.Reconstruction.OutputTuning"/>) after the block
+    /// reconstruction; null: <see cref="ProfileOutputTuningSteps"/>. For experiments; in the canonical options only when set.
+    /// </summary>
+    public int? OutputTuningSteps { get; init; }
+
     /// <summary>How SADAG picks its neighbour (random by default: what the paper's formula does in effect).</summary>
     public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
@@ -169,6 +175,15 @@ public sealed record PipelineOptions
     public int ResolvedReconstructionSteps => ReconstructionSteps ?? ProfileReconstructionSteps(Profile);
 
     /// <summary>
+    /// Steps of the output tuning for a reconstruction of <paramref name="reconstructionSteps"/> steps per block: none.
+    /// </summary>
+    public static int ProfileOutputTuningSteps(int reconstructionSteps) => 0;
+
+    /// <summary>Steps of the output tuning after the final reconstruction (and Q₀'s); none without reconstruction.</summary>
+    public int ResolvedOutputTuningSteps => ResolvedReconstructionSteps == 0 ? 0
+        : OutputTuningSteps ?? ProfileOutputTuningSteps(ResolvedReconstructionSteps);
+
+    /// <summary>
     /// Reconstruction steps per block of SADAG's warm-up model Q₀: a fifth of the final reconstruction's, as in the
     /// paper (4000 against 20000).
     /// </summary>
@@ -198,6 +213,7 @@ public sealed record PipelineOptions
         ScaleSteps = ScaleSteps,
         RoundingRate = RoundingRate,
         RoundingLossWeight = RoundingLossWeight ?? QuantizationOptions.DefaultRoundingLossWeight,
+        OutputTuningSteps = ResolvedOutputTuningSteps,
         Ablation = Ablation,
         Policy = FirstLastSame ? BitPolicy.Same(WeightBits, ActivationBits) : new BitPolicy(),
         Layers = new LayerChoices { Exclude = Exclude, WeightBits = LayerBits },
@@ -300,6 +316,7 @@ public sealed record PipelineOptions
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();
         if (RoundingLossWeight is { } lambdaRound) values["rounding_weight"] = lambdaRound.ToString("R", CultureInfo.InvariantCulture);
+        if (OutputTuningSteps is { } tuning) values["output_tuning_steps"] = tuning.ToString(CultureInfo.InvariantCulture);
         if (SadagLoss is { } loss)
         {
             var culture = CultureInfo.InvariantCulture;

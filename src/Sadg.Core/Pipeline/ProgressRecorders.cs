@@ -65,3 +65,25 @@ internal sealed class ReconstructionRecorder(IPipelineReporter reporter, string 
         if (first is not null && last is not null) losses.Add(new StageLosses(stageName, first, last));
     }
 }
+
+/// <summary>Turns the output tuning's progress into a stage, and keeps its first and last losses.</summary>
+internal sealed class TuningRecorder(IPipelineReporter reporter, string name) : IProgress<TuningProgress>
+{
+    IPipelineStage? stage;
+    IReadOnlyDictionary<string, double>? first, last;
+
+    public void Report(TuningProgress value)
+    {
+        stage ??= reporter.Stage(name, value.Steps);
+        var losses = new SortedDictionary<string, double>(StringComparer.Ordinal) { ["output"] = value.Loss };
+        first ??= losses;
+        last = losses;
+        stage.Report(value.Step);
+    }
+
+    public void Finish(List<StageLosses> losses, string stageName)
+    {
+        stage?.Dispose();
+        if (first is not null && last is not null) losses.Add(new StageLosses(stageName, first, last));
+    }
+}

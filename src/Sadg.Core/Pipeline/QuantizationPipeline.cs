@@ -130,10 +130,12 @@ public static class QuantizationPipeline
             }
             QuantizationOutcome outcome;
             var recorder = new ReconstructionRecorder(reporter, "reconstructing");
-            using (var calibrated = ModelCalibration.Calibrate(model, images.Images, quantization, device, recorder, cancellationToken))
+            var tuning = new TuningRecorder(reporter, "tuning the scales on the output");
+            using (var calibrated = ModelCalibration.Calibrate(model, images.Images, quantization, device, recorder, cancellationToken, tuning))
                 outcome = ModelQuantizer.Write(calibrated);
             outcome.Spec.Dispose(); // written into the QDQ model; its tensors are not needed any more
             recorder.Finish(losses);
+            tuning.Finish(losses, "output tuning");
             timings.Add(clock.Finish("reconstruction"));
             IReadOnlyList<LayerSensitivity> sensitivity = [];
             if (options.MeasureSensitivity)

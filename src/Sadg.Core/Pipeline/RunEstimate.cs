@@ -82,7 +82,7 @@ public static class ProfileCost
     /// reconstruction (Q₀) (SADAG) = Q₀ steps × Σ blocks' step + calibration pass (per image × min(images, activation
     /// calibration images));
     /// refinement (SADAG) = refinement steps × images ÷ measured batch × refinement step;
-    /// reconstruction = steps × Σ blocks' step + calibration pass;
+    /// reconstruction = steps × Σ blocks' step + calibration pass + output tuning steps × Σ blocks' step (Q₀'s too);
     /// layer sensitivity (when <see cref="PipelineOptions.MeasureSensitivity"/>) = with m = min(images,
     /// <see cref="SensitivityAnalysis.MaxImages"/>), m × calibration pass per image (each layer's quantizers calibrate)
     /// + (quantized layers + 1) × m × forward time per image;
@@ -97,8 +97,10 @@ public static class ProfileCost
         int blocks = times.BlockStepSeconds.Count;
         var stages = new List<StageEstimate>();
         double calibration = Math.Min(samples, options.Quantization().ActivationCalibrationSamples) * times.CalibrationSecondsPerImage;
+        // The output tuning after each reconstruction: a step runs the whole model forward and back, about one step of every block.
+        double tuning = options.ResolvedOutputTuningSteps * times.ReconstructionStepSeconds;
         StageEstimate Reconstruction(string stage, int steps) =>
-            new(stage, steps, blocks, steps * times.ReconstructionStepSeconds + calibration);
+            new(stage, steps, blocks, steps * times.ReconstructionStepSeconds + calibration + tuning);
 
         if (options.Method == CalibrationMethod.Gaussian)
             stages.Add(new StageEstimate("gaussian noise", 0, 1, 0));
@@ -173,7 +175,7 @@ public static class ProfileCost
 
         var reconstruction = new StepTicks<ReconstructionProgress>();
         var clock = Stopwatch.StartNew();
-        using var calibrated = ModelCalibration.Calibrate(model, images, options.Quantization() with { Iterations = steps }, device, reconstruction,
+        using var calibrated = ModelCalibration.Calibrate(model, images, options.Quantization() with { Iterations = steps, OutputTuningSteps = 0 }, device, reconstruction,
             cancellationToken);
         double pass = clock.Elapsed.TotalSeconds;
         int blocks = calibrated.Blocks.Count;

@@ -217,6 +217,9 @@ public sealed record QuantizationOptions
     /// <summary>p, the QDrop probability of an element keeping its float value (paper: 0.5).</summary>
     public double DropProbability { get; init; } = 0.5;
 
+    /// <summary>Steps of <see cref="Sadg.Reconstruction.OutputTuning"/> after the block reconstruction (0: none).</summary>
+    public int OutputTuningSteps { get; init; }
+
     /// <summary>Calibration images used to set each activation quantizer's initial scale.</summary>
     public int ActivationCalibrationSamples { get; init; } = 256;
 

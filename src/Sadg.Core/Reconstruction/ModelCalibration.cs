@@ -39,11 +39,12 @@ public static class ModelCalibration
     }
 
     /// <summary>
-    /// Folds BatchNorm and builds the quantized graph Q calibrated (and, if the options ask, reconstructed) on
-    /// <paramref name="images"/>. The caller owns the result.
+    /// Folds BatchNorm and builds the quantized graph Q calibrated (and, if the options ask, reconstructed and its scales
+    /// tuned on the output: <see cref="OutputTuning"/>) on <paramref name="images"/>. The caller owns the result.
     /// </summary>
     public static CalibratedModel Calibrate(OnnxModel model, Tensor images, QuantizationOptions options,
-        Device? device = null, IProgress<ReconstructionProgress>? progress = null, CancellationToken cancellationToken = default)
+        Device? device = null, IProgress<ReconstructionProgress>? progress = null, CancellationToken cancellationToken = default,
+        IProgress<TuningProgress>? tuningProgress = null)
     {
         options.Validate();
         CheckCalibrationData(model, images);
@@ -53,7 +54,9 @@ public static class ModelCalibration
         {
             using var fp = new GraphModule(fold.Model, device);
             using var scope = NewDisposeScope();
-            var blocks = BlockReconstruction.Run(quantized, fp, images.to(quantized.Graph.Device), progress, cancellationToken);
+            var onDevice = images.to(quantized.Graph.Device);
+            var blocks = BlockReconstruction.Run(quantized, fp, onDevice, progress, cancellationToken);
+            OutputTuning.Run(quantized, fp, onDevice, options.OutputTuningSteps, tuningProgress, cancellationToken);
             return new CalibratedModel(quantized, fold, blocks);
         }
         catch

@@ -1,0 +1,80 @@
+using Sadg.Graph;
+using Sadg.Onnx;
+using Sadg.Quantization;
+using Sadg.Reconstruction;
+using Sadg.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sadg.Tests.Reconstruction;
+
+/// <summary>The output-level tuning of the activation scales: what it changes, what it leaves, and its loss.</summary>
+[Collection(nameof(Sadg.Tests.Quantization.QuantizerMemoryTests))]
+public class OutputTuningTests
+{
+    static double OutputLoss(QuantizedGraph q, GraphModule fp, Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return OutputTuning.Loss(q.Graph.forward(images), fp.forward(images)).item<float>();
+    }
+
+    [Fact]
+    public void Tuning_lowers_the_output_loss_and_moves_the_scales_but_not_the_rounding()
+    {
+        var model = OnnxModel.FromProto(TestModels.ResNet());
+        using var images = TestModels.Input(32, seed: 9);
+        var options = new QuantizationOptions { WeightBits = 3, ActivationBits = 3, Iterations = 20, BatchSize = 8, Seed = 1 };
+        using var calibrated = ModelCalibration.Calibrate(model, images, options);
+        var q = calibrated.Quantized;
+        using var fp = new GraphModule(calibrated.Fold.Model);
+        using var scope = NewDisposeScope();
+        var roundingBefore = q.WeightQuantizers.ToDictionary(p => p.Key, p => p.Value.RoundingVariable.detach().clone());
+        var weightScalesBefore = q.WeightQuantizers.ToDictionary(p => p.Key, p => p.Value.Scale.detach().clone());
+        var scalesBefore = q.ActivationQuantizers.ToDictionary(p => p.Key, p => p.Value.Scale.item<float>());
+        double before = OutputLoss(q, fp, images);
+
+        OutputTuning.Run(q, fp, images, steps: 60);
+
+        double after = OutputLoss(q, fp, images);
+        Assert.True(after < before, $"The output loss went from {before} to {after}.");
+        Assert.Contains(q.ActivationQuantizers, p => p.Value.Scale.item<float>() != scalesBefore[p.Key]);
+        Assert.Contains(q.WeightQuantizers, p => !p.Value.Scale.detach().eq(weightScalesBefore[p.Key]).all().item<bool>());
+        foreach (var (name, w) in q.WeightQuantizers)
+            Assert.True(w.RoundingVariable.detach().eq(roundingBefore[name]).all().item<bool>(), $"The rounding of '{name}' changed.");
+        Assert.All(q.WeightQuantizers.Values, w => Assert.True(w.Scale.requires_grad && w.RoundingVariable.requires_grad));
+    }
+
+    [Fact]
+    public void Tuning_steps_leave_no_live_tensors()
+    {
+        var model = OnnxModel.FromProto(TestModels.ResNet());
+        using var images = TestModels.Input(16, seed: 9);
+        using var calibrated = ModelCalibration.Calibrate(model, images, new QuantizationOptions { Iterations = 2, BatchSize = 8 });
+        using var fp = new GraphModule(calibrated.Fold.Model);
+        OutputTuning.Run(calibrated.Quantized, fp, images, steps: 3);
+        long before = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        OutputTuning.Run(calibrated.Quantized, fp, images, steps: 30);
+        Assert.Equal(before, DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount);
+    }
+
+    [Fact]
+    public void Class_scores_are_compared_by_their_softmax_and_maps_by_the_channel_sum_of_squares()
+    {
+        using var scope = NewDisposeScope();
+        var logits = tensor(new float[] { 1, 2, 0.5f, -1, 0, 3 }, [2, 3]);
+        var target = tensor(new float[] { 0, 2, 1, 1, 1, 1 }, [2, 3]);
+        double expected = 0;
+        for (int i = 0; i < 2; i++)
+        {
+            var p = target[i].softmax(0).data<float>().ToArray();
+            var qq = logits[i].softmax(0).data<float>().ToArray();
+            for (int k = 0; k < 3; k++) expected += p[k] * Math.Log(p[k] / qq[k]);
+        }
+        Assert.Equal(expected / 2, OutputTuning.Loss(logits, target).item<float>(), 5);
+
+        var map = randn(2, 3, 4, 4, generator: new Generator(1));
+        var reference = randn(2, 3, 4, 4, generator: new Generator(2));
+        Assert.Equal((map - reference).square().sum().item<float>() / 32, OutputTuning.Loss(map, reference).item<float>(), 4);
+    }
+}
