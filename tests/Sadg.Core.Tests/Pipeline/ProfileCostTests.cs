@@ -58,12 +58,14 @@ public class ProfileCostTests
             int reconstruction = PipelineOptions.ProfileReconstructionSteps(profile);
             double calibration = Math.Min(g.Images, new QuantizationOptions().ActivationCalibrationSamples) * 0.01;
             var options = new PipelineOptions { Profile = profile };
+            // The output tuning after each reconstruction: one step of every block per tuning step.
+            double tuning = options.ResolvedOutputTuningSteps * 0.6;
 
             var sadag = ProfileCost.Estimate(options with { Method = CalibrationMethod.Sadag }, Times);
             Assert.Equal(g.WarmupSteps * (g.Images / 20.0) * 0.5, Stage(sadag, "warm-up (Genie-D)"), 6);
-            Assert.Equal(Math.Max(1, reconstruction / 5) * 0.6 + calibration, Stage(sadag, "reconstruction (Q0)"), 6);
+            Assert.Equal(Math.Max(1, reconstruction / 5) * 0.6 + calibration + tuning, Stage(sadag, "reconstruction (Q0)"), 6);
             Assert.Equal(g.RefinementSteps * (g.Images / 20.0) * 2.0, Stage(sadag, "refinement (SADAG)"), 6);
-            Assert.Equal(reconstruction * 0.6 + calibration, Stage(sadag, "reconstruction"), 6);
+            Assert.Equal(reconstruction * 0.6 + calibration + tuning, Stage(sadag, "reconstruction"), 6);
             Assert.Equal(g.Images * 0.001, Stage(sadag, "ONNX Runtime check"), 6);
 
             var genie = ProfileCost.Estimate(options with { Method = CalibrationMethod.Genie }, Times);

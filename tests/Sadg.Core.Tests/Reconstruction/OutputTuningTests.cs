@@ -1,5 +1,7 @@
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Options;
+using Sadg.Pipeline;
 using Sadg.Quantization;
 using Sadg.Reconstruction;
 using Sadg.Tests.Support;
@@ -56,6 +58,24 @@ public class OutputTuningTests
         long before = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
         OutputTuning.Run(calibrated.Quantized, fp, images, steps: 30);
         Assert.Equal(before, DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount);
+    }
+
+    [Fact]
+    public void Real_images_on_the_default_profile_tune_for_two_fifths_of_its_reconstruction_steps_and_nothing_else_does()
+    {
+        var real = new PipelineOptions { Profile = StepProfile.Default, Method = CalibrationMethod.Real };
+        Assert.Equal(200, real.ResolvedOutputTuningSteps);
+        Assert.Equal(200, real.Quantization().OutputTuningSteps);
+        Assert.Equal(40, (real with { ReconstructionSteps = 100 }).ResolvedOutputTuningSteps);
+        Assert.Equal(0, (real with { ReconstructionSteps = 0 }).ResolvedOutputTuningSteps);
+        Assert.Equal(0, (real with { Profile = StepProfile.Quick }).ResolvedOutputTuningSteps);
+        Assert.Equal(0, (real with { Profile = StepProfile.Paper }).ResolvedOutputTuningSteps);
+        foreach (var method in new[] { CalibrationMethod.Sadag, CalibrationMethod.Genie, CalibrationMethod.Gaussian })
+            Assert.Equal(0, (real with { Method = method }).ResolvedOutputTuningSteps);
+        Assert.Equal(7, new PipelineOptions { Profile = StepProfile.Quick, OutputTuningSteps = 7 }.Quantization().OutputTuningSteps);
+        Assert.Equal(OutputTuning.ReferenceLearningRate, OutputTuning.LearningRate(OutputTuning.ReferenceSteps));
+        Assert.Equal(OutputTuning.ReferenceLearningRate * 5, OutputTuning.LearningRate(OutputTuning.ReferenceSteps / 5), 12);
+        Assert.Equal(OutputTuning.ReferenceLearningRate, OutputTuning.LearningRate(OutputTuning.ReferenceSteps * 10));
     }
 
     [Fact]
