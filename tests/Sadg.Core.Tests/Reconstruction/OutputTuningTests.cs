@@ -79,6 +79,27 @@ public class OutputTuningTests
     }
 
     [Fact]
+    public void A_run_with_real_images_reports_the_tuning_and_one_with_generated_images_does_not()
+    {
+        var model = OnnxModel.FromProto(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8));
+        using var images = TestModels.Input(16, 5, 1, 8, 8);
+        var options = new PipelineOptions
+        {
+            Method = CalibrationMethod.Real, CalibrationImages = images, Profile = StepProfile.Default, Seed = 7, ReconstructionSteps = 10,
+        };
+        using (var real = QuantizationPipeline.Quantize(model, options))
+        {
+            var tuning = Assert.Single(real.Report.Losses, l => l.Stage == "output tuning");
+            Assert.True(double.IsFinite(tuning.First["output"]) && double.IsFinite(tuning.Last["output"]));
+        }
+        using var genie = QuantizationPipeline.Quantize(model, options with
+        {
+            Method = CalibrationMethod.Genie, CalibrationImages = null, Samples = 8, GenerationSteps = 2,
+        });
+        Assert.DoesNotContain(genie.Report.Losses, l => l.Stage.StartsWith("output tuning", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Class_scores_are_compared_by_their_softmax_and_maps_by_the_channel_sum_of_squares()
     {
         using var scope = NewDisposeScope();
