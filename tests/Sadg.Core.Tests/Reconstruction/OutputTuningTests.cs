@@ -61,7 +61,7 @@ public class OutputTuningTests
     }
 
     [Fact]
-    public void Real_images_on_the_default_profile_tune_for_two_fifths_of_its_reconstruction_steps_and_nothing_else_does()
+    public void The_default_profile_tunes_for_two_fifths_of_its_reconstruction_steps_and_the_others_not_at_all()
     {
         var real = new PipelineOptions { Profile = StepProfile.Default, Method = CalibrationMethod.Real };
         Assert.Equal(200, real.ResolvedOutputTuningSteps);
@@ -71,7 +71,7 @@ public class OutputTuningTests
         Assert.Equal(0, (real with { Profile = StepProfile.Quick }).ResolvedOutputTuningSteps);
         Assert.Equal(0, (real with { Profile = StepProfile.Paper }).ResolvedOutputTuningSteps);
         foreach (var method in new[] { CalibrationMethod.Sadag, CalibrationMethod.Genie, CalibrationMethod.Gaussian })
-            Assert.Equal(0, (real with { Method = method }).ResolvedOutputTuningSteps);
+            Assert.Equal(200, (real with { Method = method }).ResolvedOutputTuningSteps);
         Assert.Equal(7, new PipelineOptions { Profile = StepProfile.Quick, OutputTuningSteps = 7 }.Quantization().OutputTuningSteps);
         Assert.Equal(OutputTuning.ReferenceLearningRate, OutputTuning.LearningRate(OutputTuning.ReferenceSteps));
         Assert.Equal(OutputTuning.ReferenceLearningRate * 5, OutputTuning.LearningRate(OutputTuning.ReferenceSteps / 5), 12);
@@ -79,7 +79,7 @@ public class OutputTuningTests
     }
 
     [Fact]
-    public void A_run_with_real_images_reports_the_tuning_and_one_with_generated_images_does_not()
+    public void Runs_on_the_default_profile_report_the_tuning_and_runs_on_the_quick_profile_do_not()
     {
         var model = OnnxModel.FromProto(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8));
         using var images = TestModels.Input(16, 5, 1, 8, 8);
@@ -92,11 +92,14 @@ public class OutputTuningTests
             var tuning = Assert.Single(real.Report.Losses, l => l.Stage == "output tuning");
             Assert.True(double.IsFinite(tuning.First["output"]) && double.IsFinite(tuning.Last["output"]));
         }
-        using var genie = QuantizationPipeline.Quantize(model, options with
+        var generated = options with { Method = CalibrationMethod.Sadag, CalibrationImages = null, Samples = 8, GenerationSteps = 2 };
+        using (var sadag = QuantizationPipeline.Quantize(model, generated))
         {
-            Method = CalibrationMethod.Genie, CalibrationImages = null, Samples = 8, GenerationSteps = 2,
-        });
-        Assert.DoesNotContain(genie.Report.Losses, l => l.Stage.StartsWith("output tuning", StringComparison.Ordinal));
+            Assert.Single(sadag.Report.Losses, l => l.Stage == "output tuning");
+            Assert.Single(sadag.Report.Losses, l => l.Stage == "output tuning (Q0)");
+        }
+        using var quick = QuantizationPipeline.Quantize(model, generated with { Profile = StepProfile.Quick });
+        Assert.DoesNotContain(quick.Report.Losses, l => l.Stage.StartsWith("output tuning", StringComparison.Ordinal));
     }
 
     [Fact]
