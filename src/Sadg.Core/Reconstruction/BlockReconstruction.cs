@@ -28,7 +28,7 @@ public sealed record BlockOutcome(int Block, string Output, int Steps, double Re
 public static class BlockReconstruction
 {
     /// <summary>The smallest scale a learned quantization step may take.</summary>
-    const double MinScale = 1e-8;
+    internal const double MinScale = 1e-8;
 
     /// <summary>
     /// Quantizes <paramref name="q"/> in place: calibrates every activation quantizer and, when

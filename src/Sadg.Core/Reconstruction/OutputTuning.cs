@@ -47,6 +47,7 @@ public static class OutputTuning
         var rounding = q.WeightQuantizers.Values.Select(w => w.RoundingVariable).ToList();
         var held = rounding.Select(p => p.requires_grad).ToList();
         foreach (var p in rounding) p.requires_grad = false;
+        // Its own stream of mini-batch draws, apart from the reconstruction's (same seed, same draws every run).
         var generator = new Generator((ulong)options.Seed + 7919, images.device);
         using var outer = NewDisposeScope();
         var target = FullPrecisionOutputs(fp, images);
@@ -73,7 +74,7 @@ public static class OutputTuning
                 schedule.step();
                 using (no_grad())
                     for (int i = 0; i < scales.Count; i++)
-                        scales[i].copy_(before[i].Add((scales[i] - before[i]) * initial[i])).ClampMin_(1e-8);
+                        scales[i].copy_(before[i].Add((scales[i] - before[i]) * initial[i])).ClampMin_(BlockReconstruction.MinScale);
                 if (step == steps - 1 || (progress is not null && step % reportEvery == 0))
                 {
                     last = loss.item<float>();
