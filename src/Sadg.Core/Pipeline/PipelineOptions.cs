@@ -177,7 +177,7 @@ public sealed record PipelineOptions
     /// <summary>
     /// Steps of the output tuning (<see cref="Sadg.Reconstruction.OutputTuning"/>) after a reconstruction of
     /// <paramref name="reconstructionSteps"/> steps per block: on the default profile two fifths of them (200 at its
-    /// 500, where it was measured: docs/benchmarks/output-tuning.md); none on the quick profile (not measured there) and
+    /// 500, where it was measured: docs/benchmarks/output-tuning.md); none on the quick profile (measured there: it loses) and
     /// on the paper profile (the paper's method).
     /// </summary>
     public static int ProfileOutputTuningSteps(StepProfile profile, int reconstructionSteps) =>

@@ -73,9 +73,6 @@ public class OutputTuningTests
         foreach (var method in new[] { CalibrationMethod.Sadag, CalibrationMethod.Genie, CalibrationMethod.Gaussian })
             Assert.Equal(200, (real with { Method = method }).ResolvedOutputTuningSteps);
         Assert.Equal(7, new PipelineOptions { Profile = StepProfile.Quick, OutputTuningSteps = 7 }.Quantization().OutputTuningSteps);
-        Assert.Equal(OutputTuning.ReferenceLearningRate, OutputTuning.LearningRate(OutputTuning.ReferenceSteps));
-        Assert.Equal(OutputTuning.ReferenceLearningRate * 5, OutputTuning.LearningRate(OutputTuning.ReferenceSteps / 5), 12);
-        Assert.Equal(OutputTuning.ReferenceLearningRate, OutputTuning.LearningRate(OutputTuning.ReferenceSteps * 10));
     }
 
     [Fact]
