@@ -81,7 +81,15 @@ public static class BlockReconstruction
     }
 
     /// <summary>The block's output for every image, in chunks, without gradients.</summary>
-    static Tensor Forward(GraphModule graph, Block block, Tensor input, int chunk = 128)
+    static Tensor Forward(GraphModule graph, Block block, Tensor input) =>
+        Forward(graph, block.Input, block.Output, input, block.StartNode, block.EndNode);
+
+    /// <summary>
+    /// <paramref name="output"/> computed from <paramref name="input"/> fed as <paramref name="inputName"/> (nodes
+    /// [<paramref name="fromNode"/>, <paramref name="toNode"/>)), for every image, in chunks, without gradients.
+    /// </summary>
+    internal static Tensor Forward(GraphModule graph, string inputName, string output, Tensor input, int fromNode = 0, int toNode = int.MaxValue,
+        int chunk = 128)
     {
         using var noGrad = no_grad();
         var parts = new List<Tensor>();
@@ -89,7 +97,7 @@ public static class BlockReconstruction
         {
             using var scope = NewDisposeScope();
             var x = input.narrow(0, start, Math.Min(chunk, input.shape[0] - start));
-            parts.Add(graph.Run(new Dictionary<string, Tensor> { [block.Input] = x }, [block.Output], block.StartNode, block.EndNode)[block.Output]
+            parts.Add(graph.Run(new Dictionary<string, Tensor> { [inputName] = x }, [output], fromNode, toNode)[output]
                 .detach().MoveToOuterDisposeScope());
         }
         return cat(parts, 0);
@@ -138,7 +146,7 @@ public static class BlockReconstruction
         // Relative scale steps: each Adam update of a scale is multiplied by the scale's initial value.
         var scales = weights.Select(w => (Tensor)w.Scale).Concat(activations.Select(a => (Tensor)a.Scale)).ToList();
         using var initialScope = NewDisposeScope();
-        var initialScales = options.ScaleSteps != ScaleSteps.Absolute ? scales.Select(t => t.detach().clone()).ToList() : [];
+        var relative = options.ScaleSteps != ScaleSteps.Absolute ? new RelativeScaleSteps(scales) : null;
 
         q.SetTraining(true);
         try
@@ -171,17 +179,18 @@ public static class BlockReconstruction
                 weightScaleOptimizer.zero_grad();
                 activationOptimizer?.zero_grad();
                 loss.backward();
-                var before = initialScales.Count > 0 ? scales.Select(t => t.detach().clone()).ToList() : null;
-                roundingOptimizer.step();
-                weightScaleOptimizer.step();
-                weightScaleSchedule.step();
-                activationOptimizer?.step();
-                activationScaleSchedule?.step();
+                void StepAll()
+                {
+                    roundingOptimizer.step();
+                    weightScaleOptimizer.step();
+                    weightScaleSchedule.step();
+                    activationOptimizer?.step();
+                    activationScaleSchedule?.step();
+                }
+                if (relative is null) StepAll();
+                else relative.Step(StepAll);
                 using (no_grad())
                 {
-                    if (before is not null)
-                        for (int i = 0; i < scales.Count; i++)
-                            scales[i].copy_(before[i].Add((scales[i] - before[i]) * initialScales[i]));
                     // A learned scale must stay a valid quantization step.
                     foreach (var w in weights) w.Scale.ClampMin_(MinScale);
                     foreach (var a in activations) a.Scale.ClampMin_(MinScale);

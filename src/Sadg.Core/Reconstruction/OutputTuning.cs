@@ -40,8 +40,8 @@ public static class OutputTuning
         // Its own stream of mini-batch draws, apart from the reconstruction's (same seed, same draws every run).
         var generator = new Generator((ulong)options.Seed + 7919, images.device);
         using var outer = NewDisposeScope();
-        var target = FullPrecisionOutputs(fp, images);
-        var initial = scales.Select(s => s.detach().clone()).ToList();
+        var target = BlockReconstruction.Forward(fp, fp.InputNames[0], fp.OutputNames[0], images);
+        var relative = new RelativeScaleSteps(scales);
         using var optimizer = new HeldScalarAdam(scales, LearningRate);
         var schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, 0);
         double last = 0;
@@ -59,12 +59,13 @@ public static class OutputTuning
                 var loss = Loss(output, target.index_select(0, index));
                 optimizer.zero_grad();
                 loss.backward();
-                var before = scales.Select(s => s.detach().clone()).ToList();
-                optimizer.step();
-                schedule.step();
+                relative.Step(() =>
+                {
+                    optimizer.step();
+                    schedule.step();
+                });
                 using (no_grad())
-                    for (int i = 0; i < scales.Count; i++)
-                        scales[i].copy_(before[i].Add((scales[i] - before[i]) * initial[i])).ClampMin_(BlockReconstruction.MinScale);
+                    foreach (var scale in scales) scale.ClampMin_(BlockReconstruction.MinScale);
                 if (step == steps - 1 || (progress is not null && step % reportEvery == 0))
                 {
                     last = loss.item<float>();
@@ -83,16 +84,4 @@ public static class OutputTuning
     public static Tensor Loss(Tensor output, Tensor target) => output.dim() == 2
         ? nn.functional.kl_div(output.log_softmax(1), target.log_softmax(1), reduction: nn.Reduction.Sum, log_target: true).Div(output.shape[0])
         : BlockReconstruction.ReconstructionLoss(output, target);
-
-    static Tensor FullPrecisionOutputs(GraphModule fp, Tensor images, int chunk = 128)
-    {
-        using var noGrad = no_grad();
-        var parts = new List<Tensor>();
-        for (long start = 0; start < images.shape[0]; start += chunk)
-        {
-            using var scope = NewDisposeScope();
-            parts.Add(fp.forward(images.narrow(0, start, Math.Min(chunk, images.shape[0] - start))).detach().MoveToOuterDisposeScope());
-        }
-        return cat(parts, 0);
-    }
 }
