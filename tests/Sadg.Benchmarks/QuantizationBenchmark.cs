@@ -38,7 +38,8 @@ namespace Sadg.Benchmarks;
 ///       [--real-images N] (real calibration images: N/classes of each class's first 100 of an image folder, the first N
 ///       training images of an IDX folder; 1,000 and 1,024 when not given; the test set does not change)
 ///       [--reconstruction-steps N] (steps per block of the final reconstruction, Q₀ a fifth of it; the profile's when not given)
-///       [--output-tuning N] (steps of OutputTuning, the activation scales tuned together on the model's output; none when not given)
+///       [--output-tuning N] (steps of OutputTuning, every activation and weight scale tuned together on the model's output; 0 switches
+///       it off; the profile's when not given)
 /// A bit width written with an M in front (MW4A4) is mixed precision at the nominal size of uniform weights of those bits
 /// (--size-budget W4), A bits as given: with the uniform row of the same bits it shares each seed's warm-up images.
 /// --reduced = every bit width and method, one seed, the quick profile (about 15 minutes on 2 cores).
