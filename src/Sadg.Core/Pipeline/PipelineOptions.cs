@@ -176,16 +176,18 @@ public sealed record PipelineOptions
 
     /// <summary>
     /// Steps of the output tuning (<see cref="Sadg.Reconstruction.OutputTuning"/>) after a reconstruction of
-    /// <paramref name="reconstructionSteps"/> steps per block: on the default profile two fifths of them (200 at its
-    /// 500, where it was measured: docs/benchmarks/output-tuning.md); none on the quick profile (measured there: it loses) and
-    /// on the paper profile (the paper's method).
+    /// <paramref name="reconstructionSteps"/> steps per block: with real calibration images on the default profile two
+    /// fifths of them (200 at its 500, where it was measured: docs/benchmarks/output-tuning.md); otherwise none. Not with
+    /// generated images: the stage fits the model's output on the calibration images end to end, and on generated
+    /// images it lost up to 19 pt on a MobileNetV3-style network at W3A3 where the same stage on real images gained 5.6;
+    /// not on the quick profile (measured there: it loses) nor on the paper profile (the paper's method).
     /// </summary>
-    public static int ProfileOutputTuningSteps(StepProfile profile, int reconstructionSteps) =>
-        profile == StepProfile.Default ? reconstructionSteps * 2 / 5 : 0;
+    public static int ProfileOutputTuningSteps(StepProfile profile, CalibrationMethod method, int reconstructionSteps) =>
+        profile == StepProfile.Default && method == CalibrationMethod.Real ? reconstructionSteps * 2 / 5 : 0;
 
     /// <summary>Steps of the output tuning after the final reconstruction (and Q₀'s); none without reconstruction.</summary>
     public int ResolvedOutputTuningSteps => ResolvedReconstructionSteps == 0 ? 0
-        : OutputTuningSteps ?? ProfileOutputTuningSteps(Profile, ResolvedReconstructionSteps);
+        : OutputTuningSteps ?? ProfileOutputTuningSteps(Profile, Method, ResolvedReconstructionSteps);
 
     /// <summary>
     /// Reconstruction steps per block of SADAG's warm-up model Q₀: a fifth of the final reconstruction's, as in the

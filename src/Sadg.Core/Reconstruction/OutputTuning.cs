@@ -13,7 +13,9 @@ public sealed record TuningProgress(int Step, int Steps, double Loss);
 /// learned together against the full-precision model's output on the calibration images, with the weights' rounding
 /// final. Block reconstruction fits each block's output on its own; this stage lets the scales trade their errors off
 /// through the whole network, as PD-Quant's prediction-difference loss does for activation scales (here applied to
-/// the scales alone: a few hundred to a few thousand values per model, where 256 images cannot be over-fitted).
+/// the scales alone: a few hundred to a few thousand values per model). Generated images can mislead it (they can be
+/// fitted by paths real images do not take), so profiles run it on real calibration images only
+/// (<see cref="Sadg.Pipeline.PipelineOptions.ProfileOutputTuningSteps"/>).
 /// Rank-2 outputs (class scores) use KL(softmax(y) ‖ softmax(y_q)), others <see cref="BlockReconstruction.ReconstructionLoss"/>.
 /// Adam at <see cref="LearningRate"/>, relative to each scale's initial value, with a cosine decay; every activation
 /// quantizes every element (no QDrop).

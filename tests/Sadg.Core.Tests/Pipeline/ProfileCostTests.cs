@@ -58,8 +58,9 @@ public class ProfileCostTests
             int reconstruction = PipelineOptions.ProfileReconstructionSteps(profile);
             double calibration = Math.Min(g.Images, new QuantizationOptions().ActivationCalibrationSamples) * 0.01;
             var options = new PipelineOptions { Profile = profile };
-            // The output tuning after each reconstruction: one step of every block per tuning step.
-            double tuning = options.ResolvedOutputTuningSteps * 0.6;
+            // Generated images are not tuned on the output unless asked (below).
+            Assert.Equal(0, (options with { Method = CalibrationMethod.Sadag }).ResolvedOutputTuningSteps);
+            const double tuning = 0;
 
             var sadag = ProfileCost.Estimate(options with { Method = CalibrationMethod.Sadag }, Times);
             Assert.Equal(g.WarmupSteps * (g.Images / 20.0) * 0.5, Stage(sadag, "warm-up (Genie-D)"), 6);
@@ -74,6 +75,12 @@ public class ProfileCostTests
             Assert.Equal(Stage(sadag, "reconstruction") + Stage(sadag, "layer sensitivity") + Stage(sadag, "ONNX Runtime check"), gaussian.TotalSeconds, 6);
             Assert.True(gaussian.TotalSeconds < genie.TotalSeconds && genie.TotalSeconds < sadag.TotalSeconds);
         }
+
+        // The output tuning, when asked, after each reconstruction: one step of every block per tuning step.
+        var plain = ProfileCost.Estimate(new PipelineOptions { Profile = StepProfile.Default }, Times);
+        var tuned = ProfileCost.Estimate(new PipelineOptions { Profile = StepProfile.Default, OutputTuningSteps = 50 }, Times);
+        Assert.Equal(Stage(plain, "reconstruction (Q0)") + 50 * 0.6, Stage(tuned, "reconstruction (Q0)"), 6);
+        Assert.Equal(Stage(plain, "reconstruction") + 50 * 0.6, Stage(tuned, "reconstruction"), 6);
 
         // 100 more reconstruction steps (20 more for Q₀) cost 120 more steps of all blocks.
         var quick = ProfileCost.Estimate(new PipelineOptions { Profile = StepProfile.Quick }, Times);

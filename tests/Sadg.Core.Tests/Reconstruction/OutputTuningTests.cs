@@ -61,7 +61,7 @@ public class OutputTuningTests
     }
 
     [Fact]
-    public void The_default_profile_tunes_for_two_fifths_of_its_reconstruction_steps_and_the_others_not_at_all()
+    public void Real_images_on_the_default_profile_are_tuned_for_two_fifths_of_its_reconstruction_steps_and_nothing_else_is()
     {
         var real = new PipelineOptions { Profile = StepProfile.Default, Method = CalibrationMethod.Real };
         Assert.Equal(200, real.ResolvedOutputTuningSteps);
@@ -71,12 +71,15 @@ public class OutputTuningTests
         Assert.Equal(0, (real with { Profile = StepProfile.Quick }).ResolvedOutputTuningSteps);
         Assert.Equal(0, (real with { Profile = StepProfile.Paper }).ResolvedOutputTuningSteps);
         foreach (var method in new[] { CalibrationMethod.Sadag, CalibrationMethod.Genie, CalibrationMethod.Gaussian })
-            Assert.Equal(200, (real with { Method = method }).ResolvedOutputTuningSteps);
+        {
+            Assert.Equal(0, (real with { Method = method }).ResolvedOutputTuningSteps);
+            Assert.Equal(200, (real with { Method = method, OutputTuningSteps = 200 }).Quantization().OutputTuningSteps);
+        }
         Assert.Equal(7, new PipelineOptions { Profile = StepProfile.Quick, OutputTuningSteps = 7 }.Quantization().OutputTuningSteps);
     }
 
     [Fact]
-    public void Runs_on_the_default_profile_report_the_tuning_and_runs_on_the_quick_profile_do_not()
+    public void Real_images_on_the_default_profile_report_the_tuning_and_generated_ones_only_when_asked()
     {
         var model = OnnxModel.FromProto(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8));
         using var images = TestModels.Input(16, 5, 1, 8, 8);
@@ -91,11 +94,13 @@ public class OutputTuningTests
         }
         var generated = options with { Method = CalibrationMethod.Sadag, CalibrationImages = null, Samples = 8, GenerationSteps = 2 };
         using (var sadag = QuantizationPipeline.Quantize(model, generated))
+            Assert.DoesNotContain(sadag.Report.Losses, l => l.Stage.StartsWith("output tuning", StringComparison.Ordinal));
+        using (var asked = QuantizationPipeline.Quantize(model, generated with { OutputTuningSteps = 4 }))
         {
-            Assert.Single(sadag.Report.Losses, l => l.Stage == "output tuning");
-            Assert.Single(sadag.Report.Losses, l => l.Stage == "output tuning (Q0)");
+            Assert.Single(asked.Report.Losses, l => l.Stage == "output tuning");
+            Assert.Single(asked.Report.Losses, l => l.Stage == "output tuning (Q0)");
         }
-        using var quick = QuantizationPipeline.Quantize(model, generated with { Profile = StepProfile.Quick });
+        using var quick = QuantizationPipeline.Quantize(model, options with { Profile = StepProfile.Quick });
         Assert.DoesNotContain(quick.Report.Losses, l => l.Stage.StartsWith("output tuning", StringComparison.Ordinal));
     }
 
