@@ -179,7 +179,7 @@ public sealed record PipelineOptions
     /// <paramref name="reconstructionSteps"/> steps per block: with real calibration images on the default profile two
     /// fifths of them (200 at its 500, where it was measured: docs/benchmarks/output-tuning.md); otherwise none. Not with
     /// generated images: the stage fits the model's output on the calibration images end to end, and on generated
-    /// images it lost up to 19 pt on a MobileNetV3-style network at W3A3 where the same stage on real images gained 5.6;
+    /// images it lost 7–9 pt (one seed 19) on a MobileNetV3-style network at W3A3 where the same stage on real images gained 3.8;
     /// not on the quick profile (measured there: it loses) nor on the paper profile (the paper's method).
     /// </summary>
     public static int ProfileOutputTuningSteps(StepProfile profile, CalibrationMethod method, int reconstructionSteps) =>
