@@ -94,9 +94,7 @@ public static class QdqWriter
         }
 
         var graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var producerOf = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var n in graph.Node)
-            foreach (var o in n.Output.Where(o => o.Length > 0)) producerOf[o] = n;
+        var producerOf = GraphEdits.Producers(graph);
 
         foreach (var a in spec.Activations)
         {

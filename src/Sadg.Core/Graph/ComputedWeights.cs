@@ -37,7 +37,7 @@ public static class ComputedWeights
     /// </summary>
     static IEnumerable<string> Computed(GraphProto graph, HashSet<string> initializers, HashSet<string> outputs)
     {
-        var producers = Producers(graph);
+        var producers = GraphEdits.Producers(graph);
         var known = new Dictionary<string, bool>(StringComparer.Ordinal);
         bool FromConstants(string value)
         {
@@ -64,7 +64,7 @@ public static class ComputedWeights
     static void FoldWeight(ModelProto proto, string weight, NameSet names, string? path)
     {
         var graph = proto.Graph;
-        var producers = Producers(graph);
+        var producers = GraphEdits.Producers(graph);
         var needed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance); // by reference: a node changes below
         var stack = new Stack<string>([weight]);
         while (stack.Count > 0)
@@ -102,14 +102,5 @@ public static class ComputedWeights
             // Weights listed as graph inputs too (keep_initializers_as_inputs) leave the inputs with them.
             if (graph.Input.FirstOrDefault(i => i.Name == t.Name) is { } listed) graph.Input.Remove(listed);
         }
-    }
-
-    /// <summary>The node that writes each value of <paramref name="graph"/>.</summary>
-    static Dictionary<string, NodeProto> Producers(GraphProto graph)
-    {
-        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
-        foreach (var n in graph.Node)
-            foreach (var o in n.Output.Where(o => o.Length > 0)) producers[o] = n;
-        return producers;
     }
 }

@@ -12,6 +12,15 @@ internal static class GraphEdits
     public static bool IsCastToFloat(this NodeProto node) =>
         node.OpType == "Cast" && node.IsDefaultDomain() && node.Attribute.FirstOrDefault(a => a.Name == "to")?.I == (long)TensorProto.Types.DataType.Float;
 
+    /// <summary>The node that writes each value of <paramref name="graph"/> (its top level; subgraphs are not searched).</summary>
+    public static Dictionary<string, NodeProto> Producers(GraphProto graph)
+    {
+        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var n in graph.Node)
+            foreach (var o in n.Output.Where(o => o.Length > 0)) producers[o] = n;
+        return producers;
+    }
+
     /// <summary>Makes every input of <paramref name="nodes"/> that reads <paramref name="from"/> read <paramref name="to"/>.</summary>
     public static void ReplaceReads(IEnumerable<NodeProto> nodes, string from, string to)
     {

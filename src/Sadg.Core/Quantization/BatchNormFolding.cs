@@ -50,7 +50,7 @@ public static class BatchNormFolding
         readonly OnnxModel source;
         readonly long opset;
         readonly Dictionary<string, int> initializerIndex = new(StringComparer.Ordinal);
-        readonly Dictionary<string, NodeProto> producers = new(StringComparer.Ordinal);
+        readonly Dictionary<string, NodeProto> producers;
         readonly Dictionary<string, int> readers = new(StringComparer.Ordinal);
         readonly HashSet<string> names = new(StringComparer.Ordinal);
         readonly HashSet<string> graphInputs;
@@ -65,9 +65,7 @@ public static class BatchNormFolding
             graphInputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
             graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
             for (int i = 0; i < graph.Initializer.Count; i++) initializerIndex[graph.Initializer[i].Name] = i;
-            foreach (var node in graph.Node)
-                foreach (var output in node.Output.Where(o => o.Length > 0))
-                    producers[output] = node;
+            producers = GraphEdits.Producers(graph);
             // Nodes inside subgraphs (If/Loop/Scan bodies) may read outer values implicitly: count those reads too.
             foreach (var input in AllInputs(graph)) readers[input] = readers.GetValueOrDefault(input) + 1;
             CollectNames(graph);

@@ -32,9 +32,9 @@ public static class OutputTuning
     public static double Run(QuantizedGraph q, GraphModule fp, Tensor images, int steps, IProgress<TuningProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
+        if (steps <= 0) return 0;
         var options = q.Options;
         var scales = q.ActivationQuantizers.Values.Select(a => a.Scale).Concat(q.WeightQuantizers.Values.Select(w => w.Scale)).ToList();
-        if (steps <= 0) return 0;
         // The rounding is final: its variables take no gradient while the scales learn.
         var rounding = q.WeightQuantizers.Values.Select(w => w.RoundingVariable).ToList();
         var held = rounding.Select(p => p.requires_grad).ToList();
