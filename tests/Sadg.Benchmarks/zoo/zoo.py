@@ -1,6 +1,6 @@
 # Architectures of the kinds real exports have (MobileNetV3, EfficientNet, DenseNet, ShuffleNet (also with its input
 # normalization in the graph), Inception, pre-activation ResNet, ConvNeXt, SqueezeNet, an encoder-decoder with
-# ConvTranspose, bilinear/bicubic interpolation and GroupNorm), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
+# ConvTranspose, bilinear/bicubic interpolation and GroupNorm, a ResNeXt-style network with dilation, ELU and a softmax output), small, trained two epochs on Fashion-MNIST (pixels x/255, random horizontal flips), each
 # exported to ONNX by PyTorch's TorchScript exporter at the opset and options named in MODELS: NAME.onnx as exported by
 # default (every BatchNorm fused into the Conv before it, or kept where nothing precedes it to fuse into) and, for a
 # network with BatchNorm, NAME-bn.onnx with training=TrainingMode.PRESERVE (BatchNormalization kept). Used by
@@ -115,8 +115,17 @@ class FPN(nn.Module):  # encoder-decoder classifier: ConvTranspose, bilinear and
         y=s.gn(F.interpolate(m, scale_factor=2, mode='bilinear', align_corners=False))
         z=F.interpolate(b, size=(14,14), mode='bicubic', align_corners=True)
         return s.fc(torch.cat([s.head(y).mean((2,3)), z.mean((2,3))],1))
+class XNet(nn.Module):  # ResNeXt bottleneck (grouped 3x3), dilated conv + ELU, padded average pool, flatten of a 4x4 map into two Gemm, softmax output
+    def __init__(s):
+        super().__init__(); s.stem=cbr(1,32,3)
+        s.b=nn.Sequential(cbr(32,32,1), cbr(32,32,3,g=4), nn.Conv2d(32,64,1,bias=False), nn.BatchNorm2d(64)); s.sc=nn.Sequential(nn.Conv2d(32,64,1,bias=False), nn.BatchNorm2d(64))
+        s.d=nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(64,64,3,1,2,dilation=2,bias=False), nn.BatchNorm2d(64), nn.ELU(), nn.AvgPool2d(3,2,1), cbr(64,96,3,2))
+        s.c=nn.Sequential(nn.Flatten(), nn.Linear(96*4*4,128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128,10))
+    def forward(s,x):
+        x=s.stem(x); z=s.c(s.d(F.relu(s.b(x)+s.sc(x))))
+        return z if s.training else F.softmax(z,1)  # trained on logits, exported with probabilities as its output
 MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), shufnorm=(ShuffleNorm,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
-    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)), fpn=(FPN,13,{}))
+    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)), fpn=(FPN,13,{}), xnet=(XNet,17,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})))
 out=sys.argv[1]; os.makedirs(out, exist_ok=True)
 for name in sys.argv[2:] or list(MODELS):
     cls,opset,kw=MODELS[name]; torch.manual_seed(0); m=cls(); opt=torch.optim.Adam(m.parameters(),2e-3)
