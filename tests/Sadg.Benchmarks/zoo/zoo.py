@@ -124,8 +124,9 @@ class XNet(nn.Module):  # ResNeXt bottleneck (grouped 3x3), dilated conv + ELU, 
     def forward(s,x):
         x=s.stem(x); z=s.c(s.d(F.relu(s.b(x)+s.sc(x))))
         return z if s.training else F.softmax(z,1)  # trained on logits, exported with probabilities as its output
-MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), shufnorm=(ShuffleNorm,13,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
-    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)), fpn=(FPN,13,{}), xnet=(XNet,17,dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})))
+NBATCH=dict(dynamic_axes={'input':{0:'N'},'logits':{0:'N'}})  # a dynamic batch named N
+MODELS=dict(mbv3=(MBV3,13,{}), eff=(Eff,11,{}), dense=(Dense,17,{}), shuffle=(Shuffle,13,NBATCH), shufnorm=(ShuffleNorm,13,NBATCH), incep=(Incep,9,dict(do_constant_folding=False)), preres=(PreRes,12,dict(dynamic_axes={'input':{0:'batch'}})),
+    convnext=(ConvNeXt,17,dict(dynamic_axes={'input':{0:'n'}})), squeeze=(Squeeze,9,dict(keep_initializers_as_inputs=True)), fpn=(FPN,13,{}), xnet=(XNet,17,NBATCH))
 out=sys.argv[1]; os.makedirs(out, exist_ok=True)
 for name in sys.argv[2:] or list(MODELS):
     cls,opset,kw=MODELS[name]; torch.manual_seed(0); m=cls(); opt=torch.optim.Adam(m.parameters(),2e-3)
