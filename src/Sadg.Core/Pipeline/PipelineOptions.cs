@@ -168,7 +168,7 @@ public sealed record PipelineOptions
     public static int ProfileReconstructionSteps(StepProfile profile) => profile switch
     {
         StepProfile.Quick => 100,
-        StepProfile.Paper => 20000,
+        StepProfile.Paper => QuantizationOptions.PaperIterations,
         _ => 500,
     };
 
@@ -214,7 +214,6 @@ public sealed record PipelineOptions
         WeightBits = WeightBits,
         ActivationBits = ActivationBits,
         Iterations = ResolvedReconstructionSteps,
-        BatchSize = 32,
         Seed = Seed,
         ScaleSteps = ScaleSteps,
         RoundingRate = RoundingRate,

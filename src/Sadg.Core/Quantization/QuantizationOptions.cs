@@ -162,7 +162,7 @@ public sealed record QuantizationOptions
     public LayerChoices Layers { get; init; } = new();
 
     /// <summary>Reconstruction steps per block (paper: 20000). 0 = round to nearest, no reconstruction.</summary>
-    public int Iterations { get; init; } = 20000;
+    public int Iterations { get; init; } = PaperIterations;
 
     /// <summary>Reconstruction batch size (paper: 32).</summary>
     public int BatchSize { get; init; } = 32;
