@@ -1,6 +1,9 @@
 using System.Globalization;
+using Sadg.Data;
+using Sadg.Generation;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Options;
 using Sadg.Pipeline;
 using Sadg.Quantization;
 using Sadg.Reconstruction;
@@ -14,6 +17,10 @@ namespace Sadg.Benchmarks;
 /// the test images, then corrects each quantized layer's bias, in execution order, by the mean over the calibration
 /// images of (FP output − quantized output) per output channel (empirical bias correction), and scores it again.
 ///   dotnet run -c Release --project tests/Sadg.Benchmarks -- bias [--model M.onnx --data FOLDER] [--bits W8A3] [--seeds 1] [--steps 500]
+/// With <c>--calibration genie --profile P</c> the calibration images are the profile's Genie-D images (zero-shot; the
+/// reconstruction and its budget the profile's) and the correction is measured on them; with <c>--resize N --crop center
+/// --mean m --std s</c> the whole image folder is the test set, read as <c>sadg evaluate</c> reads it with those options
+/// (for a folder with fewer than 100 images per class, such as one ImageNet image per class).
 /// </summary>
 static class BiasProbe
 {
@@ -25,20 +32,29 @@ static class BiasProbe
         int seeds = int.Parse(StepsBenchmark.Arg(args, "--seeds", "1"), CultureInfo.InvariantCulture);
         int steps = int.Parse(StepsBenchmark.Arg(args, "--steps", "500"), CultureInfo.InvariantCulture);
         set_num_threads(Environment.ProcessorCount);
+        bool genie = StepsBenchmark.Arg(args, "--calibration", "real") == "genie";
+        var profile = Enum.Parse<StepProfile>(StepsBenchmark.Arg(args, "--profile", "default"), ignoreCase: true);
         var model = OnnxModel.Load(modelPath);
-        var (test, real, description) = QuantizationBenchmark.LoadData(model, folder, null);
+        var (test, real, description) = StepsBenchmark.Arg(args, "--resize", "") is "" ? QuantizationBenchmark.LoadData(model, folder, null) : WholeFolder(model, folder, args);
         using var testSet = test;
         using var realSet = real;
         var fed = InputStandardization.FromMetadata(model);
         using var outer = NewDisposeScope();
-        var calibration = fed.Standardize(real.Images);
         var testImages = fed.Standardize(test.Images);
         var (w, a) = QuantizationBenchmark.Bits(bits);
-        Console.WriteLine($"{modelPath}, {bits}, {steps} steps per block; {description}");
+        Console.WriteLine($"{modelPath}, {bits}, {(genie ? $"Genie-D images and reconstruction of the {profile} profile" : $"{steps} steps per block")}; {description}");
         for (int seed = 1; seed <= seeds; seed++)
         {
             using var scope = NewDisposeScope();
             var options = new QuantizationOptions { WeightBits = w, ActivationBits = a, Iterations = steps, Seed = seed };
+            var calibration = fed.Standardize(real.Images);
+            if (genie)
+            {
+                var pipeline = new PipelineOptions { WeightBits = w, ActivationBits = a, Profile = profile, Seed = seed, Method = CalibrationMethod.Genie };
+                using var warm = QuantizationPipeline.WarmUp(model, pipeline);
+                calibration = warm.Images();
+                options = pipeline.Quantization();
+            }
             using var calibrated = ModelCalibration.Calibrate(model, calibration, options);
             var q = calibrated.Quantized;
             using var fp = new GraphModule(calibrated.Fold.Model);
@@ -63,6 +79,21 @@ static class BiasProbe
                 $"{corrected} layers, the mean shift was {100 * shiftShare / Math.Max(1, corrected):0.0} % of a layer's squared error on average");
         }
         return 0;
+    }
+
+    /// <summary>Every image of the folder as the test set (resized, cropped and standardized as the options say); no real calibration images.</summary>
+    static (LabelledImages Test, LabelledImages Real, string Description) WholeFolder(OnnxModel model, string folder, string[] args)
+    {
+        var input = model.GetImageInput();
+        ImageResize.TryParse(StepsBenchmark.Arg(args, "--resize", ""), out var resize);
+        var crop = StepsBenchmark.Arg(args, "--crop", "none") == "center" ? CropMode.Center : CropMode.None;
+        var all = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, resize: resize, crop: crop);
+        double mean = QuantizationBenchmark.Number(args, "--mean") ?? 0, std = QuantizationBenchmark.Number(args, "--std") ?? 1;
+        var images = all.Images.Sub(mean).Div(std).DetachFromDisposeScope();
+        var test = new LabelledImages(images, all.Labels.clone().DetachFromDisposeScope());
+        all.Dispose();
+        var none = new LabelledImages(images.narrow(0, 0, 1).clone().DetachFromDisposeScope(), test.Labels.narrow(0, 0, 1).clone().DetachFromDisposeScope());
+        return (test, none, $"image folder `{folder}`, all {test.Count} images, --resize {resize} --crop {crop}, (x − {mean}) / {std}");
     }
 
     /// <summary>A graph's <paramref name="value"/> for every image, in chunks, without gradients.</summary>
