@@ -48,11 +48,11 @@ static class BiasProbe
             using var scope = NewDisposeScope();
             var options = new QuantizationOptions { WeightBits = w, ActivationBits = a, Iterations = steps, Seed = seed };
             var calibration = fed.Standardize(real.Images);
-            if (genie)
+            var pipeline = new PipelineOptions { WeightBits = w, ActivationBits = a, Profile = profile, Seed = seed, Method = CalibrationMethod.Genie };
+            using var generated = genie ? GenieImages(model, pipeline) : null;
+            if (generated is not null)
             {
-                var pipeline = new PipelineOptions { WeightBits = w, ActivationBits = a, Profile = profile, Seed = seed, Method = CalibrationMethod.Genie };
-                using var warm = QuantizationPipeline.WarmUp(model, pipeline);
-                calibration = warm.Images();
+                calibration = generated;
                 options = pipeline.Quantization();
             }
             using var calibrated = ModelCalibration.Calibrate(model, calibration, options);
@@ -79,6 +79,13 @@ static class BiasProbe
                 $"{corrected} layers, the mean shift was {100 * shiftShare / Math.Max(1, corrected):0.0} % of a layer's squared error on average");
         }
         return 0;
+    }
+
+    /// <summary>The Genie-D images the pipeline makes with <paramref name="pipeline"/>; the caller disposes them.</summary>
+    static Tensor GenieImages(OnnxModel model, PipelineOptions pipeline)
+    {
+        using var warm = QuantizationPipeline.WarmUp(model, pipeline);
+        return warm.Images();
     }
 
     /// <summary>Every image of the folder as the test set (resized, cropped and standardized as the options say); no real calibration images.</summary>
