@@ -35,10 +35,13 @@ static class BiasProbe
         bool genie = StepsBenchmark.Arg(args, "--calibration", "real") == "genie";
         var profile = Enum.Parse<StepProfile>(StepsBenchmark.Arg(args, "--profile", "default"), ignoreCase: true);
         var model = OnnxModel.Load(modelPath);
-        var (test, real, description) = StepsBenchmark.Arg(args, "--resize", "") is "" ? QuantizationBenchmark.LoadData(model, folder, null) : WholeFolder(model, folder, args);
+        bool wholeFolder = StepsBenchmark.Arg(args, "--resize", "") is not "";
+        if (wholeFolder && !genie)
+            throw new ArgumentException("--resize scores the whole folder and leaves no real calibration images: add --calibration genie.");
+        var (test, real, description) = wholeFolder ? WholeFolder(model, folder, args) : QuantizationBenchmark.LoadData(model, folder, null);
         using var testSet = test;
         using var realSet = real;
-        var fed = InputStandardization.FromMetadata(model);
+        var fed = Standardization(model, args);
         using var outer = NewDisposeScope();
         var testImages = fed.Standardize(test.Images);
         var (w, a) = QuantizationBenchmark.Bits(bits);
@@ -47,14 +50,10 @@ static class BiasProbe
         {
             using var scope = NewDisposeScope();
             var options = new QuantizationOptions { WeightBits = w, ActivationBits = a, Iterations = steps, Seed = seed };
-            var calibration = fed.Standardize(real.Images);
             var pipeline = new PipelineOptions { WeightBits = w, ActivationBits = a, Profile = profile, Seed = seed, Method = CalibrationMethod.Genie };
             using var generated = genie ? GenieImages(model, pipeline) : null;
-            if (generated is not null)
-            {
-                calibration = generated;
-                options = pipeline.Quantization();
-            }
+            if (generated is not null) options = pipeline.Quantization();
+            var calibration = generated ?? fed.Standardize(real!.Images);
             using var calibrated = ModelCalibration.Calibrate(model, calibration, options);
             var q = calibrated.Quantized;
             using var fp = new GraphModule(calibrated.Fold.Model);
@@ -88,19 +87,28 @@ static class BiasProbe
         return warm.Images();
     }
 
-    /// <summary>Every image of the folder as the test set (resized, cropped and standardized as the options say); no real calibration images.</summary>
-    static (LabelledImages Test, LabelledImages Real, string Description) WholeFolder(OnnxModel model, string folder, string[] args)
+    /// <summary>
+    /// Every image of the folder as the test set, in [0, 1], resized and cropped as <c>--resize</c> and <c>--crop</c> say
+    /// (parsed as <c>sadg evaluate</c> parses them); no real calibration images.
+    /// </summary>
+    static (LabelledImages Test, LabelledImages? Real, string Description) WholeFolder(OnnxModel model, string folder, string[] args)
     {
         var input = model.GetImageInput();
-        ImageResize.TryParse(StepsBenchmark.Arg(args, "--resize", ""), out var resize);
-        var crop = StepsBenchmark.Arg(args, "--crop", "none") == "center" ? CropMode.Center : CropMode.None;
-        var all = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, resize: resize, crop: crop);
-        double mean = QuantizationBenchmark.Number(args, "--mean") ?? 0, std = QuantizationBenchmark.Number(args, "--std") ?? 1;
-        var images = all.Images.Sub(mean).Div(std).DetachFromDisposeScope();
-        var test = new LabelledImages(images, all.Labels.clone().DetachFromDisposeScope());
-        all.Dispose();
-        var none = new LabelledImages(images.narrow(0, 0, 1).clone().DetachFromDisposeScope(), test.Labels.narrow(0, 0, 1).clone().DetachFromDisposeScope());
-        return (test, none, $"image folder `{folder}`, all {test.Count} images, --resize {resize} --crop {crop}, (x − {mean}) / {std}");
+        string resizeText = StepsBenchmark.Arg(args, "--resize", ""), cropText = StepsBenchmark.Arg(args, "--crop", "none");
+        if (!ImageResize.TryParse(resizeText, out var resize)) throw new ArgumentException($"--resize {resizeText}: give N or model.");
+        if (!QuantizeSchema.TryName(cropText, out CropMode crop)) throw new ArgumentException($"--crop {cropText}: give none or center.");
+        var test = ImageFolder.Read(folder, input.Channels, input.Height, input.Width, resize: resize, crop: crop);
+        return (test, null, $"image folder `{folder}`, all {test.Count} images, --resize {resize} --crop {cropText}");
+    }
+
+    /// <summary>What the test images are fed through: <c>--mean</c>/<c>--std</c> when given (as for <c>sadg evaluate</c>), else the model's metadata.</summary>
+    static InputStandardization Standardization(OnnxModel model, string[] args)
+    {
+        string mean = StepsBenchmark.Arg(args, "--mean", ""), std = StepsBenchmark.Arg(args, "--std", "");
+        if (mean is "" && std is "") return InputStandardization.FromMetadata(model);
+        if (!NumberLists.TryParse(mean, out var m) || !NumberLists.TryParse(std, out var d))
+            throw new ArgumentException("Give both --mean and --std, each one number or one per channel.");
+        return InputStandardization.FromNormalization(m!, d!, model.GetImageInput().Channels, "--mean", "--std");
     }
 
     /// <summary>A graph's <paramref name="value"/> for every image, in chunks, without gradients.</summary>

@@ -35,8 +35,7 @@ def same_pads(size, k, s):
     return total // 2, total - total // 2, out
 
 
-def convert(path):
-    f = h5py.File(path, 'r')
+def convert(f):
     layers = layers_of(f)
     nodes, inits = [], []
     shape = None  # (C, H, W) of the current tensor
@@ -115,7 +114,7 @@ def convert(path):
             assert c['activation'] == 'softmax', f'{name}: activation {c["activation"]}'
             nodes.append(helper.make_node('Softmax', [cur], [name], name=name, axis=1))
         else:
-            raise SystemExit(f'{path}: layer {name} of kind {kind} is not converted')
+            raise SystemExit(f'{f.filename}: layer {name} of kind {kind} is not converted')
         cur = name
 
     _, h, w, ch = layers[0][1]['batch_input_shape']
@@ -211,10 +210,11 @@ def onnx_forward(model, x):
 
 def main():
     src, dst = sys.argv[1], sys.argv[2]
-    model, (ch, h, w) = convert(src)
-    x = np.random.default_rng(0).uniform(-1, 1, (2, ch, h, w))
-    got = onnx_forward(model, x)
-    want = keras_forward(h5py.File(src, 'r'), x.transpose(0, 2, 3, 1))
+    with h5py.File(src, 'r') as f:
+        model, (ch, h, w) = convert(f)
+        x = np.random.default_rng(0).uniform(-1, 1, (2, ch, h, w))
+        got = onnx_forward(model, x)
+        want = keras_forward(f, x.transpose(0, 2, 3, 1))
     diff = float(np.abs(got - want).max())
     print(f'written graph vs the Keras layers (both in NumPy): max abs difference {diff:.3g}, max output {float(want.max()):.3g}; '
           f'argmax equal: {bool((got.argmax(1) == want.argmax(1)).all())}')
