@@ -33,6 +33,8 @@ static class BiasProbe
         int steps = int.Parse(StepsBenchmark.Arg(args, "--steps", "500"), CultureInfo.InvariantCulture);
         set_num_threads(Environment.ProcessorCount);
         bool genie = StepsBenchmark.Arg(args, "--calibration", "real") == "genie";
+        string correction = StepsBenchmark.Arg(args, "--correction", "empirical");
+        bool analytic = correction == "analytic", activeOnly = correction is "active" or "block", blockOutputs = correction == "block";
         var profile = Enum.Parse<StepProfile>(StepsBenchmark.Arg(args, "--profile", "default"), ignoreCase: true);
         var model = OnnxModel.Load(modelPath);
         bool wholeFolder = StepsBenchmark.Arg(args, "--resize", "") is not "";
@@ -58,26 +60,213 @@ static class BiasProbe
             var q = calibrated.Quantized;
             using var fp = new GraphModule(calibrated.Fold.Model);
             double fpTop1 = Top1(fp, testImages, test.Labels), before = Top1(q.Graph, testImages, test.Labels);
-            int corrected = 0;
-            double shiftShare = 0;
-            foreach (var node in q.QuantizedNodes)
+            var saved = q.QuantizedNodes.Where(n => n.Inputs.Count > 2 && n.Inputs[2].Length > 0).Select(n => n.Inputs[2]).Distinct()
+                .ToDictionary(b => b, b => q.Graph.Weights[b].clone());
+            void Restore() { foreach (var (name, value) in saved) q.Graph.Weights[name].copy_(value); }
+            if (analytic)
             {
-                if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !q.Graph.Weights.TryGetValue(node.Inputs[2], out var bias)) continue;
-                using var inner = NewDisposeScope();
-                using var noGrad = no_grad();
-                var error = Outputs(fp, calibration, node.Outputs[0]) - Outputs(q.Graph, calibration, node.Outputs[0]);
-                var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
-                var shift = error.mean(axes);
-                // The share of the layer's squared error that the per-channel mean explains.
-                shiftShare += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
-                bias.Add_(shift.to_type(bias.dtype));
-                corrected++;
+                int layers = AnalyticCorrection(model, q, fp);
+                double afterAnalytic = Top1(q.Graph, testImages, test.Labels);
+                Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, BN-statistics bias correction {afterAnalytic:0.00} ({afterAnalytic - before:+0.00;-0.00}); {layers} layers");
+                Restore();
             }
-            double after = Top1(q.Graph, testImages, test.Labels);
-            Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, bias-corrected {after:0.00} ({after - before:+0.00;-0.00}); " +
-                $"{corrected} layers, the mean shift was {100 * shiftShare / Math.Max(1, corrected):0.0} % of a layer's squared error on average");
+            var correctOn = StepsBenchmark.Arg(args, "--correct-on", "calibration") switch
+            {
+                "calibration" => calibration,
+                "real" when real is not null => fed.Standardize(real.Images),
+                "real" => testImages.narrow(0, 0, Math.Min(200, testImages.shape[0])),
+                var other => throw new ArgumentException($"--correct-on {other}: give calibration or real."),
+            };
+            foreach (var text in StepsBenchmark.Arg(args, "--shift-band", "0:inf").Split(','))
+            {
+                var band = text.Split(':').Select(t => t == "inf" ? double.PositiveInfinity : double.Parse(t, CultureInfo.InvariantCulture)).ToArray();
+                Restore();
+                var (layers, share, channels, total) = EmpiricalCorrection(q, fp, correctOn, band[0], band[1], activeOnly, blockOutputs);
+                double after = Top1(q.Graph, testImages, test.Labels);
+                Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, bias-corrected {after:0.00} ({after - before:+0.00;-0.00}); " +
+                    $"{band[0]} <= |shift| / std < {band[1]}: {channels} of {total} channels in {layers} layers; the mean shift was {share:0.0} % of a layer's squared error on average");
+            }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// Data-free bias correction from the BatchNorm statistics (as in data-free quantization): the expected input of a
+    /// quantized layer whose input is a folded BatchNorm's output, through Relu/Clip and mean-keeping ops, is known per
+    /// channel without data (the BN output is N(β, γ²) on the data it was trained on); the layer's own weight error then
+    /// shifts its output by conv(E[x], W_q − W) on average, which is subtracted from its bias. Returns the layers corrected.
+    /// </summary>
+    static int AnalyticCorrection(OnnxModel model, QuantizedGraph q, GraphModule fp)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var original = new GraphModule(model);
+        // A value's distribution per channel, where the BN statistics give it: clamp(N(μ, σ²), lo, hi).
+        var normal = new Dictionary<string, (Tensor Mean, Tensor Std, double Lo, double Hi)>(StringComparer.Ordinal);
+        foreach (var bn in original.Nodes.Where(n => n.OpType == "BatchNormalization"))
+            normal[bn.Outputs[0]] = (original.GetConstant(bn.Inputs[2])!.to_type(ScalarType.Float32),
+                original.GetConstant(bn.Inputs[1])!.abs().to_type(ScalarType.Float32), double.NegativeInfinity, double.PositiveInfinity);
+        // Standard-normal quadrature points and weights for E[f(μ + σZ)].
+        var z = linspace(-8, 8, 1601);
+        var pz = z.Square().Mul(-0.5).exp();
+        pz = pz / pz.sum();
+        Tensor Samples((Tensor Mean, Tensor Std, double Lo, double Hi) d) =>
+            d.Mean.unsqueeze(1).Add(d.Std.unsqueeze(1) * z.unsqueeze(0)).Clamp(d.Lo, d.Hi);
+        Tensor Expect(Tensor samples) => samples.mul(pz.unsqueeze(0)).sum(1);
+        var expected = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (value, d) in normal) expected[value] = Expect(Samples(d));
+        foreach (var node in fp.Nodes.Where(n => n.Kind == NodeKind.Dynamic))
+        {
+            string input = node.Inputs.Count > 0 ? node.Inputs[0] : "", output = node.Outputs[0];
+            if (!expected.ContainsKey(input)) continue;
+            switch (node.OpType)
+            {
+                case "Relu" or "Clip" when normal.TryGetValue(input, out var d):
+                    double lo = 0, hi = double.PositiveInfinity;
+                    if (node.OpType == "Clip")
+                    {
+                        lo = node.Inputs.Count > 1 && node.Inputs[1].Length > 0 ? fp.GetConstant(node.Inputs[1])!.item<float>()
+                            : node.Proto.Attribute.FirstOrDefault(a => a.Name == "min")?.F ?? float.NegativeInfinity;
+                        hi = node.Inputs.Count > 2 && node.Inputs[2].Length > 0 ? fp.GetConstant(node.Inputs[2])!.item<float>()
+                            : node.Proto.Attribute.FirstOrDefault(a => a.Name == "max")?.F ?? float.PositiveInfinity;
+                    }
+                    normal[output] = (d.Mean, d.Std, Math.Max(lo, d.Lo), Math.Min(hi, d.Hi));
+                    expected[output] = Expect(Samples(normal[output]));
+                    break;
+                case "Identity" or "Dropout" or "Flatten" or "GlobalAveragePool" or "AveragePool" or "Reshape":
+                    expected[output] = expected[input];
+                    break;
+            }
+        }
+        bool withActivations = Environment.GetEnvironmentVariable("SADG_BC_ACT") != "0";
+        int corrected = 0;
+        foreach (var node in q.QuantizedNodes)
+        {
+            if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !expected.TryGetValue(node.Inputs[0], out var mean)) continue;
+            using var inner = NewDisposeScope();
+            string weight = node.Inputs[1], biasName = node.Inputs[2];
+            var w = fp.Weights[weight].clone();
+            var b = fp.Weights[biasName].clone();
+            var quantizedWeight = q.WeightQuantizers[weight].forward();
+            // E[Q(x)]: the activation quantizer's grid applied to the known distribution.
+            var quantizedMean = mean;
+            if (withActivations && normal.TryGetValue(node.Inputs[0], out var d) && q.ActivationQuantizers.TryGetValue(node.Inputs[0], out var aq) && aq.Calibrated)
+            {
+                var e = aq.Export(node.Inputs[0]);
+                quantizedMean = Expect(e.Apply(Samples(d)));
+            }
+            var image = model.GetImageInput();
+            var shape = fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = zeros(1, image.Channels, image.Height, image.Width) }, [node.Inputs[0]])[node.Inputs[0]].shape;
+            Tensor Constant(Tensor m) => (shape.Length == 4 ? m.view(1, -1, 1, 1) : m.view(1, -1)).expand(shape).contiguous();
+            fp.SetWeight(biasName, zeros_like(b));
+            fp.SetWeight(weight, quantizedWeight);
+            var yq = fp.Run(new Dictionary<string, Tensor> { [node.Inputs[0]] = Constant(quantizedMean) }, [node.Outputs[0]], node.Index, node.Index + 1)[node.Outputs[0]];
+            fp.SetWeight(weight, w);
+            var y = fp.Run(new Dictionary<string, Tensor> { [node.Inputs[0]] = Constant(mean) }, [node.Outputs[0]], node.Index, node.Index + 1)[node.Outputs[0]];
+            fp.SetWeight(biasName, b);
+            var shift = yq - y;
+            var axes = Enumerable.Range(0, (int)shift.dim()).Where(a => a != 1).Select(a => (long)a).ToArray();
+            q.Graph.Weights[biasName].Add_(shift.mean(axes).neg().to_type(q.Graph.Weights[biasName].dtype));
+            corrected++;
+        }
+        return corrected;
+    }
+
+    /// <summary>
+    /// Empirical bias correction in execution order: adds to each quantized layer's bias the per-channel mean of (FP output −
+    /// quantized output) over <paramref name="images"/>, for the channels where that mean is at least
+    /// <paramref name="minShift"/> and below <paramref name="maxShift"/> times the FP output's standard deviation in that channel.
+    /// </summary>
+    static (int Layers, double Share, long Channels, long Total) EmpiricalCorrection(QuantizedGraph q, GraphModule fp, Tensor images, double minShift, double maxShift, bool activeOnly, bool blockOutputs)
+    {
+        int corrected = 0;
+        double shiftShare = 0;
+        long channels = 0, total = 0;
+        var outputs = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n)).Select(b => b.Output).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in q.QuantizedNodes)
+        {
+            if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !q.Graph.Weights.TryGetValue(node.Inputs[2], out var bias)) continue;
+            if (blockOutputs && !ReachesBlockOutput(fp, node, outputs)) continue;
+            using var inner = NewDisposeScope();
+            using var noGrad = no_grad();
+            var reference = Outputs(fp, images, node.Outputs[0]);
+            var error = reference - Outputs(q.Graph, images, node.Outputs[0]);
+            var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
+            var shift = error.mean(axes);
+            if (activeOnly && ActiveRegion(fp, node, images) is { } active)
+            {
+                // The error the activation lets through: the mean over the positions where the FP value is in its linear range.
+                var m = active.to_type(error.dtype);
+                shift = (error * m).sum(axes) / m.sum(axes).ClampMin(1);
+            }
+            // The share of the layer's squared error that the per-channel mean explains.
+            shiftShare += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+            var std = reference.movedim([1], [0]).flatten(1).std(1);
+            var keep = shift.abs().ge(std.Mul(minShift)).logical_and(shift.abs().lt(std.Mul(maxShift)));
+            channels += keep.sum().item<long>();
+            total += keep.numel();
+            bias.Add_(shift.mul(keep.to_type(shift.dtype)).to_type(bias.dtype));
+            corrected++;
+        }
+        return (corrected, 100 * shiftShare / Math.Max(1, corrected), channels, total);
+    }
+
+    /// <summary>
+    /// Where the elementwise activation after <paramref name="node"/> (directly, or after Adds that are the value's only
+    /// reader) passes its input on unchanged, on the FP graph: Relu's x &gt; 0, Clip's lo &lt; x &lt; hi. Null when no
+    /// such activation follows.
+    /// </summary>
+    static Tensor? ActiveRegion(GraphModule fp, GraphNode node, Tensor images)
+    {
+        string value = node.Outputs[0];
+        while (true)
+        {
+            var readers = fp.Consumers(value);
+            if (readers.Count != 1) return null;
+            var reader = readers[0];
+            if (reader.OpType == "Add") { value = reader.Outputs[0]; continue; }
+            if (reader.OpType is not ("Relu" or "Clip")) return null;
+            double lo = 0, hi = double.PositiveInfinity;
+            if (reader.OpType == "Clip")
+            {
+                lo = reader.Inputs.Count > 1 && reader.Inputs[1].Length > 0 ? fp.GetConstant(reader.Inputs[1])!.item<float>()
+                    : reader.Proto.Attribute.FirstOrDefault(a => a.Name == "min")?.F ?? float.NegativeInfinity;
+                hi = reader.Inputs.Count > 2 && reader.Inputs[2].Length > 0 ? fp.GetConstant(reader.Inputs[2])!.item<float>()
+                    : reader.Proto.Attribute.FirstOrDefault(a => a.Name == "max")?.F ?? float.PositiveInfinity;
+            }
+            var x = Outputs(fp, images, value);
+            return x.Gt(lo).logical_and(x.Lt(hi));
+        }
+    }
+
+    /// <summary>True when the node's output is a block output or reaches one through Adds and Relu/Clip only.</summary>
+    static bool ReachesBlockOutput(GraphModule fp, GraphNode node, HashSet<string> outputs)
+    {
+        string value = node.Outputs[0];
+        while (!outputs.Contains(value))
+        {
+            var readers = fp.Consumers(value);
+            if (readers.Count != 1 || readers[0].OpType is not ("Add" or "Relu" or "Clip")) return false;
+            value = readers[0].Outputs[0];
+        }
+        return true;
+    }
+
+    /// <summary>The mean share of each quantized layer's squared error (on <paramref name="images"/>) that its per-channel mean explains.</summary>
+    static double ShiftShare(QuantizedGraph q, GraphModule fp, Tensor images)
+    {
+        double share = 0;
+        int layers = 0;
+        foreach (var node in q.QuantizedNodes)
+        {
+            using var inner = NewDisposeScope();
+            var error = Outputs(fp, images, node.Outputs[0]) - Outputs(q.Graph, images, node.Outputs[0]);
+            var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
+            var shift = error.mean(axes);
+            share += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+            layers++;
+        }
+        return 100 * share / Math.Max(1, layers);
     }
 
     /// <summary>The Genie-D images the pipeline makes with <paramref name="pipeline"/>; the caller disposes them.</summary>

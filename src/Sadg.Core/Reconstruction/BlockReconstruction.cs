@@ -43,7 +43,8 @@ public static class BlockReconstruction
     {
         var options = q.Options;
         var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n),
-            depthwiseAlone: options.Ablation.HasFlag(Sadg.MethodAblation.DepthwiseAlone));
+            depthwiseAlone: options.Ablation.HasFlag(Sadg.MethodAblation.DepthwiseAlone),
+            preActivationOutput: options.Ablation.HasFlag(Sadg.MethodAblation.PreActivationBlockOutput));
         var generator = new Generator((ulong)options.Seed, images.device);
         foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
 
