@@ -21,6 +21,13 @@ namespace Sadg.Benchmarks;
 /// reconstruction and its budget the profile's) and the correction is measured on them; with <c>--resize N --crop center
 /// --mean m --std s</c> the whole image folder is the test set, read as <c>sadg evaluate</c> reads it with those options
 /// (for a folder with fewer than 100 images per class, such as one ImageNet image per class).
+/// Other forms of the correction, each scored against the same quantized graph:
+/// <c>--correction analytic-weights</c> (data-free, from the BN statistics: conv(E[x], W_q − W)), <c>analytic</c> (the same
+/// with E[Q(x)] for the quantized input), <c>active</c> (the mean over the positions where the activation that follows
+/// passes its input on), <c>block</c> (as <c>active</c>, only the layers whose output reaches a block output);
+/// <c>--shift-band lo:hi,…</c> corrects only the channels whose |shift| is in [lo, hi) times the channel's FP standard
+/// deviation; <c>--correct-on real</c> measures the correction on real images (the held-out calibration images, or the
+/// first 200 test images with <c>--resize</c>) instead of the calibration images.
 /// </summary>
 static class BiasProbe
 {
@@ -34,7 +41,7 @@ static class BiasProbe
         set_num_threads(Environment.ProcessorCount);
         bool genie = StepsBenchmark.Arg(args, "--calibration", "real") == "genie";
         string correction = StepsBenchmark.Arg(args, "--correction", "empirical");
-        bool analytic = correction == "analytic", activeOnly = correction is "active" or "block", blockOutputs = correction == "block";
+        bool analytic = correction is "analytic" or "analytic-weights", activeOnly = correction is "active" or "block", blockOutputs = correction == "block";
         var profile = Enum.Parse<StepProfile>(StepsBenchmark.Arg(args, "--profile", "default"), ignoreCase: true);
         var model = OnnxModel.Load(modelPath);
         bool wholeFolder = StepsBenchmark.Arg(args, "--resize", "") is not "";
@@ -65,10 +72,14 @@ static class BiasProbe
             void Restore() { foreach (var (name, value) in saved) q.Graph.Weights[name].copy_(value); }
             if (analytic)
             {
-                int layers = AnalyticCorrection(model, q, fp);
+                int layers = AnalyticCorrection(model, q, fp, withActivations: correction == "analytic");
                 double afterAnalytic = Top1(q.Graph, testImages, test.Labels);
                 Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, BN-statistics bias correction {afterAnalytic:0.00} ({afterAnalytic - before:+0.00;-0.00}); {layers} layers");
+                var sample = testImages.narrow(0, 0, Math.Min(200, testImages.shape[0]));
+                Console.WriteLine($"  share of a layer's squared error on the first {sample.shape[0]} test images that its per-channel mean explains: " +
+                    $"{ShiftShare(q, fp, sample):0.0} % after the correction");
                 Restore();
+                Console.WriteLine($"  … and {ShiftShare(q, fp, sample):0.0} % before it");
             }
             var correctOn = StepsBenchmark.Arg(args, "--correct-on", "calibration") switch
             {
@@ -94,9 +105,11 @@ static class BiasProbe
     /// Data-free bias correction from the BatchNorm statistics (as in data-free quantization): the expected input of a
     /// quantized layer whose input is a folded BatchNorm's output, through Relu/Clip and mean-keeping ops, is known per
     /// channel without data (the BN output is N(β, γ²) on the data it was trained on); the layer's own weight error then
-    /// shifts its output by conv(E[x], W_q − W) on average, which is subtracted from its bias. Returns the layers corrected.
+    /// shifts its output by conv(E[x], W_q − W) on average, which is subtracted from its bias; with
+    /// <paramref name="withActivations"/> the shift is conv(E[Q(x)], W_q) − conv(E[x], W), E[Q(x)] from the input
+    /// quantizer's grid applied to the same distribution. Returns the layers corrected.
     /// </summary>
-    static int AnalyticCorrection(OnnxModel model, QuantizedGraph q, GraphModule fp)
+    static int AnalyticCorrection(OnnxModel model, QuantizedGraph q, GraphModule fp, bool withActivations)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -138,7 +151,6 @@ static class BiasProbe
                     break;
             }
         }
-        bool withActivations = Environment.GetEnvironmentVariable("SADG_BC_ACT") != "0";
         int corrected = 0;
         foreach (var node in q.QuantizedNodes)
         {
