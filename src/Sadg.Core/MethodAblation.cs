@@ -54,8 +54,4 @@ public enum MethodAblation
     /// <summary>Genie's activation grid: data with negatives gets the symmetric signed grid [−2^(b−1), 2^(b−1) − 1]
     /// instead of BRECQ's and QDrop's asymmetric one with a zero point.</summary>
     SymmetricActivations = 1 << 12,
-
-    /// <summary>A block's output taken before the activation that follows it (a residual block's Add, a MobileNet
-    /// layer's BN-folded convolution) instead of after it.</summary>
-    PreActivationBlockOutput = 1 << 13,
 }

@@ -24,7 +24,7 @@ namespace Sadg.Benchmarks;
 /// Other forms of the correction, each scored against the same quantized graph:
 /// <c>--correction analytic-weights</c> (data-free, from the BN statistics: conv(E[x], W_q − W)), <c>analytic</c> (the same
 /// with E[Q(x)] for the quantized input), <c>active</c> (the mean over the positions where the activation that follows
-/// passes its input on), <c>block</c> (as <c>active</c>, only the layers whose output reaches a block output);
+/// passes its input on);
 /// <c>--shift-band lo:hi,…</c> corrects only the channels whose |shift| is in [lo, hi) times the channel's FP standard
 /// deviation; <c>--correct-on real</c> measures the correction on real images (the held-out calibration images, or the
 /// first 200 test images with <c>--resize</c>) instead of the calibration images.
@@ -41,7 +41,19 @@ static class BiasProbe
         set_num_threads(Environment.ProcessorCount);
         bool genie = StepsBenchmark.Arg(args, "--calibration", "real") == "genie";
         string correction = StepsBenchmark.Arg(args, "--correction", "empirical");
-        bool analytic = correction is "analytic" or "analytic-weights", activeOnly = correction is "active" or "block", blockOutputs = correction == "block";
+        if (correction is not ("empirical" or "analytic" or "analytic-weights" or "active"))
+            throw new ArgumentException($"--correction {correction}: give empirical, analytic, analytic-weights or active.");
+        bool analytic = correction is "analytic" or "analytic-weights", activeOnly = correction == "active";
+        string correctOnText = StepsBenchmark.Arg(args, "--correct-on", "calibration");
+        if (correctOnText is not ("calibration" or "real"))
+            throw new ArgumentException($"--correct-on {correctOnText}: give calibration or real.");
+        bool onReal = correctOnText == "real";
+        // [lo, hi) bands of |shift| / std, e.g. 0:inf,0.5:inf.
+        var bands = StepsBenchmark.Arg(args, "--shift-band", "0:inf").Split(',')
+            .Select(text => text.Split(':').Select(t => t == "inf" ? double.PositiveInfinity : double.Parse(t, CultureInfo.InvariantCulture)).ToArray())
+            .ToList();
+        if (bands.Any(b => b.Length != 2 || b[0] >= b[1]))
+            throw new ArgumentException("--shift-band: give lo:hi pairs with lo < hi, separated by commas (hi may be inf).");
         var profile = Enum.Parse<StepProfile>(StepsBenchmark.Arg(args, "--profile", "default"), ignoreCase: true);
         var model = OnnxModel.Load(modelPath);
         bool wholeFolder = StepsBenchmark.Arg(args, "--resize", "") is not "";
@@ -81,18 +93,12 @@ static class BiasProbe
                 Restore();
                 Console.WriteLine($"  … and {ShiftShare(q, fp, sample):0.0} % before it");
             }
-            var correctOn = StepsBenchmark.Arg(args, "--correct-on", "calibration") switch
+            var correctOn = !onReal ? calibration
+                : real is not null ? fed.Standardize(real.Images) : testImages.narrow(0, 0, Math.Min(200, testImages.shape[0]));
+            foreach (var band in bands)
             {
-                "calibration" => calibration,
-                "real" when real is not null => fed.Standardize(real.Images),
-                "real" => testImages.narrow(0, 0, Math.Min(200, testImages.shape[0])),
-                var other => throw new ArgumentException($"--correct-on {other}: give calibration or real."),
-            };
-            foreach (var text in StepsBenchmark.Arg(args, "--shift-band", "0:inf").Split(','))
-            {
-                var band = text.Split(':').Select(t => t == "inf" ? double.PositiveInfinity : double.Parse(t, CultureInfo.InvariantCulture)).ToArray();
                 Restore();
-                var (layers, share, channels, total) = EmpiricalCorrection(q, fp, correctOn, band[0], band[1], activeOnly, blockOutputs);
+                var (layers, share, channels, total) = EmpiricalCorrection(q, fp, correctOn, band[0], band[1], activeOnly);
                 double after = Top1(q.Graph, testImages, test.Labels);
                 Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, bias-corrected {after:0.00} ({after - before:+0.00;-0.00}); " +
                     $"{band[0]} <= |shift| / std < {band[1]}: {channels} of {total} channels in {layers} layers; the mean shift was {share:0.0} % of a layer's squared error on average");
@@ -135,14 +141,7 @@ static class BiasProbe
             switch (node.OpType)
             {
                 case "Relu" or "Clip" when normal.TryGetValue(input, out var d):
-                    double lo = 0, hi = double.PositiveInfinity;
-                    if (node.OpType == "Clip")
-                    {
-                        lo = node.Inputs.Count > 1 && node.Inputs[1].Length > 0 ? fp.GetConstant(node.Inputs[1])!.item<float>()
-                            : node.Proto.Attribute.FirstOrDefault(a => a.Name == "min")?.F ?? float.NegativeInfinity;
-                        hi = node.Inputs.Count > 2 && node.Inputs[2].Length > 0 ? fp.GetConstant(node.Inputs[2])!.item<float>()
-                            : node.Proto.Attribute.FirstOrDefault(a => a.Name == "max")?.F ?? float.PositiveInfinity;
-                    }
+                    var (lo, hi) = LinearRange(fp, node);
                     normal[output] = (d.Mean, d.Std, Math.Max(lo, d.Lo), Math.Min(hi, d.Hi));
                     expected[output] = Expect(Samples(normal[output]));
                     break;
@@ -189,16 +188,14 @@ static class BiasProbe
     /// quantized output) over <paramref name="images"/>, for the channels where that mean is at least
     /// <paramref name="minShift"/> and below <paramref name="maxShift"/> times the FP output's standard deviation in that channel.
     /// </summary>
-    static (int Layers, double Share, long Channels, long Total) EmpiricalCorrection(QuantizedGraph q, GraphModule fp, Tensor images, double minShift, double maxShift, bool activeOnly, bool blockOutputs)
+    static (int Layers, double Share, long Channels, long Total) EmpiricalCorrection(QuantizedGraph q, GraphModule fp, Tensor images, double minShift, double maxShift, bool activeOnly)
     {
         int corrected = 0;
         double shiftShare = 0;
         long channels = 0, total = 0;
-        var outputs = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n)).Select(b => b.Output).ToHashSet(StringComparer.Ordinal);
         foreach (var node in q.QuantizedNodes)
         {
             if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !q.Graph.Weights.TryGetValue(node.Inputs[2], out var bias)) continue;
-            if (blockOutputs && !ReachesBlockOutput(fp, node, outputs)) continue;
             using var inner = NewDisposeScope();
             using var noGrad = no_grad();
             var reference = Outputs(fp, images, node.Outputs[0]);
@@ -238,30 +235,23 @@ static class BiasProbe
             var reader = readers[0];
             if (reader.OpType == "Add") { value = reader.Outputs[0]; continue; }
             if (reader.OpType is not ("Relu" or "Clip")) return null;
-            double lo = 0, hi = double.PositiveInfinity;
-            if (reader.OpType == "Clip")
-            {
-                lo = reader.Inputs.Count > 1 && reader.Inputs[1].Length > 0 ? fp.GetConstant(reader.Inputs[1])!.item<float>()
-                    : reader.Proto.Attribute.FirstOrDefault(a => a.Name == "min")?.F ?? float.NegativeInfinity;
-                hi = reader.Inputs.Count > 2 && reader.Inputs[2].Length > 0 ? fp.GetConstant(reader.Inputs[2])!.item<float>()
-                    : reader.Proto.Attribute.FirstOrDefault(a => a.Name == "max")?.F ?? float.PositiveInfinity;
-            }
+            var (lo, hi) = LinearRange(fp, reader);
             var x = Outputs(fp, images, value);
             return x.Gt(lo).logical_and(x.Lt(hi));
         }
     }
 
-    /// <summary>True when the node's output is a block output or reaches one through Adds and Relu/Clip only.</summary>
-    static bool ReachesBlockOutput(GraphModule fp, GraphNode node, HashSet<string> outputs)
+    /// <summary>
+    /// Where a Relu or Clip passes its input on: (0, ∞) for Relu; for Clip its bounds, from the inputs 1 and 2 (opset
+    /// 11 on) or the min/max attributes.
+    /// </summary>
+    static (double Lo, double Hi) LinearRange(GraphModule fp, GraphNode node)
     {
-        string value = node.Outputs[0];
-        while (!outputs.Contains(value))
-        {
-            var readers = fp.Consumers(value);
-            if (readers.Count != 1 || readers[0].OpType is not ("Add" or "Relu" or "Clip")) return false;
-            value = readers[0].Outputs[0];
-        }
-        return true;
+        if (node.OpType == "Relu") return (0, double.PositiveInfinity);
+        double Bound(int input, string attribute, float absent) =>
+            node.Inputs.Count > input && node.Inputs[input].Length > 0 ? fp.GetConstant(node.Inputs[input])!.item<float>()
+                : node.Proto.Attribute.FirstOrDefault(a => a.Name == attribute)?.F ?? absent;
+        return (Bound(1, "min", float.NegativeInfinity), Bound(2, "max", float.PositiveInfinity));
     }
 
     /// <summary>The mean share of each quantized layer's squared error (on <paramref name="images"/>) that its per-channel mean explains.</summary>

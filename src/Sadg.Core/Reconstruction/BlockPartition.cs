@@ -68,17 +68,6 @@ public static class BlockPartition
         node.OpType == "Conv" && node.Inputs.Count >= 2 && graph.Weights.TryGetValue(node.Inputs[1], out var w)
         && w.dim() >= 3 && w.shape[1] == 1 && node.Proto.Attribute.FirstOrDefault(a => a.Name == "group") is { I: > 1 };
 
-    /// <summary>The elementwise activations a block's output is taken after (<see cref="Partition"/>).</summary>
-    public static IReadOnlySet<string> Activations { get; } = new HashSet<string>(StringComparer.Ordinal)
-    {
-        "Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
-        "Softplus", "Softsign", "Mish", "Gelu",
-    };
-
-    /// <summary>A dynamic elementwise activation (<see cref="Activations"/>) whose only data input is <paramref name="value"/>.</summary>
-    static bool IsActivationOf(GraphNode node, string value) =>
-        node.Kind == NodeKind.Dynamic && Activations.Contains(node.OpType) && node.Inputs.Count > 0 && node.Inputs[0] == value;
-
     /// <summary>
     /// Blocks in execution order. A segment between two cut points that holds no quantized operator joins the
     /// next block (the last such segment joins the previous one), so every block has work to reconstruct. So does a
@@ -86,15 +75,8 @@ public static class BlockPartition
     /// a 3×3 depthwise kernel has 9 weights per channel and mixes no channels, so its rounding is learned against the
     /// output of the pointwise layer that mixes them — a MobileNet's depthwise + pointwise pair, or an inverted
     /// residual's depthwise + projection, is one block, as in BRECQ's and Genie's MobileNet blocks.
-    /// <para>
-    /// A block's output is taken after the elementwise activation (<see cref="Activations"/>) that alone reads the cut
-    /// (a residual block's Relu after its Add, a MobileNet layer's ReLU6), as in BRECQ's blocks and AdaRound's
-    /// "asymmetric reconstruction with the activation": errors that the activation removes (below a ReLU's zero, above
-    /// a ReLU6's six) are then not reconstructed. <paramref name="preActivationOutput"/> puts back the output before it.
-    /// </para>
     /// </summary>
-    public static IReadOnlyList<Block> Partition(GraphModule graph, Func<GraphNode, bool> isQuantized, bool depthwiseAlone = false,
-        bool preActivationOutput = false)
+    public static IReadOnlyList<Block> Partition(GraphModule graph, Func<GraphNode, bool> isQuantized, bool depthwiseAlone = false)
     {
         var cuts = CutPoints(graph);
         var blocks = new List<Block>();
@@ -106,13 +88,6 @@ public static class BlockPartition
             var quantized = graph.Nodes.Skip(start).Take(end - start).Where(n => n.Kind == NodeKind.Dynamic && isQuantized(n)).ToList();
             if (quantized.Count == 0) continue;
             if (!depthwiseAlone && c < cuts.Count - 1 && quantized.All(n => IsDepthwise(graph, n))) continue;
-            // The activation that alone reads the cut ends the block too: its output is what the next layer sees.
-            while (!preActivationOutput && c < cuts.Count - 1 && cuts[c + 1].NextNode == end + 1 && IsActivationOf(graph.Nodes[end], cuts[c].Value)
-                && cuts[c + 1].Value == graph.Nodes[end].Outputs[0])
-            {
-                c++;
-                end = cuts[c].NextNode;
-            }
             blocks.Add(new Block(blocks.Count, start, end, input, cuts[c].Value, quantized));
             start = end;
             input = cuts[c].Value;

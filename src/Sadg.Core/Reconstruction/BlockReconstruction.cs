@@ -43,8 +43,7 @@ public static class BlockReconstruction
     {
         var options = q.Options;
         var blocks = BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n),
-            depthwiseAlone: options.Ablation.HasFlag(Sadg.MethodAblation.DepthwiseAlone),
-            preActivationOutput: options.Ablation.HasFlag(Sadg.MethodAblation.PreActivationBlockOutput));
+            depthwiseAlone: options.Ablation.HasFlag(Sadg.MethodAblation.DepthwiseAlone));
         var generator = new Generator((ulong)options.Seed, images.device);
         foreach (var a in q.ActivationQuantizers.Values) a.Generator = generator;
 

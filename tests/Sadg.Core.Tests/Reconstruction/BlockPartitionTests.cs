@@ -78,39 +78,6 @@ public class BlockPartitionTests
         Assert.Equal(alone.Sum(b => b.QuantizedNodes.Count), blocks.Sum(b => b.QuantizedNodes.Count));
     }
 
-    [Theory]
-    [InlineData("ResNet")]
-    [InlineData("Vgg")]
-    [InlineData("MobileNetV1")]
-    public void A_block_ends_after_the_activation_that_reads_its_cut(string name)
-    {
-        var proto = name switch { "ResNet" => TestModels.ResNet(), "Vgg" => TestModels.Vgg(), _ => TestModels.MobileNetV1(size: 32) };
-        // Reconstruction partitions the BN-folded graph, where each convolution is read by its activation directly.
-        using var graph = new GraphModule(Sadg.Quantization.BatchNormFolding.Fold(OnnxModel.FromProto(proto)));
-        var blocks = BlockPartition.Partition(graph, graph.IsQuantizable);
-        var before = BlockPartition.Partition(graph, graph.IsQuantizable, preActivationOutput: true);
-        Assert.Equal(before.Count, blocks.Count);
-        int moved = 0;
-        for (int i = 0; i < blocks.Count - 1; i++)
-        {
-            // No block output is read only by an activation: that activation belongs to the block.
-            var readers = graph.Consumers(blocks[i].Output);
-            Assert.False(readers.Count == 1 && BlockPartition.Activations.Contains(readers[0].OpType),
-                $"{blocks[i]} ends before {readers[0].Name}");
-            // Before, the same block ended on the activation's input.
-            var producer = graph.Producer(blocks[i].Output)!;
-            if (BlockPartition.Activations.Contains(producer.OpType))
-            {
-                Assert.Equal(producer.Inputs[0], before[i].Output);
-                Assert.Equal(blocks[i].EndNode - 1, before[i].EndNode);
-                moved++;
-            }
-            Assert.Equal(blocks[i].QuantizedNodes, before[i].QuantizedNodes);
-        }
-        // In these models every block but the last ends on an activation.
-        Assert.Equal(blocks.Count - 1, moved);
-    }
-
     [Fact]
     public void BlockRangesRunOnTheirOwn()
     {
