@@ -79,6 +79,7 @@ static class BiasProbe
             var q = calibrated.Quantized;
             using var fp = new GraphModule(calibrated.Fold.Model);
             double fpTop1 = Top1(fp, testImages, test.Labels), before = Top1(q.Graph, testImages, test.Labels);
+            var firstTest = testImages.narrow(0, 0, Math.Min(200, testImages.shape[0]));
             var saved = q.QuantizedNodes.Where(n => n.Inputs.Count > 2 && n.Inputs[2].Length > 0).Select(n => n.Inputs[2]).Distinct()
                 .ToDictionary(b => b, b => q.Graph.Weights[b].clone());
             void Restore() { foreach (var (name, value) in saved) q.Graph.Weights[name].copy_(value); }
@@ -87,14 +88,13 @@ static class BiasProbe
                 int layers = AnalyticCorrection(model, q, fp, withActivations: correction == "analytic");
                 double afterAnalytic = Top1(q.Graph, testImages, test.Labels);
                 Console.WriteLine($"seed {seed}: FP32 {fpTop1:0.00}, quantized {before:0.00}, BN-statistics bias correction {afterAnalytic:0.00} ({afterAnalytic - before:+0.00;-0.00}); {layers} layers");
-                var sample = testImages.narrow(0, 0, Math.Min(200, testImages.shape[0]));
-                Console.WriteLine($"  share of a layer's squared error on the first {sample.shape[0]} test images that its per-channel mean explains: " +
-                    $"{ShiftShare(q, fp, sample):0.0} % after the correction");
+                Console.WriteLine($"  share of a layer's squared error on the first {firstTest.shape[0]} test images that its per-channel mean explains: " +
+                    $"{ShiftShare(q, fp, firstTest):0.0} % after the correction");
                 Restore();
-                Console.WriteLine($"  … and {ShiftShare(q, fp, sample):0.0} % before it");
+                Console.WriteLine($"  … and {ShiftShare(q, fp, firstTest):0.0} % before it");
             }
             var correctOn = !onReal ? calibration
-                : real is not null ? fed.Standardize(real.Images) : testImages.narrow(0, 0, Math.Min(200, testImages.shape[0]));
+                : real is not null ? fed.Standardize(real.Images) : firstTest;
             foreach (var band in bands)
             {
                 Restore();
@@ -150,10 +150,14 @@ static class BiasProbe
                     break;
             }
         }
-        int corrected = 0;
-        foreach (var node in q.QuantizedNodes)
+        var corrected = q.QuantizedNodes.Where(n => n.Inputs.Count > 2 && n.Inputs[2].Length > 0 && expected.ContainsKey(n.Inputs[0])).ToList();
+        // Each corrected layer's input shape for one image, from one forward pass.
+        var image = model.GetImageInput();
+        var shapes = fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = zeros(1, image.Channels, image.Height, image.Width) },
+            corrected.Select(n => n.Inputs[0]).Distinct().ToList()).ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        foreach (var node in corrected)
         {
-            if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !expected.TryGetValue(node.Inputs[0], out var mean)) continue;
+            var mean = expected[node.Inputs[0]];
             using var inner = NewDisposeScope();
             string weight = node.Inputs[1], biasName = node.Inputs[2];
             var w = fp.Weights[weight].clone();
@@ -166,8 +170,7 @@ static class BiasProbe
                 var e = aq.Export(node.Inputs[0]);
                 quantizedMean = Expect(e.Apply(Samples(d)));
             }
-            var image = model.GetImageInput();
-            var shape = fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = zeros(1, image.Channels, image.Height, image.Width) }, [node.Inputs[0]])[node.Inputs[0]].shape;
+            var shape = shapes[node.Inputs[0]];
             Tensor Constant(Tensor m) => (shape.Length == 4 ? m.view(1, -1, 1, 1) : m.view(1, -1)).expand(shape).contiguous();
             fp.SetWeight(biasName, zeros_like(b));
             fp.SetWeight(weight, quantizedWeight);
@@ -175,12 +178,9 @@ static class BiasProbe
             fp.SetWeight(weight, w);
             var y = fp.Run(new Dictionary<string, Tensor> { [node.Inputs[0]] = Constant(mean) }, [node.Outputs[0]], node.Index, node.Index + 1)[node.Outputs[0]];
             fp.SetWeight(biasName, b);
-            var shift = yq - y;
-            var axes = Enumerable.Range(0, (int)shift.dim()).Where(a => a != 1).Select(a => (long)a).ToArray();
-            q.Graph.Weights[biasName].Add_(shift.mean(axes).neg().to_type(q.Graph.Weights[biasName].dtype));
-            corrected++;
+            q.Graph.Weights[biasName].Add_(ChannelMean(yq - y).neg().to_type(q.Graph.Weights[biasName].dtype));
         }
-        return corrected;
+        return corrected.Count;
     }
 
     /// <summary>
@@ -200,16 +200,14 @@ static class BiasProbe
             using var noGrad = no_grad();
             var reference = Outputs(fp, images, node.Outputs[0]);
             var error = reference - Outputs(q.Graph, images, node.Outputs[0]);
-            var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
-            var shift = error.mean(axes);
+            var shift = ChannelMean(error);
             if (activeOnly && ActiveRegion(fp, node, images) is { } active)
             {
                 // The error the activation lets through: the mean over the positions where the FP value is in its linear range.
                 var m = active.to_type(error.dtype);
-                shift = (error * m).sum(axes) / m.sum(axes).ClampMin(1);
+                shift = ChannelSum(error * m) / ChannelSum(m).ClampMin(1);
             }
-            // The share of the layer's squared error that the per-channel mean explains.
-            shiftShare += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+            shiftShare += MeanShare(error, shift);
             var std = reference.movedim([1], [0]).flatten(1).std(1);
             var keep = shift.abs().ge(std.Mul(minShift)).logical_and(shift.abs().lt(std.Mul(maxShift)));
             channels += keep.sum().item<long>();
@@ -254,6 +252,19 @@ static class BiasProbe
         return (Bound(1, "min", float.NegativeInfinity), Bound(2, "max", float.PositiveInfinity));
     }
 
+    /// <summary>Every axis of <paramref name="t"/> but the channel axis 1.</summary>
+    static long[] NonChannelAxes(Tensor t) => Enumerable.Range(0, (int)t.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
+
+    /// <summary>Per channel (axis 1), the mean over the batch and every other axis.</summary>
+    static Tensor ChannelMean(Tensor t) => t.mean(NonChannelAxes(t));
+
+    /// <summary>Per channel (axis 1), the sum over the batch and every other axis.</summary>
+    static Tensor ChannelSum(Tensor t) => t.sum(NonChannelAxes(t));
+
+    /// <summary>The share of <paramref name="error"/>'s squared sum that the per-channel constant <paramref name="shift"/> explains.</summary>
+    static double MeanShare(Tensor error, Tensor shift) =>
+        shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+
     /// <summary>The mean share of each quantized layer's squared error (on <paramref name="images"/>) that its per-channel mean explains.</summary>
     static double ShiftShare(QuantizedGraph q, GraphModule fp, Tensor images)
     {
@@ -263,9 +274,7 @@ static class BiasProbe
         {
             using var inner = NewDisposeScope();
             var error = Outputs(fp, images, node.Outputs[0]) - Outputs(q.Graph, images, node.Outputs[0]);
-            var axes = Enumerable.Range(0, (int)error.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
-            var shift = error.mean(axes);
-            share += shift.Square().sum().Mul(error.numel() / error.shape[1]).item<float>() / Math.Max(1e-30, error.Square().sum().item<float>());
+            share += MeanShare(error, ChannelMean(error));
             layers++;
         }
         return 100 * share / Math.Max(1, layers);
