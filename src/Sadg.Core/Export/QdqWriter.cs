@@ -20,7 +20,7 @@ namespace Sadg.Export;
 /// node that read v reads the result instead, but the activation's <see cref="ActivationQuantization.FloatReaders"/>
 /// (excluded operators) and graph outputs keep the float v;</item>
 /// <item>weights of operators the spec does not list (excluded operators) stay float initializers;</item>
-/// <item>biases stay float; nothing else changes (older opsets are first upgraded by <see cref="OpsetUpgrader"/>).</item>
+/// <item>biases stay float, with the spec's corrected values (<see cref="QuantizationSpec.Biases"/>); nothing else changes (older opsets are first upgraded by <see cref="OpsetUpgrader"/>).</item>
 /// </list>
 /// New values, initializers and nodes are named after the value they quantize ("{v}_quantized", "{v}_scale",
 /// "{v}_zero_point", "{v}_QuantizeLinear", "{v}_DequantizeLinear", "{v}_dequantized").
@@ -68,6 +68,13 @@ public static class QdqWriter
         var prefix = new List<NodeProto>();
         var after = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
         var nodeByName = graph.Node.ToDictionary(n => n.Name, StringComparer.Ordinal);
+
+        foreach (var b in spec.Biases)
+        {
+            using var scope = NewDisposeScope();
+            int at = graph.Initializer.IndexOf(graph.Initializer.First(t => t.Name == b.Bias));
+            graph.Initializer[at] = OnnxTensors.FromTorch(b.Bias, b.Value);
+        }
 
         foreach (var w in spec.Weights)
         {

@@ -8,7 +8,8 @@ namespace Sadg.Quantization;
 /// <summary>
 /// The TorchSharp simulation of the model <see cref="QdqWriter"/> writes: a <see cref="GraphModule"/> on the
 /// BN-folded model whose hooks replace each quantized weight by <see cref="WeightQuantization.Dequantize"/> and
-/// each quantized activation by <see cref="ActivationQuantization.Apply"/>.
+/// each quantized activation by <see cref="ActivationQuantization.Apply"/>, and whose corrected biases
+/// (<see cref="QuantizationSpec.Biases"/>) replace the folded ones.
 /// </summary>
 internal static class FakeQuantSimulation
 {
@@ -45,6 +46,7 @@ internal static class FakeQuantSimulation
                 // The module may have been moved to another device since (buffers are not moved with it).
                 module.AddHook(weightNames[i], t => t.device == dequantized.device ? dequantized : dequantized.to(t.device));
             }
+            foreach (var b in spec.Biases) module.SetWeight(b.Bias, b.Value);
             for (int i = 0; i < spec.Activations.Count; i++)
                 module.AddHook(activationNames[i], spec.Activations[i].Apply, keepsValue: false);
         }

@@ -57,12 +57,23 @@ public sealed record ActivationQuantization(string Value, float Scale, int Bits,
     public static Tensor Apply(Tensor x, float scale, long min, long max) => x.Div(scale).round().Clamp(min, max).Mul(scale);
 }
 
-/// <summary>Everything the QDQ writer needs besides the BN-folded model. Disposing it frees the weights' tensors.</summary>
+/// <summary>
+/// A float bias that the quantized model reads instead of the folded model's: the bias correction after the
+/// reconstruction of a block with a depthwise convolution (docs/method.md).
+/// </summary>
+/// <param name="Node">Name of the Conv/Gemm node that alone reads the bias (in the BN-folded model).</param>
+/// <param name="Bias">Name of the bias initializer.</param>
+/// <param name="Value">Float32, the initializer's shape.</param>
+public sealed record BiasOverride(string Node, string Bias, Tensor Value);
+
+/// <summary>Everything the QDQ writer needs besides the BN-folded model. Disposing it frees the weights' and biases' tensors.</summary>
 public sealed class QuantizationSpec : IDisposable
 {
     public List<WeightQuantization> Weights { get; } = [];
 
     public List<ActivationQuantization> Activations { get; } = [];
+
+    public List<BiasOverride> Biases { get; } = [];
 
     /// <summary>Written into the model's metadata_props (tool version, bits, method, seed, options hash, …).</summary>
     public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
@@ -75,5 +86,6 @@ public sealed class QuantizationSpec : IDisposable
             w.Scale.Dispose();
             w.ZeroPoint.Dispose();
         }
+        foreach (var b in Biases) b.Value.Dispose();
     }
 }

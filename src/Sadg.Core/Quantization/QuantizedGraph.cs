@@ -22,6 +22,8 @@ public sealed class QuantizedGraph : IDisposable
     readonly Dictionary<string, ActivationQuantizer> activationQuantizers = new(StringComparer.Ordinal);
     readonly Dictionary<string, GraphNode> weightOwners = new(StringComparer.Ordinal);
     readonly Dictionary<string, IReadOnlyList<string>> floatActivationReaders = new(StringComparer.Ordinal);
+    // Corrected biases by name, with the node that reads them (BiasCorrection).
+    readonly Dictionary<string, GraphNode> correctedBiases = new(StringComparer.Ordinal);
 
     public QuantizedGraph(OnnxModel foldedModel, QuantizationOptions options, Device? device = null)
     {
@@ -136,6 +138,28 @@ public sealed class QuantizedGraph : IDisposable
     /// <inheritdoc cref="WeightAxis(global::Onnx.NodeProto)"/>
     public static int WeightAxis(GraphNode node) => WeightAxis(node.Proto);
 
+    /// <summary>
+    /// The float bias of a quantized operator that a correction may change: its third input, a float constant of one
+    /// value per output channel that no other node reads (so the written model can carry the new value for this
+    /// operator alone). Null when it has none.
+    /// </summary>
+    public Tensor? CorrectableBias(GraphNode node)
+    {
+        if (node.Inputs.Count < 3 || node.Inputs[2] is not { Length: > 0 } name || !Graph.Weights.ContainsKey(name)
+            || Graph.GetConstant(name) is not { } bias || bias.dim() != 1 || Graph.Consumers(name).Count != 1 || Graph.OutputNames.Contains(name))
+            return null;
+        return bias;
+    }
+
+    /// <summary>Adds <paramref name="shift"/> (one value per output channel) to the bias <see cref="CorrectableBias"/> gives; the export carries the new value.</summary>
+    public void CorrectBias(GraphNode node, Tensor shift)
+    {
+        var bias = CorrectableBias(node) ?? throw new ArgumentException($"Node '{node.Name}' has no bias that can be corrected.", nameof(node));
+        using var noGrad = no_grad();
+        bias.Add_(shift.to_type(bias.dtype));
+        correctedBiases[node.Inputs[2]] = node;
+    }
+
     /// <summary>Turns QDrop on (reconstruction) or off (evaluation) for every activation quantizer.</summary>
     public void SetTraining(bool training)
     {
@@ -150,6 +174,11 @@ public sealed class QuantizedGraph : IDisposable
             spec.Weights.Add(quantizer.Export(weightOwners[weight].Name, weight));
         foreach (var (value, quantizer) in activationQuantizers.Where(a => a.Value.Calibrated))
             spec.Activations.Add(quantizer.Export(value) with { FloatReaders = floatActivationReaders.GetValueOrDefault(value) ?? [] });
+        foreach (var (bias, node) in correctedBiases)
+        {
+            using var scope = NewDisposeScope();
+            spec.Biases.Add(new BiasOverride(node.Name, bias, Graph.GetConstant(bias)!.detach().cpu().to_type(ScalarType.Float32).clone().MoveToOuterDisposeScope()));
+        }
         return spec;
     }
 

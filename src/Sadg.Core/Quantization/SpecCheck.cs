@@ -47,6 +47,24 @@ internal static class SpecCheck
             if (!s.isfinite().all().item<bool>() || s.Le(0).any().item<bool>()) throw Bad("a scale is not a positive finite number");
         }
 
+        var biases = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var b in spec.Biases)
+        {
+            SadgException Bad(string what) => new(SadgErrorCode.InvalidNode,
+                $"Corrected bias '{b.Bias}' of node '{b.Node}': {what}. The quantization spec does not match the model.", file, b.Node);
+            if (!nodes.TryGetValue(b.Node, out var node)) throw Bad("the model has no node of that name");
+            if (node.Input.Count < 3 || node.Input[2] != b.Bias) throw Bad($"the {node.OpType} node does not read it as its bias");
+            if (graph.Node.Any(n => n != node && n.Input.Contains(b.Bias)) || graph.Output.Any(o => o.Name == b.Bias))
+                throw Bad("another node or a graph output reads it too");
+            if (!initializers.TryGetValue(b.Bias, out var init)) throw Bad("it is not an initializer");
+            if ((DataType)init.DataType != DataType.Float) throw Bad($"it is {(DataType)init.DataType}, not float");
+            if (!biases.Add(b.Bias)) throw Bad("it is corrected twice");
+            if (!b.Value.shape.SequenceEqual(init.Dims.ToArray()) || b.Value.dtype != ScalarType.Float32)
+                throw Bad($"the new value has shape [{string.Join(", ", b.Value.shape)}] ({b.Value.dtype}), the initializer [{string.Join(", ", init.Dims)}] (Float32)");
+            using var scope = NewDisposeScope();
+            if (!b.Value.isfinite().all().item<bool>()) throw Bad("a value is not finite");
+        }
+
         var values = graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name))
             .Concat(graph.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
         var activations = new HashSet<string>(StringComparer.Ordinal);

@@ -23,7 +23,8 @@ public sealed record BlockOutcome(int Block, string Output, int Steps, double Re
 /// path's and the quantized path's inputs elementwise (QDrop) and y is the full-precision block output. Both scale
 /// groups decay with a cosine schedule; scale learning rates are relative to each scale's initial value unless
 /// <see cref="QuantizationOptions.ScaleSteps"/> says otherwise; the rounding variables' rate follows the step budget
-/// (<see cref="QuantizationOptions.EffectiveRoundingLearningRate"/>).
+/// (<see cref="QuantizationOptions.EffectiveRoundingLearningRate"/>). A block with a depthwise convolution then has its
+/// biases corrected (<see cref="CorrectBiases"/>).
 /// </summary>
 public static class BlockReconstruction
 {
@@ -56,7 +57,12 @@ public static class BlockReconstruction
             CalibrateActivations(q, block, xQ, options.ActivationCalibrationSamples);
             var yFp = Forward(fp, block, xFp);
             if (options.Iterations > 0)
+            {
                 outcomes.Add(Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken));
+                if (!options.Ablation.HasFlag(Sadg.MethodAblation.NoDepthwiseBiasCorrection)
+                    && block.QuantizedNodes.Any(n => BlockPartition.IsDepthwise(q.Graph, n)))
+                    CorrectBiases(q, fp, block, xFp, xQ);
+            }
             else
                 progress?.Report(new ReconstructionProgress(block.Index + 1, blocks.Count, 0, 0, 0, 0));
 
@@ -78,6 +84,52 @@ public static class BlockReconstruction
     {
         var squared = (output - target).Square();
         return squared.dim() >= 2 ? squared.sum(1).mean() : squared.mean();
+    }
+
+    /// <summary>
+    /// Empirical bias correction (data-free quantization's, Nagel et al. 2019) after the reconstruction of a block
+    /// with a depthwise convolution: each of the block's quantized operators, in execution order, adds to its bias the
+    /// mean over the calibration images and positions of (FP output − quantized output) per output channel, the FP
+    /// path fed the FP block input and the quantized path the quantized one, so the next block is reconstructed on
+    /// inputs whose channel means are right. A depthwise kernel has a handful of weights per channel, too few for the
+    /// rounding to cancel the channel's mean error; docs/method.md has the measurements.
+    /// </summary>
+    static void CorrectBiases(QuantizedGraph q, GraphModule fp, Block block, Tensor xFp, Tensor xQ)
+    {
+        foreach (var node in block.QuantizedNodes.Where(n => q.CorrectableBias(n) is not null))
+        {
+            using var scope = NewDisposeScope();
+            q.CorrectBias(node, MeanError(fp, q.Graph, block, node.Outputs[0], xFp, xQ));
+        }
+    }
+
+    /// <summary>
+    /// The mean over every image and position of <paramref name="fp"/>'s <paramref name="value"/> fed
+    /// <paramref name="xFp"/> minus <paramref name="q"/>'s fed <paramref name="xQ"/>, per channel (axis 1), in chunks;
+    /// the value as its producer writes it, before any hook (an activation quantizer) changes it.
+    /// </summary>
+    internal static Tensor MeanError(GraphModule fp, GraphModule q, Block block, string value, Tensor xFp, Tensor xQ, int chunk = 128)
+    {
+        using var noGrad = no_grad();
+        var sums = new List<Tensor>();
+        long count = 0;
+        for (long start = 0; start < xFp.shape[0]; start += chunk)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(chunk, xFp.shape[0] - start);
+            Tensor Run(GraphModule graph, Tensor x)
+            {
+                Tensor? produced = null;
+                using (graph.AddHook(value, t => produced = t, first: true))
+                    graph.Run(new Dictionary<string, Tensor> { [block.Input] = x.narrow(0, start, n) }, [value], block.StartNode, block.EndNode);
+                return produced!;
+            }
+            var error = (Run(fp, xFp) - Run(q, xQ)).to_type(ScalarType.Float64);
+            error = error.dim() >= 2 ? error.movedim([1], [0]).flatten(1) : error.unsqueeze(0);
+            count += error.shape[1];
+            sums.Add(error.sum([1]).MoveToOuterDisposeScope());
+        }
+        return stack(sums).sum([0]).Div(count);
     }
 
     /// <summary>The block's output for every image, in chunks, without gradients.</summary>
