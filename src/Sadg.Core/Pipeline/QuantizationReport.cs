@@ -210,10 +210,10 @@ public sealed record QuantizationReport
         {
             s.AppendLine("## Reconstruction (last step of each block)");
             s.AppendLine();
-            s.AppendLine("| block | output | steps | reconstruction loss | rounding loss | h(V) binarized |");
-            s.AppendLine("|---:|---|---:|---:|---:|---:|");
+            s.AppendLine("| block | output | steps | reconstruction loss | rounding loss | h(V) binarized | biases corrected |");
+            s.AppendLine("|---:|---|---:|---:|---:|---:|---:|");
             foreach (var b in Blocks)
-                s.AppendLine($"| {b.Block} | {b.Output} | {b.Steps} | {F(b.ReconstructionLoss, "0.####")} | {F(b.RoundingLoss, "0.##")} | {F(b.BinarizedShare * 100, "0.0")}% |");
+                s.AppendLine($"| {b.Block} | {b.Output} | {b.Steps} | {F(b.ReconstructionLoss, "0.####")} | {F(b.RoundingLoss, "0.##")} | {F(b.BinarizedShare * 100, "0.0")}% | {b.CorrectedBiases} |");
             s.AppendLine();
         }
         s.AppendLine("## Notes");

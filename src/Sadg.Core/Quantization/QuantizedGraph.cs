@@ -22,7 +22,7 @@ public sealed class QuantizedGraph : IDisposable
     readonly Dictionary<string, ActivationQuantizer> activationQuantizers = new(StringComparer.Ordinal);
     readonly Dictionary<string, GraphNode> weightOwners = new(StringComparer.Ordinal);
     readonly Dictionary<string, IReadOnlyList<string>> floatActivationReaders = new(StringComparer.Ordinal);
-    // Corrected biases by name, with the node that reads them (BiasCorrection).
+    // Corrected biases by name, with the node that reads each (BlockReconstruction.CorrectBiases).
     readonly Dictionary<string, GraphNode> correctedBiases = new(StringComparer.Ordinal);
 
     public QuantizedGraph(OnnxModel foldedModel, QuantizationOptions options, Device? device = null)

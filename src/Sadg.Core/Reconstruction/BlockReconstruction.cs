@@ -9,10 +9,12 @@ namespace Sadg.Reconstruction;
 public sealed record ReconstructionProgress(int Block, int Blocks, int Step, int Steps, double ReconstructionLoss, double RoundingLoss);
 
 /// <summary>
-/// How one block's reconstruction ended: the last step's losses and the share of rounding offsets h(V) within 0.01 of
-/// 0 or 1 (1: AdaRound converged, the weights optimized are the ones written).
+/// How one block's reconstruction ended: the last step's losses, the share of rounding offsets h(V) within 0.01 of
+/// 0 or 1 (1: AdaRound converged, the weights optimized are the ones written), and how many of its operators' biases
+/// were corrected afterwards (a block with a depthwise convolution: <see cref="BlockReconstruction"/>).
 /// </summary>
-public sealed record BlockOutcome(int Block, string Output, int Steps, double ReconstructionLoss, double RoundingLoss, double BinarizedShare);
+public sealed record BlockOutcome(int Block, string Output, int Steps, double ReconstructionLoss, double RoundingLoss, double BinarizedShare,
+    int CorrectedBiases = 0);
 
 /// <summary>
 /// Genie-M / BRECQ block reconstruction with QDrop (DESIGN §3). Blocks are reconstructed in order; for each:
@@ -58,10 +60,10 @@ public static class BlockReconstruction
             var yFp = Forward(fp, block, xFp);
             if (options.Iterations > 0)
             {
-                outcomes.Add(Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken));
-                if (!options.Ablation.HasFlag(Sadg.MethodAblation.NoDepthwiseBiasCorrection)
-                    && block.QuantizedNodes.Any(n => BlockPartition.IsDepthwise(q.Graph, n)))
-                    CorrectBiases(q, fp, block, xFp, xQ);
+                var outcome = Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken);
+                if (!options.Ablation.HasFlag(Sadg.MethodAblation.NoDepthwiseBiasCorrection))
+                    outcome = outcome with { CorrectedBiases = CorrectBiases(q, fp, block, xFp, xQ) };
+                outcomes.Add(outcome);
             }
             else
                 progress?.Report(new ReconstructionProgress(block.Index + 1, blocks.Count, 0, 0, 0, 0));
@@ -87,20 +89,38 @@ public static class BlockReconstruction
     }
 
     /// <summary>
-    /// Empirical bias correction (data-free quantization's, Nagel et al. 2019) after the reconstruction of a block
-    /// with a depthwise convolution: each of the block's quantized operators, in execution order, adds to its bias the
-    /// mean over the calibration images and positions of (FP output − quantized output) per output channel, the FP
-    /// path fed the FP block input and the quantized path the quantized one, so the next block is reconstructed on
-    /// inputs whose channel means are right. A depthwise kernel has a handful of weights per channel, too few for the
-    /// rounding to cancel the channel's mean error; docs/method.md has the measurements.
+    /// The operators whose biases <see cref="CorrectBiases"/> corrects in a block, in execution order: none unless the
+    /// block holds a depthwise convolution; then its depthwise convolutions and its last quantized operator (which
+    /// writes the block's output), each if it has a bias that can be corrected.
     /// </summary>
-    static void CorrectBiases(QuantizedGraph q, GraphModule fp, Block block, Tensor xFp, Tensor xQ)
+    static IEnumerable<GraphNode> CorrectedInBlock(QuantizedGraph q, Block block)
     {
-        foreach (var node in block.QuantizedNodes.Where(n => q.CorrectableBias(n) is not null))
+        if (!block.QuantizedNodes.Any(n => BlockPartition.IsDepthwise(q.Graph, n))) return [];
+        return block.QuantizedNodes
+            .Where(n => (BlockPartition.IsDepthwise(q.Graph, n) || n == block.QuantizedNodes[^1]) && q.CorrectableBias(n) is not null);
+    }
+
+    /// <summary>
+    /// Empirical bias correction (data-free quantization's, Nagel et al. 2019) after the reconstruction of a block
+    /// with a depthwise convolution: each operator <see cref="CorrectedInBlock"/> names, in execution order, adds to its
+    /// bias the mean over the calibration images and positions of (FP output − quantized output) per output channel,
+    /// the FP path fed the FP block input and the quantized path the quantized one, so the next block is reconstructed
+    /// on inputs whose channel means are right. A depthwise kernel has a handful of weights per channel, too few for
+    /// the rounding to cancel the channel's mean error; the block's last operator is corrected after it, having been
+    /// reconstructed against the uncorrected output. Other operators (a block's expansion or squeeze-excitation
+    /// layers, every layer of blocks without a depthwise convolution) are left alone: correcting them cost accuracy
+    /// where measured (docs/method.md).
+    /// </summary>
+    /// <returns>How many biases were corrected.</returns>
+    static int CorrectBiases(QuantizedGraph q, GraphModule fp, Block block, Tensor xFp, Tensor xQ)
+    {
+        var nodes = CorrectedInBlock(q, block).ToList();
+        foreach (var node in nodes)
         {
             using var scope = NewDisposeScope();
             q.CorrectBias(node, MeanError(fp, q.Graph, block, node.Outputs[0], xFp, xQ));
         }
+        return nodes.Count;
     }
 
     /// <summary>
@@ -108,7 +128,7 @@ public static class BlockReconstruction
     /// <paramref name="xFp"/> minus <paramref name="q"/>'s fed <paramref name="xQ"/>, per channel (axis 1), in chunks;
     /// the value as its producer writes it, before any hook (an activation quantizer) changes it.
     /// </summary>
-    internal static Tensor MeanError(GraphModule fp, GraphModule q, Block block, string value, Tensor xFp, Tensor xQ, int chunk = 128)
+    static Tensor MeanError(GraphModule fp, GraphModule q, Block block, string value, Tensor xFp, Tensor xQ, int chunk = 128)
     {
         using var noGrad = no_grad();
         var sums = new List<Tensor>();

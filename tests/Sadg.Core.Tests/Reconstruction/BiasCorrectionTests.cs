@@ -20,11 +20,12 @@ public class BiasCorrectionTests
     static QuantizationOptions W4A4(MethodAblation ablation = MethodAblation.None) =>
         new() { WeightBits = 4, ActivationBits = 4, Iterations = 20, BatchSize = 8, Seed = 1, Ablation = ablation };
 
-    /// <summary>The quantized operators with a bias in the blocks that hold a depthwise convolution.</summary>
-    static HashSet<string> CorrectableInDepthwiseBlocks(QuantizedGraph q) =>
+    /// <summary>In the blocks that hold a depthwise convolution, the depthwise convolutions and the block's last quantized operator.</summary>
+    static HashSet<string> DepthwiseAndLastInDepthwiseBlocks(QuantizedGraph q) =>
         BlockPartition.Partition(q.Graph, n => q.QuantizedNodes.Contains(n))
             .Where(b => b.QuantizedNodes.Any(n => BlockPartition.IsDepthwise(q.Graph, n)))
-            .SelectMany(b => b.QuantizedNodes).Where(n => q.CorrectableBias(n) is not null).Select(n => n.Name).ToHashSet();
+            .SelectMany(b => b.QuantizedNodes.Where(n => BlockPartition.IsDepthwise(q.Graph, n) || n == b.QuantizedNodes[^1]))
+            .Select(n => n.Name).ToHashSet();
 
     /// <summary>
     /// The largest |mean over images and positions of (FP − quantized)| of a node's output channel, in units of that
@@ -54,22 +55,30 @@ public class BiasCorrectionTests
     }
 
     [Fact]
-    public void The_operators_of_depthwise_blocks_end_with_their_channel_means_right_and_no_other_is_corrected()
+    public void Depthwise_convolutions_and_their_blocks_last_operators_end_with_their_channel_means_right_and_no_other_is_corrected()
     {
         var model = OnnxModel.FromProto(TestModels.MobileNetV2());
         using var images = TestModels.Input(32, seed: 9);
 
         using var corrected = ModelCalibration.Calibrate(model, images, W4A4());
         using var spec = corrected.Quantized.Export();
-        var expected = CorrectableInDepthwiseBlocks(corrected.Quantized);
+        var expected = DepthwiseAndLastInDepthwiseBlocks(corrected.Quantized);
         Assert.NotEmpty(expected);
         Assert.Equal(expected.Order(), spec.Biases.Select(b => b.Node).Order());
+        // An inverted residual's expansion layer shares the depthwise block and keeps its bias.
+        var blocks = BlockPartition.Partition(corrected.Quantized.Graph, n => corrected.Quantized.QuantizedNodes.Contains(n));
+        Assert.Contains(blocks, b => b.QuantizedNodes.Any(n => BlockPartition.IsDepthwise(corrected.Quantized.Graph, n))
+            && b.QuantizedNodes.Any(n => !expected.Contains(n.Name) && corrected.Quantized.CorrectableBias(n) is not null));
+        // The report's per-block count says the same.
+        Assert.Equal(expected.Count, corrected.Blocks.Sum(b => b.CorrectedBiases));
+        Assert.Contains(corrected.Blocks, b => b.CorrectedBiases == 0);
         // Other quantized operators (the stem and the classifier's blocks) are not corrected.
         Assert.Contains(corrected.Quantized.QuantizedNodes, n => !expected.Contains(n.Name) && corrected.Quantized.CorrectableBias(n) is not null);
 
         using var uncorrected = ModelCalibration.Calibrate(model, images, W4A4(MethodAblation.NoDepthwiseBiasCorrection));
         using var uncorrectedSpec = uncorrected.Quantized.Export();
         Assert.Empty(uncorrectedSpec.Biases);
+        Assert.All(uncorrected.Blocks, b => Assert.Equal(0, b.CorrectedBiases));
 
         double after = WorstRelativeMeanError(corrected, images, expected);
         double before = WorstRelativeMeanError(uncorrected, images, expected);
