@@ -144,8 +144,8 @@ public static class BlockReconstruction
                     graph.Run(new Dictionary<string, Tensor> { [block.Input] = x.narrow(0, start, n) }, [value], block.StartNode, block.EndNode);
                 return produced!;
             }
-            var error = (Run(fp, xFp) - Run(q, xQ)).to_type(ScalarType.Float64);
-            error = error.dim() >= 2 ? error.movedim([1], [0]).flatten(1) : error.unsqueeze(0);
+            // A Conv's or Gemm's output: [N, C, …].
+            var error = (Run(fp, xFp) - Run(q, xQ)).to_type(ScalarType.Float64).movedim([1], [0]).flatten(1);
             count += error.shape[1];
             sums.Add(error.sum([1]).MoveToOuterDisposeScope());
         }
