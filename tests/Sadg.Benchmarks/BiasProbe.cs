@@ -150,7 +150,7 @@ static class BiasProbe
                     break;
             }
         }
-        var corrected = q.QuantizedNodes.Where(n => n.Inputs.Count > 2 && n.Inputs[2].Length > 0 && expected.ContainsKey(n.Inputs[0])).ToList();
+        var corrected = q.QuantizedNodes.Where(n => q.CorrectableBias(n) is not null && expected.ContainsKey(n.Inputs[0])).ToList();
         // Each corrected layer's input shape for one image, from one forward pass.
         var image = model.GetImageInput();
         var shapes = fp.Run(new Dictionary<string, Tensor> { [fp.InputNames[0]] = zeros(1, image.Channels, image.Height, image.Width) },
@@ -178,7 +178,7 @@ static class BiasProbe
             fp.SetWeight(weight, w);
             var y = fp.Run(new Dictionary<string, Tensor> { [node.Inputs[0]] = Constant(mean) }, [node.Outputs[0]], node.Index, node.Index + 1)[node.Outputs[0]];
             fp.SetWeight(biasName, b);
-            q.Graph.Weights[biasName].Add_(ChannelMean(yq - y).neg().to_type(q.Graph.Weights[biasName].dtype));
+            q.CorrectBias(node, ChannelMean(yq - y).neg());
         }
         return corrected.Count;
     }
@@ -195,7 +195,7 @@ static class BiasProbe
         long channels = 0, total = 0;
         foreach (var node in q.QuantizedNodes)
         {
-            if (node.Inputs.Count < 3 || node.Inputs[2].Length == 0 || !q.Graph.Weights.TryGetValue(node.Inputs[2], out var bias)) continue;
+            if (q.CorrectableBias(node) is null) continue;
             using var inner = NewDisposeScope();
             using var noGrad = no_grad();
             var reference = Outputs(fp, images, node.Outputs[0]);
@@ -212,7 +212,7 @@ static class BiasProbe
             var keep = shift.abs().ge(std.Mul(minShift)).logical_and(shift.abs().lt(std.Mul(maxShift)));
             channels += keep.sum().item<long>();
             total += keep.numel();
-            bias.Add_(shift.mul(keep.to_type(shift.dtype)).to_type(bias.dtype));
+            q.CorrectBias(node, shift.mul(keep.to_type(shift.dtype)));
             corrected++;
         }
         return (corrected, 100 * shiftShare / Math.Max(1, corrected), channels, total);
