@@ -54,7 +54,4 @@ public enum MethodAblation
     /// <summary>Genie's activation grid: data with negatives gets the symmetric signed grid [−2^(b−1), 2^(b−1) − 1]
     /// instead of BRECQ's and QDrop's asymmetric one with a zero point.</summary>
     SymmetricActivations = 1 << 12,
-
-    /// <summary>No bias correction after the reconstruction of a block that holds a depthwise convolution.</summary>
-    NoDepthwiseBiasCorrection = 1 << 13,
 }

@@ -74,6 +74,20 @@ namespace Sadg.Options
         Raw,
     }
 
+    /// <summary>Which biases the reconstruction corrects after each block (<c>--bias-correction</c> / <c>BiasCorrection</c>).</summary>
+    public enum BiasCorrectionMode
+    {
+        /// <summary>
+        /// After a block that holds a depthwise convolution is reconstructed, its depthwise convolutions and its last
+        /// quantized operator each add to their bias the per-channel mean of (float − quantized output) on the calibration
+        /// images (docs/method.md). Blocks without one keep their biases.
+        /// </summary>
+        Depthwise,
+
+        /// <summary>No bias correction: every bias stays the float model's.</summary>
+        Off,
+    }
+
     /// <summary>How images of an image folder are cropped to the model's height and width (<c>--crop</c> / <c>Crop</c>).</summary>
     public enum CropMode
     {

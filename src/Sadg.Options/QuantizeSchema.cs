@@ -162,6 +162,15 @@ namespace Sadg.Options
             "(the formula on unnormalized features, which has a real gradient).",
             (s, v) => s with { Neighbour = v }, s => s.Neighbour, defaultValue: NeighbourMode.Random);
 
+        public static readonly Setting BiasCorrection = new Setting("BiasCorrection", "--bias-correction", "bias_correction", "depthwise|off",
+            "After the reconstruction of a block that holds a depthwise convolution, correct the biases of its depthwise " +
+            "convolutions and its last layer by the mean difference from the float model on the calibration images " +
+            "(depthwise, the default), or leave every bias as it is (off).",
+            "one of " + string.Join(", ", Names<BiasCorrectionMode>()),
+            (s, t) => TryName(t, out BiasCorrectionMode m) ? s with { BiasCorrection = m } : null,
+            s => s.BiasCorrection == BiasCorrectionMode.Depthwise ? null : Name(s.BiasCorrection))
+        { DefaultText = Name(BiasCorrectionMode.Depthwise), Unset = Name(BiasCorrectionMode.Depthwise) };
+
         public static readonly Setting MinAgreement = new Setting("MinAgreement", "--min-agreement", "min_agreement", "P",
             "The accuracy gate: after quantizing, measure the quantized model's top-1 agreement with the FP32 model (both run " +
             "by ONNX Runtime) on held-out images (--validation-data, else synthetic images made with another seed) and fail " +
@@ -248,14 +257,15 @@ namespace Sadg.Options
         public static IReadOnlyList<Setting> All { get; } = new[]
         {
             Bits, ActivationBits, Method, CalibrationData, Samples, Profile, Seed, Device, InputShape,
-            InputRange, InputMean, InputStd, InputPrior, Neighbour, MinAgreement, ValidationData, Resize, Crop, ChannelOrder, Exclude, LayerBits,
-            FirstLastBits, SizeBudget, ReconstructionSteps, GenerationSteps,
+            InputRange, InputMean, InputStd, InputPrior, Neighbour, BiasCorrection, MinAgreement, ValidationData, Resize, Crop, ChannelOrder, Exclude,
+            LayerBits, FirstLastBits, SizeBudget, ReconstructionSteps, GenerationSteps,
         };
 
-        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and layer choices, the data read and the accuracy gate).</summary>
+        /// <summary>The settings <c>sadg generate</c> reads (all but the bit widths and layer choices, the bias correction, the data read and the accuracy gate).</summary>
         public static IReadOnlyList<Setting> Generation { get; } =
             All.Where(s => s != Bits && s != ActivationBits && s != CalibrationData && s != MinAgreement && s != ValidationData
-                && s != Resize && s != Crop && s != ChannelOrder && s != Exclude && s != LayerBits && s != FirstLastBits && s != SizeBudget).ToArray();
+                && s != Resize && s != Crop && s != ChannelOrder && s != Exclude && s != LayerBits && s != FirstLastBits && s != SizeBudget
+                && s != BiasCorrection).ToArray();
 
         /// <summary>An enum value's name as the tool and the metadata spell it: lower case.</summary>
         public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

@@ -47,6 +47,9 @@ namespace Sadg.Options
 
         public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
+        /// <summary>Which biases the reconstruction corrects after each block (depthwise blocks by default).</summary>
+        public BiasCorrectionMode BiasCorrection { get; init; } = BiasCorrectionMode.Depthwise;
+
         /// <summary>
         /// The accuracy gate, a percentage (0–100): the least top-1 agreement (cosine similarity × 100 for models without
         /// class scores) with the FP32 model on the validation images; null: no gate.

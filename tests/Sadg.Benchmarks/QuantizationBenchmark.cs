@@ -28,6 +28,7 @@ namespace Sadg.Benchmarks;
 ///       [--out name (docs/name.md and .json; default benchmarks, or benchmarks-reduced with --reduced)] [--resume (keep the rows of an interrupted run)]
 ///       [--scale-steps relative|absolute|budgetrelative|budgetrelativeweights (the scales' learning rates, ScaleSteps; absolute is the paper's form)]
 ///       [--rounding-rate step-relative|fixed] [--input-prior auto|off|standardized] [--neighbour random|paper|raw]
+///       [--bias-correction depthwise|off]
 ///       [--ablate FloorFollowsScale|LossSumsPositions|… (MethodAblation: put back one earlier behaviour)]
 ///       [--size-budget ratio|NKiB|Wb (mixed precision: each run's weight bits chosen to fit; the W of --bits is then only a label)]
 ///       [--rho r] [--zeta z] [--lambda-div l] [--lambda-bn l] (SADAG's neighbour radius, diversity margin, diversity weight and
@@ -56,7 +57,7 @@ static class QuantizationBenchmark
         double ReconstructionSeconds, double EvaluateSeconds, long PeakRssBytes, long FileBytes);
 
     /// <summary>Every option the benchmark reads; any other stops it before it starts an hour of work.</summary>
-    static readonly string[] KnownOptions = ["--ablate", "--bits", "--data", "--first-seed", "--images", "--input-prior",
+    static readonly string[] KnownOptions = ["--ablate", "--bias-correction", "--bits", "--data", "--first-seed", "--images", "--input-prior",
         "--input-range", "--lambda-bn", "--lambda-div", "--methods", "--model", "--neighbour", "--out", "--profile",
         "--real-images", "--reconstruction-steps", "--reduced", "--refinement-steps", "--report-only", "--resume", "--rho",
         "--output-tuning", "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
@@ -81,6 +82,8 @@ static class QuantizationBenchmark
             Enum.Parse<InputPriorMode>(Arg(args, "--input-prior", "auto"), ignoreCase: true),
             Enum.Parse<NeighbourMode>(Arg(args, "--neighbour", "random"), ignoreCase: true),
             Enum.Parse<MethodAblation>(Arg(args, "--ablate", "None"), ignoreCase: true),
+            QuantizeSchema.TryName(Arg(args, "--bias-correction", "depthwise"), out BiasCorrectionMode biasCorrection) ? biasCorrection
+                : throw new ArgumentException($"--bias-correction takes {string.Join(" or ", QuantizeSchema.Names<BiasCorrectionMode>())}."),
             Arg(args, "--size-budget", "") is "" ? null
                 : SizeBudget.TryParse(Arg(args, "--size-budget", ""), out var budget) ? budget
                 : throw new ArgumentException($"--size-budget takes a ratio in (0, 1], NKiB or Wb, not '{Arg(args, "--size-budget", "")}'."),
@@ -171,7 +174,7 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
+        BiasCorrectionMode BiasCorrection, SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
         int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null, int? OutputTuning = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
@@ -219,6 +222,7 @@ static class QuantizationBenchmark
     {
         WeightBits = weightBits, ActivationBits = activationBits, Profile = Enum.Parse<StepProfile>(profile, ignoreCase: true), Seed = seed, ScaleSteps = knobs.ScaleSteps,
         RoundingRate = knobs.RoundingRate, RoundingLossWeight = knobs.RoundingWeight, OutputTuningSteps = knobs.OutputTuning, InputPrior = knobs.InputPrior, Neighbour = knobs.Neighbour, Ablation = knobs.Ablation,
+        BiasCorrection = knobs.BiasCorrection,
         SizeBudget = knobs.SizeBudget,
         SadagLoss = knobs.SadagLoss,
         Method = method switch

@@ -94,6 +94,7 @@ public sealed class TaskTests : IDisposable
         { "InputStd", "InputMean=0.5;InputStd=0.25", "InputMean=0.5;InputStd=0.5" },
         { "InputPrior", "", "InputPrior=off" },
         { "Neighbour", "", "Neighbour=raw" },
+        { "BiasCorrection", "", "BiasCorrection=off" },
         { "MinAgreement", "", "MinAgreement=90" },
         { "ValidationData", "ValidationData=cal a", "ValidationData=cal b" },
         { "Resize", "ValidationData=cal a", "ValidationData=cal a;Resize=36" },

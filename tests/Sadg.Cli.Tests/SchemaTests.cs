@@ -30,6 +30,7 @@ public class SchemaTests
         (QuantizeSchema.InputStd, [("InputMean", "0.5"), ("InputStd", "0.25")], [("InputMean", "0.5"), ("InputStd", "0.5")]),
         (QuantizeSchema.InputPrior, [], [("InputPrior", "off")]),
         (QuantizeSchema.Neighbour, [], [("Neighbour", "raw")]),
+        (QuantizeSchema.BiasCorrection, [], [("BiasCorrection", "off")]),
         (QuantizeSchema.MinAgreement, [], [("MinAgreement", "90")]),
         (QuantizeSchema.ValidationData, [], [("ValidationData", "a")]),
         (QuantizeSchema.Resize, [("ValidationData", "a")], [("ValidationData", "a"), ("Resize", "36")]),

@@ -73,6 +73,9 @@ public sealed record PipelineOptions
     /// <summary>How SADAG picks its neighbour (random by default: what the paper's formula does in effect).</summary>
     public NeighbourMode Neighbour { get; init; } = NeighbourMode.Random;
 
+    /// <summary>Which biases the reconstruction corrects after each block (depthwise blocks by default). In the canonical options only when off.</summary>
+    public BiasCorrectionMode BiasCorrection { get; init; } = BiasCorrectionMode.Depthwise;
+
     /// <summary>
     /// SADAG's loss settings for experiments: ρ (the neighbour's radius), ζ (the diversity margin) and λ_div (the
     /// diversity weight); null: the method's (<see cref="GenerationOptions"/>). In the canonical options only when set.
@@ -219,6 +222,7 @@ public sealed record PipelineOptions
         RoundingRate = RoundingRate,
         RoundingLossWeight = RoundingLossWeight ?? QuantizationOptions.DefaultRoundingLossWeight,
         OutputTuningSteps = ResolvedOutputTuningSteps,
+        BiasCorrection = BiasCorrection,
         Ablation = Ablation,
         Policy = FirstLastSame ? BitPolicy.Same(WeightBits, ActivationBits) : new BitPolicy(),
         Layers = new LayerChoices { Exclude = Exclude, WeightBits = LayerBits },
@@ -247,6 +251,7 @@ public sealed record PipelineOptions
         ReconstructionSteps = settings.ReconstructionSteps,
         GenerationSteps = settings.GenerationSteps,
         Neighbour = settings.Neighbour,
+        BiasCorrection = settings.BiasCorrection,
         InputPrior = settings.InputPrior,
         Input = InputStandardization.FromSettings(settings, channels),
         InputShape = settings.InputShape,
@@ -280,6 +285,7 @@ public sealed record PipelineOptions
         InputStd = Input?.Convention == InputConvention.Normalization ? Input.Std : null,
         InputPrior = InputPrior,
         Neighbour = Neighbour,
+        BiasCorrection = BiasCorrection,
         ReconstructionSteps = ReconstructionSteps,
         GenerationSteps = GenerationSteps,
         ValidationData = ValidationDataHash is { } v ? "sha256:" + v : Validate ? SyntheticValidation : null,
@@ -302,7 +308,8 @@ public sealed record PipelineOptions
     /// The accuracy gate's threshold is not in it (it does not change the written bytes: the tool checks it against the
     /// agreement recorded in the model, also on a cache hit); the validation data is (the measurement on it is written
     /// into the model), and only when there is a validation, so that runs without one keep their keys. The image
-    /// resize and crop, the excluded layers, the layer bits, <c>first_last_bits=same</c> and the size budget are in it only when set,
+    /// resize and crop, the excluded layers, the layer bits, <c>first_last_bits=same</c>, the size budget and
+    /// <c>bias_correction=off</c> are in it only when set,
     /// for the same reason.
     /// </summary>
     public string Canonical()
@@ -317,6 +324,7 @@ public sealed record PipelineOptions
         if (LayerBits.Count == 0) values.Remove(QuantizeSchema.LayerBits.CanonicalKey);
         if (!FirstLastSame) values.Remove(QuantizeSchema.FirstLastBits.CanonicalKey);
         if (SizeBudget is null) values.Remove(QuantizeSchema.SizeBudget.CanonicalKey);
+        if (BiasCorrection == BiasCorrectionMode.Depthwise) values.Remove(QuantizeSchema.BiasCorrection.CanonicalKey);
         values["rounding_rate"] = RoundingRate.ToString().ToLowerInvariant();
         values["scale_steps"] = ScaleSteps.ToString().ToLowerInvariant();
         if (Ablation != MethodAblation.None) values["ablation"] = Ablation.ToString();

@@ -220,6 +220,9 @@ public sealed record QuantizationOptions
     /// <summary>Steps of <see cref="Sadg.Reconstruction.OutputTuning"/> after the block reconstruction (0: none).</summary>
     public int OutputTuningSteps { get; init; }
 
+    /// <summary>Which biases the reconstruction corrects after each block (<see cref="Sadg.Reconstruction.BlockReconstruction"/>).</summary>
+    public BiasCorrectionMode BiasCorrection { get; init; } = BiasCorrectionMode.Depthwise;
+
     /// <summary>Calibration images used to set each activation quantizer's initial scale.</summary>
     public int ActivationCalibrationSamples { get; init; } = 256;
 

@@ -61,7 +61,7 @@ public static class BlockReconstruction
             if (options.Iterations > 0)
             {
                 var outcome = Optimize(q, block, blocks.Count, xFp, xQ, yFp, generator, progress, cancellationToken);
-                if (!options.Ablation.HasFlag(Sadg.MethodAblation.NoDepthwiseBiasCorrection))
+                if (options.BiasCorrection == BiasCorrectionMode.Depthwise)
                     outcome = outcome with { CorrectedBiases = CorrectBiases(q, fp, block, xFp, xQ) };
                 outcomes.Add(outcome);
             }

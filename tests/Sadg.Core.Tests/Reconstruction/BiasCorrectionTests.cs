@@ -2,6 +2,7 @@ using Onnx;
 using Sadg.Export;
 using Sadg.Graph;
 using Sadg.Onnx;
+using Sadg.Pipeline;
 using Sadg.Quantization;
 using Sadg.Reconstruction;
 using Sadg.Tests.Support;
@@ -17,8 +18,7 @@ namespace Sadg.Tests.Reconstruction;
 [Collection(nameof(Sadg.Tests.Quantization.QuantizerMemoryTests))]
 public class BiasCorrectionTests
 {
-    static QuantizationOptions W4A4(MethodAblation ablation = MethodAblation.None) =>
-        new() { WeightBits = 4, ActivationBits = 4, Iterations = 20, BatchSize = 8, Seed = 1, Ablation = ablation };
+    static QuantizationOptions W4A4() => new() { WeightBits = 4, ActivationBits = 4, Iterations = 20, BatchSize = 8, Seed = 1 };
 
     /// <summary>In the blocks that hold a depthwise convolution, the depthwise convolutions and the block's last quantized operator.</summary>
     static HashSet<string> DepthwiseAndLastInDepthwiseBlocks(QuantizedGraph q) =>
@@ -75,7 +75,9 @@ public class BiasCorrectionTests
         // Other quantized operators (the stem and the classifier's blocks) are not corrected.
         Assert.Contains(corrected.Quantized.QuantizedNodes, n => !expected.Contains(n.Name) && corrected.Quantized.CorrectableBias(n) is not null);
 
-        using var uncorrected = ModelCalibration.Calibrate(model, images, W4A4(MethodAblation.NoDepthwiseBiasCorrection));
+        // The user's setting (--bias-correction off / BiasCorrection metadata) reaches the reconstruction and switches it off.
+        var off = PipelineOptions.From(new QuantizeSettings { BiasCorrection = BiasCorrectionMode.Off }, channels: 1).Quantization();
+        using var uncorrected = ModelCalibration.Calibrate(model, images, W4A4() with { BiasCorrection = off.BiasCorrection });
         using var uncorrectedSpec = uncorrected.Quantized.Export();
         Assert.Empty(uncorrectedSpec.Biases);
         Assert.All(uncorrected.Blocks, b => Assert.Equal(0, b.CorrectedBiases));
