@@ -1,0 +1,107 @@
+# Exports the ImageNet-pretrained MobileNetV1 x0.25 that RetinaFace (biubug6/Pytorch_Retinaface) uses as its
+# backbone (`weights/mobilenetV1X0.25_pretrain.tar`, a PyTorch checkpoint: 27 Conv + BatchNorm + LeakyReLU(0.1)
+# layers, 8 to 256 channels, global average pooling, Linear 256 -> 1000; trained with torchvision's ImageNet
+# normalization) to ONNX opset 13 with every BatchNormalization kept as a node: input `input` [N, 3, 224, 224]
+# (RGB, (x - mean) / std with ImageNet's mean and std), output `logits` [N, 1000].
+#
+# The written file is checked before the script ends: its graph, interpreted node by node with torch.nn.functional
+# from the ONNX attributes and initializers (not through the nn.Module), must compute on random inputs what the
+# module computes; the max abs difference is printed and must be < 1e-4. ONNX Runtime's top-1 on real images is the
+# benchmark's FP32 row.
+#
+#   python3 tests/Sadg.Benchmarks/zoo/retinaface_backbone_to_onnx.py mobilenetV1X0.25_pretrain.tar OUT.onnx
+#   (Debian: apt install python3-torch python3-onnx)
+#
+# Used by docs/benchmarks/mobilenet-leaky.md.
+import sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, onnx
+from onnx import numpy_helper
+
+
+def conv_bn(inp, oup, stride, leaky):
+    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup),
+                         nn.LeakyReLU(negative_slope=leaky, inplace=True))
+
+
+def conv_dw(inp, oup, stride, leaky=0.1):
+    return nn.Sequential(nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                         nn.LeakyReLU(negative_slope=leaky, inplace=True),
+                         nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+                         nn.LeakyReLU(negative_slope=leaky, inplace=True))
+
+
+class MobileNetV1(nn.Module):
+    """The backbone's layers as RetinaFace's models/net.py declares them (the names match the checkpoint's keys)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stage1 = nn.Sequential(conv_bn(3, 8, 2, 0.1), conv_dw(8, 16, 1), conv_dw(16, 32, 2), conv_dw(32, 32, 1),
+                                    conv_dw(32, 64, 2), conv_dw(64, 64, 1))
+        self.stage2 = nn.Sequential(conv_dw(64, 128, 2), *[conv_dw(128, 128, 1) for _ in range(5)])
+        self.stage3 = nn.Sequential(conv_dw(128, 256, 2), conv_dw(256, 256, 1))
+        self.avg = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(256, 1000)
+
+    def forward(self, x):
+        x = self.avg(self.stage3(self.stage2(self.stage1(x))))
+        return self.fc(x.view(-1, 256))
+
+
+def interpret(model, x):
+    """Runs the ONNX graph node by node with torch.nn.functional (only the op types this export writes)."""
+    env = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+    env[model.graph.input[0].name] = x
+    for n in model.graph.node:
+        a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
+        i = [env[name] if name else None for name in n.input]
+        if n.op_type == 'Conv':
+            pads = a.get('pads', [0, 0, 0, 0])
+            assert pads[0] == pads[2] and pads[1] == pads[3], n.name
+            y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get('strides', [1, 1]), pads[:2],
+                         a.get('dilations', [1, 1]), a.get('group', 1))
+        elif n.op_type == 'BatchNormalization':
+            y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get('epsilon', 1e-5))
+        elif n.op_type == 'LeakyRelu':
+            y = F.leaky_relu(i[0], a.get('alpha', 0.01))
+        elif n.op_type == 'GlobalAveragePool':
+            y = i[0].mean(dim=(2, 3), keepdim=True)
+        elif n.op_type == 'Constant':
+            y = torch.from_numpy(numpy_helper.to_array(a['value']).copy())
+        elif n.op_type == 'Reshape':
+            y = i[0].reshape([int(d) for d in i[1]])
+        elif n.op_type == 'Flatten':
+            y = i[0].flatten(a.get('axis', 1))
+        elif n.op_type == 'Gemm':
+            b = i[1].t() if a.get('transB', 0) else i[1]
+            y = a.get('alpha', 1.0) * i[0] @ b + (a.get('beta', 1.0) * i[2] if len(i) > 2 else 0)
+        else:
+            raise SystemExit(f"op {n.op_type} ({n.name}) is not interpreted here")
+        env[n.output[0]] = y
+    return env[model.graph.output[0].name]
+
+
+def main(checkpoint, out):
+    module = MobileNetV1()
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
+    module.load_state_dict({k.replace('module.', '', 1): v for k, v in state.items()})
+    module.eval()
+    torch.onnx.export(module, torch.randn(1, 3, 224, 224), out, input_names=['input'], output_names=['logits'],
+                      dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}}, opset_version=13,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    model = onnx.load(out)
+    onnx.checker.check_model(model)
+    x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, actual = module(x), interpret(model, x)
+    diff = (expected - actual).abs().max().item()
+    print(f"written graph (interpreted) vs the module: max abs difference {diff:.2e}, max output "
+          f"{expected.abs().max().item():.3f}; argmax equal: {bool((expected.argmax(1) == actual.argmax(1)).all())}")
+    if not diff < 1e-4:
+        raise SystemExit("the written graph does not compute what the module computes")
+    ops = [n.op_type for n in model.graph.node]
+    print(f"wrote {out}: {len(ops)} nodes, {ops.count('BatchNormalization')} BatchNormalization")
+
+
+if __name__ == '__main__':
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__ or "usage: retinaface_backbone_to_onnx.py CHECKPOINT OUT.onnx")
+    main(sys.argv[1], sys.argv[2])
