@@ -79,11 +79,16 @@ def interpret(model, x):
     return env[model.graph.output[0].name]
 
 
-def main(checkpoint, out):
+def load(checkpoint):
+    """The backbone with the checkpoint's weights (saved from nn.DataParallel: keys prefixed `module.`), in eval mode."""
     module = MobileNetV1()
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
     module.load_state_dict({k.replace('module.', '', 1): v for k, v in state.items()})
-    module.eval()
+    return module.eval()
+
+
+def main(checkpoint, out):
+    module = load(checkpoint)
     torch.onnx.export(module, torch.randn(1, 3, 224, 224), out, input_names=['input'], output_names=['logits'],
                       dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}}, opset_version=13,
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
@@ -103,5 +108,5 @@ def main(checkpoint, out):
 
 if __name__ == '__main__':
     if len(sys.argv) != 3:
-        raise SystemExit(__doc__ or "usage: retinaface_backbone_to_onnx.py CHECKPOINT OUT.onnx")
+        raise SystemExit("usage: retinaface_backbone_to_onnx.py CHECKPOINT OUT.onnx")
     main(sys.argv[1], sys.argv[2])

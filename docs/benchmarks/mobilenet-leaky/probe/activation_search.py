@@ -10,9 +10,7 @@ from PIL import Image
 
 spec = importlib.util.spec_from_file_location('export', os.path.join(os.path.dirname(__file__), '../../../../tests/Sadg.Benchmarks/zoo/retinaface_backbone_to_onnx.py'))
 export = importlib.util.module_from_spec(spec); spec.loader.exec_module(export)
-m = export.MobileNetV1()
-state = torch.load(sys.argv[1], map_location='cpu', weights_only=False)['state_dict']
-m.load_state_dict({k.replace('module.', '', 1): v for k, v in state.items()}); m.eval()
+m = export.load(sys.argv[1])
 
 mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1); std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 def load(f):
