@@ -302,7 +302,7 @@ static class BiasProbe
     }
 
     /// <summary>What the test images are fed through: <c>--mean</c>/<c>--std</c> when given (as for <c>sadg evaluate</c>), else the model's metadata.</summary>
-    static InputStandardization Standardization(OnnxModel model, string[] args)
+    internal static InputStandardization Standardization(OnnxModel model, string[] args)
     {
         string mean = StepsBenchmark.Arg(args, "--mean", ""), std = StepsBenchmark.Arg(args, "--std", "");
         if (mean is "" && std is "") return InputStandardization.FromMetadata(model);

@@ -58,9 +58,9 @@ static class QuantizationBenchmark
 
     /// <summary>Every option the benchmark reads; any other stops it before it starts an hour of work.</summary>
     static readonly string[] KnownOptions = ["--ablate", "--bias-correction", "--bits", "--data", "--first-seed", "--images", "--input-prior",
-        "--input-range", "--lambda-bn", "--lambda-div", "--methods", "--model", "--neighbour", "--out", "--profile",
+        "--input-range", "--lambda-bn", "--lambda-div", "--mean", "--methods", "--model", "--neighbour", "--out", "--profile",
         "--real-images", "--reconstruction-steps", "--reduced", "--refinement-steps", "--report-only", "--resume", "--rho",
-        "--output-tuning", "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--warmup-steps", "--zeta"];
+        "--output-tuning", "--rounding-rate", "--rounding-weight", "--scale-steps", "--seeds", "--size-budget", "--std", "--warmup-steps", "--zeta"];
 
     public static int Run(string[] args)
     {
@@ -108,9 +108,12 @@ static class QuantizationBenchmark
         var (test, train, dataDescription) = LoadData(model, dataFolder, Number(args, "--real-images") is double ri ? (int)ri : null);
         using var testSet = test;
         using var trainSet = train;
-        // --input-range lo,hi: the test images are fed as the user says the model takes them (the pipeline maps the real
-        // calibration images the same way).
-        var fed = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)test.Images.shape[1]) : InputStandardization.FromMetadata(model);
+        // --input-range lo,hi or --mean/--std: the test images are fed as the user says the model takes them (stated to
+        // the pipeline as well, which maps the real calibration images the same way).
+        if (knobs.InputRange is not null && (Arg(args, "--mean", "") != "" || Arg(args, "--std", "") != ""))
+            throw new ArgumentException("Give --input-range or --mean/--std, not both.");
+        var fed = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)test.Images.shape[1]) : BiasProbe.Standardization(model, args);
+        if (fed.Convention == InputConvention.Normalization) knobs = knobs with { Stated = fed };
         using var testImages = fed.Standardize(test.Images).DetachFromDisposeScope();
         long[] labels = test.Labels.data<long>().ToArray();
 
@@ -175,7 +178,8 @@ static class QuantizationBenchmark
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
         BiasCorrectionMode BiasCorrection, SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
-        int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null, int? OutputTuning = null);
+        int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null, int? OutputTuning = null,
+        InputStandardization? Stated = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     internal static double? Number(string[] args, string name) =>
@@ -241,7 +245,8 @@ static class QuantizationBenchmark
         WarmupSteps = knobs.WarmupSteps,
         RefinementSteps = knobs.RefinementSteps,
         // --input-range lo,hi: what the user would state with sadg quantize --input-range (the prior for a model without BN).
-        Input = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)realPixels.shape[1]) : null,
+        // --mean/--std: normalization constants, as stated with sadg quantize --input-mean/--input-std.
+        Input = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)realPixels.shape[1]) : knobs.Stated,
     };
 
     /// <summary>One cell: the library pipeline (as `sadg quantize` runs it, with a shared warm-up), then ONNX Runtime on the test set.</summary>

@@ -5,16 +5,16 @@
 # (RGB, (x - mean) / std with ImageNet's mean and std), output `logits` [N, 1000].
 #
 # The written file is checked before the script ends: its graph, interpreted node by node with torch.nn.functional
-# from the ONNX attributes and initializers (not through the nn.Module), must compute on random inputs what the
-# module computes; the max abs difference is printed and must be < 1e-4. ONNX Runtime's top-1 on real images is the
+# from the ONNX attributes and initializers (onnx_reference.py, not through the nn.Module), must compute on random
+# inputs what the module computes; the max abs difference is printed and must be < 1e-4. ONNX Runtime's top-1 on real images is the
 # benchmark's FP32 row.
 #
 #   python3 tests/Sadg.Benchmarks/zoo/retinaface_backbone_to_onnx.py mobilenetV1X0.25_pretrain.tar OUT.onnx
 #   (Debian: apt install python3-torch python3-onnx)
 #
 # Used by docs/benchmarks/mobilenet-leaky.md.
-import sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, onnx
-from onnx import numpy_helper
+import sys, torch, torch.nn as nn, onnx
+from onnx_reference import check
 
 
 def conv_bn(inp, oup, stride, leaky):
@@ -46,39 +46,6 @@ class MobileNetV1(nn.Module):
         return self.fc(x.view(-1, 256))
 
 
-def interpret(model, x):
-    """Runs the ONNX graph node by node with torch.nn.functional (only the op types this export writes)."""
-    env = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
-    env[model.graph.input[0].name] = x
-    for n in model.graph.node:
-        a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
-        i = [env[name] if name else None for name in n.input]
-        if n.op_type == 'Conv':
-            pads = a.get('pads', [0, 0, 0, 0])
-            assert pads[0] == pads[2] and pads[1] == pads[3], n.name
-            y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get('strides', [1, 1]), pads[:2],
-                         a.get('dilations', [1, 1]), a.get('group', 1))
-        elif n.op_type == 'BatchNormalization':
-            y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get('epsilon', 1e-5))
-        elif n.op_type == 'LeakyRelu':
-            y = F.leaky_relu(i[0], a.get('alpha', 0.01))
-        elif n.op_type == 'GlobalAveragePool':
-            y = i[0].mean(dim=(2, 3), keepdim=True)
-        elif n.op_type == 'Constant':
-            y = torch.from_numpy(numpy_helper.to_array(a['value']).copy())
-        elif n.op_type == 'Reshape':
-            y = i[0].reshape([int(d) for d in i[1]])
-        elif n.op_type == 'Flatten':
-            y = i[0].flatten(a.get('axis', 1))
-        elif n.op_type == 'Gemm':
-            b = i[1].t() if a.get('transB', 0) else i[1]
-            y = a.get('alpha', 1.0) * i[0] @ b + (a.get('beta', 1.0) * i[2] if len(i) > 2 else 0)
-        else:
-            raise SystemExit(f"op {n.op_type} ({n.name}) is not interpreted here")
-        env[n.output[0]] = y
-    return env[model.graph.output[0].name]
-
-
 def load(checkpoint):
     """The backbone with the checkpoint's weights (saved from nn.DataParallel: keys prefixed `module.`), in eval mode."""
     module = MobileNetV1()
@@ -94,14 +61,7 @@ def main(checkpoint, out):
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     model = onnx.load(out)
     onnx.checker.check_model(model)
-    x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected, actual = module(x), interpret(model, x)
-    diff = (expected - actual).abs().max().item()
-    print(f"written graph (interpreted) vs the module: max abs difference {diff:.2e}, max output "
-          f"{expected.abs().max().item():.3f}; argmax equal: {bool((expected.argmax(1) == actual.argmax(1)).all())}")
-    if not diff < 1e-4:
-        raise SystemExit("the written graph does not compute what the module computes")
+    check(module, model, torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
     ops = [n.op_type for n in model.graph.node]
     print(f"wrote {out}: {len(ops)} nodes, {ops.count('BatchNormalization')} BatchNormalization")
 

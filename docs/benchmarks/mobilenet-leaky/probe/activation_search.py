@@ -5,11 +5,11 @@
 # 50 real ImageNet images (every 20th of sample-1000; a random 200,000 elements of each tensor).
 #
 #   python3 -u docs/benchmarks/mobilenet-leaky/probe/activation_search.py mobilenetV1X0.25_pretrain.tar ../shared/bench/imagenet/sample-1000
-import glob, os, sys, importlib.util, numpy as np, torch
+import glob, os, sys, numpy as np, torch
 from PIL import Image
 
-spec = importlib.util.spec_from_file_location('export', os.path.join(os.path.dirname(__file__), '../../../../tests/Sadg.Benchmarks/zoo/retinaface_backbone_to_onnx.py'))
-export = importlib.util.module_from_spec(spec); spec.loader.exec_module(export)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../../tests/Sadg.Benchmarks/zoo'))
+import retinaface_backbone_to_onnx as export
 m = export.load(sys.argv[1])
 
 mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1); std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
