@@ -17,8 +17,8 @@
 #   (Debian: apt install python3-torch python3-onnx)
 #
 # Used by docs/benchmarks/cifar-resnet20.md.
-import sys, torch, torch.nn as nn, torch.nn.functional as F, onnx
-from onnx_reference import check
+import torch, torch.nn as nn, torch.nn.functional as F
+from onnx_reference import main
 
 
 class BasicBlock(nn.Module):
@@ -68,19 +68,5 @@ def load(checkpoint):
     return module.eval()
 
 
-def main(checkpoint, out):
-    module = load(checkpoint)
-    torch.onnx.export(module, torch.randn(1, 3, 32, 32), out, input_names=['input'], output_names=['logits'],
-                      dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}}, opset_version=13,
-                      training=torch.onnx.TrainingMode.PRESERVE)
-    model = onnx.load(out)
-    onnx.checker.check_model(model)
-    check(module, model, torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
-    ops = [n.op_type for n in model.graph.node]
-    print(f"wrote {out}: {len(ops)} nodes, {ops.count('BatchNormalization')} BatchNormalization, {ops.count('Pad')} Pad")
-
-
 if __name__ == '__main__':
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: cifar_resnet_to_onnx.py CHECKPOINT OUT.onnx")
-    main(sys.argv[1], sys.argv[2])
+    main(lambda checkpoint: (load(checkpoint), (3, 32, 32), True), "cifar_resnet_to_onnx.py")

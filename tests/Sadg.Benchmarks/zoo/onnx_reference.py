@@ -1,8 +1,9 @@
 # A second, independent reading of an exported ONNX graph for the zoo's export scripts: interpret(model, x) runs the
 # graph node by node with torch.nn.functional from the ONNX attributes and initializers (not through the nn.Module
-# that was exported), so a script can check that the written file computes what its module computes. Only the op
-# types the zoo's exports write are interpreted; any other stops the check with its name.
-import onnx, torch, torch.nn.functional as F
+# that was exported), so a script can check that the written file computes what its module computes; export() writes
+# a pretrained classifier the way the zoo's pages use it and makes that check. Only the op types the zoo's exports
+# write are interpreted; any other stops the check with its name.
+import sys, onnx, torch, torch.nn.functional as F
 from onnx import numpy_helper
 
 # ONNX TensorProto element types that exports cast to.
@@ -110,3 +111,26 @@ def check(module, model, x, tolerance=1e-4):
           f"{expected.abs().max().item():.3f}; argmax equal: {bool((expected.argmax(1) == actual.argmax(1)).all())}")
     if not diff < tolerance:
         raise SystemExit("the written graph does not compute what the module computes")
+
+
+def export(module, input_shape, out, constant_folding=True):
+    """Writes an image classifier (eval mode) as ONNX opset 13 with every BatchNormalization kept as a node, input
+    `input` [N, *input_shape] with a dynamic batch, output `logits`; checks the file (ONNX's checker, then check() on
+    eight seeded random inputs) and prints its node counts. constant_folding is torch.onnx.export's
+    do_constant_folding (its default True)."""
+    torch.onnx.export(module, torch.randn(1, *input_shape), out, input_names=['input'], output_names=['logits'],
+                      dynamic_axes={'input': {0: 'N'}, 'logits': {0: 'N'}}, opset_version=13,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=constant_folding)
+    model = onnx.load(out)
+    onnx.checker.check_model(model)
+    check(module, model, torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(0)))
+    ops = [n.op_type for n in model.graph.node]
+    print(f"wrote {out}: {len(ops)} nodes, " + ", ".join(f"{ops.count(t)} {t}" for t in sorted(set(ops), key=ops.count, reverse=True)))
+
+
+def main(load, usage):
+    """The command line of an export script: CHECKPOINT OUT.onnx; load(checkpoint) gives (module, input_shape, constant_folding)."""
+    if len(sys.argv) != 3:
+        raise SystemExit(f"usage: {usage} CHECKPOINT OUT.onnx")
+    module, input_shape, constant_folding = load(sys.argv[1])
+    export(module, input_shape, sys.argv[2], constant_folding)
