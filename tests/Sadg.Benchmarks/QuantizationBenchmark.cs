@@ -90,8 +90,6 @@ static class QuantizationBenchmark
             new SadagLossSettings(Number(args, "--rho"), Number(args, "--zeta"), Number(args, "--lambda-div"), Number(args, "--lambda-bn")) is var loss && loss != new SadagLossSettings() ? loss : null,
             Arg(args, "--images", "") is "" ? null : int.Parse(Arg(args, "--images", ""), CultureInfo.InvariantCulture),
             Arg(args, "--warmup-steps", "") is "" ? null : int.Parse(Arg(args, "--warmup-steps", ""), CultureInfo.InvariantCulture),
-            Arg(args, "--input-range", "") is "" ? null
-                : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray(),
             Number(args, "--reconstruction-steps") is double r ? (int)r : null,
             Number(args, "--refinement-steps") is double rs ? (int)rs : null,
             Number(args, "--rounding-weight"),
@@ -108,12 +106,19 @@ static class QuantizationBenchmark
         var (test, train, dataDescription) = LoadData(model, dataFolder, Number(args, "--real-images") is double ri ? (int)ri : null);
         using var testSet = test;
         using var trainSet = train;
-        // --input-range lo,hi or --mean/--std: the test images are fed as the user says the model takes them (stated to
-        // the pipeline as well, which maps the real calibration images the same way).
-        if (knobs.InputRange is not null && (Arg(args, "--mean", "") != "" || Arg(args, "--std", "") != ""))
+        // --input-range lo,hi or --mean/--std: what the user states the model is fed, as with sadg quantize --input-range or
+        // --input-mean/--input-std. The test images are fed that way, and the pipeline maps the real calibration images
+        // the same way; without either, as the model's metadata says.
+        double[]? range = Arg(args, "--input-range", "") is "" ? null
+            : Arg(args, "--input-range", "").Split(',').Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray();
+        if (range is not null && (Arg(args, "--mean", "") != "" || Arg(args, "--std", "") != ""))
             throw new ArgumentException("Give --input-range or --mean/--std, not both.");
-        var fed = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)test.Images.shape[1]) : BiasProbe.Standardization(model, args);
-        if (fed.Convention == InputConvention.Normalization) knobs = knobs with { Stated = fed };
+        knobs = knobs with
+        {
+            Input = range is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)test.Images.shape[1])
+                : BiasProbe.Standardization(model, args) is { Convention: InputConvention.Normalization } stated ? stated : null,
+        };
+        var fed = knobs.Input ?? InputStandardization.FromMetadata(model);
         using var testImages = fed.Standardize(test.Images).DetachFromDisposeScope();
         long[] labels = test.Labels.data<long>().ToArray();
 
@@ -177,9 +182,9 @@ static class QuantizationBenchmark
 
     /// <summary>The settings a run may change for an experiment (each is part of the written models' options).</summary>
     sealed record Knobs(ScaleSteps ScaleSteps, RoundingRate RoundingRate, InputPriorMode InputPrior, NeighbourMode Neighbour, MethodAblation Ablation,
-        BiasCorrectionMode BiasCorrection, SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null, double[]? InputRange = null,
+        BiasCorrectionMode BiasCorrection, SizeBudget? SizeBudget, SadagLossSettings? SadagLoss, int? Images = null, int? WarmupSteps = null,
         int? ReconstructionSteps = null, int? RefinementSteps = null, double? RoundingWeight = null, int? OutputTuning = null,
-        InputStandardization? Stated = null);
+        InputStandardization? Input = null);
 
     /// <summary>The number after <paramref name="name"/>, or null when the option is not given.</summary>
     internal static double? Number(string[] args, string name) =>
@@ -244,9 +249,8 @@ static class QuantizationBenchmark
         Samples = method == "real" ? (int)realPixels.shape[0] : knobs.Images,
         WarmupSteps = knobs.WarmupSteps,
         RefinementSteps = knobs.RefinementSteps,
-        // --input-range lo,hi: what the user would state with sadg quantize --input-range (the prior for a model without BN).
-        // --mean/--std: normalization constants, as stated with sadg quantize --input-mean/--input-std.
-        Input = knobs.InputRange is [var lo, var hi] ? InputStandardization.FromRange(lo, hi, (int)realPixels.shape[1]) : knobs.Stated,
+        // --input-range or --mean/--std: what the user states (also the prior for a model without BN).
+        Input = knobs.Input,
     };
 
     /// <summary>One cell: the library pipeline (as `sadg quantize` runs it, with a shared warm-up), then ONNX Runtime on the test set.</summary>

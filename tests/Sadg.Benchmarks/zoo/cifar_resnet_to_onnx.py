@@ -17,8 +17,8 @@
 #   (Debian: apt install python3-torch python3-onnx)
 #
 # Used by docs/benchmarks/cifar-resnet20.md.
-import torch, torch.nn as nn, torch.nn.functional as F
-from onnx_reference import main
+import torch.nn as nn, torch.nn.functional as F
+from onnx_reference import checkpoint_state, main
 
 
 class BasicBlock(nn.Module):
@@ -61,7 +61,7 @@ class CifarResNet(nn.Module):
 
 def load(checkpoint):
     """The network with the checkpoint's weights, its depth read from the checkpoint's blocks, in eval mode."""
-    state = {k.replace('module.', '', 1): v for k, v in torch.load(checkpoint, map_location='cpu')['state_dict'].items()}
+    state = checkpoint_state(checkpoint)
     n = len({k.split('.')[1] for k in state if k.startswith('layer1.')})
     module = CifarResNet(n)
     module.load_state_dict(state)

@@ -10,7 +10,8 @@ from onnx import numpy_helper
 _DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 11: torch.float64}
 
 
-def _pool_pads(a):
+def _symmetric_pads(a):
+    """A Conv's or pool's ONNX pads [top, left, bottom, right] as torch's (height, width)."""
     pads = a.get('pads', [0, 0, 0, 0])
     assert pads[0] == pads[2] and pads[1] == pads[3], "asymmetric pads are not interpreted"
     return pads[:2]
@@ -43,7 +44,7 @@ def interpret(model, x):
         i = [env[name] if name else None for name in n.input]
         op = n.op_type
         if op == 'Conv':
-            y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get('strides', [1, 1]), _pool_pads(a),
+            y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, a.get('strides', [1, 1]), _symmetric_pads(a),
                          a.get('dilations', [1, 1]), a.get('group', 1))
         elif op == 'BatchNormalization':
             y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get('epsilon', 1e-5))
@@ -61,7 +62,7 @@ def interpret(model, x):
             y = i[0].mean(dim=(2, 3), keepdim=True)
         elif op == 'AveragePool':
             assert not a.get('ceil_mode', 0), "ceil_mode is not interpreted"
-            y = F.avg_pool2d(i[0], a['kernel_shape'], a.get('strides', a['kernel_shape']), _pool_pads(a),
+            y = F.avg_pool2d(i[0], a['kernel_shape'], a.get('strides', a['kernel_shape']), _symmetric_pads(a),
                              count_include_pad=bool(a.get('count_include_pad', 0)))
         elif op == 'Constant':
             y = torch.from_numpy(numpy_helper.to_array(a['value']).copy())
@@ -100,6 +101,12 @@ def interpret(model, x):
             raise SystemExit(f"op {op} ({n.name}) is not interpreted here")
         env[n.output[0]] = y
     return env[model.graph.output[0].name]
+
+
+def checkpoint_state(path):
+    """A PyTorch checkpoint's `state_dict`, without the `module.` prefix that nn.DataParallel gives its keys."""
+    state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    return {k.replace('module.', '', 1): v for k, v in state.items()}
 
 
 def check(module, model, x, tolerance=1e-4):

@@ -13,8 +13,8 @@
 #   (Debian: apt install python3-torch python3-onnx)
 #
 # Used by docs/benchmarks/mobilenet-leaky.md.
-import torch, torch.nn as nn
-from onnx_reference import main
+import torch.nn as nn
+from onnx_reference import checkpoint_state, main
 
 
 def conv_bn(inp, oup, stride, leaky):
@@ -49,8 +49,7 @@ class MobileNetV1(nn.Module):
 def load(checkpoint):
     """The backbone with the checkpoint's weights (saved from nn.DataParallel: keys prefixed `module.`), in eval mode."""
     module = MobileNetV1()
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
-    module.load_state_dict({k.replace('module.', '', 1): v for k, v in state.items()})
+    module.load_state_dict(checkpoint_state(checkpoint))
     return module.eval()
 
 
