@@ -76,9 +76,7 @@ def main(path, bits):
             else: raise SystemExit(f'{node.op_type} in the chain of {n.name}')
             vals[name] = y
             return y
-        ev(n.input[0])
-        x = vals[n.input[0]]
-        mean_x = x.mean(1); std_x = x.std(1)
+        mean_x = ev(n.input[0]).mean(1)
         dw = quantize(w, bits) - w
         shift = dw.reshape(w.shape[0], -1).sum(1) * mean_x
         r = np.abs(shift) / sigma_out
