@@ -104,6 +104,27 @@ public class InspectTests
     }
 
     [Fact]
+    public async Task Estimate_time_is_at_the_bits_given_and_refuses_bits_outside_2_to_8_before_timing_anything()
+    {
+        using var folder = new TempFolder();
+        string path = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "small.onnx");
+
+        var text = await CliRunner.RunAsync("inspect", path, "--estimate-time", "--bits", "3");
+        Assert.True(text.ExitCode == 0, text.Err);
+        Assert.Contains("estimated time of sadg quantize on this machine (W3A3,", text.Out);
+        var json = await CliRunner.RunAsync("inspect", path, "--json", "--estimate-time", "--bits", "3");
+        Assert.True(json.ExitCode == 0, json.Err);
+        using (var doc = JsonDocument.Parse(json.Out))
+            Assert.Equal(3, doc.RootElement.GetProperty("estimatedTime").GetProperty("bits").GetInt32());
+
+        var bad = await CliRunner.RunAsync("inspect", path, "--estimate-time", "--bits", "9");
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("SADG1402", bad.Err);
+        Assert.DoesNotContain("Timing a few steps", bad.Err + bad.Out);
+        Assert.DoesNotContain("estimated time", bad.Out);
+    }
+
+    [Fact]
     public async Task Model_without_batchnorm_is_reported_with_the_export_that_keeps_it()
     {
         using var folder = new TempFolder();

@@ -6,9 +6,10 @@ using Sadg.Cli.Output;
 namespace Sadg.Cli.Commands;
 
 /// <summary>
-/// <c>sadg inspect model.onnx [--json] [--estimate-time] [--sensitivity [--bits b]]</c>: what quantization would see
-/// and what would stop it, without doing it; with --estimate-time, how long <c>sadg quantize</c> would take
-/// (<see cref="TimeEstimate"/>); with <c>--sensitivity</c>, each layer's sensitivity (<see cref="SensitivityRanking"/>).
+/// <c>sadg inspect model.onnx [--json] [--estimate-time] [--sensitivity] [--bits b]</c>: what quantization would see
+/// and what would stop it, without doing it; with --estimate-time, how long <c>sadg quantize</c> would take at
+/// W<i>b</i>A<i>b</i> (<see cref="TimeEstimate"/>); with <c>--sensitivity</c>, each layer's sensitivity at <i>b</i> bits
+/// (<see cref="SensitivityRanking"/>).
 /// </summary>
 public static class InspectCommand
 {
@@ -26,7 +27,7 @@ public static class InspectCommand
             Description = $"Also rank the layers by the error each adds when quantized alone (output SQNR), measured on " +
                 $"{SensitivityRanking.Images} quick Genie-D images (seconds on small models); nothing is written.",
         };
-        var bits = new Option<int>("--bits", "-b") { Description = "The bits of --sensitivity (weights and activations).", DefaultValueFactory = _ => 4, HelpName = "2-8" };
+        var bits = new Option<int>("--bits", "-b") { Description = "The bits (weights and activations) of --estimate-time and --sensitivity.", DefaultValueFactory = _ => 4, HelpName = "2-8" };
         var command = new Command("inspect",
             "Show a model's input, opset, operators, BatchNorm nodes, quantizable layers, blocks, estimated size at 2-8 bits, " +
             "and anything that would stop quantization. Exit code 1 when something would.")
@@ -39,10 +40,12 @@ public static class InspectCommand
         };
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
+            int b = parse.GetValue(bits);
+            if ((parse.GetValue(estimateTime) || parse.GetValue(sensitivity)) && !QuantizeSchema.IsBits(b))
+                throw new SadgException(SadgErrorCode.InvalidBits, $"{QuantizeSchema.Bits.Label} must be {QuantizeSchema.Bits.Requirement}, not {b}.");
             var analysis = ModelAnalysis.Analyze(parse.GetValue(model)!, cancellationToken);
             var estimate = parse.GetValue(estimateTime) && analysis.Blockers.Count == 0
-                ? TimeEstimate.Measure(parse.GetValue(model)!, console, cancellationToken) : null;
-            int b = parse.GetValue(bits);
+                ? TimeEstimate.Measure(parse.GetValue(model)!, b, console, cancellationToken) : null;
             var ranking = parse.GetValue(sensitivity) && analysis.Blockers.Count == 0
                 ? SensitivityRanking.Measure(analysis.Path, b, console, cancellationToken) : null;
             if (parse.GetValue(json)) WriteJson(console.Out, analysis, estimate, ranking is null ? null : SensitivityRanking.Json(ranking, b));

@@ -20,11 +20,10 @@ public static class SensitivityRanking
     /// <summary>The Genie-D warm-up steps per batch (quick: the ranking, not the images, is the point).</summary>
     public const int Steps = 10;
 
-    /// <summary>Measures the sensitivity of <paramref name="path"/>'s layers at <paramref name="bits"/> (weights and activations; the default bit policy).</summary>
+    /// <summary>Measures the sensitivity of <paramref name="path"/>'s layers at <paramref name="bits"/> (weights and activations; the default bit policy;
+    /// <c>inspect</c> has checked the bits).</summary>
     public static SensitivityMeasurement Measure(string path, int bits, CliConsole console, CancellationToken cancellationToken)
     {
-        if (!QuantizeSchema.IsBits(bits))
-            throw new SadgException(SadgErrorCode.InvalidBits, $"{QuantizeSchema.Bits.Label} must be {QuantizeSchema.Bits.Requirement}, not {bits}.");
         var model = OnnxModel.Load(path);
         var options = new PipelineOptions
         {

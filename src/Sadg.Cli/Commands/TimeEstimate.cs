@@ -9,7 +9,7 @@ namespace Sadg.Cli.Commands;
 /// <c>sadg inspect --estimate-time</c>: a few steps of each stage timed on the model (<see cref="ProfileCost.Measure"/>),
 /// and the estimated wall time of <c>sadg quantize</c> for every profile and method (<see cref="ProfileCost.EveryProfile"/>).
 /// </summary>
-public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Runs, string Device)
+public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Runs, string Device, int Bits)
 {
     /// <summary>The columns of the table: the stages of a run, as the quantization report names them.</summary>
     static readonly (string Stage, string Header)[] Columns =
@@ -18,22 +18,23 @@ public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Ru
         ("reconstruction", "reconstruction"), ("layer sensitivity", "sensitivity"), ("ONNX Runtime check", "check"),
     ];
 
-    /// <summary>Measures on the model at <paramref name="path"/> with quantize's defaults (W4A4, device auto).</summary>
-    public static TimeEstimate Measure(string path, CliConsole console, CancellationToken cancellationToken)
+    /// <summary>Measures on the model at <paramref name="path"/> with quantize's defaults (device auto) at
+    /// <paramref name="bits"/> bits for weights and activations.</summary>
+    public static TimeEstimate Measure(string path, int bits, CliConsole console, CancellationToken cancellationToken)
     {
         var device = DeviceChoice.ResolveTorch(DeviceKind.Auto, console);
-        var options = new PipelineOptions { Device = device };
+        var options = new PipelineOptions { Device = device, WeightBits = bits, ActivationBits = bits };
         console.Log.Information("Timing a few steps of each stage on the model for the time estimate.");
         var steps = ProfileCost.Measure(OnnxModel.Load(path), options, Pipeline.OrtCheck.Outputs, cancellationToken: cancellationToken);
         return new TimeEstimate(steps, ProfileCost.EveryProfile(steps, options),
-            device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu");
+            device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", bits);
     }
 
     /// <summary>One line per profile and method, stage by stage, after a line saying what was measured.</summary>
     public void WriteText(TextWriter w)
     {
         var s = Steps;
-        w.WriteLine($"estimated time of sadg quantize on this machine (W4A4, {Device}; from steps timed in {Format(s.MeasurementSeconds)}: " +
+        w.WriteLine($"estimated time of sadg quantize on this machine (W{Bits}A{Bits}, {Device}; from steps timed in {Format(s.MeasurementSeconds)}: " +
             $"Genie-D {Format(s.GenieStepSeconds)} and SADAG {Format(s.RefinementStepSeconds)} per step of {s.GenerationBatch} images, " +
             $"reconstruction {Format(s.ReconstructionStepSeconds)} per step of all {s.BlockStepSeconds.Count} blocks):");
         w.WriteLine($"  {"profile",-8} {"method",-9}" + string.Concat(Columns.Select(c => $" {c.Header,14}")) + $" {"total",10}");
@@ -50,6 +51,7 @@ public sealed record TimeEstimate(StepTimes Steps, IReadOnlyList<RunEstimate> Ru
     public object Json() => new
     {
         device = Device,
+        bits = Bits,
         measurementSeconds = Steps.MeasurementSeconds,
         generationBatch = Steps.GenerationBatch,
         genieStepSeconds = Steps.GenieStepSeconds,
