@@ -104,7 +104,7 @@ public class InspectTests
     }
 
     [Fact]
-    public async Task Estimate_time_is_at_the_bits_given_and_refuses_bits_outside_2_to_8_before_timing_anything()
+    public async Task Estimate_time_is_at_the_bits_given_bits_outside_2_to_8_are_refused_before_timing_and_bits_alone_is_a_usage_error()
     {
         using var folder = new TempFolder();
         string path = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 8), folder, "small.onnx");
@@ -122,6 +122,11 @@ public class InspectTests
         Assert.Contains("SADG1402", bad.Err);
         Assert.DoesNotContain("Timing a few steps", bad.Err + bad.Out);
         Assert.DoesNotContain("estimated time", bad.Out);
+
+        var alone = await CliRunner.RunAsync("inspect", path, "--bits", "3");
+        Assert.Equal(2, alone.ExitCode);
+        Assert.Contains("SADG1501", alone.Err);
+        Assert.Contains("--estimate-time and --sensitivity", alone.Err);
     }
 
     [Fact]

@@ -38,6 +38,13 @@ public static class InspectCommand
             sensitivity,
             bits,
         };
+        // --bits alone would be accepted and do nothing: say so at parse time (a usage error, exit 2).
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(bits) is { Implicit: false } && result.GetValue(estimateTime) is false && result.GetValue(sensitivity) is false)
+                result.AddError("--bits sets the bits of --estimate-time and --sensitivity; give one of them, or leave --bits out " +
+                    "(the report always lists the estimated size at 2-8 bits).");
+        });
         command.SetAction(CliApp.Guard(services, (console, parse, cancellationToken) =>
         {
             int b = parse.GetValue(bits);
