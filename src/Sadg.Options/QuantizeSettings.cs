@@ -135,7 +135,8 @@ namespace Sadg.Options
 
         /// <summary>
         /// The checks between settings: the method and its data (when <paramref name="withData"/>: a caller that reads
-        /// no calibration data, like <c>sadg generate</c>, checks the method itself), the input statements that go together.
+        /// no calibration data, like <c>sadg generate</c>, checks the method itself), SADAG's neighbour with another method,
+        /// the input statements that go together.
         /// </summary>
         public QuantizeSettings Check(ICollection<OptionProblem> problems, bool withData = true)
         {
@@ -146,6 +147,11 @@ namespace Sadg.Options
             if (withData && Method != CalibrationMethod.Real && CalibrationData != null)
                 problems.Add(new OptionProblem(data, data.Code,
                     $"{data.Label} is only read by {method.Label} real; {QuantizeSchema.Name(Method)} generates its own data."));
+            Setting neighbour = QuantizeSchema.Neighbour;
+            if (Method != CalibrationMethod.Sadag && Neighbour != NeighbourMode.Random)
+                problems.Add(new OptionProblem(neighbour, neighbour.Code,
+                    $"{neighbour.Label} {QuantizeSchema.Name(Neighbour)} is read by {method.Label} sadag only; {QuantizeSchema.Name(Method)} has no " +
+                    "sharpness-aware refinement to use it. Leave it out, or choose sadag."));
             Setting resize = QuantizeSchema.Resize, crop = QuantizeSchema.Crop, order = QuantizeSchema.ChannelOrder;
             if (withData && (Resize != null || Crop != CropMode.None || ChannelOrder != ChannelOrder.Rgb) && CalibrationData == null && ValidationData == null)
             {

@@ -216,6 +216,26 @@ public class SchemaTests
     }
 
     [Theory]
+    [InlineData("genie", "raw", true)]
+    [InlineData("gaussian", "paper", true)]
+    [InlineData("real", "raw", true)]
+    [InlineData("sadag", "raw", false)]
+    [InlineData("genie", "random", false)]
+    public void A_neighbour_other_than_the_default_is_refused_for_a_method_without_the_refinement(string method, string neighbour, bool refused)
+    {
+        var problems = new List<OptionProblem>();
+        QuantizeSettings.Parse(s => s == QuantizeSchema.Method ? method : s == QuantizeSchema.Neighbour ? neighbour
+            : s == QuantizeSchema.CalibrationData && method == "real" ? "a" : null, problems);
+        if (!refused) Assert.Empty(problems.Select(p => p.Message));
+        else
+        {
+            Assert.Equal($"Neighbour (`--neighbour` / `Neighbour` metadata) {neighbour} is read by Method (`--method` / `Method` metadata) " +
+                $"sadag only; {method} has no sharpness-aware refinement to use it. Leave it out, or choose sadag.", Assert.Single(problems).Message);
+            Assert.Equal("SADG1502", problems[0].Code);
+        }
+    }
+
+    [Theory]
     [InlineData("101")]
     [InlineData("-1")]
     [InlineData("ninety")]
