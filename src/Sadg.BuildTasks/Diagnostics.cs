@@ -4,6 +4,7 @@ namespace Sadg.BuildTasks
     internal static class Codes
     {
         public const string ModelNotFound = "SADG1001";
+        public const string WriteFailed = "SADG1201";
         public const string InvalidBits = "SADG1402";
         public const string CalibrationDataInvalid = "SADG1403";
         public const string AccuracyGateFailed = "SADG1405";

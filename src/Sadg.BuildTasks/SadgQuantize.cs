@@ -178,8 +178,27 @@ namespace Sadg.BuildTasks
 
         public override bool Execute()
         {
-            bool ok = base.Execute();
-            return ok && !Log.HasLoggedErrors;
+            bool ok = base.Execute() && !Log.HasLoggedErrors;
+            // A failed run leaves no model to embed. The tool may have written it before the build failed (a warning that
+            // WarningsAsErrors turns into an error comes with a written model); left there, it would be newer than its
+            // stamp, and the next build would take it as up to date and embed it without running the tool again.
+            if (!ok) DeleteOutput();
+            return ok;
+        }
+
+        private void DeleteOutput()
+        {
+            if (OutputFile.Length == 0) return;
+            try
+            {
+                if (File.Exists(OutputFile)) File.Delete(OutputFile);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                Log.LogError(null, Codes.WriteFailed, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
+                    $"The quantization of '{Model?.ItemSpec}' failed, and its output '{OutputFile}' could not be removed ({e.Message}); " +
+                    "delete it (or the obj/sadg folder) before building again.");
+            }
         }
 
         /// <summary>For tests: the command line after validation.</summary>

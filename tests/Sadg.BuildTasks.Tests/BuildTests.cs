@@ -151,6 +151,15 @@ public sealed class BuildTests(BuildFixture fixture)
         var failed = c.Build("-t:Rebuild");
         Assert.NotEqual(0, failed.ExitCode);
         Assert.Matches(@"Models/nobn\.onnx(\(0,0\))? ?: error SADG2001:", failed.Output);
+
+        // Building again does not turn the failure into a success: the failed run left no model behind, so the tool
+        // runs again and the build fails again.
+        int calls = c.Calls().Count;
+        var again = c.Build();
+        Assert.NotEqual(0, again.ExitCode);
+        Assert.Matches(@"Models/nobn\.onnx(\(0,0\))? ?: error SADG2001:", again.Output);
+        Assert.Equal(calls + 1, c.Calls().Count);
+        Assert.Empty(Directory.GetFiles(c.Path_("obj"), "*.onnx", SearchOption.AllDirectories));
     }
 
     [Fact]

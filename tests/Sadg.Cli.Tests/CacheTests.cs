@@ -124,6 +124,30 @@ public class CacheTests
     }
 
     [Fact]
+    public async Task A_hit_reports_the_warnings_of_the_run_that_made_it()
+    {
+        using var folder = new TempFolder();
+        string model = Models.Save(TestModels.Vgg(), folder, "vgg.onnx"); // no BatchNorm: SADG2001, and no input range to infer: SADG2002
+        string[] run = ["quantize", model, "--device", "cpu", "--profile", "quick", "--samples", "8", "--generation-steps", "4",
+            "--reconstruction-steps", "2", "--method", "genie", "--cache-dir", folder.File("cache")];
+        static List<string> Warnings(CliRunner.Result r) => r.Err.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Contains(": warning SADG2")).ToList();
+
+        var first = await CliRunner.RunAsync([.. run, "-o", folder.File("a.onnx")]);
+        Assert.True(first.ExitCode == 0, first.Err);
+        Assert.DoesNotContain("cache hit", first.Out);
+        var warned = Warnings(first);
+        Assert.Contains(warned, l => l.StartsWith($"{model}(0,0): warning SADG2001: ", StringComparison.Ordinal));
+        Assert.Contains(warned, l => l.StartsWith($"{model}(0,0): warning SADG2002: ", StringComparison.Ordinal));
+        using (var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(OnlyEntry(folder), "report.json"))))
+            Assert.Equal(["SADG2002", "SADG2001"], json.RootElement.GetProperty("warnings").EnumerateArray().Select(w => w.GetProperty("code").GetString()));
+
+        var hit = await CliRunner.RunAsync([.. run, "-o", folder.File("b.onnx")]);
+        Assert.True(hit.ExitCode == 0, hit.Err);
+        Assert.Contains("cache hit", hit.Out);
+        Assert.Equal(warned, Warnings(hit));
+    }
+
+    [Fact]
     public void Concurrent_writers_of_one_key_end_with_one_verified_entry_and_nothing_else()
     {
         using var folder = new TempFolder();

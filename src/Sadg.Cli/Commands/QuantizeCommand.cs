@@ -82,6 +82,8 @@ public static class QuantizeCommand
                     : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
                 if (store is not null && FindInCache(store, key!, modelPath, console) is { } entry)
                 {
+                    // The run that made the entry warned: so does the hit (NoWarn and WarningsAsErrors act alike on both).
+                    foreach (var warning in RecordedWarnings(entry.Files)) console.Diagnostic(warning.ToDiagnostic(modelPath));
                     // The gate holds for a cached model too: it is checked against the agreement the model records.
                     string? cachedGate = AccuracyGate.Check(entry.Model, chosen, modelPath);
                     // The bytes written are the ones just verified.
@@ -155,6 +157,18 @@ public static class QuantizeCommand
         }
         parts.Add(cacheHit ? "cache hit" : "quantized");
         return OutcomePrefix + Path.GetFileName(modelPath) + ": " + string.Join(", ", parts);
+    }
+
+    /// <summary>The coded warnings the run that made a cache entry reported, from its report.json (none when it has none).</summary>
+    static IEnumerable<SadgWarning> RecordedWarnings(IReadOnlyDictionary<string, byte[]> reportFiles)
+    {
+        if (!reportFiles.TryGetValue(LibraryQuantizationPipeline.ReportJson, out var json)) return [];
+        try
+        {
+            return QuantizationReport.FromJson(System.Text.Encoding.UTF8.GetString(json)).Warnings
+                .Select(w => w.ToWarning()).OfType<SadgWarning>().ToList();
+        }
+        catch (System.Text.Json.JsonException) { return []; }
     }
 
     /// <summary>

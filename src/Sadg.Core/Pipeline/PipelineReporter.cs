@@ -40,3 +40,24 @@ public sealed class NullPipelineReporter : IPipelineReporter
         public void Dispose() { }
     }
 }
+
+/// <summary>
+/// Passes everything on to <paramref name="inner"/> and keeps the warnings, in the order they came, for the run's
+/// report (<see cref="QuantizationReport.Warnings"/>): a cached result reports them again.
+/// </summary>
+public sealed class WarningRecorder(IPipelineReporter inner) : IPipelineReporter
+{
+    readonly List<SadgWarning> warnings = [];
+
+    public IReadOnlyList<SadgWarning> Warnings => warnings;
+
+    public IPipelineStage Stage(string name, long total) => inner.Stage(name, total);
+
+    public void Info(string message) => inner.Info(message);
+
+    public void Warning(SadgWarning warning)
+    {
+        warnings.Add(warning);
+        inner.Warning(warning);
+    }
+}

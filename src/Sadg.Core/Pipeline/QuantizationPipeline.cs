@@ -96,7 +96,8 @@ public static class QuantizationPipeline
     public static PipelineResult Quantize(OnnxModel model, PipelineOptions options, IPipelineReporter? reporter = null,
         CancellationToken cancellationToken = default, byte[]? modelBytes = null, SyntheticImages? warmUp = null)
     {
-        reporter ??= NullPipelineReporter.Instance;
+        var warnings = new WarningRecorder(reporter ?? NullPipelineReporter.Instance);
+        reporter = warnings;
         var total = Stopwatch.StartNew();
         Seed(options.Seed);
         modelBytes ??= model.Proto.ToByteArray();
@@ -206,6 +207,7 @@ public static class QuantizationPipeline
                     : "none (no generation)",
                 UsedBatchNormStatistics = images.UsedBatchNormStatistics,
                 Warning = images.Warning,
+                Warnings = warnings.Warnings.Select(ReportedWarning.From).ToList(),
                 Timings = timings,
                 TotalSeconds = total.Elapsed.TotalSeconds,
                 Losses = losses,

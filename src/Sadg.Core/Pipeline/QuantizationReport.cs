@@ -41,6 +41,18 @@ public sealed record RuntimeCheck(string Runtime, int Images, double? Top1Agreem
     }
 }
 
+/// <summary>A coded warning as report.json keeps it: <c>{"code": "SADG2001", "message": "…"}</c>.</summary>
+public sealed record ReportedWarning(string Code, string Message)
+{
+    public static ReportedWarning From(SadgWarning warning) => new($"SADG{(int)warning.Code:D4}", warning.Message);
+
+    /// <summary>The warning again; null for a code this version does not know.</summary>
+    public SadgWarning? ToWarning() =>
+        Code.StartsWith("SADG", StringComparison.Ordinal) && int.TryParse(Code.AsSpan(4), NumberStyles.None, CultureInfo.InvariantCulture, out int code)
+            && Enum.IsDefined(typeof(SadgErrorCode), code)
+            ? new SadgWarning((SadgErrorCode)code, Message) : null;
+}
+
 /// <summary>Everything the pipeline did, for report.json and report.md.</summary>
 public sealed record QuantizationReport
 {
@@ -55,6 +67,12 @@ public sealed record QuantizationReport
     public string InputPrior { get; init; } = "";
     public bool UsedBatchNormStatistics { get; init; }
     public string? Warning { get; init; }
+
+    /// <summary>
+    /// Every coded warning the run reported (SADG2xxx), in order. A cache hit reports them again, so that a build that
+    /// treats one as an error fails on the cached model as it did on the run that made it.
+    /// </summary>
+    public IReadOnlyList<ReportedWarning> Warnings { get; init; } = [];
     public IReadOnlyList<StageTiming> Timings { get; init; } = [];
 
     /// <summary>How the process's native heap was set up (<see cref="Sadg.NativeHeap.Mode"/>): jemalloc, reused or system.</summary>
@@ -126,7 +144,8 @@ public sealed record QuantizationReport
         s.AppendLine();
         s.AppendLine($"{Tool} {ToolVersion}; options hash `{OptionsHash}`; model SHA-256 `{ModelSha256}`.");
         s.AppendLine();
-        if (Warning is not null) { s.AppendLine($"> **Warning:** {Warning}"); s.AppendLine(); }
+        foreach (var w in Warnings) { s.AppendLine($"> **Warning {w.Code}:** {w.Message}"); s.AppendLine(); }
+        if (Warning is not null && Warnings.All(w => w.Message != Warning)) { s.AppendLine($"> **Warning:** {Warning}"); s.AppendLine(); }
         s.AppendLine("## Options");
         s.AppendLine();
         s.AppendLine("| option | value |");
