@@ -144,19 +144,36 @@ namespace Sadg.BuildTasks
             lines.AddRange(Settings.Canonical().Select(kv => kv.Key + "=" + kv.Value));
             lines.Add("calibration-data-sha256=" + (Settings.CalibrationData == null ? "" : hashes.Tree(Settings.CalibrationData)));
             lines.Add("validation-data-sha256=" + (Settings.ValidationData == null ? "" : hashes.Tree(Settings.ValidationData)));
-            lines.Add("extra-arguments=" + extraArguments.Trim());
-            lines.Add("report=" + reportDirectory);
-            lines.Add("tool=" + toolIdentity);
+            lines.AddRange(RunLines(toolIdentity, extraArguments, reportDirectory));
             return string.Join("\n", lines);
         }
 
-        /// <summary>The file name stem of this item's outputs in the intermediate folder: unique per model path.</summary>
-        public string OutputStem()
+        private static IEnumerable<string> RunLines(string toolIdentity, string extraArguments, string reportDirectory) => new[]
+        {
+            "extra-arguments=" + extraArguments.Trim(),
+            "report=" + reportDirectory,
+            "tool=" + toolIdentity,
+        };
+
+        /// <summary>
+        /// The file name stem of this item's outputs (quantized model, stamp, hash memo) in the intermediate folder:
+        /// the model's name, a hash of its path and a hash of its options, extra arguments, report folder and tool
+        /// (<see cref="CanonicalOptions"/> without the content hashes). Builds of one model with different options —
+        /// configurations or target frameworks that set other metadata, two builds at once — never share a file: none
+        /// can leave its model under a stamp that another build wrote, and switching back to options built before
+        /// finds their model up to date.
+        /// </summary>
+        public string OutputStem(string toolIdentity, string extraArguments, string reportDirectory)
+        {
+            var options = Settings.Canonical().Select(kv => kv.Key + "=" + kv.Value).Concat(RunLines(toolIdentity, extraArguments, reportDirectory));
+            return Path.GetFileNameWithoutExtension(FullPath) + "." + ShortHash(FullPath) + "." + ShortHash(string.Join("\n", options));
+        }
+
+        private static string ShortHash(string text)
         {
             using var sha = SHA256.Create();
-            byte[] hash = sha.ComputeHash(Encoding.UTF8.GetBytes(FullPath));
-            string hex = string.Concat(hash.Take(4).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
-            return Path.GetFileNameWithoutExtension(FullPath) + "." + hex;
+            byte[] hash = sha.ComputeHash(Encoding.UTF8.GetBytes(text));
+            return string.Concat(hash.Take(4).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
         }
 
         internal static bool IsIdentifier(string text) =>

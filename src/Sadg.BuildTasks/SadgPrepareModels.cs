@@ -77,10 +77,10 @@ namespace Sadg.BuildTasks
             var prepared = new List<ITaskItem>();
             foreach (var m in models)
             {
-                string stem = Path.Combine(dir, m.OutputStem());
-                string stamp = stem + ".options";
                 string report = ReportDirectory.Length == 0 ? ""
                     : Path.Combine(Path.GetFullPath(Path.Combine(projectDir, ReportDirectory)), m.AccessorName);
+                string stem = Path.Combine(dir, m.OutputStem(ToolIdentity, ExtraArguments, report));
+                string stamp = stem + ".options";
                 var hashes = new InputHashes(stem + ".inputs");
                 WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity, ExtraArguments, report, hashes) + "\n");
                 hashes.Save();

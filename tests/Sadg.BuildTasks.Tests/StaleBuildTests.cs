@@ -69,6 +69,29 @@ public sealed class StaleBuildTests(BuildFixture fixture)
     }
 
     [Fact]
+    public void EachSetOfOptionsHasItsOwnModelSoSwitchingBackIsUpToDate()
+    {
+        // Metadata that depends on the configuration, as a Debug/Release or per-framework setting would.
+        var c = new Consumer(fixture, "options");
+        c.WriteModel("tiny.onnx", TinyModels.Classifier(1));
+        c.WriteProject("""    <QuantizeModel Include="Models/tiny.onnx" Bits="$(QBits)" LogicalName="tiny.onnx" />""", targetFrameworks: Tfm);
+        Assert.Equal(0, c.Build("-p:QBits=4").ExitCode);
+        Assert.Equal(0, c.Build("-p:QBits=8").ExitCode);
+        var calls = c.Calls();
+        Assert.Equal(["4", "8"], calls.Select(call => Consumer.Option(call, "--bits")));
+        // Each set of options wrote its own model beside the other's.
+        var outputs = calls.Select(call => Consumer.Option(call, "-o")).ToList();
+        Assert.NotEqual(outputs[0], outputs[1]);
+        Assert.All(outputs, o => Assert.True(File.Exists(o), o));
+
+        // Back to 4 bits: its model and stamp are untouched, so nothing to do; then 8 again, the same.
+        var back = c.Build("-p:QBits=4");
+        Assert.True(back.ExitCode == 0, back.Output);
+        Assert.Equal(0, c.Build("-p:QBits=8").ExitCode);
+        Assert.Equal(2, c.Calls().Count);
+    }
+
+    [Fact]
     public void UseCacheFalsePassesNoCache()
     {
         var c = new Consumer(fixture, "nocache");
