@@ -260,7 +260,7 @@ public sealed class TaskTests : IDisposable
     };
 
     [Fact]
-    public void PrepareFillsDefaultsAndWritesTheStampOnlyWhenOptionsChange()
+    public void PrepareFillsDefaultsWritesTheStampOnlyWhenItChangesAndGivesOtherOptionsTheirOwn()
     {
         var p = Prepare(Item("Models/resnet20.onnx"), Item("Models/my-model.v2.onnx", ("Bits", "3"), ("Embed", "false")));
         Assert.True(p.Execute());
@@ -276,15 +276,21 @@ public sealed class TaskTests : IDisposable
         Assert.True(Prepare(Item("Models/resnet20.onnx")).Execute());
         Assert.Equal(written, File.GetLastWriteTimeUtc(stamp));
 
-        Assert.True(Prepare(Item("Models/resnet20.onnx", ("Seed", "1"))).Execute());
-        Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
-        Assert.Contains("seed=1", File.ReadAllText(stamp));
+        // Other options: their own stamp and model beside the first ones, which stay as they were.
+        var seeded = Prepare(Item("Models/resnet20.onnx", ("Seed", "1")));
+        Assert.True(seeded.Execute());
+        string seededStamp = seeded.PreparedModels[0].GetMetadata("StampFile");
+        Assert.NotEqual(stamp, seededStamp);
+        Assert.NotEqual(a.GetMetadata("OutputFile"), seeded.PreparedModels[0].GetMetadata("OutputFile"));
+        Assert.Contains("seed=1", File.ReadAllText(seededStamp));
+        Assert.Contains("seed=0", File.ReadAllText(stamp));
+        Assert.Equal(written, File.GetLastWriteTimeUtc(stamp));
 
-        File.SetLastWriteTimeUtc(stamp, written);
         var shaped = Prepare(Item("Models/resnet20.onnx", ("Seed", "1"), ("InputShape", "3,48,320")));
         Assert.True(shaped.Execute());
-        Assert.NotEqual(written, File.GetLastWriteTimeUtc(stamp));
-        Assert.Contains("input_shape=3,48,320", File.ReadAllText(stamp));
+        string shapedStamp = shaped.PreparedModels[0].GetMetadata("StampFile");
+        Assert.NotEqual(seededStamp, shapedStamp);
+        Assert.Contains("input_shape=3,48,320", File.ReadAllText(shapedStamp));
         Assert.Equal("3,48,320", shaped.PreparedModels[0].GetMetadata("InputShape"));
     }
 
