@@ -68,6 +68,34 @@ namespace Sadg.BuildTasks
                 return Hex(sha.ComputeHash(Encoding.UTF8.GetBytes(lines.ToString())));
         }
 
+        /// <summary>
+        /// One hash over the external-data files the model's initializers name (each location and its content, or
+        /// "missing"); empty when it names none. The locations read from a model are remembered as its hash is.
+        /// </summary>
+        public string ExternalData(string modelPath)
+        {
+            var info = new FileInfo(modelPath);
+            if (!info.Exists) return "";
+            string id = "external-data\t" + info.FullName + "\t" + info.Length.ToString(CultureInfo.InvariantCulture) + "\t" +
+                        info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture);
+            if (!_memo.TryGetValue(id, out string? joined))
+                joined = string.Join(Separator, ExternalDataLocations.Of(File.ReadAllBytes(modelPath))
+                    .Where(l => l.IndexOfAny(new[] { '\t', '\n', '\r', Separator[0] }) < 0));
+            _used[id] = joined!;
+            if (joined!.Length == 0) return "";
+            string folder = info.DirectoryName ?? "";
+            var lines = new StringBuilder();
+            foreach (string location in joined.Split(Separator[0]))
+            {
+                string path = Path.GetFullPath(Path.Combine(folder, location));
+                lines.Append(location).Append('\t').Append(File.Exists(path) ? OfFile(path) : "missing").Append('\n');
+            }
+            using (var sha = SHA256.Create())
+                return Hex(sha.ComputeHash(Encoding.UTF8.GetBytes(lines.ToString())));
+        }
+
+        private const string Separator = "\u001f";
+
         /// <summary>Writes the memo (the hashes used this time) when it changed.</summary>
         public void Save()
         {

@@ -130,7 +130,7 @@ namespace Sadg.BuildTasks
 
         /// <summary>
         /// Everything that changes the quantized model, in a fixed order and form: every option after defaults, the
-        /// content hashes of the model and the calibration data, the extra arguments, the report folder and the
+        /// content hashes of the model, of the external-data files it names and of the calibration data, the extra arguments, the report folder and the
         /// tool's identity. The stamp file holds it; any change re-quantizes this item.
         /// </summary>
         public string CanonicalOptions(string toolIdentity, string extraArguments, string reportDirectory, InputHashes hashes)
@@ -140,6 +140,7 @@ namespace Sadg.BuildTasks
                 "sadg-options/3",
                 "model=" + FullPath,
                 "model-sha256=" + (File.Exists(FullPath) ? hashes.OfFile(FullPath) : "missing"),
+                "model-external-data-sha256=" + hashes.ExternalData(FullPath),
             };
             lines.AddRange(Settings.Canonical().Select(kv => kv.Key + "=" + kv.Value));
             lines.Add("calibration-data-sha256=" + (Settings.CalibrationData == null ? "" : hashes.Tree(Settings.CalibrationData)));

@@ -325,6 +325,49 @@ public sealed class TaskTests : IDisposable
     }
 
     [Fact]
+    public void TheStampChangesWithTheExternalDataTheModelNames()
+    {
+        // TinyModels' classifier with its initializers in "ext.onnx.data" beside it.
+        var model = Onnx.ModelProto.Parser.ParseFrom(TinyModels.Classifier(1));
+        var data = new MemoryStream();
+        foreach (var t in model.Graph.Initializer)
+        {
+            byte[] raw = t.RawData.Length > 0 ? t.RawData.ToByteArray() : t.FloatData.SelectMany(BitConverter.GetBytes).ToArray();
+            t.ExternalData.Add(new Onnx.StringStringEntryProto { Key = "location", Value = "ext.onnx.data" });
+            t.ExternalData.Add(new Onnx.StringStringEntryProto { Key = "offset", Value = data.Position.ToString() });
+            t.ExternalData.Add(new Onnx.StringStringEntryProto { Key = "length", Value = raw.Length.ToString() });
+            t.DataLocation = Onnx.TensorProto.Types.DataLocation.External;
+            t.RawData = Google.Protobuf.ByteString.Empty;
+            t.FloatData.Clear();
+            data.Write(raw);
+        }
+        string dataFile = Path.Combine(_dir, "Models", "ext.onnx.data");
+        File.WriteAllBytes(Path.Combine(_dir, "Models", "ext.onnx"), Google.Protobuf.MessageExtensions.ToByteArray(model));
+        File.WriteAllBytes(dataFile, data.ToArray());
+        string Stamp()
+        {
+            var p = Prepare(Item("Models/ext.onnx"));
+            Assert.True(p.Execute());
+            return File.ReadAllText(p.PreparedModels[0].GetMetadata("StampFile"));
+        }
+        string first = Stamp();
+        Assert.Matches("model-external-data-sha256=[0-9a-f]{64}\n", first);
+        Assert.Equal(first, Stamp());
+
+        // Other weights in the data file (same size, an older timestamp), the .onnx file untouched.
+        byte[] other = File.ReadAllBytes(dataFile);
+        other[0] ^= 0xff;
+        File.WriteAllBytes(dataFile, other);
+        File.SetLastWriteTimeUtc(dataFile, new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        Assert.NotEqual(first, Stamp());
+
+        // A model without external data names none.
+        var plain = Prepare(Item("Models/resnet20.onnx"));
+        Assert.True(plain.Execute());
+        Assert.Contains("model-external-data-sha256=\n", File.ReadAllText(plain.PreparedModels[0].GetMetadata("StampFile")));
+    }
+
+    [Fact]
     public void UseCacheFalseIsNoCacheAndAnEmptyCacheDirLeavesTheDefaultToTheTool()
     {
         var off = Quantize(Item("Models/resnet20.onnx"));

@@ -39,6 +39,14 @@ public static class QuantizeCommand
             string modelPath = parse.GetValue(model)!;
             var chosen = settings.Read(parse);
             var (onnx, input) = SharedOptions.LoadClassifier(modelPath, chosen.InputShape);
+            // External data is read into the model now: what is quantized, written, checked and cached is one whole model.
+            byte[] modelBytes;
+            if (onnx.HasExternalData)
+            {
+                onnx = onnx.WithExternalDataInlined();
+                modelBytes = onnx.Proto.ToByteArray();
+            }
+            else modelBytes = File.ReadAllBytes(modelPath);
             var standardization = InputStandardization.FromSettings(chosen, input.Channels);
             string outputPath = ResolveOutput(modelPath, parse.GetValue(output), chosen.Bits);
 
@@ -71,7 +79,7 @@ public static class QuantizeCommand
             AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
 
             var request = new QuantizationRequest(modelPath, onnx, input, chosen, calibrationSet, torchDevice, cache, reportPath)
-            { Standardization = standardization, ValidationData = validationSet };
+            { Standardization = standardization, ValidationData = validationSet, ModelBytes = modelBytes };
             console.Log.Information("Quantizing {Model}: W{Bits}A{Act}, method {Method}, profile {Profile}, seed {Seed} -> {Output}",
                 modelPath, chosen.Bits, chosen.ActivationBits?.ToString() ?? "float", QuantizeSchema.Name(chosen.Method),
                 QuantizeSchema.Name(chosen.Profile), chosen.Seed, outputPath);
@@ -79,7 +87,7 @@ public static class QuantizeCommand
             {
                 ModelCache? store = cache is null ? null : new ModelCache(cache);
                 string? key = store is null ? null
-                    : ModelCache.Key(File.ReadAllBytes(modelPath), LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
+                    : ModelCache.Key(modelBytes, LibraryQuantizationPipeline.Options(request).Canonical(), CliApp.Version);
                 if (store is not null && FindInCache(store, key!, modelPath, console) is { } entry)
                 {
                     // The run that made the entry warned: so does the hit (NoWarn and WarningsAsErrors act alike on both).

@@ -111,8 +111,7 @@ public sealed class LibraryQuantizationPipeline : IQuantizationPipeline
         var options = Options(request);
         try
         {
-            byte[] modelBytes = File.ReadAllBytes(request.ModelPath);
-            using var result = QuantizationPipeline.Quantize(request.Model, options, new ConsoleReporter(console, request.ModelPath), cancellationToken, modelBytes);
+            using var result = QuantizationPipeline.Quantize(request.Model, options, new ConsoleReporter(console, request.ModelPath), cancellationToken, request.ModelBytes);
             cancellationToken.ThrowIfCancellationRequested();
             var report = result.Report with { Model = Path.GetFileName(request.ModelPath) };
             var files = new SortedDictionary<string, byte[]>(StringComparer.Ordinal)

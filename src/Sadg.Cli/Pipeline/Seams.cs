@@ -21,6 +21,13 @@ public sealed record QuantizationRequest(
 
     /// <summary>The images of --validation-data, checked against the model's input; null: held-out synthetic images (when validating).</summary>
     public ImageSet? ValidationData { get; init; }
+
+    /// <summary>
+    /// The FP32 model's bytes: the file's, or for a model with external data the serialization of <see cref="Model"/>
+    /// with that data inlined (<see cref="OnnxModel.WithExternalDataInlined"/>). The cache key hashes them and the
+    /// ONNX Runtime check runs them.
+    /// </summary>
+    public required byte[] ModelBytes { get; init; }
 }
 
 /// <summary>

@@ -44,6 +44,30 @@ public sealed class OnnxModel
         }
     }
 
+    /// <summary>Whether any initializer's data is stored in a file beside the model (ONNX external data).</summary>
+    public bool HasExternalData => Graph.Initializer.Any(t => t.DataLocation == TensorProto.Types.DataLocation.External);
+
+    /// <summary>
+    /// This model with the bytes of every initializer stored in external data read into the model itself (the same
+    /// path; itself when it has none). The quantized model is written whole from it, and its serialization is what
+    /// the FP32 side of the ONNX Runtime check runs and what the cache key hashes, so that the data file's content
+    /// counts and nothing written points back at it.
+    /// </summary>
+    public OnnxModel WithExternalDataInlined()
+    {
+        if (!HasExternalData) return this;
+        var proto = Proto.Clone();
+        foreach (var t in proto.Graph.Initializer.Where(t => t.DataLocation == TensorProto.Types.DataLocation.External))
+        {
+            long count = OnnxTensors.Validate(t, Path);
+            byte[] bytes = ExternalData.Read(t, OnnxTensors.RawByteCount((DataType)t.DataType, count), BaseDirectory, Path);
+            t.RawData = ByteString.CopyFrom(bytes);
+            t.ExternalData.Clear();
+            t.DataLocation = TensorProto.Types.DataLocation.Default;
+        }
+        return FromProto(proto, Path);
+    }
+
     /// <summary>Reads and checks a model file. Every failure is a <see cref="SadgException"/> naming the file.</summary>
     public static OnnxModel Load(string path)
     {
