@@ -572,4 +572,42 @@ public class ModelKindTests
         Assert.Equal(3, report.Layers.Count);
         Assert.True(report.OutputBytes < new FileInfo(model).Length, $"{report.OutputBytes} bytes written for a {new FileInfo(model).Length}-byte model");
     }
+
+    /// <summary>
+    /// A MatMul quantizes a [K, N] weight per column; one whose weight is a vector (a score per image, added to the
+    /// logits) stays float instead of stopping the run with an internal error.
+    /// </summary>
+    [Fact]
+    public async Task A_matmul_with_a_vector_weight_stays_float_and_the_matrix_one_is_quantized()
+    {
+        using var folder = new TempFolder();
+        var generator = new Generator(0).manual_seed(5);
+        var b = new OnnxGraphBuilder("matmul-vector");
+        var x = b.AddInput("image", global::Onnx.TensorProto.Types.DataType.Float, -1, 1, 8, 8);
+        x = b.AddNode("Conv", [x, b.AddInitializer("conv_w", randn([4, 1, 3, 3], generator: generator))], attributes: new Dictionary<string, object>
+        {
+            ["kernel_shape"] = new long[] { 3, 3 },
+            ["pads"] = new long[] { 1, 1, 1, 1 },
+        });
+        x = b.AddNode("Relu", [x]);
+        var flat = b.AddNode("Flatten", [x], attributes: new Dictionary<string, object> { ["axis"] = 1L });
+        var logits = b.AddNode("MatMul", [flat, b.AddInitializer("fc_w", randn([256, 10], generator: generator) * 0.1f)]);
+        var score = b.AddNode("MatMul", [flat, b.AddInitializer("score_v", randn([256], generator: generator) * 0.1f)]);
+        var column = b.AddNode("Unsqueeze", [score, b.AddInitializer("axes", tensor(new long[] { 1 }))]);
+        b.AddOutput(b.AddNode("Add", [logits, column]));
+        string model = Models.Save(b.Build(13, irVersion: 8), folder, "m.onnx");
+
+        var inspect = await CliRunner.RunAsync("inspect", model, "--json");
+        Assert.True(inspect.ExitCode == 0, inspect.Err);
+        using (var json = System.Text.Json.JsonDocument.Parse(inspect.Out))
+            Assert.Equal([[256, 10]], json.RootElement.GetProperty("quantizableLayers").EnumerateArray()
+                .Where(l => l.GetProperty("op").GetString() == "MatMul")
+                .Select(l => l.GetProperty("weightShape").EnumerateArray().Select(d => d.GetInt64()).ToArray()));
+
+        var run = await CliRunner.RunAsync(["quantize", model, "-o", folder.File("q.onnx"), "--no-cache", "--method", "gaussian", .. Tiny]);
+        Assert.True(run.ExitCode == 0, run.Err);
+        var written = global::Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(folder.File("q.onnx")));
+        Assert.Contains(written.Graph.Initializer, t => t.Name == "score_v" && t.DataType == (int)global::Onnx.TensorProto.Types.DataType.Float);
+        Assert.DoesNotContain(written.Graph.Initializer, t => t.Name == "fc_w" && t.DataType == (int)global::Onnx.TensorProto.Types.DataType.Float);
+    }
 }

@@ -93,11 +93,13 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// A <see cref="QuantizableOps.OpTypes"/> node whose weight (second input) is a constant float tensor of the graph: the
-    /// operators Sadg quantizes.
+    /// operators Sadg quantizes. A MatMul's weight must be a [K, N] matrix (quantized per column); a vector or a batch
+    /// of matrices stays float.
     /// </summary>
     public bool IsQuantizable(GraphNode node) =>
         node.Kind == NodeKind.Dynamic && QuantizableOps.OpTypes.Contains(node.OpType)
-        && node.Inputs.Count >= 2 && leaves.Contains(node.Inputs[1]);
+        && node.Inputs.Count >= 2 && leaves.Contains(node.Inputs[1])
+        && (node.OpType != "MatMul" || constants[node.Inputs[1]].dim() == 2);
 
     /// <summary>True when the value is known without running anything (an initializer or folded constant).</summary>
     public bool IsConstant(string value) => constants.ContainsKey(value);
