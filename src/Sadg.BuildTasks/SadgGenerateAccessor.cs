@@ -51,8 +51,16 @@ namespace Sadg.BuildTasks
 
             string text = Generate();
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(OutputFile))!);
-            if (SadgPrepareModels.WriteIfDifferent(OutputFile, text))
-                Log.LogMessage(MessageImportance.Low, "Wrote {0}.", OutputFile);
+            try
+            {
+                if (SadgPrepareModels.WriteIfDifferent(OutputFile, text))
+                    Log.LogMessage(MessageImportance.Low, "Wrote {0}.", OutputFile);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                Log.LogError(null, Codes.WriteFailed, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
+                    $"The accessor class '{OutputFile}' could not be written ({e.Message}); close what holds it open, or delete it, and build again.");
+            }
             return !Log.HasLoggedErrors;
         }
 

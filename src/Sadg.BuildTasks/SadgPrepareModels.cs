@@ -82,7 +82,17 @@ namespace Sadg.BuildTasks
                 string stem = Path.Combine(dir, m.OutputStem(ToolIdentity, ExtraArguments, report));
                 string stamp = stem + ".options";
                 var hashes = new InputHashes(stem + ".inputs");
-                WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity, ExtraArguments, report, hashes) + "\n");
+                try { WriteIfDifferent(stamp, m.CanonicalOptions(ToolIdentity, ExtraArguments, report, hashes) + "\n"); }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    // Left as it was, the stamp would not say what changed, and the model made for its old content would be embedded.
+                    ProjectLocation.LogProblems(Log, ProjectFileForErrors, m, new[]
+                    {
+                        new MetadataProblem(Codes.WriteFailed, $"QuantizeModel '{m.Spec}': its stamp '{stamp}' could not be written ({e.Message}). " +
+                            "Close what holds it open, or delete the obj/sadg folder, and build again."),
+                    });
+                    continue;
+                }
                 hashes.Save();
                 var item = new TaskItem(m.FullPath);
                 item.SetMetadata("Source", m.Spec);
@@ -129,8 +139,10 @@ namespace Sadg.BuildTasks
             }
             catch (IOException)
             {
-                // A concurrent build wrote the stamp first.
-                File.Delete(tmp);
+                try { File.Delete(tmp); }
+                catch (IOException) { }
+                // A concurrent build may have written the same content first; anything else is an error, not a success.
+                if (!(File.Exists(path) && File.ReadAllText(path, Encoding.UTF8) == content)) throw;
             }
             return true;
         }

@@ -368,6 +368,22 @@ public sealed class TaskTests : IDisposable
     }
 
     [Fact]
+    public void AStampThatCannotBeWrittenIsAnErrorNotASuccess()
+    {
+        var first = Prepare(Item("Models/resnet20.onnx"));
+        Assert.True(first.Execute());
+        string stamp = first.PreparedModels[0].GetMetadata("StampFile");
+        File.Delete(stamp);
+        Directory.CreateDirectory(stamp); // where the stamp goes, something that is not a file
+
+        var again = Prepare(Item("Models/resnet20.onnx"));
+        Assert.False(again.Execute());
+        var error = Assert.Single(_engine.Errors);
+        Assert.Equal("SADG1201", error.Code);
+        Assert.Contains(stamp, error.Message);
+    }
+
+    [Fact]
     public void UseCacheFalseIsNoCacheAndAnEmptyCacheDirLeavesTheDefaultToTheTool()
     {
         var off = Quantize(Item("Models/resnet20.onnx"));
