@@ -93,6 +93,7 @@ namespace Sadg.BuildTasks
                     });
                     continue;
                 }
+                DropUnrecordedOutput(stem + ".q.onnx", hashes);
                 hashes.Save();
                 var item = new TaskItem(m.FullPath);
                 item.SetMetadata("Source", m.Spec);
@@ -109,6 +110,25 @@ namespace Sadg.BuildTasks
             }
             PreparedModels = prepared.ToArray();
             return !Log.HasLoggedErrors;
+        }
+
+        /// <summary>The file beside a quantized model that holds the SHA-256 SadgQuantize recorded when it put the model there.</summary>
+        internal static string RecordFile(string outputFile) => outputFile + ".sha256";
+
+        /// <summary>
+        /// Removes a quantized model whose content is not what SadgQuantize recorded when it put it there (edited, replaced
+        /// or damaged since, or left by an older Sadg), so that the quantize target runs the tool again (usually a cache
+        /// hit) instead of embedding it. Its hash is remembered by size and last write time, as the inputs' are.
+        /// </summary>
+        private static void DropUnrecordedOutput(string output, InputHashes hashes)
+        {
+            if (!File.Exists(output)) return;
+            string record = RecordFile(output);
+            string? recorded = null;
+            try { if (File.Exists(record)) recorded = File.ReadAllText(record, Encoding.UTF8).Trim(); }
+            catch (IOException) { }
+            if (recorded != null && recorded == hashes.OfFile(output)) return;
+            File.Delete(output);
         }
 
         private void CheckUnique(List<ModelItem> models, Func<ModelItem, string> key, string what)

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 using Sadg.Options;
@@ -117,7 +118,7 @@ namespace Sadg.BuildTasks
             if (ToolIsAssembly) b.AppendFileNameIfNotNull(Path.GetFullPath(SadgTool));
             b.AppendSwitch("quantize");
             b.AppendFileNameIfNotNull(m.FullPath);
-            b.AppendSwitchIfNotNull("-o ", Path.GetFullPath(OutputFile));
+            b.AppendSwitchIfNotNull("-o ", Path.GetFullPath(_toolOutput.Length > 0 ? _toolOutput : OutputFile));
             // Every setting that has a value, as the schema writes it: the tool reads it back with the same schema.
             foreach (var argument in m.Settings.Arguments()) b.AppendSwitchIfNotNull(argument.Key + " ", argument.Value);
             if (!UseCache) b.AppendSwitch(RunSchema.NoCache.Flag);
@@ -176,14 +177,62 @@ namespace Sadg.BuildTasks
             return File.Exists(packed) ? new Uri(packed).AbsoluteUri : null;
         }
 
+        /// <summary>Where the tool writes: a temporary sibling of <see cref="OutputFile"/>, moved there once recorded.</summary>
+        private string _toolOutput = "";
+
         public override bool Execute()
         {
-            bool ok = base.Execute() && !Log.HasLoggedErrors;
-            // A failed run leaves no model to embed. The tool may have written it before the build failed (a warning that
-            // WarningsAsErrors turns into an error comes with a written model); left there, it would be newer than its
-            // stamp, and the next build would take it as up to date and embed it without running the tool again.
-            if (!ok) DeleteOutput();
-            return ok;
+            _toolOutput = OutputFile.Length == 0 ? "" : OutputFile + "." + Guid.NewGuid().ToString("N").Substring(0, 8) + ".tmp.onnx";
+            try
+            {
+                bool ok = base.Execute() && !Log.HasLoggedErrors && Publish();
+                // A failed run leaves no model to embed: not the one the tool may have written before the build failed (a
+                // warning that WarningsAsErrors turns into an error comes with a written model), nor an older one, which
+                // its stamp no longer describes.
+                if (!ok) DeleteOutput();
+                return ok;
+            }
+            finally
+            {
+                try { if (_toolOutput.Length > 0 && File.Exists(_toolOutput)) File.Delete(_toolOutput); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
+        }
+
+        /// <summary>
+        /// Records the SHA-256 of the model the tool wrote (<see cref="SadgPrepareModels.RecordFile"/>), then moves it to
+        /// <see cref="OutputFile"/> in one rename. SadgPrepareModels removes a model that does not match its record, so
+        /// only what the tool wrote is ever embedded; the record goes first, so a build that checks meanwhile can find
+        /// the old model not matching and remove it, never the new one.
+        /// </summary>
+        private bool Publish()
+        {
+            try
+            {
+                string hash;
+                using (var sha = System.Security.Cryptography.SHA256.Create())
+                using (var stream = File.OpenRead(_toolOutput))
+                    hash = string.Concat(sha.ComputeHash(stream).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
+                SadgPrepareModels.WriteIfDifferent(SadgPrepareModels.RecordFile(OutputFile), hash + "\n");
+                for (int attempt = 0; ; attempt++)
+                {
+                    try
+                    {
+                        if (File.Exists(OutputFile)) File.Replace(_toolOutput, OutputFile, null);
+                        else File.Move(_toolOutput, OutputFile);
+                        return true;
+                    }
+                    catch (IOException) when (attempt < 3) { } // another build removed or put the model meanwhile
+                }
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                Log.LogError(null, Codes.WriteFailed, null, ProjectFileForErrors, 0, 0, 0, 0, "{0}",
+                    $"The quantized model of '{Model?.ItemSpec}' could not be put at '{OutputFile}' ({e.Message}); build again, " +
+                    "after deleting the obj/sadg folder if it happens again.");
+                return false;
+            }
         }
 
         private void DeleteOutput()
