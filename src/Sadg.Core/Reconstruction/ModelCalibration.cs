@@ -47,6 +47,9 @@ public static class ModelCalibration
         IProgress<TuningProgress>? tuningProgress = null)
     {
         options.Validate();
+        // The pipeline hands over a canonical model; a caller of this entry point may not. A weight read by two
+        // quantized layers is one quantizer in Q but is written for its first reader only, so each gets its own copy.
+        model = GraphCanonicalization.Canonical(model);
         CheckCalibrationData(model, images);
         var fold = BatchNormFolding.FoldWithReport(model);
         var quantized = new QuantizedGraph(fold.Model, options, device);

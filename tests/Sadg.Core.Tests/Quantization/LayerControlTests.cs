@@ -145,10 +145,35 @@ public class LayerControlTests
         Assert.Equal(8, outcome.Layers[1].InputBits);
 
         var nodes = outcome.QdqModel.Graph.Node.ToDictionary(n => n.Name);
-        Assert.Equal("w_shared", nodes["conv_b"].Input[1]);
-        Assert.Equal(DataType.Float, (DataType)Initializers(outcome.QdqModel)["w_shared"].DataType);
+        Assert.Equal(DataType.Float, (DataType)Initializers(outcome.QdqModel)[nodes["conv_b"].Input[1]].DataType);
         Assert.NotEqual(nodes["conv_a"].Input[0], nodes["conv_b"].Input[0]);
         Assert.NotEqual("w_shared", nodes["conv_a"].Input[1]);
+
+        using var scope = NewDisposeScope();
+        calibrated.Quantized.SetTraining(false);
+        Tensor q;
+        using (no_grad()) q = calibrated.Quantized.Graph.forward(images);
+        var ort = OrtReference.Run(outcome.QdqModel, new Dictionary<string, Tensor> { ["image"] = images })[0];
+        Assert.True((ort - q).abs().max().item<float>() <= 1e-4f * ort.abs().max().item<float>(), "Q and the written model differ");
+        outcome.Spec.Dispose();
+    }
+
+    /// <summary>
+    /// Two quantized layers that share one weight, calibrated and written through the library's own entry points (not
+    /// the pipeline, which canonicalizes first): both are quantized in the file, as in Q, each with its own scales.
+    /// </summary>
+    [Fact]
+    public void Two_quantized_layers_sharing_a_weight_are_both_quantized_in_the_written_model()
+    {
+        var model = SharedModel();
+        using var images = randn(16, 1, 8, 8, generator: new TorchSharp.torch.Generator(0).manual_seed(2));
+        using var calibrated = Sadg.Reconstruction.ModelCalibration.Calibrate(model, images, new QuantizationOptions { Iterations = 0 });
+        var outcome = ModelQuantizer.Write(calibrated);
+        Assert.Equal(["conv0", "conv_a", "conv_b", "fc"], outcome.Layers.Select(l => l.Node));
+        var nodes = outcome.QdqModel.Graph.Node.ToDictionary(n => n.Name);
+        var initializers = Initializers(outcome.QdqModel);
+        foreach (string conv in new[] { "conv_a", "conv_b" })
+            Assert.False(initializers.TryGetValue(nodes[conv].Input[1], out var w) && (DataType)w.DataType == DataType.Float, conv + " reads a float weight");
 
         using var scope = NewDisposeScope();
         calibrated.Quantized.SetTraining(false);
