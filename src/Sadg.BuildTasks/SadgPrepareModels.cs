@@ -67,9 +67,10 @@ namespace Sadg.BuildTasks
                 ProjectLocation.LogProblems(Log, ProjectFileForErrors, m, problems);
                 models.Add(m);
             }
-            CheckUnique(models, m => m.LogicalName, "LogicalName");
-            CheckUnique(models, m => m.AccessorName, "AccessorName");
-            CheckUnique(models, m => m.FullPath, "model file");
+            // Names that differ only in case are one file where Embed="false" copies them, on Windows and macOS.
+            CheckUnique(models, m => m.LogicalName, "LogicalName", StringComparer.OrdinalIgnoreCase);
+            CheckUnique(models, m => m.AccessorName, "AccessorName", StringComparer.Ordinal);
+            CheckUnique(models, m => m.FullPath, "model file", StringComparer.Ordinal);
             if (Log.HasLoggedErrors) return false;
 
             string dir = Path.GetFullPath(IntermediateDirectory);
@@ -131,9 +132,9 @@ namespace Sadg.BuildTasks
             File.Delete(output);
         }
 
-        private void CheckUnique(List<ModelItem> models, Func<ModelItem, string> key, string what)
+        private void CheckUnique(List<ModelItem> models, Func<ModelItem, string> key, string what, StringComparer comparer)
         {
-            foreach (var group in models.GroupBy(key, StringComparer.Ordinal).Where(g => g.Count() > 1))
+            foreach (var group in models.GroupBy(key, comparer).Where(g => g.Count() > 1))
             {
                 var first = group.First();
                 ProjectLocation.LogProblems(Log, ProjectFileForErrors, first, new[]

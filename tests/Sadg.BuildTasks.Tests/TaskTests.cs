@@ -368,6 +368,17 @@ public sealed class TaskTests : IDisposable
     }
 
     [Fact]
+    public void LogicalNamesThatDifferOnlyInCaseAreOneName()
+    {
+        var p = Prepare(Item("Models/resnet20.onnx", ("LogicalName", "models/net.onnx")),
+            Item("Models/my-model.v2.onnx", ("LogicalName", "Models/Net.onnx"), ("Embed", "false")));
+        Assert.False(p.Execute());
+        var error = Assert.Single(_engine.Errors);
+        Assert.Equal("SADG1602", error.Code);
+        Assert.Contains("LogicalName", error.Message);
+    }
+
+    [Fact]
     public void AStampThatCannotBeWrittenIsAnErrorNotASuccess()
     {
         var first = Prepare(Item("Models/resnet20.onnx"));
