@@ -188,10 +188,47 @@ public class CacheTests
         Models.Save(Models.Tiny(1), folder, "m.onnx");
         var pipeline = new FixedPipeline();
         Assert.Equal(0, (await Quantize(folder, pipeline, "a.onnx")).ExitCode);
-        var r = await Quantize(folder, pipeline, "b.onnx", "--no-cache");
+        var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File("b.onnx"), "--device", "cpu", "--no-cache"], Services(pipeline));
         Assert.True(r.ExitCode == 0, r.Err);
         Assert.Equal(2, pipeline.Calls);
         Assert.DoesNotContain("cache hit", r.Out);
+
+        // With --cache-dir as well, one of the two would be ignored: a usage error, before anything runs.
+        var both = await Quantize(folder, pipeline, "c.onnx", "--no-cache");
+        Assert.Equal(2, both.ExitCode);
+        Assert.Contains("error SADG1501: --no-cache turns the cache off and --cache-dir names its folder", both.Err);
+        Assert.Equal(2, pipeline.Calls);
+    }
+
+    [Fact]
+    public async Task An_output_folder_that_cannot_be_made_leaves_no_report_folder_behind()
+    {
+        using var folder = WithModelAndBlockingFile("afile");
+        var pipeline = new FixedPipeline();
+        var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File("afile/out.onnx"), "--report", folder.File("newreport"),
+            "--device", "cpu", "--no-cache"], Services(pipeline));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1201", r.Err);
+        Assert.False(Directory.Exists(folder.File("newreport")));
+        Assert.Equal(0, pipeline.Calls);
+    }
+
+    [Theory]
+    [InlineData("report/report.md")]
+    [InlineData("report/synthetic.png")]
+    [InlineData("report")]
+    [InlineData("out/")]
+    public async Task An_output_the_report_would_overwrite_or_a_folder_is_refused_before_anything_runs(string output)
+    {
+        using var folder = new TempFolder();
+        Models.Save(Models.Tiny(1), folder, "m.onnx");
+        var pipeline = new FixedPipeline();
+        var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File(output), "--report", folder.File("report"),
+            "--device", "cpu", "--no-cache"], Services(pipeline));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1503: -o '", r.Err);
+        Assert.Equal(0, pipeline.Calls);
+        Assert.Equal(["m.onnx"], Directory.GetFileSystemEntries(folder.Path).Select(Path.GetFileName));
     }
 
     [Fact]

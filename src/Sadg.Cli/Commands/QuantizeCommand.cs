@@ -34,6 +34,12 @@ public static class QuantizeCommand
         };
         foreach (var option in settings.All) command.Options.Add(option);
         foreach (var option in new Option[] { cacheDir, noCache, report }) command.Options.Add(option);
+        // One of them would be ignored: say so at parse time (a usage error, exit 2).
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(noCache) && result.GetResult(cacheDir) is { Implicit: false })
+                result.AddError($"{RunSchema.NoCache.Flag} turns the cache off and {RunSchema.CacheDir.Flag} names its folder; give one of them.");
+        });
         command.SetAction(CliApp.Guard(services, async (console, parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -73,10 +79,12 @@ public static class QuantizeCommand
             var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
             string? cache = parse.GetValue(noCache) ? null : ResolveCache(parse.GetValue(cacheDir), modelPath, services, console);
             string? reportPath = parse.GetValue(report);
+            if (reportPath is not null) CheckOutputBesideReport(outputPath, reportPath);
+            // Every check that does not need the pipeline is made before it runs: the output's folder first, so that a
+            // failure there leaves no report folder behind.
+            AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
             if (reportPath is not null) AtomicFile.CheckWritable(reportPath, "the --report folder");
-            // Every check that does not need the pipeline is made before it runs: the output's folder too.
-            AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
 
             var request = new QuantizationRequest(modelPath, onnx, input, chosen, calibrationSet, torchDevice, cache, reportPath)
             { Standardization = standardization, ValidationData = validationSet, ModelBytes = modelBytes };
@@ -259,10 +267,21 @@ public static class QuantizeCommand
         }
     }
 
+    /// <summary>Refuses an -o that is the report folder or one of the files the report writes there (the report would replace the model).</summary>
+    static void CheckOutputBesideReport(string outputPath, string reportPath)
+    {
+        string output = Path.GetFullPath(outputPath), folder = Path.GetFullPath(reportPath).TrimEnd(Path.DirectorySeparatorChar);
+        string[] reportFiles = [LibraryQuantizationPipeline.ReportJson, LibraryQuantizationPipeline.ReportMarkdown, LibraryQuantizationPipeline.SyntheticPng];
+        if (output == folder || (Path.GetDirectoryName(output) == folder && reportFiles.Contains(Path.GetFileName(output))))
+            throw new SadgException(SadgErrorCode.OutputInvalid,
+                $"-o '{outputPath}' is {(output == folder ? "the --report folder" : "a file the report writes")} ('{reportPath}' holds " +
+                $"{string.Join(", ", reportFiles)}); write the model elsewhere.", outputPath);
+    }
+
     static string ResolveOutput(string modelPath, string? output, int bits)
     {
         string path = output ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, $"{Path.GetFileNameWithoutExtension(modelPath)}.q{bits}.onnx");
-        if (Directory.Exists(path))
+        if (Directory.Exists(path) || path.EndsWith(Path.DirectorySeparatorChar) || path.EndsWith(Path.AltDirectorySeparatorChar))
             throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{path}' is a folder; give the path of the .onnx file to write.", path);
         if (FilePaths.SameFile(path, modelPath))
             throw new SadgException(SadgErrorCode.OutputInvalid,
