@@ -33,19 +33,36 @@ public static class AtomicFile
     /// <summary>
     /// Writes a folder atomically: <paramref name="fill"/> writes the files into a fresh hidden sibling folder, which
     /// is then renamed into place, so an interrupted write leaves nothing. <paramref name="folder"/> must not exist or
-    /// be empty (the caller checks, with its own message).
+    /// be empty (the caller checks, with its own message). An empty folder that exists is kept (it may be a mount
+    /// point, or some shell's current folder): the finished files are renamed into it one by one, and on a failure the
+    /// ones already there are removed again.
     /// </summary>
     public static void WriteFolder(string folder, Action<string> fill)
     {
-        string full = Path.GetFullPath(folder);
+        string full = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
         string tmp = Beside(full, "tmp");
+        var moved = new List<string>();
         Publish(folder, () =>
         {
             Directory.CreateDirectory(tmp);
             fill(tmp);
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
-        }, () => TryDelete(tmp));
+            if (!Directory.Exists(full))
+            {
+                Directory.Move(tmp, full);
+                return;
+            }
+            foreach (string file in Directory.GetFiles(tmp))
+            {
+                string target = Path.Combine(full, Path.GetFileName(file));
+                File.Move(file, target);
+                moved.Add(target);
+            }
+            Directory.Delete(tmp);
+        }, () =>
+        {
+            foreach (string file in moved) TryDelete(file);
+            TryDelete(tmp);
+        });
     }
 
     /// <summary>

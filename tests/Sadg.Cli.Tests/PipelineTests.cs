@@ -266,6 +266,45 @@ public class PipelineTests
         Assert.False(Directory.Exists(folder.File("bad")));
     }
 
+    [Theory]
+    [InlineData("tensors")]
+    [InlineData("npy")]
+    public async Task Generate_into_an_existing_empty_folder_keeps_that_folder_and_fills_it(string format)
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        string target = folder.File("empty");
+        Directory.CreateDirectory(target);
+        // The folder stays the same folder (it may be a mount point, or a shell's current folder): the same inode.
+        long inode = Inode(target);
+        var r = await CliRunner.RunAsync(Args(["generate", model, "-o", target, "--format", format]));
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Equal(inode, Inode(target));
+        Assert.Contains("synthetic.png", Directory.GetFiles(target).Select(Path.GetFileName));
+        Assert.Empty(Directory.GetFileSystemEntries(folder.Path, ".*")); // no temporary left beside it
+
+        static long Inode(string path)
+        {
+            var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
+            string text = stat.StandardOutput.ReadToEnd();
+            stat.WaitForExit();
+            return long.Parse(text.Trim());
+        }
+    }
+
+    [Fact]
+    public async Task Generate_to_a_folder_that_cannot_be_made_fails_before_generating()
+    {
+        using var folder = new TempFolder();
+        string model = SmallModel(folder);
+        File.WriteAllText(folder.File("afile"), "a file where a folder is needed");
+        var r = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("afile/gen")]));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1201", r.Err);
+        Assert.Contains("nothing was run", r.Err);
+        Assert.DoesNotContain("generating images", r.Err);
+    }
+
     /// <summary>
     /// Reads an .npy file as NumPy's format specification defines version 1.0: magic, version, header length, a dict
     /// literal padded to 64 bytes; returns the dtype, the shape and the data bytes, checking C order.

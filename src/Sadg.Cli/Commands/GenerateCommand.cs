@@ -66,6 +66,9 @@ public static class GenerateCommand
             if (Directory.Exists(outputPath) && Directory.EnumerateFileSystemEntries(outputPath).Any())
                 throw new SadgException(SadgErrorCode.OutputInvalid, $"-o '{outputPath}' exists and is not empty; give a new or empty folder.", outputPath);
 
+            // Before any generation: the folder -o is made in must take files.
+            AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath).TrimEnd(Path.DirectorySeparatorChar))!, "the folder of -o");
+
             var (onnx, input) = SharedOptions.LoadClassifier(modelPath, chosen.InputShape);
             var torchDevice = DeviceChoice.ResolveTorch(chosen.Device, console);
             var request = new GenerationRequest(modelPath, onnx, input, chosen, torchDevice)
@@ -85,12 +88,15 @@ public static class GenerateCommand
         return command;
     }
 
-    /// <summary>Writes <see cref="ImagesNpy"/>, <see cref="LabelsNpy"/> and the PNG grid into <paramref name="folder"/>, each atomically.</summary>
-    static void SaveNpy(ImageSet images, string folder, byte[] png, CancellationToken cancellationToken)
-    {
-        AtomicFile.Write(Path.Combine(folder, LabelsNpy), s => Npy.WriteInt64(s, images.Labels.Select(l => (long)l).ToArray(), [images.Count]));
-        cancellationToken.ThrowIfCancellationRequested();
-        AtomicFile.Write(Path.Combine(folder, ImagesNpy), s => Npy.WriteFloat32(s, images.Images, images.Shape));
-        AtomicFile.Write(Path.Combine(folder, SyntheticPng), png);
-    }
+    /// <summary>Writes <see cref="ImagesNpy"/>, <see cref="LabelsNpy"/> and the PNG grid into <paramref name="folder"/>, as one folder: all or nothing.</summary>
+    static void SaveNpy(ImageSet images, string folder, byte[] png, CancellationToken cancellationToken) =>
+        AtomicFile.WriteFolder(folder, tmp =>
+        {
+            using (var labels = File.Create(Path.Combine(tmp, LabelsNpy)))
+                Npy.WriteInt64(labels, images.Labels.Select(l => (long)l).ToArray(), [images.Count]);
+            cancellationToken.ThrowIfCancellationRequested();
+            using (var pixels = File.Create(Path.Combine(tmp, ImagesNpy)))
+                Npy.WriteFloat32(pixels, images.Images, images.Shape);
+            File.WriteAllBytes(Path.Combine(tmp, SyntheticPng), png);
+        });
 }
