@@ -260,6 +260,17 @@ public class PipelineTests
         for (int i = 0; i < labels.Length; i++) labels[i] = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(labelData.AsSpan(i * 8));
         Assert.Equal(set.Labels.Select(l => (long)l), labels);
 
+        // An npy folder is for other toolchains: read back as data it is refused, naming the form Sadg reads, not taken
+        // for an image folder of its synthetic.png.
+        var asData = await CliRunner.RunAsync(["evaluate", model, "--data", folder.File("npy")]);
+        Assert.Equal(1, asData.ExitCode);
+        Assert.Contains("error SADG1302", asData.Err);
+        Assert.Contains("--format tensors", asData.Err);
+        // --split is for IDX folders: on a tensor folder it is refused rather than ignored.
+        var split = await CliRunner.RunAsync(["evaluate", model, "--data", folder.File("tensors"), "--split", "train"]);
+        Assert.Equal(1, split.ExitCode);
+        Assert.Contains("error SADG1502: --split applies to IDX folders", split.Err);
+
         var bad = await CliRunner.RunAsync(Args(["generate", model, "-o", folder.File("bad"), "--format", "csv"]));
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("SADG1502", bad.Err);

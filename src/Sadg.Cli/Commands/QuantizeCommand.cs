@@ -229,14 +229,17 @@ public static class QuantizeCommand
         }
     }
 
-    /// <summary>Writes -o and the report files atomically; a failure says where the cached result is.</summary>
+    /// <summary>
+    /// Writes the report files and then -o, each atomically, so that a run that fails writing leaves no model behind
+    /// (a build would embed it); a failure says where the cached result is.
+    /// </summary>
     static void WriteOutputs(string outputPath, byte[] model, string? reportPath, IReadOnlyDictionary<string, byte[]> reportFiles, string? cachedIn)
     {
         try
         {
-            AtomicFile.Write(outputPath, model);
             if (reportPath is not null)
                 foreach (var (name, content) in reportFiles) AtomicFile.Write(Path.Combine(reportPath, name), content);
+            AtomicFile.Write(outputPath, model);
         }
         catch (SadgException e) when (cachedIn is not null && e.Code == SadgErrorCode.WriteFailed)
         {

@@ -65,20 +65,32 @@ public sealed class ImageSet
                 throw new SadgException(SadgErrorCode.InvalidOptionValue,
                     $"--resize, --crop and --channel-order (Resize, Crop, ChannelOrder) apply to image folders of JPEG or PNG files; '{path}' is {form}, whose images are used as they are.", path);
         }
+        void NotAnIdxFolder(string form)
+        {
+            if (split is not null)
+                throw new SadgException(SadgErrorCode.InvalidOptionValue, $"--split applies to IDX folders (train-*/t10k-* files); '{path}' is {form}.", path);
+        }
         if (File.Exists(Path.Combine(path, HeaderFile)))
         {
             NotAnImageFolder("a tensor folder");
+            NotAnIdxFolder("a tensor folder");
             return LoadTensors(path, limit);
         }
         if (File.Exists(path) && Path.GetFileName(path) == HeaderFile)
         {
             NotAnImageFolder("a tensor folder");
+            NotAnIdxFolder("a tensor folder");
             return LoadTensors(Path.GetDirectoryName(Path.GetFullPath(path))!, limit);
         }
         if (!Directory.Exists(path))
             throw new SadgException(SadgErrorCode.DataNotFound, $"No data folder at '{path}'.", path);
+        if (File.Exists(Path.Combine(path, "images.npy")))
+            throw new SadgException(SadgErrorCode.DataInvalid,
+                $"'{path}' holds images.npy (as `sadg generate --format npy` writes for other toolchains); Sadg reads tensor folders, " +
+                "IDX folders and image folders. Generate with --format tensors (the default) to read the images back.", path);
         if (!Directory.EnumerateFiles(path, "*-idx?-ubyte*").Any() && ImageFolder.IsImageFolder(path))
         {
+            NotAnIdxFolder("an image folder");
             using var read = ImageFolder.Read(path, channels, height, width, limit: limit, resize: resize, crop: crop, channelOrder: channelOrder);
             return new ImageSet(read.Images.contiguous().data<float>().ToArray(), read.Images.shape.Select(d => (int)d).ToArray(),
                 read.Labels.data<long>().Select(l => (int)l).ToArray(), path);
