@@ -43,6 +43,20 @@ public class EvaluateTests
     }
 
     [Fact]
+    public async Task A_model_that_does_not_take_the_data_fails_before_any_model_is_evaluated()
+    {
+        using var folder = new TempFolder();
+        WriteIdx(folder.Path);
+        string a = Models.Save(Models.Tiny(1), folder, "a.onnx");
+        string big = Models.Save(TestModels.ResNet(seed: 3, width: 4, channels: 1, size: 16), folder, "big.onnx");
+        var r = await CliRunner.RunAsync("evaluate", a, big, "--data", folder.Path, "--device", "cpu");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error SADG1302: The data holds 1x8x8 images", r.Err);
+        Assert.Contains("'" + big + "' takes 1x16x16", r.Err);
+        Assert.DoesNotContain("evaluating a.onnx", r.Err);
+    }
+
+    [Fact]
     public async Task Accuracy_and_agreement_match_a_direct_computation()
     {
         using var folder = new TempFolder();

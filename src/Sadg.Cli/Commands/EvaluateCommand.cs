@@ -75,6 +75,8 @@ public static class EvaluateCommand
                 throw new SadgException(SadgErrorCode.DataInvalid,
                     $"'{set.Source}' has images but no class subfolders, so there are no labels to score against. Put each class's images in a subfolder of its own.", set.Source);
             console.Log.Information("Data: {Count} images {Shape} from {Source}.", set.Count, $"{set.Shape[1]}x{set.Shape[2]}x{set.Shape[3]}", set.Source);
+            // Every model must take these images: known now, before the first model's evaluation.
+            for (int m = 0; m < paths.Length; m++) CheckTakes(paths[m], loaded[m].Input, set);
 
             var results = new List<ModelEvaluation>();
             for (int m = 0; m < paths.Length; m++)
@@ -98,13 +100,20 @@ public static class EvaluateCommand
             : throw new SadgException(SadgErrorCode.InvalidOptionValue, $"{what} '{text}' is not a number or a comma-separated list of numbers.");
     }
 
-    public static ModelEvaluation Evaluate(string path, OnnxModel model, ImageInput input, ImageSet set, float[]? meanOverride, float[]? stdOverride,
-        int batchSize, DeviceKind device, CliConsole console, bool announce, CancellationToken cancellationToken)
+    /// <summary>Refuses a model whose input is not the size of the data's images (SADG1302).</summary>
+    static void CheckTakes(string path, ImageInput input, ImageSet set)
     {
         int c = set.Shape[1], h = set.Shape[2], w = set.Shape[3];
         if (input.Channels != c || input.Height != h || input.Width != w)
             throw new SadgException(SadgErrorCode.DataInvalid,
                 $"The data holds {c}x{h}x{w} images ({set.Source}); '{path}' takes {input.Channels}x{input.Height}x{input.Width}.", path);
+    }
+
+    public static ModelEvaluation Evaluate(string path, OnnxModel model, ImageInput input, ImageSet set, float[]? meanOverride, float[]? stdOverride,
+        int batchSize, DeviceKind device, CliConsole console, bool announce, CancellationToken cancellationToken)
+    {
+        int c = set.Shape[1], h = set.Shape[2], w = set.Shape[3];
+        CheckTakes(path, input, set);
 
         // The model's metadata, or the options over it: the same rule the quantizer reads real images with.
         var fromModel = InputStandardization.FromMetadata(model);
