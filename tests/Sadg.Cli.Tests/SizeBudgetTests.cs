@@ -25,6 +25,10 @@ public class SizeBudgetTests
 
         var r = await CliRunner.RunAsync(["quantize", model, "-o", output, .. Tiny, "--report", report, "--size-budget", "0.3"]);
         Assert.True(r.ExitCode == 0, r.Err);
+        // Both measurements of every layer show their progress: four candidate bit widths, then the report's sensitivity.
+        Assert.Matches(@"searching the size budget \(layer sensitivities\): 0% \(0/\d+\)", r.Err);
+        Assert.Contains("searching the size budget (layer sensitivities): done", r.Err);
+        Assert.Contains("measuring layer sensitivity: done", r.Err);
         var json = QuantizationReport.FromJson(File.ReadAllText(Path.Combine(report, "report.json")));
         var budget = json.SizeBudget!;
         Assert.Equal("0.3", json.Options["size_budget"]);

@@ -125,7 +125,8 @@ public static class QuantizationPipeline
             IReadOnlyList<LayerSensitivity> measured = [];
             if (options.SizeBudget is not null)
             {
-                (quantization, budget, measured) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken);
+                using (var stage = new LazyStage(reporter, "searching the size budget (layer sensitivities)"))
+                    (quantization, budget, measured) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken, stage.Report);
                 timings.Add(clock.Finish("size budget search"));
                 clock.Restart();
             }
@@ -142,7 +143,8 @@ public static class QuantizationPipeline
             if (options.MeasureSensitivity)
             {
                 clock.Restart();
-                sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken, known: measured);
+                using (var stage = new LazyStage(reporter, "measuring layer sensitivity"))
+                    sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken, known: measured, stage.Report);
                 timings.Add(clock.Finish("layer sensitivity"));
             }
 

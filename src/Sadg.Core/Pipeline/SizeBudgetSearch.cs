@@ -56,8 +56,11 @@ public static class SizeBudgetSearch
     /// at its chosen bits (what the report's sensitivity pass would measure again).
     /// </summary>
     /// <param name="model">The model (given its input shape), before BatchNorm folding.</param>
+    /// <param name="progress">Called after each layer measured with the measurements done and their number (every
+    /// free layer at every candidate bit width).</param>
     public static (QuantizationOptions Options, SizeBudgetResult Result, IReadOnlyList<LayerSensitivity> Measured) Run(OnnxModel model,
-        Tensor images, PipelineOptions options, Device? device = null, CancellationToken cancellationToken = default)
+        Tensor images, PipelineOptions options, Device? device = null, CancellationToken cancellationToken = default,
+        Action<int, int>? progress = null)
     {
         var budget = options.SizeBudget ?? throw new ArgumentException("No size budget is set.", nameof(options));
         var folded = BatchNormFolding.Fold(model);
@@ -75,13 +78,15 @@ public static class SizeBudgetSearch
             Exclude = [.. quantization.Layers.Exclude, .. groups.Where(g => g.Fixed).SelectMany(g => g.Nodes)],
         };
         var byBits = new Dictionary<int, Dictionary<string, LayerSensitivity>>();
-        foreach (int bits in Candidates)
+        for (int k = 0; k < Candidates.Count; k++)
         {
+            int bits = Candidates[k], round = k;
             var all = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var g in items)
                 foreach (var node in g.Nodes) all[node] = bits;
             byBits[bits] = SensitivityAnalysis.Measure(folded, images, quantization with { Layers = measureOnly with { WeightBits = all } },
-                device, cancellationToken).ToDictionary(l => l.Node, StringComparer.Ordinal);
+                device, cancellationToken, progress: progress is null ? null : new Action<int, int>((done, total) => progress(round * total + done, Candidates.Count * total)))
+                .ToDictionary(l => l.Node, StringComparer.Ordinal);
         }
         var sqnr = items.ToDictionary(g => g, g => Candidates.ToDictionary(b => b, b => byBits[b][g.Nodes[0]].SqnrDb));
         var knapsack = items.Select(g => new BitItem(g.Nodes[0], Candidates.Select(b =>

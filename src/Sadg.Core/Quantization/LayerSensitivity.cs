@@ -29,8 +29,10 @@ public static class SensitivityAnalysis
     /// <param name="images">Images [N, C, H, W] as the model is fed; the first <see cref="MaxImages"/> are used.</param>
     /// <param name="known">Layers already measured on the same images (e.g. by the size-budget search): a layer whose
     /// node and bits match one of them is taken as it is, not measured again.</param>
+    /// <param name="progress">Called after each layer with the layers done and their number.</param>
     public static IReadOnlyList<LayerSensitivity> Measure(OnnxModel foldedModel, Tensor images, QuantizationOptions options,
-        Device? device = null, CancellationToken cancellationToken = default, IEnumerable<LayerSensitivity>? known = null)
+        Device? device = null, CancellationToken cancellationToken = default, IEnumerable<LayerSensitivity>? known = null,
+        Action<int, int>? progress = null)
     {
         var reuse = (known ?? []).ToDictionary(l => l.Node, StringComparer.Ordinal);
         options.Validate();
@@ -41,9 +43,11 @@ public static class SensitivityAnalysis
         var reference = Forward(graph, x).to_type(ScalarType.Float64);
         double signal = reference.Square().sum().item<double>();
         var result = new List<LayerSensitivity>();
-        foreach (var (node, weightBits, inputBits) in QuantizedGraph.Plan(graph, options))
+        var plan = QuantizedGraph.Plan(graph, options).ToList();
+        foreach (var (node, weightBits, inputBits) in plan)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            progress?.Invoke(result.Count, plan.Count);
             if (reuse.TryGetValue(node.Name, out var same) && same.WeightBits == weightBits && same.InputBits == inputBits && same.OpType == node.OpType)
             {
                 result.Add(same);
@@ -67,6 +71,7 @@ public static class SensitivityAnalysis
             double sqnr = noise == 0 ? double.PositiveInfinity : 10 * Math.Log10(signal / noise);
             result.Add(new LayerSensitivity(node.Name, node.OpType, weightBits, inputBits, sqnr));
         }
+        progress?.Invoke(result.Count, plan.Count);
         return result;
     }
 
