@@ -213,6 +213,19 @@ public class CacheTests
         Assert.Equal(0, pipeline.Calls);
     }
 
+    [Fact]
+    public async Task A_run_that_fails_leaves_none_of_the_folders_it_made()
+    {
+        using var folder = new TempFolder();
+        Models.Save(Models.Tiny(1), folder, "m.onnx");
+        var pipeline = new FixedPipeline(_ => throw new SadgException(SadgErrorCode.InvalidGraph, "the pipeline failed"));
+        var r = await CliRunner.RunAsync(["quantize", folder.File("m.onnx"), "-o", folder.File("new/deeper/out.onnx"),
+            "--report", folder.File("new/report"), "--device", "cpu", "--no-cache"], Services(pipeline));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("the pipeline failed", r.Err);
+        Assert.Equal(["m.onnx"], Directory.GetFileSystemEntries(folder.Path).Select(Path.GetFileName));
+    }
+
     [Theory]
     [InlineData("report/report.md")]
     [InlineData("report/synthetic.png")]

@@ -81,10 +81,27 @@ public static class QuantizeCommand
             string? reportPath = parse.GetValue(report);
             if (reportPath is not null) CheckOutputBesideReport(outputPath, reportPath);
             // Every check that does not need the pipeline is made before it runs: the output's folder first, so that a
-            // failure there leaves no report folder behind.
-            AtomicFile.CheckWritable(Path.GetDirectoryName(Path.GetFullPath(outputPath))!, "the folder of -o");
+            // failure there leaves no report folder behind. A run that does not finish removes the folders it made.
+            string outputFolder = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
+            var createdFolders = new List<string>(); // the folders of -o's path this run makes, deepest first
+            for (string? dir = outputFolder; dir is not null && !Directory.Exists(dir); dir = Path.GetDirectoryName(dir)) createdFolders.Add(dir);
+            bool outputFolderCreated = createdFolders.Count > 0;
+            AtomicFile.CheckWritable(outputFolder, "the folder of -o");
             bool reportCreated = reportPath is not null && !Directory.Exists(reportPath);
-            if (reportPath is not null) AtomicFile.CheckWritable(reportPath, "the --report folder");
+            void RemoveCreatedFolders()
+            {
+                if (reportCreated && reportPath is not null) AtomicFile.TryDelete(reportPath);
+                // Each only when empty: it may hold what this run did not make.
+                try { foreach (string dir in createdFolders) Directory.Delete(dir); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
+            try { if (reportPath is not null) AtomicFile.CheckWritable(reportPath, "the --report folder"); }
+            catch
+            {
+                RemoveCreatedFolders();
+                throw;
+            }
 
             var request = new QuantizationRequest(modelPath, onnx, input, chosen, calibrationSet, torchDevice, cache, reportPath)
             { Standardization = standardization, ValidationData = validationSet, ModelBytes = modelBytes };
@@ -124,10 +141,10 @@ public static class QuantizeCommand
                 console.Out.WriteLine(Outcome(modelPath, chosen, bytes.LongLength, result.ReportFiles, cacheHit: false));
                 return ExitCodes.Ok;
             }
-            catch when (reportCreated && reportPath is not null)
+            catch when (reportCreated || outputFolderCreated)
             {
-                // Leave no trace of a run that did not finish: remove the report folder this run created.
-                try { Directory.Delete(reportPath, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                // Leave no trace of a run that did not finish: remove the folders this run created.
+                RemoveCreatedFolders();
                 throw;
             }
         }));
