@@ -42,14 +42,17 @@ namespace Sadg.BuildTasks
             var info = new FileInfo(path);
             string id = info.FullName + "\t" + info.Length.ToString(CultureInfo.InvariantCulture) + "\t" +
                         info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture);
-            if (!_memo.TryGetValue(id, out string? hash))
-            {
-                using (var sha = SHA256.Create())
-                using (var stream = File.OpenRead(path))
-                    hash = Hex(sha.ComputeHash(stream));
-            }
+            if (!_memo.TryGetValue(id, out string? hash)) hash = Sha256(path);
             _used[id] = hash!;
             return hash!;
+        }
+
+        /// <summary>The SHA-256 (hex) of a file's content, read now.</summary>
+        internal static string Sha256(string path)
+        {
+            using (var sha = SHA256.Create())
+            using (var stream = File.OpenRead(path))
+                return Hex(sha.ComputeHash(stream));
         }
 
         /// <summary>
@@ -106,6 +109,6 @@ namespace Sadg.BuildTasks
             catch (UnauthorizedAccessException) { }
         }
 
-        private static string Hex(byte[] bytes) => string.Concat(bytes.Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
+        internal static string Hex(IEnumerable<byte> bytes) => string.Concat(bytes.Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
     }
 }

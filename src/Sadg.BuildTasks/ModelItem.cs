@@ -173,8 +173,7 @@ namespace Sadg.BuildTasks
         private static string ShortHash(string text)
         {
             using var sha = SHA256.Create();
-            byte[] hash = sha.ComputeHash(Encoding.UTF8.GetBytes(text));
-            return string.Concat(hash.Take(4).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
+            return InputHashes.Hex(sha.ComputeHash(Encoding.UTF8.GetBytes(text)).Take(4));
         }
 
         internal static bool IsIdentifier(string text) =>

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
-using System.Linq;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 using Sadg.Options;
@@ -210,11 +209,7 @@ namespace Sadg.BuildTasks
         {
             try
             {
-                string hash;
-                using (var sha = System.Security.Cryptography.SHA256.Create())
-                using (var stream = File.OpenRead(_toolOutput))
-                    hash = string.Concat(sha.ComputeHash(stream).Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
-                SadgPrepareModels.WriteIfDifferent(SadgPrepareModels.RecordFile(OutputFile), hash + "\n");
+                SadgPrepareModels.WriteIfDifferent(SadgPrepareModels.RecordFile(OutputFile), InputHashes.Sha256(_toolOutput) + "\n");
                 for (int attempt = 0; ; attempt++)
                 {
                     try

@@ -61,13 +61,3 @@ public sealed class WarningRecorder(IPipelineReporter inner) : IPipelineReporter
         inner.Warning(warning);
     }
 }
-
-/// <summary>A stage whose total is known only when its first progress comes: begun then, ended when disposed.</summary>
-public sealed class LazyStage(IPipelineReporter reporter, string name) : IDisposable
-{
-    IPipelineStage? stage;
-
-    public void Report(int done, int total) => (stage ??= reporter.Stage(name, total)).Report(done);
-
-    public void Dispose() => stage?.Dispose();
-}

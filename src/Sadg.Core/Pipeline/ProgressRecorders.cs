@@ -36,15 +36,24 @@ internal sealed class GenerationRecorder(IPipelineReporter reporter, string? nam
     }
 }
 
+/// <summary>A stage whose total is known only when its first progress comes: begun then, ended when disposed.</summary>
+internal sealed class LazyStage(IPipelineReporter reporter, string name) : IDisposable
+{
+    IPipelineStage? stage;
+
+    public void Report(long done, long total) => (stage ??= reporter.Stage(name, total)).Report(done);
+
+    public void Dispose() => stage?.Dispose();
+}
+
 /// <summary>Turns reconstruction progress into one stage over all blocks' steps, and keeps the first and last losses.</summary>
 internal sealed class ReconstructionRecorder(IPipelineReporter reporter, string name) : IProgress<ReconstructionProgress>
 {
-    IPipelineStage? stage;
+    readonly LazyStage stage = new(reporter, name);
     IReadOnlyDictionary<string, double>? first, last;
 
     public void Report(ReconstructionProgress value)
     {
-        stage ??= reporter.Stage(name, (long)value.Blocks * Math.Max(1, value.Steps));
         if (value.Steps > 0)
         {
             var losses = new SortedDictionary<string, double>(StringComparer.Ordinal)
@@ -56,12 +65,12 @@ internal sealed class ReconstructionRecorder(IPipelineReporter reporter, string 
             first ??= losses;
             last = losses;
         }
-        stage.Report((long)(value.Block - 1) * Math.Max(1, value.Steps) + Math.Max(1, value.Step));
+        stage.Report((long)(value.Block - 1) * Math.Max(1, value.Steps) + Math.Max(1, value.Step), (long)value.Blocks * Math.Max(1, value.Steps));
     }
 
     public void Finish(List<StageLosses> losses, string stageName = "reconstruction")
     {
-        stage?.Dispose();
+        stage.Dispose();
         if (first is not null && last is not null) losses.Add(new StageLosses(stageName, first, last));
     }
 }
@@ -69,21 +78,20 @@ internal sealed class ReconstructionRecorder(IPipelineReporter reporter, string 
 /// <summary>Turns the output tuning's progress into a stage, and keeps its first and last losses.</summary>
 internal sealed class TuningRecorder(IPipelineReporter reporter, string name) : IProgress<TuningProgress>
 {
-    IPipelineStage? stage;
+    readonly LazyStage stage = new(reporter, name);
     IReadOnlyDictionary<string, double>? first, last;
 
     public void Report(TuningProgress value)
     {
-        stage ??= reporter.Stage(name, value.Steps);
         var losses = new SortedDictionary<string, double>(StringComparer.Ordinal) { ["output"] = value.Loss };
         first ??= losses;
         last = losses;
-        stage.Report(value.Step);
+        stage.Report(value.Step, value.Steps);
     }
 
     public void Finish(List<StageLosses> losses, string stageName)
     {
-        stage?.Dispose();
+        stage.Dispose();
         if (first is not null && last is not null) losses.Add(new StageLosses(stageName, first, last));
     }
 }

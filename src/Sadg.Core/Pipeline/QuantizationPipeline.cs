@@ -126,7 +126,7 @@ public static class QuantizationPipeline
             if (options.SizeBudget is not null)
             {
                 using (var stage = new LazyStage(reporter, "searching the size budget (layer sensitivities)"))
-                    (quantization, budget, measured) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken, stage.Report);
+                    (quantization, budget, measured) = SizeBudgetSearch.Run(model, images.Images, options, device, cancellationToken, (done, total) => stage.Report(done, total));
                 timings.Add(clock.Finish("size budget search"));
                 clock.Restart();
             }
@@ -144,7 +144,7 @@ public static class QuantizationPipeline
             {
                 clock.Restart();
                 using (var stage = new LazyStage(reporter, "measuring layer sensitivity"))
-                    sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken, known: measured, stage.Report);
+                    sensitivity = SensitivityAnalysis.Measure(outcome.FoldedModel, images.Images, quantization, device, cancellationToken, known: measured, (done, total) => stage.Report(done, total));
                 timings.Add(clock.Finish("layer sensitivity"));
             }
 

@@ -44,7 +44,7 @@ public sealed record RuntimeCheck(string Runtime, int Images, double? Top1Agreem
 /// <summary>A coded warning as report.json keeps it: <c>{"code": "SADG2001", "message": "…"}</c>.</summary>
 public sealed record ReportedWarning(string Code, string Message)
 {
-    public static ReportedWarning From(SadgWarning warning) => new($"SADG{(int)warning.Code:D4}", warning.Message);
+    public static ReportedWarning From(SadgWarning warning) => new(Sadg.Options.DiagnosticFormat.Code((int)warning.Code), warning.Message);
 
     /// <summary>The warning again; null for a code this version does not know.</summary>
     public SadgWarning? ToWarning() =>
